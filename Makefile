@@ -1,0 +1,40 @@
+# Offsite — the two commands are `make demo` and `make test`.
+GO      ?= go
+BIN     := bin
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+
+.PHONY: all build build-arm64 demo test lint vet fmt clean
+
+all: build
+
+## build: the gateway binary (pure Go) into bin/offsite
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/offsite ./gateway
+
+## build-arm64: the gateway for Kunpeng (linux/arm64) into bin/offsite-linux-arm64
+build-arm64:
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/offsite-linux-arm64 ./gateway
+
+## demo: install what is missing, build, run the whole gateway in demo mode until Ctrl-C
+demo:
+	scripts/deps.sh demo
+	$(MAKE) build
+	$(BIN)/offsite demo --data ./demo-data
+
+## test: every check and test with real PostgreSQL (and the other services) on loopback
+test:
+	scripts/test.sh
+
+vet:
+	$(GO) vet ./...
+
+lint:
+	scripts/deps.sh test
+	$(BIN)/staticcheck ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf $(BIN) artifacts
