@@ -30,6 +30,8 @@ type Profile struct {
 
 	// Source is where the profile was loaded from ("embedded:NAME.yml" or a file path).
 	Source string `yaml:"-" json:"source"`
+
+	idLine int // line of the id key in Source, for duplicate-id errors
 }
 
 // Firmware lists the versions a profile covers. A device whose version is in Bad, or matches
@@ -61,6 +63,15 @@ type Decoder struct {
 	ByteOrder string  `yaml:"byte_order,omitempty" json:"byte_order,omitempty"`
 	Length    int     `yaml:"length,omitempty" json:"length,omitempty"`
 	Fields    []Field `yaml:"fields" json:"fields"`
+
+	// Magic is the hex of bytes every binary frame starts with (e.g. "aa55"), optional.
+	Magic string `yaml:"magic,omitempty" json:"magic,omitempty"`
+	// OpenMetrics (JSON only) takes every numeric entry of the object at ValuesPath as a
+	// reading named by its key, instead of a fixed list of Fields. Used by generic-json, whose
+	// metric names are chosen by the device; metrics the profile declares still get their
+	// unit and range.
+	OpenMetrics bool   `yaml:"open_metrics,omitempty" json:"open_metrics,omitempty"`
+	ValuesPath  string `yaml:"values_path,omitempty" json:"values_path,omitempty"`
 }
 
 // Field maps one part of a payload to a metric: value = raw*scale + offset.
@@ -75,6 +86,9 @@ type Field struct {
 	Scale    float64 `yaml:"scale,omitempty" json:"scale,omitempty"`
 	Add      float64 `yaml:"add,omitempty" json:"add,omitempty"`
 	Optional bool    `yaml:"optional,omitempty" json:"optional,omitempty"`
+	// Bit (binary decoder) takes one bit of the raw integer, 0 = least significant, so a
+	// flags byte can feed one 0/1 metric per flag. Scale and Add apply after.
+	Bit *int `yaml:"bit,omitempty" json:"bit,omitempty"`
 }
 
 // Metric is one measured quantity with its unit and valid range.
@@ -100,9 +114,13 @@ type Rule struct {
 	Severity   string   `yaml:"severity" json:"severity"`           // info minor major critical
 	Department string   `yaml:"department,omitempty" json:"department,omitempty"`
 	Message    string   `yaml:"message,omitempty" json:"message,omitempty"`
+	// During limits the rule to a daily local-time window "HH:MM-HH:MM" (may wrap midnight,
+	// e.g. "22:00-06:00"); empty means all day.
+	During string `yaml:"during,omitempty" json:"during,omitempty"`
 }
 
-// RTSPSpec holds a camera model's URL templates. Placeholders: {host} {port} {channel}.
+// RTSPSpec holds a camera model's URL templates. Placeholders: {host} {port} {channel}
+// {path}. Credentials are never part of a template; streams/ adds them.
 type RTSPSpec struct {
 	Main        string `yaml:"main" json:"main"`
 	Sub         string `yaml:"sub,omitempty" json:"sub,omitempty"`
