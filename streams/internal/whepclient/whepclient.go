@@ -1,0 +1,307 @@
+// Package whepclient is a WHEP viewer made with pion, for the tests and the benchmark: it
+// posts an offer, plays the answer, and checks what arrives (keyframe first, SPS/PPS in-band).
+// It binds to loopback only.
+package whepclient
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bluenviron/gortsplib/v4/pkg/format/rtph264"
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/logging"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+)
+
+// NewAPI returns a pion API for loopback viewers (UDP, or ICE-TCP only if tcp).
+func NewAPI(tcp bool) (*webrtc.API, error) {
+	me := &webrtc.MediaEngine{}
+	if err := me.RegisterCodec(webrtc.RTPCodecParameters{
+		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
+			SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"},
+		PayloadType: 102,
+	}, webrtc.RTPCodecTypeVideo); err != nil {
+		return nil, err
+	}
+	if err := me.RegisterCodec(webrtc.RTPCodecParameters{
+		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypePCMU, ClockRate: 8000, Channels: 1},
+		PayloadType:        0,
+	}, webrtc.RTPCodecTypeAudio); err != nil {
+		return nil, err
+	}
+	lf := logging.NewDefaultLoggerFactory()
+	lf.DefaultLogLevel = logging.LogLevelError
+	se := webrtc.SettingEngine{LoggerFactory: lf}
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	if tcp {
+		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeTCP4})
+	} else {
+		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	}
+	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se),
+		webrtc.WithInterceptorRegistry(&interceptor.Registry{})), nil
+}
+
+// Client is one viewer.
+type Client struct {
+	API      *webrtc.API
+	Endpoint string // http://…/api/v1/cameras/{id}/whep
+	Token    string
+	Audio    bool // also ask for audio
+	// DecodeAll keeps depacketizing after the first keyframe (tests); the benchmark stops
+	// after it to spare CPU.
+	DecodeAll bool
+	// OnFrame, if set, is called with the RTP timestamp and arrival of each complete video frame.
+	OnFrame func(ts uint32, at time.Time)
+
+	pc       *webrtc.PeerConnection
+	location string
+	posted   time.Time
+
+	mu             sync.Mutex
+	firstKey       time.Duration // POST → first keyframe complete
+	connectedAfter time.Duration
+	firstWasKey    bool
+	firstHadParams bool
+	gotFirst       bool
+	frames         atomic.Int64
+	keyframes      atomic.Int64
+	packets        atomic.Int64
+	audioPackets   atomic.Int64
+	state          atomic.Int32
+	frameCh        chan struct{}
+}
+
+// Start posts the offer and sets the answer.
+func (c *Client) Start(ctx context.Context) error {
+	if c.API == nil {
+		api, err := NewAPI(false)
+		if err != nil {
+			return err
+		}
+		c.API = api
+	}
+	c.frameCh = make(chan struct{}, 1)
+	pc, err := c.API.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return err
+	}
+	c.pc = pc
+	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+		return err
+	}
+	if c.Audio {
+		if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeAudio, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+			return err
+		}
+	}
+	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
+		c.state.Store(int32(s))
+		if s == webrtc.PeerConnectionStateConnected {
+			c.mu.Lock()
+			c.connectedAfter = time.Since(c.posted)
+			c.mu.Unlock()
+		}
+	})
+	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		if tr.Kind() == webrtc.RTPCodecTypeAudio {
+			go c.readAudio(tr)
+			return
+		}
+		go c.readVideo(tr)
+	})
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		return err
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(offer); err != nil {
+		return err
+	}
+	select {
+	case <-gathered:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	c.posted = time.Now()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, c.Endpoint, bytes.NewBufferString(pc.LocalDescription().SDP))
+	req.Header.Set("Content-Type", "application/sdp")
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		return &HTTPError{Status: resp.StatusCode, Body: string(body)}
+	}
+	loc, err := resp.Location()
+	if err != nil {
+		return fmt.Errorf("no Location: %w", err)
+	}
+	c.location = loc.String()
+	return pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(body)})
+}
+
+// HTTPError is a refused offer.
+type HTTPError struct {
+	Status int
+	Body   string
+}
+
+func (e *HTTPError) Error() string { return fmt.Sprintf("WHEP %d: %s", e.Status, e.Body) }
+
+// Location is the session resource URL.
+func (c *Client) Location() string { return c.location }
+
+func (c *Client) readAudio(tr *webrtc.TrackRemote) {
+	for {
+		if _, _, err := tr.ReadRTP(); err != nil {
+			return
+		}
+		c.audioPackets.Add(1)
+	}
+}
+
+func (c *Client) readVideo(tr *webrtc.TrackRemote) {
+	dec := &rtph264.Decoder{}
+	_ = dec.Init()
+	buf := make([]byte, 1600)
+	pkt := &rtp.Packet{}
+	decoding := true
+	for {
+		n, _, err := tr.Read(buf)
+		if err != nil {
+			return
+		}
+		data := buf[:n]
+		if decoding {
+			data = append([]byte(nil), data...) // the decoder keeps NALUs until the frame completes
+		}
+		if err := pkt.Unmarshal(data); err != nil {
+			continue
+		}
+		now := time.Now()
+		c.packets.Add(1)
+		if !decoding {
+			if pkt.Marker {
+				c.frames.Add(1)
+				if c.OnFrame != nil {
+					c.OnFrame(pkt.Timestamp, now)
+				}
+			}
+			continue
+		}
+		au, err := dec.Decode(pkt)
+		if err != nil {
+			continue
+		}
+		c.frames.Add(1)
+		if c.OnFrame != nil {
+			c.OnFrame(pkt.Timestamp, now)
+		}
+		key, params := false, 0
+		for _, nalu := range au {
+			switch nalu[0] & 0x1f {
+			case 5:
+				key = true
+			case 7, 8:
+				params++
+			}
+		}
+		c.mu.Lock()
+		if !c.gotFirst {
+			c.gotFirst, c.firstWasKey, c.firstHadParams = true, key, params == 2
+		}
+		if key {
+			c.keyframes.Add(1)
+			if c.firstKey == 0 {
+				c.firstKey = now.Sub(c.posted)
+			}
+			if !c.DecodeAll {
+				decoding = false
+			}
+		}
+		c.mu.Unlock()
+		select {
+		case c.frameCh <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Stats is what a viewer saw.
+type Stats struct {
+	Frames, Keyframes, Packets, AudioPackets int64
+	FirstFrameWasKeyframe                    bool
+	FirstKeyframeHadSPSPPS                   bool
+	FirstKeyframe                            time.Duration // since POST
+	Connected                                time.Duration // since POST
+	State                                    webrtc.PeerConnectionState
+}
+
+// Stats returns the counters.
+func (c *Client) Stats() Stats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return Stats{Frames: c.frames.Load(), Keyframes: c.keyframes.Load(), Packets: c.packets.Load(),
+		AudioPackets: c.audioPackets.Load(), FirstFrameWasKeyframe: c.firstWasKey, FirstKeyframeHadSPSPPS: c.firstHadParams,
+		FirstKeyframe: c.firstKey, Connected: c.connectedAfter, State: webrtc.PeerConnectionState(c.state.Load())}
+}
+
+// WaitFrames waits until at least n video frames arrived.
+func (c *Client) WaitFrames(ctx context.Context, n int64) error {
+	for c.frames.Load() < n {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("got %d of %d frames: %w", c.frames.Load(), n, ctx.Err())
+		case <-c.frameCh:
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// Close ends the session with a WHEP DELETE (if del) and closes the peer.
+func (c *Client) Close(del bool) error {
+	var err error
+	if del && c.location != "" {
+		u, perr := url.Parse(c.Endpoint)
+		if perr == nil {
+			loc, _ := u.Parse(c.location)
+			req, _ := http.NewRequest(http.MethodDelete, loc.String(), nil)
+			if c.Token != "" {
+				req.Header.Set("Authorization", "Bearer "+c.Token)
+			}
+			resp, derr := http.DefaultClient.Do(req)
+			if derr != nil {
+				err = derr
+			} else {
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					err = fmt.Errorf("DELETE: %d", resp.StatusCode)
+				}
+			}
+		}
+	}
+	if c.pc != nil {
+		err = errors.Join(err, c.pc.Close())
+	}
+	return err
+}

@@ -1,0 +1,132 @@
+package streams_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/offsite-gw/offsite/streams"
+	"github.com/offsite-gw/offsite/streams/simcam"
+)
+
+// A pion viewer gets a keyframe first, with SPS/PPS in-band although the camera sends them only
+// in the SDP, and keeps receiving frames; the session ends on DELETE and is audited.
+func TestWHEPViewerKeyframeFirst(t *testing.T) {
+	for _, transport := range []string{"tcp", "udp"} {
+		t.Run(transport, func(t *testing.T) {
+			sim := &simcam.Server{Username: "admin", Password: "cam-pass",
+				Cameras: []simcam.Camera{{Path: "waiting-area", Clip: demoClip(t, "waiting-area"), Audio: true}}}
+			if transport == "udp" {
+				sim.UDPRTPListen, sim.UDPRTCPListen = "127.0.0.1:18000", "127.0.0.1:18001"
+			}
+			startSim(t, sim)
+			r := newRelay(t, nil)
+			require.NoError(t, r.m.AddCamera(streams.CameraConfig{ID: "cam1", URL: sim.URL("waiting-area"),
+				Username: "admin", Password: "cam-pass", Transport: transport}))
+
+			v := r.viewer(t, "cam1")
+			require.NoError(t, v.WaitFrames(ctxT(t, 15*time.Second), 30))
+			st := v.Stats()
+			require.True(t, st.FirstFrameWasKeyframe, "first frame must be a keyframe")
+			require.True(t, st.FirstKeyframeHadSPSPPS, "SPS/PPS must be in-band before the IDR")
+			require.Equal(t, 1, r.whep.Sessions())
+
+			cs, ok := r.m.Camera("cam1")
+			require.True(t, ok)
+			status := cs.Status()
+			require.Equal(t, "online", status.State)
+			require.Equal(t, "H264", status.Codec)
+			require.Equal(t, 640, status.Width)
+			require.Equal(t, "PCMU", status.Audio)
+			require.Nil(t, status.Problem)
+
+			require.NoError(t, v.Close(true))
+			waitFor(t, 5*time.Second, "session to end", func() bool { return r.whep.Sessions() == 0 })
+			ev := r.sessions.all()
+			require.Len(t, ev, 2)
+			require.Equal(t, "start", ev[0].Kind)
+			require.Equal(t, "end", ev[1].Kind)
+			require.Equal(t, "officer", ev[1].User)
+			require.Equal(t, "cam1", ev[1].Camera)
+			require.False(t, ev[1].End.Before(ev[1].Start))
+		})
+	}
+}
+
+// Auth: digest-only and basic-only cameras both work; a wrong password leaves the camera offline
+// with the reason and keeps retrying (backoff covers a failed first connect).
+func TestSourceAuthAndBackoff(t *testing.T) {
+	for _, method := range []string{"basic", "digest"} {
+		t.Run(method, func(t *testing.T) {
+			sim := startSim(t, &simcam.Server{Username: "u", Password: "p@ss#1", AuthMethods: []string{method},
+				Cameras: []simcam.Camera{{Path: "c", Clip: demoClip(t, "hall-entrance")}}})
+			r := newRelay(t, nil)
+			require.NoError(t, r.m.AddCamera(streams.CameraConfig{ID: "good", URL: sim.URL("c"), Username: "u", Password: "p@ss#1", AlwaysOn: true}))
+			require.NoError(t, r.m.AddCamera(streams.CameraConfig{ID: "bad", URL: sim.URL("c"), Username: "u", Password: "wrong", AlwaysOn: true}))
+			waitFor(t, 10*time.Second, "good camera online", func() bool {
+				c, _ := r.m.Camera("good")
+				return c.Status().State == "online"
+			})
+			waitFor(t, 10*time.Second, "bad camera to retry", func() bool {
+				n := 0
+				for _, s := range r.states.get("bad") {
+					if s == streams.StateOffline {
+						n++
+					}
+				}
+				return n >= 3
+			})
+			c, _ := r.m.Camera("bad")
+			require.Contains(t, c.Status().Reason, "retrying in")
+		})
+	}
+}
+
+// An on-demand camera is pulled only while watched and dropped after the idle timeout.
+func TestOnDemandIdle(t *testing.T) {
+	sim := startSim(t, &simcam.Server{Cameras: []simcam.Camera{{Path: "c", Clip: demoClip(t, "hall-entrance")}}})
+	r := newRelay(t, func(m *streams.Manager) { m.IdleTimeout = time.Second })
+	require.NoError(t, r.m.AddCamera(streams.CameraConfig{ID: "od", URL: sim.URL("c")}))
+	cam, _ := r.m.Camera("od")
+	time.Sleep(300 * time.Millisecond)
+	require.Equal(t, "idle", cam.Status().State)
+
+	v := r.viewer(t, "od")
+	require.NoError(t, v.WaitFrames(ctxT(t, 10*time.Second), 5))
+	require.Equal(t, "online", cam.Status().State)
+	require.NoError(t, v.Close(true))
+	waitFor(t, 6*time.Second, "on-demand camera to go idle", func() bool { return cam.Status().State == "idle" })
+}
+
+// H.265 and B-frame streams are refused with a status a person can act on, not a black tile.
+func TestCodecProblems(t *testing.T) {
+	bclip := genClip(t, "bframes-320.h264", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25", "-t", "4",
+		"-c:v", "libx264", "-profile:v", "main", "-bf", "2", "-g", "50", "-pix_fmt", "yuv420p")
+	sim := startSim(t, &simcam.Server{Cameras: []simcam.Camera{
+		{Path: "hevc", Codec: "H265"},
+		{Path: "bframes", Clip: bclip},
+	}})
+	r := newRelay(t, nil)
+	require.NoError(t, r.m.AddCamera(streams.CameraConfig{ID: "hevc", URL: sim.URL("hevc")}))
+	require.NoError(t, r.m.AddCamera(streams.CameraConfig{ID: "bf", URL: sim.URL("bframes")}))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c := r.viewerErr(ctx, "hevc")
+	require.True(t, isHTTPStatus(c, 422), "%v", c)
+	require.Contains(t, c.Error(), "codec_unsupported")
+	require.Contains(t, c.Error(), "H.265 cannot play in browsers over WebRTC; choose the H.264 sub-stream")
+	cam, _ := r.m.Camera("hevc")
+	st := cam.Status()
+	require.NotNil(t, st.Problem)
+	require.Equal(t, "H265", st.Codec)
+
+	bf, _ := r.m.Camera("bf")
+	bf.Touch()
+	waitFor(t, 10*time.Second, "B-frames to be detected", func() bool { return bf.Status().Problem != nil })
+	require.Contains(t, bf.Status().Problem.Message, "B-frames")
+	err := r.viewerErr(ctx, "bf")
+	require.True(t, isHTTPStatus(err, 422), "%v", err)
+}

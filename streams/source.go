@@ -1,0 +1,384 @@
+package streams
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bluenviron/gortsplib/v4"
+	"github.com/bluenviron/gortsplib/v4/pkg/base"
+	"github.com/bluenviron/gortsplib/v4/pkg/description"
+	"github.com/bluenviron/gortsplib/v4/pkg/format"
+	"github.com/bluenviron/gortsplib/v4/pkg/format/rtph264"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
+	"github.com/pion/rtp"
+)
+
+// State is where a camera's pull stands.
+type State int
+
+const (
+	StateIdle       State = iota // on-demand camera nobody watches: not pulled
+	StateConnecting              // RTSP handshake in progress
+	StateOnline                  // packets arrive
+	StateStalled                 // connected, but no packets for StallTimeout
+	StateOffline                 // connection failed or lost; retrying with backoff
+)
+
+func (s State) String() string {
+	switch s {
+	case StateIdle:
+		return "idle"
+	case StateConnecting:
+		return "connecting"
+	case StateOnline:
+		return "online"
+	case StateStalled:
+		return "stalled"
+	case StateOffline:
+		return "offline"
+	}
+	return "unknown"
+}
+
+// EventType maps a state change to the event type the gateway logs: "video.signal_lost" when
+// a camera that was online stalls or drops, "device.online" when it comes (back) online, ""
+// otherwise.
+func EventType(prev, next State) string {
+	switch {
+	case prev == StateOnline && (next == StateStalled || next == StateOffline):
+		return "video.signal_lost"
+	case next == StateOnline && prev != StateOnline:
+		return "device.online"
+	}
+	return ""
+}
+
+// ErrCodec is wrapped by errors about streams the relay cannot show in a browser.
+var ErrCodec = errors.New("unsupported codec")
+
+// Source pulls one camera over RTSP (gortsplib) into a Hub and keeps doing so: it reconnects
+// with capped exponential backoff (also when the first connect fails), and moves through
+// connecting → online → stalled → offline.
+type Source struct {
+	Camera    string
+	URL       string // rtsp://host:port/path; user info in the URL is used if Username is empty
+	Username  string
+	Password  string
+	Transport string // "tcp" (default) or "udp"
+	Hub       *Hub
+
+	StallTimeout   time.Duration // no packets for this long: stalled (default 5 s)
+	OfflineTimeout time.Duration // no packets for this long: drop the session, offline (default 15 s)
+	BackoffMin     time.Duration // first retry delay (default 1 s)
+	BackoffMax     time.Duration // retry delay cap (default 30 s)
+	// OnState is called on every state change, from the source's goroutine.
+	OnState func(camera string, st State, reason string)
+	Logger  *slog.Logger
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu       sync.Mutex
+	state    State
+	reason   string
+	since    time.Time
+	problem  error
+	lastPkt  atomic.Int64 // unix nanos
+	packetIn atomic.Uint64
+}
+
+// Initialize starts pulling.
+func (s *Source) Initialize() error {
+	if s.Hub == nil {
+		return fmt.Errorf("source %s: no hub", s.Camera)
+	}
+	if err := s.validate(); err != nil {
+		return fmt.Errorf("source %s: %w", s.Camera, err)
+	}
+	if s.StallTimeout <= 0 {
+		s.StallTimeout = 5 * time.Second
+	}
+	if s.OfflineTimeout <= s.StallTimeout {
+		s.OfflineTimeout = 3 * s.StallTimeout
+	}
+	if s.BackoffMin <= 0 {
+		s.BackoffMin = time.Second
+	}
+	if s.BackoffMax < s.BackoffMin {
+		s.BackoffMax = 30 * time.Second
+		if s.BackoffMax < s.BackoffMin {
+			s.BackoffMax = s.BackoffMin
+		}
+	}
+	if s.Logger == nil {
+		s.Logger = slog.Default()
+	}
+	s.state, s.since = StateIdle, time.Now()
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.wg.Add(1)
+	go s.run()
+	return nil
+}
+
+// Close stops pulling and waits for the session to end.
+func (s *Source) Close() {
+	s.cancel()
+	s.wg.Wait()
+}
+
+// State returns the current state, why, and since when.
+func (s *Source) State() (State, string, time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state, s.reason, s.since
+}
+
+// Problem returns the codec problem found at the last connect (wraps ErrCodec), or nil.
+func (s *Source) Problem() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.problem
+}
+
+// PacketsIn counts RTP packets received from the camera.
+func (s *Source) PacketsIn() uint64 { return s.packetIn.Load() }
+
+func (s *Source) setState(st State, reason string) {
+	s.mu.Lock()
+	if s.state == st && s.reason == reason {
+		s.mu.Unlock()
+		return
+	}
+	s.state, s.reason, s.since = st, reason, time.Now()
+	s.mu.Unlock()
+	s.Logger.Info("camera state", "camera", s.Camera, "state", st.String(), "reason", reason)
+	if s.OnState != nil {
+		s.OnState(s.Camera, st, reason)
+	}
+}
+
+func (s *Source) run() {
+	defer s.wg.Done()
+	backoff := s.BackoffMin
+	for {
+		s.setState(StateConnecting, "")
+		started := time.Now()
+		wasOnline, err := s.session()
+		if s.ctx.Err() != nil {
+			return
+		}
+		reason := "camera closed the stream"
+		if err != nil {
+			reason = err.Error()
+		}
+		if wasOnline && time.Since(started) > s.BackoffMax {
+			backoff = s.BackoffMin
+		} else if wasOnline {
+			backoff = s.BackoffMin
+		}
+		s.setState(StateOffline, fmt.Sprintf("%s; retrying in %s", reason, backoff))
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff *= 2
+		if backoff > s.BackoffMax {
+			backoff = s.BackoffMax
+		}
+	}
+}
+
+// session runs one RTSP session until it fails, stalls for OfflineTimeout, or the source closes.
+func (s *Source) session() (wasOnline bool, err error) {
+	u, _ := base.ParseURL(s.URL)
+	if s.Username != "" {
+		u = u.Clone()
+		u.User = url.UserPassword(s.Username, s.Password)
+	}
+	transport := gortsplib.TransportTCP
+	if strings.EqualFold(s.Transport, "udp") {
+		transport = gortsplib.TransportUDP
+	}
+	c := &gortsplib.Client{
+		Scheme:       u.Scheme,
+		Host:         u.Host,
+		Transport:    &transport,
+		ReadTimeout:  s.OfflineTimeout,
+		WriteTimeout: 5 * time.Second,
+	}
+	if err := c.Start2(); err != nil {
+		return false, fmt.Errorf("connect: %w", err)
+	}
+	defer c.Close()
+
+	stop := context.AfterFunc(s.ctx, c.Close)
+	defer stop()
+
+	desc, _, err := c.Describe(u)
+	if err != nil {
+		return false, fmt.Errorf("describe: %w", err)
+	}
+	var h264f *format.H264
+	videoMedia := desc.FindFormat(&h264f)
+	if videoMedia == nil {
+		perr := codecProblem(desc)
+		s.mu.Lock()
+		s.problem = perr
+		s.mu.Unlock()
+		s.Hub.SetFormat(Format{Codec: codecName(desc)})
+		return false, perr
+	}
+	s.mu.Lock()
+	s.problem = nil
+	s.mu.Unlock()
+
+	var g711 *format.G711
+	audioMedia := desc.FindFormat(&g711)
+	if audioMedia != nil && (g711.SampleRate != 8000 || g711.ChannelCount != 1) {
+		audioMedia = nil // WebRTC carries only 8 kHz mono G.711
+	}
+
+	if _, err := c.Setup(desc.BaseURL, videoMedia, 0, 0); err != nil {
+		return false, fmt.Errorf("setup video: %w", err)
+	}
+	if audioMedia != nil {
+		if _, err := c.Setup(desc.BaseURL, audioMedia, 0, 0); err != nil {
+			audioMedia = nil
+			s.Logger.Warn("camera audio not set up", "camera", s.Camera, "err", err)
+		}
+	}
+
+	sps, pps := h264f.SafeParams()
+	f := Format{Codec: "H264", SPS: sps, PPS: pps}
+	f.Width, f.Height = spsSize(sps)
+	if audioMedia != nil {
+		f.Audio = &AudioFormat{MULaw: g711.MULaw, PayloadType: g711.PayloadType(), SampleRate: 8000, Channels: 1}
+	}
+	s.Hub.SetFormat(f)
+
+	dec, err := h264f.CreateDecoder()
+	if err != nil {
+		return false, err
+	}
+	c.OnPacketRTP(videoMedia, h264f, func(pkt *rtp.Packet) {
+		now := time.Now()
+		s.lastPkt.Store(now.UnixNano())
+		s.packetIn.Add(1)
+		pts, ok := c.PacketPTS2(videoMedia, pkt)
+		if !ok {
+			return
+		}
+		au, err := dec.Decode(pkt)
+		if err != nil {
+			if !errors.Is(err, rtph264.ErrMorePacketsNeeded) && !errors.Is(err, rtph264.ErrNonStartingPacketAndNoPrevious) {
+				s.Logger.Debug("h264 depacketize", "camera", s.Camera, "err", err)
+			}
+			return
+		}
+		s.Hub.WriteVideo(au, pts, now)
+	})
+	if audioMedia != nil {
+		c.OnPacketRTP(audioMedia, g711, func(pkt *rtp.Packet) {
+			now := time.Now()
+			s.lastPkt.Store(now.UnixNano())
+			pts, ok := c.PacketPTS2(audioMedia, pkt)
+			if !ok {
+				return
+			}
+			s.Hub.WriteAudio(pkt, pts, now)
+		})
+	}
+
+	s.lastPkt.Store(0)
+	if _, err := c.Play(nil); err != nil {
+		return false, fmt.Errorf("play: %w", err)
+	}
+	playAt := time.Now()
+
+	waitErr := make(chan error, 1)
+	go func() { waitErr <- c.Wait() }()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-waitErr:
+			return wasOnline, fmt.Errorf("stream lost: %w", err)
+		case <-tick.C:
+			last := s.lastPkt.Load()
+			var silent time.Duration
+			if last == 0 {
+				silent = time.Since(playAt)
+			} else {
+				silent = time.Since(time.Unix(0, last))
+			}
+			switch {
+			case silent >= s.OfflineTimeout:
+				return wasOnline, fmt.Errorf("no packets for %s", s.OfflineTimeout)
+			case silent >= s.StallTimeout:
+				s.setState(StateStalled, fmt.Sprintf("no packets for %s", s.StallTimeout))
+			case last != 0:
+				wasOnline = true
+				s.setState(StateOnline, "")
+			}
+		}
+	}
+}
+
+func spsSize(sps []byte) (int, int) {
+	var p h264.SPS
+	if sps == nil || p.Unmarshal(sps) != nil {
+		return 0, 0
+	}
+	return p.Width(), p.Height()
+}
+
+func codecName(desc *description.Session) string {
+	for _, m := range desc.Medias {
+		if m.Type == description.MediaTypeVideo {
+			for _, f := range m.Formats {
+				return f.Codec()
+			}
+		}
+	}
+	return "none"
+}
+
+// codecProblem says, in words a person can act on, why a camera cannot be relayed.
+func codecProblem(desc *description.Session) error {
+	switch name := codecName(desc); name {
+	case "H265":
+		return fmt.Errorf("%w: the camera sends H.265; H.265 cannot play in browsers over WebRTC; "+
+			"choose the H.264 sub-stream (or set the camera's encoder to H.264)", ErrCodec)
+	case "none":
+		return fmt.Errorf("%w: the camera offers no video track", ErrCodec)
+	default:
+		return fmt.Errorf("%w: the camera sends %s; set the camera's encoder to H.264", ErrCodec, name)
+	}
+}
+
+// BFramesProblem is the status of an H.264 stream with B-frames.
+var BFramesProblem = fmt.Errorf("%w: the camera's H.264 stream uses B-frames, which WebRTC players show "+
+	"out of order; set the encoder profile to baseline (or B-frames to 0), or choose the sub-stream", ErrCodec)
+
+func (s *Source) validate() error {
+	u, err := base.ParseURL(s.URL)
+	if err != nil {
+		return fmt.Errorf("bad URL: %w", err)
+	}
+	if u.Scheme != "rtsp" && u.Scheme != "rtsps" {
+		return fmt.Errorf("URL must be rtsp:// or rtsps://")
+	}
+	if t := strings.ToLower(s.Transport); t != "" && t != "tcp" && t != "udp" {
+		return fmt.Errorf("transport %q must be tcp or udp", s.Transport)
+	}
+	return nil
+}

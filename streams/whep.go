@@ -1,0 +1,526 @@
+package streams
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/logging"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/offsite-gw/offsite/gateway/errs"
+)
+
+// Viewer is who asked for a WebRTC session.
+type Viewer struct {
+	User       string
+	RemoteAddr string
+}
+
+// SessionEvent reports the start and the end of a viewing session, for the audit log.
+type SessionEvent struct {
+	Kind           string // "start" or "end"
+	ID             string
+	User           string
+	Camera         string
+	RemoteAddr     string
+	Start          time.Time
+	End            time.Time // zero for "start"
+	Reason         string    // why it ended
+	PacketsSent    uint64
+	PacketsDropped uint64
+}
+
+// WHEP serves WebRTC viewers (RFC 9725 WHEP) from the cameras' hubs with pion. All peers share
+// one UDP port and one ICE-TCP port.
+type WHEP struct {
+	Manager *Manager
+	// UDPListen is the one UDP address for all peers (default ":8189").
+	UDPListen string
+	// TCPListen is the ICE-TCP fallback address (default ":8189"; "off" disables it).
+	TCPListen string
+	// PublicIPs replace the host candidates' addresses (1:1 NAT), e.g. ["203.0.113.7"].
+	PublicIPs []string
+	// DisconnectTimeout ends a session whose ICE connection stays disconnected this long
+	// (default 5 s); an ICE failure ends it at once.
+	DisconnectTimeout time.Duration
+	// ConnectTimeout ends a session that never connects (default 20 s).
+	ConnectTimeout time.Duration
+	// MaxSessions caps concurrent sessions (default 1000).
+	MaxSessions int
+	// OnSession receives start and end of every session (audit log).
+	OnSession func(SessionEvent)
+	Logger    *slog.Logger
+
+	api      *webrtc.API
+	udpConn  net.PacketConn
+	tcpLn    net.Listener
+	udpMux   ice.UDPMux
+	tcpMux   ice.TCPMux
+	mu       sync.Mutex
+	sessions map[string]*whepSession
+	closed   bool
+	wg       sync.WaitGroup
+}
+
+// Initialize opens the ICE ports and prepares the shared pion API.
+func (w *WHEP) Initialize() error {
+	if w.Manager == nil {
+		return errors.New("whep: no manager")
+	}
+	if w.UDPListen == "" {
+		w.UDPListen = ":8189"
+	}
+	if w.TCPListen == "" {
+		w.TCPListen = ":8189"
+	}
+	if w.DisconnectTimeout <= 0 {
+		w.DisconnectTimeout = 5 * time.Second
+	}
+	if w.ConnectTimeout <= 0 {
+		w.ConnectTimeout = 20 * time.Second
+	}
+	if w.MaxSessions <= 0 {
+		w.MaxSessions = 1000
+	}
+	if w.Logger == nil {
+		w.Logger = slog.Default()
+	}
+	w.sessions = make(map[string]*whepSession)
+
+	me := &webrtc.MediaEngine{}
+	fb := []webrtc.RTCPFeedback{{Type: "nack", Parameter: "pli"}, {Type: "ccm", Parameter: "fir"}}
+	for i, profile := range []string{"42e01f", "42001f", "4d001f", "640c1f", "640032"} {
+		if err := me.RegisterCodec(webrtc.RTPCodecParameters{
+			RTPCodecCapability: webrtc.RTPCodecCapability{
+				MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
+				SDPFmtpLine:  "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=" + profile,
+				RTCPFeedback: fb,
+			},
+			PayloadType: webrtc.PayloadType(102 + i),
+		}, webrtc.RTPCodecTypeVideo); err != nil {
+			return err
+		}
+	}
+	for _, c := range []struct {
+		mime string
+		pt   webrtc.PayloadType
+	}{{webrtc.MimeTypePCMU, 0}, {webrtc.MimeTypePCMA, 8}} {
+		if err := me.RegisterCodec(webrtc.RTPCodecParameters{
+			RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: c.mime, ClockRate: 8000, Channels: 1},
+			PayloadType:        c.pt,
+		}, webrtc.RTPCodecTypeAudio); err != nil {
+			return err
+		}
+	}
+	// Sender reports only: no NACK buffers (a copy of every packet per viewer would cost about
+	// 1 MB each) and no congestion control — the relay does not transcode, so it cannot adapt.
+	ir := &interceptor.Registry{}
+	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
+		return err
+	}
+
+	var err error
+	w.udpConn, err = net.ListenPacket("udp", w.UDPListen)
+	if err != nil {
+		return fmt.Errorf("whep: ICE UDP port: %w", err)
+	}
+	if uc, ok := w.udpConn.(*net.UDPConn); ok {
+		_ = uc.SetWriteBuffer(4 << 20)
+		_ = uc.SetReadBuffer(1 << 20)
+	}
+	lf := logging.NewDefaultLoggerFactory()
+	lf.DefaultLogLevel = logging.LogLevelWarn
+	se := webrtc.SettingEngine{LoggerFactory: lf}
+	w.udpMux = ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: w.udpConn, Logger: lf.NewLogger("ice")})
+	se.SetICEUDPMux(w.udpMux)
+	nets := []webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6}
+	if !strings.EqualFold(w.TCPListen, "off") {
+		w.tcpLn, err = net.Listen("tcp", w.TCPListen)
+		if err != nil {
+			_ = w.udpConn.Close()
+			return fmt.Errorf("whep: ICE TCP port: %w", err)
+		}
+		w.tcpMux = ice.NewTCPMuxDefault(ice.TCPMuxParams{
+			Listener: w.tcpLn, Logger: lf.NewLogger("ice"), ReadBufferSize: 8, WriteBufferSize: 1 << 20,
+		})
+		se.SetICETCPMux(w.tcpMux)
+		nets = append(nets, webrtc.NetworkTypeTCP4, webrtc.NetworkTypeTCP6)
+	}
+	se.SetNetworkTypes(nets)
+	if host, _, _ := net.SplitHostPort(w.UDPListen); host != "" {
+		if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+			se.SetIncludeLoopbackCandidate(true)
+		}
+	}
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	se.SetICETimeouts(w.DisconnectTimeout/2, w.DisconnectTimeout, time.Second)
+	if len(w.PublicIPs) > 0 {
+		if err := se.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{
+			External: w.PublicIPs, AsCandidateType: webrtc.ICECandidateTypeHost,
+		}); err != nil {
+			w.closePorts()
+			return fmt.Errorf("whep: public IPs: %w", err)
+		}
+	}
+	w.api = webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
+	return nil
+}
+
+func (w *WHEP) closePorts() {
+	if w.udpMux != nil {
+		_ = w.udpMux.Close()
+	}
+	if w.tcpMux != nil {
+		_ = w.tcpMux.Close()
+	}
+	if w.udpConn != nil {
+		_ = w.udpConn.Close()
+	}
+	if w.tcpLn != nil {
+		_ = w.tcpLn.Close()
+	}
+}
+
+// UDPAddr returns the ICE UDP address actually bound.
+func (w *WHEP) UDPAddr() net.Addr { return w.udpConn.LocalAddr() }
+
+// Close ends every session and closes the ports.
+func (w *WHEP) Close() {
+	w.mu.Lock()
+	w.closed = true
+	ss := make([]*whepSession, 0, len(w.sessions))
+	for _, s := range w.sessions {
+		ss = append(ss, s)
+	}
+	w.mu.Unlock()
+	for _, s := range ss {
+		s.close("gateway shutting down")
+	}
+	w.wg.Wait()
+	w.closePorts()
+}
+
+// Sessions returns the number of live sessions.
+func (w *WHEP) Sessions() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.sessions)
+}
+
+// Offer answers a WHEP offer for a camera: it returns the SDP answer and the new session's ID
+// (the resource is /api/v1/cameras/{camera}/whep/{id}). The answer carries all ICE candidates
+// (no trickle). Errors carry errs kinds: not found, invalid (codec problems, bad offer),
+// unavailable (too many sessions).
+func (w *WHEP) Offer(ctx context.Context, cameraID, offer string, v Viewer) (answer, sessionID string, err error) {
+	cam, err := w.Manager.lookup(cameraID)
+	if err != nil {
+		return "", "", err
+	}
+	oi, err := inspectOffer(offer)
+	if err != nil {
+		return "", "", errs.Wrap(errs.KindInvalid, "bad_offer", err, "the WHEP offer is not usable")
+	}
+	if !oi.H264 {
+		return "", "", errs.E(errs.KindInvalid, "codec_unsupported", "the offer has no H.264 video; this browser cannot play the gateway's cameras")
+	}
+	w.mu.Lock()
+	full := len(w.sessions) >= w.MaxSessions
+	closed := w.closed
+	w.mu.Unlock()
+	if closed || full {
+		return "", "", errs.E(errs.KindUnavailable, "too_many_viewers", "the video relay has no room for another viewer (%d sessions)", w.MaxSessions)
+	}
+
+	// Learn the camera's codec (starting an on-demand pull). An offline camera is not an
+	// error: the viewer gets the picture when the camera comes back.
+	wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	f, ferr := cam.WaitFormat(wctx)
+	cancel()
+	if ferr != nil && errors.Is(ferr, ErrCodec) {
+		return "", "", codecError(ferr)
+	}
+	if ferr != nil && ctx.Err() != nil {
+		return "", "", ctx.Err()
+	}
+
+	pc, err := w.api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return "", "", fmt.Errorf("whep: new peer: %w", err)
+	}
+	s := &whepSession{w: w, cam: cam, pc: pc, id: newSessionID(), viewer: v, start: time.Now(), done: make(chan struct{}), connected: make(chan struct{})}
+	fail := func(e error) (string, string, error) {
+		_ = pc.Close()
+		return "", "", e
+	}
+	s.video, err = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{
+		MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
+		SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
+	}, "video", "offsite-"+cameraID)
+	if err != nil {
+		return fail(err)
+	}
+	senders := []*webrtc.RTPSender{}
+	vs, err := pc.AddTrack(s.video)
+	if err != nil {
+		return fail(err)
+	}
+	senders = append(senders, vs)
+	if f != nil && f.Audio != nil && oi.Audio[audioMime(f.Audio)] {
+		s.audio, err = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{
+			MimeType: audioMime(f.Audio), ClockRate: 8000, Channels: 1,
+		}, "audio", "offsite-"+cameraID)
+		if err != nil {
+			return fail(err)
+		}
+		as, err := pc.AddTrack(s.audio)
+		if err != nil {
+			return fail(err)
+		}
+		senders = append(senders, as)
+	}
+	pc.OnConnectionStateChange(s.onState)
+
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		return fail(errs.Wrap(errs.KindInvalid, "bad_offer", err, "the WHEP offer was refused"))
+	}
+	ans, err := pc.CreateAnswer(nil)
+	if err != nil {
+		return fail(errs.Wrap(errs.KindInvalid, "bad_offer", err, "no answer to this offer"))
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(ans); err != nil {
+		return fail(err)
+	}
+	select {
+	case <-gathered:
+	case <-ctx.Done():
+		return fail(ctx.Err())
+	}
+
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return fail(errs.E(errs.KindUnavailable, "closed", "the video relay is shutting down"))
+	}
+	w.sessions[s.id] = s
+	w.wg.Add(1)
+	w.mu.Unlock()
+
+	for _, snd := range senders {
+		go drainRTCP(snd)
+	}
+	go s.watch()
+	w.Logger.Info("whep session start", "session", s.id, "camera", cameraID, "user", v.User, "remote", v.RemoteAddr)
+	if w.OnSession != nil {
+		w.OnSession(SessionEvent{Kind: "start", ID: s.id, User: v.User, Camera: cameraID, RemoteAddr: v.RemoteAddr, Start: s.start})
+	}
+	return pc.LocalDescription().SDP, s.id, nil
+}
+
+// Delete ends a session (WHEP DELETE). cameraID, if not empty, must match the session's.
+func (w *WHEP) Delete(cameraID, sessionID string) error {
+	w.mu.Lock()
+	s := w.sessions[sessionID]
+	w.mu.Unlock()
+	if s == nil || (cameraID != "" && s.cam.ID() != cameraID) {
+		return errs.E(errs.KindNotFound, "session_not_found", "no viewing session %q", sessionID)
+	}
+	s.close("viewer ended the session")
+	return nil
+}
+
+func audioMime(a *AudioFormat) string {
+	if a.MULaw {
+		return webrtc.MimeTypePCMU
+	}
+	return webrtc.MimeTypePCMA
+}
+
+func newSessionID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func drainRTCP(s *webrtc.RTPSender) {
+	buf := make([]byte, 1500)
+	for {
+		if _, _, err := s.Read(buf); err != nil {
+			return
+		}
+	}
+}
+
+type whepSession struct {
+	w      *WHEP
+	cam    *Camera
+	pc     *webrtc.PeerConnection
+	id     string
+	viewer Viewer
+	start  time.Time
+	video  *webrtc.TrackLocalStaticRTP
+	audio  *webrtc.TrackLocalStaticRTP
+
+	done      chan struct{}
+	once      sync.Once
+	reason    string
+	connected chan struct{}
+	connOnce  sync.Once
+	state     atomic.Int32
+	sent      atomic.Uint64
+	dropped   atomic.Uint64
+}
+
+func (s *whepSession) onState(st webrtc.PeerConnectionState) {
+	s.state.Store(int32(st))
+	switch st {
+	case webrtc.PeerConnectionStateConnected:
+		s.connOnce.Do(func() { close(s.connected) })
+	case webrtc.PeerConnectionStateFailed:
+		go s.close("ICE connection failed")
+	case webrtc.PeerConnectionStateClosed:
+		go s.close("peer connection closed")
+	case webrtc.PeerConnectionStateDisconnected:
+		go func() {
+			select {
+			case <-time.After(s.w.DisconnectTimeout):
+				if webrtc.PeerConnectionState(s.state.Load()) == webrtc.PeerConnectionStateDisconnected {
+					s.close("viewer disconnected")
+				}
+			case <-s.done:
+			}
+		}()
+	}
+}
+
+// watch waits for the peer to connect, then pumps the camera's hub into the tracks.
+func (s *whepSession) watch() {
+	defer s.w.wg.Done()
+	select {
+	case <-s.connected:
+	case <-s.done:
+		return
+	case <-time.After(s.w.ConnectTimeout):
+		s.close("viewer never connected")
+		return
+	}
+	// Attach only now, so the first thing the viewer gets is the cached GOP from its keyframe.
+	r := s.cam.Hub().AddReader(ReaderOptions{})
+	defer r.Close()
+	var vseq, aseq uint16 = uint16(time.Now().UnixNano()), 0
+	lat := s.w.Manager.Latency
+	for {
+		select {
+		case <-s.done:
+			s.dropped.Store(r.Dropped())
+			return
+		case <-r.Done():
+			s.close("camera removed")
+			return
+		case u := <-r.C():
+			track := s.video
+			seq := &vseq
+			if u.Kind == UnitAudio {
+				track, seq = s.audio, &aseq
+				if track == nil {
+					continue
+				}
+			}
+			for _, p := range u.Packets {
+				cp := *p
+				// per-viewer sequence numbers: what this viewer skipped while behind is not a
+				// loss it should ask for, since it resumes at a keyframe
+				cp.SequenceNumber = *seq
+				*seq++
+				if err := track.WriteRTP(&cp); err != nil {
+					s.close("write failed: " + err.Error())
+					s.dropped.Store(r.Dropped())
+					return
+				}
+			}
+			s.sent.Add(uint64(len(u.Packets)))
+			if u.Kind == UnitVideo && lat != nil && !u.Received.IsZero() {
+				lat.Observe(time.Since(u.Received))
+			}
+		}
+	}
+}
+
+func (s *whepSession) close(reason string) {
+	s.once.Do(func() {
+		s.reason = reason
+		close(s.done)
+		_ = s.pc.Close()
+		w := s.w
+		w.mu.Lock()
+		delete(w.sessions, s.id)
+		w.mu.Unlock()
+		end := time.Now()
+		w.Logger.Info("whep session end", "session", s.id, "camera", s.cam.ID(), "user", s.viewer.User, "reason", reason)
+		if w.OnSession != nil {
+			w.OnSession(SessionEvent{Kind: "end", ID: s.id, User: s.viewer.User, Camera: s.cam.ID(),
+				RemoteAddr: s.viewer.RemoteAddr, Start: s.start, End: end, Reason: reason,
+				PacketsSent: s.sent.Load(), PacketsDropped: s.dropped.Load()})
+		}
+	})
+}
+
+// offerInfo is what the relay needs to know from a WHEP offer before handing it to pion.
+type offerInfo struct {
+	H264  bool
+	Audio map[string]bool // mime types offered in audio sections
+}
+
+// inspectOffer reads the m= sections and a=rtpmap lines of an SDP offer.
+func inspectOffer(sdp string) (offerInfo, error) {
+	oi := offerInfo{Audio: map[string]bool{}}
+	if len(sdp) > 64<<10 {
+		return oi, errors.New("offer larger than 64 KiB")
+	}
+	if !strings.HasPrefix(sdp, "v=0") {
+		return oi, errors.New("not an SDP offer (must start with v=0)")
+	}
+	media := ""
+	sections := 0
+	for _, line := range strings.Split(sdp, "\n") {
+		line = strings.TrimRight(line, "\r")
+		switch {
+		case strings.HasPrefix(line, "m="):
+			f := strings.Fields(line[2:])
+			media = ""
+			if len(f) > 0 {
+				media = f[0]
+			}
+			sections++
+		case strings.HasPrefix(line, "a=rtpmap:"):
+			f := strings.Fields(line[len("a=rtpmap:"):])
+			if len(f) < 2 {
+				continue
+			}
+			codec, _, _ := strings.Cut(f[1], "/")
+			switch media {
+			case "video":
+				if strings.EqualFold(codec, "H264") {
+					oi.H264 = true
+				}
+			case "audio":
+				oi.Audio["audio/"+strings.ToUpper(codec)] = true
+			}
+		}
+	}
+	if sections == 0 {
+		return oi, errors.New("offer has no media section")
+	}
+	return oi, nil
+}
