@@ -1,0 +1,76 @@
+package api
+
+import (
+	"context"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/adaptor"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/offsite-gw/offsite/api/auth"
+	"github.com/offsite-gw/offsite/gateway/errs"
+)
+
+// routes registers everything this package serves. Static paths come before parameter paths
+// (/devices/import before /devices/:id) because fiber matches in registration order.
+func (s *Server) routes() {
+	app := s.app
+	app.Get("/healthz", s.healthz)
+	app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{})))
+
+	// Login is the one /api/v1 route without a token; it is registered before the group's
+	// authentication middleware so that middleware never sees it.
+	app.Post("/api/v1/auth/login", s.login)
+	v1 := app.Group("/api/v1", s.authenticate)
+	s.v1 = v1
+
+	v1.Get("/openapi.json", s.openAPI)
+	v1.Post("/auth/logout", s.logout)
+	v1.Get("/auth/me", s.me)
+
+	users := s.Require(auth.PermUsersManage)
+	v1.Get("/users", users, s.listUsers)
+	v1.Post("/users", users, s.createUser)
+	v1.Get("/users/:id", users, s.getUser)
+	v1.Put("/users/:id", users, s.updateUser)
+	v1.Delete("/users/:id", users, s.deleteUser)
+	v1.Put("/users/:id/password", s.setPassword) // admin, or the user with the old password
+
+	sitesR, sitesW := s.Require(auth.PermSitesRead), s.Require(auth.PermSitesWrite)
+	v1.Get("/sites", sitesR, s.listSites)
+	v1.Post("/sites", sitesW, s.createSite)
+	v1.Get("/sites/:id", sitesR, s.getSite)
+	v1.Put("/sites/:id", sitesW, s.updateSite)
+	v1.Delete("/sites/:id", sitesW, s.deleteSite)
+
+	devR, devW := s.Require(auth.PermDevicesRead), s.Require(auth.PermDevicesWrite)
+	v1.Get("/devices", devR, s.listDevices)
+	v1.Post("/devices", devW, s.createDevice)
+	v1.Post("/devices/import", devW, s.importDevices)
+	v1.Get("/devices/export", s.Require(auth.PermDevicesExport), s.exportDevices)
+	v1.Get("/devices/:id", devR, s.getDevice)
+	v1.Put("/devices/:id", devW, s.updateDevice)
+	v1.Delete("/devices/:id", devW, s.deleteDevice)
+	v1.Get("/devices/:id/maintenance", devR, s.listMaintenance)
+	v1.Post("/devices/:id/maintenance", devW, s.addMaintenance)
+
+	profR := s.Require(auth.PermProfilesRead)
+	v1.Get("/profiles", profR, s.listProfiles)
+	v1.Get("/profiles/:id", profR, s.getProfile)
+
+	v1.Get("/audit", s.Require(auth.PermAuditRead), s.listAudit)
+}
+
+// healthz answers 200 while the process serves and the database answers a ping.
+func (s *Server) healthz(c *fiber.Ctx) error {
+	if s.DB != nil {
+		ctx, cancel := context.WithTimeout(c.UserContext(), 2*time.Second)
+		defer cancel()
+		if err := s.DB.PingContext(ctx); err != nil {
+			Logger(c).Warn("health check: database ping failed", "err", err)
+			return errs.Wrap(errs.KindUnavailable, "database_unavailable", err, "the database does not answer")
+		}
+	}
+	return c.JSON(fiber.Map{"status": "ok", "version": s.Version})
+}

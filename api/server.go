@@ -1,0 +1,220 @@
+// Package api serves the gateway's HTTP API on fiber: /healthz, /metrics and everything under
+// /api/v1 — login and tokens, users, sites, devices, profiles and the audit log — with request
+// ids, structured access logs, panic recovery, Prometheus metrics, bearer-token authentication
+// and role checks. Other components add their routes under /api/v1 with Mount and get the same
+// authentication. Business rules live in devices/, firmware-profiles/ and api/auth; this package
+// only translates between HTTP and them.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/offsite-gw/offsite/api/auth"
+	"github.com/offsite-gw/offsite/devices"
+	profiles "github.com/offsite-gw/offsite/firmware-profiles"
+	"github.com/offsite-gw/offsite/gateway/audit"
+	"github.com/offsite-gw/offsite/gateway/store"
+)
+
+// ProfileCatalog is what the API reads of the firmware-profile registry.
+type ProfileCatalog interface {
+	List() []profiles.Profile
+	Get(id string) (profiles.Profile, bool)
+}
+
+// FirmwareChecker says whether a device's firmware is one its profile supports.
+type FirmwareChecker interface {
+	CheckFirmware(profileID, version string) profiles.FirmwareCheck
+}
+
+// Defaults for zero Server fields.
+const (
+	DefaultListen      = ":8080"
+	DefaultBodyLimit   = 8 << 20
+	DefaultReadTimeout = 30 * time.Second
+	DefaultIdleTimeout = 120 * time.Second
+)
+
+// Server is the HTTP API. Fill the fields, call Initialize, optionally Mount more routes, then
+// Start; Shutdown stops it.
+type Server struct {
+	Listen   string // host:port; default ":8080"
+	DB       *store.DB
+	Auth     *auth.Service
+	Devices  devices.Store
+	Profiles ProfileCatalog
+	// Firmware, when set, adds firmware_check to every device and enables ?firmware=flagged.
+	Firmware FirmwareChecker
+	// Audit receives every change made through the API; nil means &audit.Log{DB: DB}.
+	Audit *audit.Log
+	// Registry receives the HTTP metrics and is served at /metrics. Nil means a fresh
+	// registry with the Go and process collectors.
+	Registry *prometheus.Registry
+	Logger   *slog.Logger
+	Version  string
+	// TrustedProxies are the addresses or CIDRs of reverse proxies whose ProxyHeader
+	// (default X-Forwarded-For) names the client IP. Without them the peer address is used.
+	TrustedProxies []string
+	ProxyHeader    string
+	// BodyLimit bounds request bodies (default 8 MiB, enough for a CSV of many devices).
+	BodyLimit int
+	// ReadTimeout bounds reading one request; IdleTimeout bounds keep-alive connections. There
+	// is no write timeout: Server-Sent Events and video signalling stay open.
+	ReadTimeout time.Duration
+	IdleTimeout time.Duration
+
+	app     *fiber.App
+	v1      fiber.Router
+	metrics *httpMetrics
+	docMu   sync.Mutex
+	extra   map[string]json.RawMessage // OpenAPI paths added by other components
+
+	lnMu sync.Mutex
+	ln   net.Listener
+	done chan struct{}
+}
+
+// Initialize builds the fiber app with its middleware and routes.
+func (s *Server) Initialize() error {
+	if s.app != nil {
+		return errors.New("api: Initialize called twice")
+	}
+	if s.Auth == nil {
+		return errors.New("api: Server.Auth is required")
+	}
+	if s.Devices == nil {
+		return errors.New("api: Server.Devices is required")
+	}
+	if s.Logger == nil {
+		s.Logger = slog.Default()
+	}
+	if s.Audit == nil {
+		if s.DB == nil {
+			return errors.New("api: Server.Audit or Server.DB is required")
+		}
+		s.Audit = &audit.Log{DB: s.DB, Logger: s.Logger}
+	}
+	if s.Registry == nil {
+		s.Registry = prometheus.NewRegistry()
+		s.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	m, err := newHTTPMetrics(s.Registry)
+	if err != nil {
+		return err
+	}
+	s.metrics = m
+	if _, err := s.openAPIBase(); err != nil {
+		return fmt.Errorf("api: embedded openapi.json: %w", err)
+	}
+
+	cfg := fiber.Config{
+		AppName:               "offsite",
+		DisableStartupMessage: true,
+		CaseSensitive:         true,
+		Immutable:             true, // strings from requests may outlive the handler (audit, SSE)
+		BodyLimit:             orDefault(s.BodyLimit, DefaultBodyLimit),
+		ReadTimeout:           orDefault(s.ReadTimeout, DefaultReadTimeout),
+		IdleTimeout:           orDefault(s.IdleTimeout, DefaultIdleTimeout),
+		ErrorHandler:          s.handleError,
+		EnableIPValidation:    true,
+	}
+	if len(s.TrustedProxies) > 0 {
+		cfg.EnableTrustedProxyCheck = true
+		cfg.TrustedProxies = s.TrustedProxies
+		cfg.ProxyHeader = s.ProxyHeader
+		if cfg.ProxyHeader == "" {
+			cfg.ProxyHeader = fiber.HeaderXForwardedFor
+		}
+	}
+	app := fiber.New(cfg)
+	app.Use(s.observe, s.recover)
+	s.app = app
+	s.routes()
+	return nil
+}
+
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// App returns the fiber app (for app.Test in tests). Valid after Initialize.
+func (s *Server) App() *fiber.App { return s.app }
+
+// Mount lets another component add routes under /api/v1. The router it gets already requires
+// a valid token; use Require or RequireRole on each route for role checks, UserOf for the
+// caller, DecodeJSON for bodies and Record for the audit log. Call after Initialize and before
+// Start. Routes must also be described: see AddOpenAPIPaths.
+func (s *Server) Mount(fn func(r fiber.Router)) {
+	fn(s.v1)
+}
+
+// Start listens on Listen and serves in the background. A bind error is returned here.
+func (s *Server) Start() error {
+	if s.app == nil {
+		return errors.New("api: Start before Initialize")
+	}
+	addr := orDefault(s.Listen, DefaultListen)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("api: listen on %s: %w", addr, err)
+	}
+	s.lnMu.Lock()
+	s.ln = ln
+	s.done = make(chan struct{})
+	s.lnMu.Unlock()
+	go func() {
+		defer close(s.done)
+		if err := s.app.Listener(ln); err != nil {
+			s.Logger.Error("http server stopped", "addr", ln.Addr().String(), "err", err)
+		}
+	}()
+	s.Logger.Info("http api listening", "addr", ln.Addr().String())
+	return nil
+}
+
+// Addr is the address Start bound (useful with Listen ":0"), or "" before Start.
+func (s *Server) Addr() string {
+	s.lnMu.Lock()
+	defer s.lnMu.Unlock()
+	if s.ln == nil {
+		return ""
+	}
+	return s.ln.Addr().String()
+}
+
+// Shutdown stops accepting connections and waits for open requests until ctx is done; then
+// it closes what is left and returns ctx's error.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if s.app == nil {
+		return nil
+	}
+	err := s.app.ShutdownWithContext(ctx)
+	s.lnMu.Lock()
+	done := s.done
+	s.lnMu.Unlock()
+	if done != nil {
+		select {
+		case <-done:
+		case <-ctx.Done():
+			if err == nil {
+				err = ctx.Err()
+			}
+		}
+	}
+	return err
+}
