@@ -1,0 +1,72 @@
+// chart: a small SVG line chart for readings — no chart library, nothing to download.
+
+import { svg, h } from './dom.js';
+import { t, locale, fmtNum } from './i18n.js';
+
+// lineChart draws points [{t: Date, v: number}] with an optional limit line and a marker
+// time (the moment an alert occurred). It scales to its container's width.
+export function lineChart({ points, unit = '', limit, marker, from, to, label = '' }) {
+  const W = 720; const H = 260; const L = 56; const R = 14; const T = 16; const B = 34;
+  const wrap = h('figure', { class: 'chart', role: 'img', 'aria-label': label || t('chart.readings') });
+  if (!points || points.length === 0) {
+    wrap.append(h('div', { class: 'chart-empty' }, t('chart.no_data')));
+    return wrap;
+  }
+  const t0 = (from || points[0].t).getTime();
+  let t1 = (to || points[points.length - 1].t).getTime();
+  if (t1 <= t0) t1 = t0 + 60000;
+  let lo = Math.min(...points.map((p) => p.v));
+  let hi = Math.max(...points.map((p) => p.v));
+  if (typeof limit === 'number') { lo = Math.min(lo, limit); hi = Math.max(hi, limit); }
+  if (hi === lo) { hi += 1; lo -= 1; }
+  const pad = (hi - lo) * 0.08; hi += pad; lo -= pad;
+  const x = (ms) => L + ((ms - t0) / (t1 - t0)) * (W - L - R);
+  const y = (v) => T + (1 - (v - lo) / (hi - lo)) * (H - T - B);
+
+  const g = svg('svg', { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: 'none', class: 'chart-svg' });
+  // Horizontal grid and y labels.
+  for (const v of niceTicks(lo, hi, 5)) {
+    g.append(svg('line', { x1: L, x2: W - R, y1: y(v), y2: y(v), class: 'grid' }));
+    g.append(svg('text', { x: L - 6, y: y(v) + 4, 'text-anchor': 'end', class: 'tick' }, fmtNum(v, 2)));
+  }
+  // Time labels.
+  const span = t1 - t0;
+  const withDate = span > 20 * 3600e3;
+  for (let i = 0; i <= 4; i++) {
+    const ms = t0 + (span * i) / 4;
+    const d = new Date(ms);
+    const txt = withDate
+      ? d.toLocaleString(locale(), { month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', hour12: false })
+      : d.toLocaleTimeString(locale(), { hour: '2-digit', minute: '2-digit', hour12: false });
+    g.append(svg('text', { x: x(ms), y: H - 10, 'text-anchor': i === 0 ? 'start' : i === 4 ? 'end' : 'middle', class: 'tick' }, txt));
+  }
+  if (typeof limit === 'number') {
+    g.append(svg('line', { x1: L, x2: W - R, y1: y(limit), y2: y(limit), class: 'limit' }));
+    g.append(svg('text', { x: W - R - 4, y: y(limit) - 5, 'text-anchor': 'end', class: 'limit-label' }, `${t('chart.limit')} ${fmtNum(limit, 2)}`));
+  }
+  if (marker) {
+    const mx = x(marker.getTime());
+    if (mx >= L && mx <= W - R) g.append(svg('line', { x1: mx, x2: mx, y1: T, y2: H - B, class: 'marker' }));
+  }
+  const d = points.map((p, i) => `${i ? 'L' : 'M'}${x(p.t.getTime()).toFixed(1)},${y(p.v).toFixed(1)}`).join('');
+  g.append(svg('path', { d, class: 'line' }));
+  if (points.length <= 120) {
+    for (const p of points) {
+      const over = typeof limit === 'number' && p.v > limit;
+      g.append(svg('circle', { cx: x(p.t.getTime()), cy: y(p.v), r: over ? 3.5 : 2.2, class: over ? 'dot over' : 'dot' },
+        svg('title', {}, `${p.t.toLocaleString(locale(), { hour12: false })}  ${fmtNum(p.v, 2)} ${unit}`)));
+    }
+  }
+  wrap.append(g);
+  if (unit) wrap.append(h('figcaption', { class: 'chart-unit' }, `${t('chart.unit')}: ${unit}`));
+  return wrap;
+}
+
+function niceTicks(lo, hi, n) {
+  const step0 = (hi - lo) / n;
+  const mag = Math.pow(10, Math.floor(Math.log10(step0)));
+  const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= step0) || step0;
+  const out = [];
+  for (let v = Math.ceil(lo / step) * step; v <= hi + 1e-9; v += step) out.push(+v.toFixed(10));
+  return out;
+}

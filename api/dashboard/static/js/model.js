@@ -1,0 +1,100 @@
+// model: readers for the API's objects that tolerate missing or differently nested fields,
+// because the backend grows while the dashboard is used.
+
+export const SEVERITIES = ['critical', 'major', 'minor', 'info'];
+export const ALERT_STATES = ['open', 'claimed', 'handled', 'fed_back', 'closed'];
+export const OUTCOMES = ['rectify_ordered', 'case_filed', 'false_alarm', 'rectified', 'other'];
+export const MAINT_KINDS = ['install', 'inspect', 'repair', 'replace', 'firmware', 'note'];
+
+export function eventType(e) { return String(e?.type || e?.event?.type || ''); }
+export function severityOf(e) {
+  const s = String(e?.severity || e?.event?.severity || e?.alert?.severity || 'info').toLowerCase();
+  return SEVERITIES.includes(s) ? s : 'info';
+}
+
+// alertEvent is the event an alert was opened for.
+export function alertEvent(a) { return a?.event || a?.events?.[0] || a?.trigger || {}; }
+export function pick(a, ...names) {
+  const e = alertEvent(a);
+  for (const n of names) {
+    const v = a?.[n] ?? e?.[n];
+    if (v !== undefined && v !== null && v !== '') return v;
+  }
+  return undefined;
+}
+export function alertState(a) {
+  const s = String(a?.state || a?.status || 'open').toLowerCase();
+  return s === 'active' || s === 'new' ? 'open' : s === 'feedback' ? 'fed_back' : s;
+}
+export function siteOf(x) {
+  const s = pick(x, 'site');
+  if (s && typeof s === 'object') return s;
+  return { id: pick(x, 'site_id') || (typeof s === 'string' ? s : ''), name: pick(x, 'site_name') || '' };
+}
+export function deviceOf(x) {
+  const d = pick(x, 'device');
+  if (d && typeof d === 'object') return d;
+  return { id: pick(x, 'device_id') || (typeof d === 'string' ? d : '') };
+}
+export function occurredAt(a) { return pick(a, 'occurred_at', 'opened_at', 'created_at', 'at', 'time'); }
+export function department(a) { return pick(a, 'department') || siteOf(a).department || ''; }
+export function supervisionItem(a) {
+  const v = pick(a, 'supervision_item', 'supervision_items') || siteOf(a).supervision_items;
+  return Array.isArray(v) ? v.join(', ') : (v || '');
+}
+
+// timeline: the events of an alert's chain, oldest first.
+export function timeline(a) {
+  const raw = a?.timeline || a?.history || a?.events || a?.actions || [];
+  const items = Array.isArray(raw) ? raw.slice() : [];
+  const at = (x) => new Date(x.at || x.occurred_at || x.time || x.created_at || 0).getTime();
+  items.sort((x, y) => at(x) - at(y));
+  return items;
+}
+
+// Device health: "online", "stalled", "offline" or "unknown".
+export function deviceState(d, camStatus) {
+  const cands = [camStatus?.state, d?.status?.state, d?.presence?.state, d?.health?.state,
+    typeof d?.status === 'string' ? d.status : undefined, d?.state,
+    typeof d?.online === 'boolean' ? (d.online ? 'online' : 'offline') : undefined];
+  for (const c of cands) {
+    if (!c) continue;
+    const s = String(c).toLowerCase();
+    if (s === 'online' || s === 'ok' || s === 'up') return 'online';
+    if (s === 'stalled' || s === 'stale' || s === 'silent' || s === 'degraded' || s === 'connecting') return 'stalled';
+    if (s === 'offline' || s === 'down' || s === 'lost') return 'offline';
+    if (s === 'idle') return 'idle';
+  }
+  return 'unknown';
+}
+export function deviceReason(d, camStatus) {
+  return camStatus?.reason || camStatus?.problem?.message || d?.status?.reason || d?.presence?.reason || d?.reason || '';
+}
+export function lastSeen(d, camStatus) {
+  return d?.last_seen || d?.status?.last_seen || d?.presence?.last_seen || d?.presence?.since || d?.last_seen_at || camStatus?.since;
+}
+
+// firmwareProblem tells why a device's firmware is flagged, or "" when it is fine: a version
+// the device's profile lists as bad, an empty version, or a flag the server set.
+export function firmwareProblem(d, profile) {
+  const fs = d?.firmware_status;
+  if (fs && typeof fs === 'object' && fs.ok === false) return fs.reason || 'flagged';
+  if (typeof fs === 'string' && !['ok', 'current', 'supported', ''].includes(fs)) return fs;
+  const bad = profile?.firmware?.bad || [];
+  const hit = bad.find((b) => b.version === d?.firmware);
+  if (hit) return hit.reason || 'bad';
+  return '';
+}
+
+export function telemetryPoints(data) {
+  const raw = Array.isArray(data) ? data : data?.points || data?.values || data?.data || data?.series?.[0]?.points || [];
+  const out = [];
+  for (const p of raw) {
+    let t; let v;
+    if (Array.isArray(p)) { [t, v] = p; } else { t = p.t ?? p.ts ?? p.time ?? p.at; v = p.v ?? p.value ?? p.mean ?? p.avg; }
+    const d = typeof t === 'number' ? new Date(t < 1e12 ? t * 1000 : t) : new Date(t);
+    if (!isNaN(d.getTime()) && typeof v === 'number' && isFinite(v)) out.push({ t: d, v });
+  }
+  out.sort((a, b) => a.t - b.t);
+  return out;
+}

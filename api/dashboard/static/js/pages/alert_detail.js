@@ -1,0 +1,160 @@
+// alert detail: the event with its evidence, a chart of the readings around it, the site's
+// facts, the claim / handle / feedback / close forms and the timeline of the chain.
+
+import { h, clear } from '../dom.js';
+import { t, tOr, fmtTime, fmtNum } from '../i18n.js';
+import { api, optional, withToken, qs } from '../api.js';
+import { subscribe } from '../events.js';
+import { lineChart } from '../chart.js';
+import { severityChip, stateChip, typeLabel, facts, errorBox, loading, toast, field, select } from '../ui.js';
+import { severityOf, alertState, siteOf, deviceOf, occurredAt, department, supervisionItem, pick, eventType, timeline, telemetryPoints, OUTCOMES } from '../model.js';
+
+// Which forms each state offers, in the order of the chain 认领 → 处办 → 反馈 → 办结.
+const NEXT = {
+  open: ['claim', 'close'],
+  claimed: ['handle', 'feedback', 'close'],
+  handled: ['feedback', 'close'],
+  fed_back: ['close'],
+  closed: [],
+};
+
+export function mount(main, { id }) {
+  let disposed = false;
+  const box = h('div', { class: 'detail' }, loading());
+  main.append(h('div', { class: 'page-head' },
+    h('a', { href: '#/alerts', class: 'btn small ghost back' }, `← ${t('alerts.back')}`), h('h1', {}, t('alert.title'))), box);
+
+  async function load() {
+    let a;
+    try { a = await api(`alerts/${encodeURIComponent(id)}`); } catch (e) { if (!disposed) clear(box).append(errorBox(e)); return; }
+    if (disposed) return;
+    a = a?.alert && !a.id ? Object.assign({}, a.alert, a) : a;
+    let site = siteOf(a);
+    if (site.id && (!site.uscc || !site.department)) {
+      const full = await optional(`sites/${encodeURIComponent(site.id)}`).catch(() => null);
+      if (full) site = Object.assign({}, full, site, { uscc: site.uscc || full.uscc, region_code: site.region_code || full.region_code, department: site.department || full.department });
+    }
+    if (disposed) return;
+    render(a, site);
+  }
+
+  function render(a, site) {
+    const ev = a.event || a;
+    const st = alertState(a);
+    const dev = deviceOf(a);
+    const reading = pick(a, 'reading') || {};
+    const sev = severityOf(a);
+
+    const head = h('div', { class: `card detail-head sev-border-${sev}` },
+      h('div', { class: 'chips' }, severityChip(sev), stateChip('alert_state', st), h('span', { class: 'chip plain' }, typeLabel(eventType(a)))),
+      h('h2', { class: 'detail-message' }, pick(a, 'message') || typeLabel(eventType(a))),
+      h('p', { class: 'muted' }, `${fmtTime(occurredAt(a))} · ${site.name || site.id || ''}`));
+
+    const eventFacts = facts([
+      [t('alert.id'), a.id],
+      [t('alert.occurred'), fmtTime(occurredAt(a))],
+      [t('alert.type'), typeLabel(eventType(a))],
+      [t('alert.rule'), pick(a, 'rule', 'alarm_key')],
+      [t('alert.device'), dev.id ? h('a', { href: `#/devices/${encodeURIComponent(dev.id)}` }, dev.name || dev.id) : ''],
+      reading.metric ? [t('alert.reading'), `${reading.metric}: ${fmtNum(reading.value, 2)} ${reading.unit || ''}`] : null,
+      typeof reading.limit === 'number' ? [t('alert.limit'), `${fmtNum(reading.limit, 2)} ${reading.unit || ''}`] : null,
+      [t('alert.gateway'), pick(a, 'gateway_id')],
+      [t('alert.assignee'), a.assignee || a.claimed_by || a.owner],
+    ]);
+    const siteFacts = facts([
+      [t('site.name'), site.name || site.id],
+      [t('site.uscc'), site.uscc],
+      [t('site.region'), site.region_code],
+      [t('site.department'), department(a) || site.department],
+      [t('site.supervision_item'), supervisionItem(a) || (site.supervision_items || []).join(', ')],
+      [t('site.address'), site.address],
+    ]);
+
+    const evidence = (pick(a, 'evidence') || []).filter((x) => x && x.url);
+    const evBox = h('div', { class: 'evidence' }, evidence.length ? evidence.map((x, i) => {
+      const src = withToken(x.url);
+      const label = t('alert.evidence_n', { n: i + 1 });
+      if (x.kind === 'clip' || /\.(mp4|webm)(\?|$)/.test(x.url)) return h('video', { src, controls: true, preload: 'none', 'aria-label': label });
+      return h('a', { href: src, target: '_blank', rel: 'noopener' }, h('img', { src, alt: label, loading: 'lazy',
+        onerror: (e) => { e.target.replaceWith(h('div', { class: 'empty' }, t('alert.evidence_missing'))); } }));
+    }) : h('p', { class: 'empty' }, t('alert.no_evidence')));
+
+    const chartBox = h('div', { class: 'chart-box' });
+    if (dev.id && (reading.metric || dev.kind === 'sensor')) loadChart(chartBox, dev.id, reading, occurredAt(a));
+    else chartBox.append(h('p', { class: 'empty' }, t('alert.no_readings')));
+
+    const actions = h('div', { class: 'actions' });
+    const forms = NEXT[st] ?? ['claim', 'handle', 'feedback', 'close'];
+    if (!forms.length) actions.append(h('p', { class: 'muted' }, t('alert.closed_note')));
+    for (const act of forms) actions.append(actionForm(a, act));
+
+    const tl = timeline(a);
+    const tlBox = h('ol', { class: 'timeline', id: 'alert-timeline' }, tl.length ? tl.map((x) => {
+      const ty = x.type || x.action || x.kind || '';
+      const note = x.note || x.message || x.comment || '';
+      const outcome = x.outcome || x.reading?.outcome;
+      return h('li', { class: `tl-item tl-${ty.replace(/\W/g, '_')}`, 'data-type': ty },
+        h('div', { class: 'tl-when' }, fmtTime(x.at || x.occurred_at || x.time || x.created_at)),
+        h('div', { class: 'tl-what' }, h('strong', {}, tOr(`type.${ty}`, tOr(`action.${ty}`, ty))),
+          x.actor || x.user || x.by ? h('span', { class: 'muted' }, ` · ${x.actor || x.user || x.by}`) : null),
+        outcome ? h('div', { class: 'tl-outcome' }, `${t('alert.outcome')}: ${tOr(`outcome.${outcome}`, outcome)}`) : null,
+        note ? h('div', { class: 'tl-note' }, note) : null);
+    }) : h('li', { class: 'empty' }, t('alert.no_timeline')));
+
+    clear(box).append(head,
+      h('div', { class: 'detail-grid' },
+        h('div', { class: 'col' },
+          h('section', { class: 'card' }, h('h3', {}, t('alert.evidence')), evBox),
+          h('section', { class: 'card' }, h('h3', {}, t('alert.readings')), chartBox),
+          h('section', { class: 'card' }, h('h3', {}, t('alert.event')), eventFacts),
+          h('section', { class: 'card' }, h('h3', {}, t('alert.site')), siteFacts)),
+        h('div', { class: 'col' },
+          h('section', { class: 'card' }, h('h3', {}, t('alert.actions')), actions),
+          h('section', { class: 'card' }, h('h3', {}, t('alert.timeline')), tlBox))));
+    void ev;
+  }
+
+  function actionForm(a, act) {
+    const note = h('textarea', { rows: 2, name: 'note', id: `note-${act}`, placeholder: t('alert.note_placeholder') });
+    const outcome = act === 'feedback'
+      ? select(OUTCOMES.map((o) => [o, t(`outcome.${o}`)]), 'rectify_ordered', { id: 'feedback-outcome', name: 'outcome' }) : null;
+    const btn = h('button', { type: 'submit', class: `btn ${act === 'close' ? '' : 'primary'}`, id: `action-${act}` }, t(`action.${act}`));
+    const form = h('form', { class: `action-form act-${act}`, 'data-action': act, onsubmit: async (e) => {
+      e.preventDefault();
+      btn.disabled = true;
+      const body = { note: note.value.trim() };
+      if (outcome) body.outcome = outcome.value;
+      try {
+        await api(`alerts/${encodeURIComponent(a.id)}/${act}`, { method: 'POST', body });
+        toast(t('alert.done', { action: t(`action.${act}`) }), 'ok');
+        await load();
+      } catch (err) {
+        toast(`${t('action.failed')}: ${err.message}`, 'error');
+        btn.disabled = false;
+      }
+    } },
+    h('h4', {}, t(`action.${act}_title`)),
+    outcome ? field(t('alert.outcome'), outcome) : null,
+    field(t('alert.note'), note), btn);
+    return form;
+  }
+
+  async function loadChart(boxEl, devId, reading, at) {
+    const center = new Date(at || Date.now());
+    const from = new Date(center.getTime() - 30 * 60e3);
+    const to = new Date(Math.min(Date.now(), center.getTime() + 30 * 60e3) + 60e3);
+    boxEl.append(loading());
+    try {
+      const data = await api(`devices/${encodeURIComponent(devId)}/telemetry${qs({ metric: reading.metric, from: from.toISOString(), to: to.toISOString(), step: '30s' })}`);
+      if (disposed) return;
+      clear(boxEl).append(lineChart({ points: telemetryPoints(data), unit: reading.unit || data?.unit || '', limit: reading.limit, marker: center, from, to,
+        label: t('alert.readings_of', { metric: reading.metric || '' }) }));
+    } catch (e) {
+      if (!disposed) clear(boxEl).append(e.status === 404 ? h('p', { class: 'empty' }, t('alert.no_readings')) : errorBox(e));
+    }
+  }
+
+  const unsub = subscribe((ev) => { if (ev.alert_id === id || ev.alert?.id === id || (eventType(ev).startsWith('alert.') && JSON.stringify(ev).includes(id))) load(); });
+  load();
+  return () => { disposed = true; unsub(); };
+}

@@ -1,0 +1,117 @@
+// alerts: the live list of alerts with filters. New events arrive over SSE (events.js); the
+// list reloads from GET /api/v1/alerts when one concerns alerts.
+
+import { h, clear, debounce } from '../dom.js';
+import { t, fmtTime, fmtAgo } from '../i18n.js';
+import { api, list, qs } from '../api.js';
+import { subscribe } from '../events.js';
+import { severityChip, stateChip, typeLabel, table, select, errorBox, loading } from '../ui.js';
+import { SEVERITIES, ALERT_STATES, severityOf, alertState, siteOf, deviceOf, occurredAt, department, pick, eventType } from '../model.js';
+
+const FILTER_KEY = 'offsite.alerts.filter';
+
+export function mount(main) {
+  let f = { state: 'active', severity: '', type: '', site: '', q: '' };
+  try { f = Object.assign(f, JSON.parse(sessionStorage.getItem(FILTER_KEY) || '{}')); } catch { /* defaults */ }
+  let alerts = [];
+  let fresh = new Set();
+  let disposed = false;
+  let abort = null;
+
+  const body = h('div', { class: 'alerts-body' }, loading());
+  const count = h('span', { class: 'muted', 'aria-live': 'polite' });
+  const stateSel = select([['active', t('alerts.filter_active')], ['', t('common.all')], ...ALERT_STATES.map((s) => [s, t(`alert_state.${s}`)])], f.state, { id: 'filter-state' });
+  const sevSel = select([['', t('common.all')], ...SEVERITIES.map((s) => [s, t(`severity.${s}`)])], f.severity, { id: 'filter-severity' });
+  const typeSel = select([['', t('common.all')]], f.type, { id: 'filter-type' });
+  const siteSel = select([['', t('common.all')]], f.site, { id: 'filter-site' });
+  const search = h('input', { type: 'search', id: 'filter-q', value: f.q, placeholder: t('alerts.search') });
+  const onFilter = () => {
+    f = { state: stateSel.value, severity: sevSel.value, type: typeSel.value, site: siteSel.value, q: search.value.trim() };
+    sessionStorage.setItem(FILTER_KEY, JSON.stringify(f));
+    if (f.state !== lastState) load(); else render();
+  };
+  let lastState = null;
+  for (const el of [stateSel, sevSel, typeSel, siteSel]) el.addEventListener('change', onFilter);
+  search.addEventListener('input', debounce(onFilter, 200));
+
+  const lab = (text, el) => h('label', { class: 'filter' }, h('span', {}, text), el);
+  main.append(
+    h('div', { class: 'page-head' }, h('h1', {}, t('alerts.title')), count,
+      h('div', { class: 'spacer' }), h('button', { type: 'button', class: 'btn small', onclick: () => load() }, t('common.refresh'))),
+    h('div', { class: 'filters', role: 'search' }, lab(t('alerts.state'), stateSel), lab(t('alerts.severity'), sevSel),
+      lab(t('alerts.type'), typeSel), lab(t('alerts.site'), siteSel), lab(t('common.search'), search)),
+    body);
+
+  function fillOptions(sel, values, labelOf) {
+    const cur = sel.value || (sel === typeSel ? f.type : f.site);
+    clear(sel).append(h('option', { value: '' }, t('common.all')));
+    for (const [v, l] of values) sel.append(h('option', { value: v, selected: v === cur }, labelOf ? labelOf(v, l) : l));
+  }
+
+  function matches(a) {
+    if (f.severity && severityOf(a) !== f.severity) return false;
+    if (f.type && eventType(a) !== f.type) return false;
+    if (f.site && siteOf(a).id !== f.site) return false;
+    if (f.state === 'active' && alertState(a) === 'closed') return false;
+    if (f.state && f.state !== 'active' && alertState(a) !== f.state) return false;
+    if (f.q) {
+      const hay = `${pick(a, 'message') || ''} ${siteOf(a).name || ''} ${deviceOf(a).id || ''} ${department(a)} ${a.id}`.toLowerCase();
+      if (!hay.includes(f.q.toLowerCase())) return false;
+    }
+    return true;
+  }
+
+  function render() {
+    const types = new Map(); const sites = new Map();
+    for (const a of alerts) { const ty = eventType(a); if (ty) types.set(ty, typeLabel(ty)); const s = siteOf(a); if (s.id) sites.set(s.id, s.name || s.id); }
+    fillOptions(typeSel, [...types]);
+    fillOptions(siteSel, [...sites]);
+    const rows = alerts.filter(matches);
+    count.textContent = t('alerts.count', { n: rows.length });
+    const cols = [
+      { label: t('alerts.severity'), render: (a) => severityChip(severityOf(a)) },
+      { label: t('alerts.type'), render: (a) => typeLabel(eventType(a)) },
+      { label: t('alerts.message'), class: 'wide', render: (a) => pick(a, 'message') || '' },
+      { label: t('alerts.site'), render: (a) => siteOf(a).name || siteOf(a).id },
+      { label: t('alerts.department'), render: (a) => department(a) },
+      { label: t('alerts.occurred'), render: (a) => h('time', { datetime: occurredAt(a) || '', title: fmtTime(occurredAt(a)) }, fmtAgo(occurredAt(a))) },
+      { label: t('alerts.state'), render: (a) => stateChip('alert_state', alertState(a)) },
+      { label: t('alerts.assignee'), render: (a) => a.assignee || a.claimed_by || a.owner || '' },
+    ];
+    clear(body).append(table(cols, rows, {
+      empty: t('alerts.none'),
+      onRow: (a) => { location.hash = `#/alerts/${encodeURIComponent(a.id)}`; },
+      rowAttrs: (a) => ({ class: `alert-row sev-row-${severityOf(a)}${fresh.has(a.id) ? ' fresh' : ''}`, 'data-id': a.id,
+        'data-department': department(a), 'data-severity': severityOf(a), 'data-state': alertState(a) }),
+    }));
+  }
+
+  async function load() {
+    abort?.abort();
+    abort = new AbortController();
+    lastState = f.state;
+    try {
+      // "active" is every state but closed; the server filter takes one state, so ask for all.
+      const st = f.state === 'active' ? '' : f.state;
+      const data = await api(`alerts${qs({ state: st, limit: 500 })}`, { signal: abort.signal });
+      if (disposed) return;
+      const before = new Set(alerts.map((a) => a.id));
+      alerts = list(data, 'alerts');
+      alerts.sort((x, y) => new Date(occurredAt(y) || 0) - new Date(occurredAt(x) || 0));
+      if (before.size) for (const a of alerts) if (!before.has(a.id)) fresh.add(a.id);
+      render();
+    } catch (e) {
+      if (e.name === 'AbortError' || disposed) return;
+      clear(body).append(errorBox(e));
+    }
+  }
+
+  const reload = debounce(load, 150);
+  const unsub = subscribe((ev) => {
+    const ty = eventType(ev);
+    if (ty.startsWith('alert.') || ev.alert_id || ev.state === 'active' || ['major', 'critical', 'minor'].includes(ev.severity)) reload();
+  });
+  const tick = setInterval(() => { if (!document.hidden) render(); }, 30000);
+  load();
+  return () => { disposed = true; unsub(); reload.cancel(); clearInterval(tick); abort?.abort(); };
+}

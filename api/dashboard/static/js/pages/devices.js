@@ -1,0 +1,105 @@
+// devices: health overview (online / stalled / offline, last seen, firmware), CSV import with
+// its row errors, and the export link.
+
+import { h, clear, debounce } from '../dom.js';
+import { t, tOr, fmtTime, fmtAgo } from '../i18n.js';
+import { api, list, optional, withToken, session } from '../api.js';
+import { table, select, errorBox, loading, toast, stateChip } from '../ui.js';
+import { deviceState, deviceReason, lastSeen, firmwareProblem } from '../model.js';
+
+export function mount(main) {
+  let devices = []; let sites = new Map(); let profiles = new Map(); let cams = new Map();
+  let disposed = false;
+  const f = { kind: '', health: '', site: '', q: '' };
+  const summary = h('div', { class: 'summary' });
+  const body = h('div', {}, loading());
+  const importBox = h('div', { class: 'import-result', id: 'import-result', 'aria-live': 'polite' });
+
+  const kindSel = select([['', t('common.all')], ['camera', t('kind.camera')], ['sensor', t('kind.sensor')], ['gateway', t('kind.gateway')]], '', { id: 'dev-kind' });
+  const healthSel = select([['', t('common.all')], ...['online', 'stalled', 'offline', 'unknown'].map((s) => [s, t(`health.${s}`)]), ['firmware', t('devices.firmware_flagged')]], '', { id: 'dev-health' });
+  const siteSel = select([['', t('common.all')]], '', { id: 'dev-site' });
+  const search = h('input', { type: 'search', id: 'dev-q', placeholder: t('devices.search') });
+  const onF = () => { Object.assign(f, { kind: kindSel.value, health: healthSel.value, site: siteSel.value, q: search.value.trim().toLowerCase() }); render(); };
+  for (const el of [kindSel, healthSel, siteSel]) el.addEventListener('change', onF);
+  search.addEventListener('input', debounce(onF, 150));
+
+  const fileInput = h('input', { type: 'file', accept: '.csv,text/csv', id: 'import-file', class: 'visually-hidden', onchange: () => doImport() });
+  const canWrite = ['admin', 'maintainer'].includes(session.user?.role) || !session.user?.role;
+  const lab = (text, el) => h('label', { class: 'filter' }, h('span', {}, text), el);
+  main.append(
+    h('div', { class: 'page-head' }, h('h1', {}, t('devices.title')), h('div', { class: 'spacer' }),
+      canWrite ? h('label', { class: 'btn small', for: 'import-file', tabindex: '0', role: 'button',
+        onkeydown: (e) => { if (e.key === 'Enter' || e.key === ' ') fileInput.click(); } }, t('devices.import')) : null, fileInput,
+      h('a', { class: 'btn small', href: withToken('/api/v1/devices/export'), download: 'devices.csv', id: 'export-link' }, t('devices.export'))),
+    importBox, summary,
+    h('div', { class: 'filters', role: 'search' }, lab(t('devices.kind'), kindSel), lab(t('devices.health'), healthSel), lab(t('devices.site'), siteSel), lab(t('common.search'), search)),
+    body);
+
+  function health(d) { return deviceState(d, cams.get(d.id)); }
+  function fw(d) { return firmwareProblem(d, profiles.get(d.profile)); }
+
+  function render() {
+    const n = { total: devices.length, online: 0, stalled: 0, offline: 0, firmware: 0 };
+    for (const d of devices) { const s = health(d); if (n[s] !== undefined) n[s]++; if (fw(d)) n.firmware++; }
+    clear(summary).append(...['total', 'online', 'stalled', 'offline', 'firmware'].map((k) =>
+      h('button', { type: 'button', class: `stat stat-${k}`, onclick: () => { healthSel.value = k === 'total' ? '' : k; onF(); } },
+        h('span', { class: 'stat-n' }, String(n[k])), h('span', { class: 'stat-l' }, t(`devices.stat_${k}`)))));
+    const rows = devices.filter((d) => (!f.kind || d.kind === f.kind) && (!f.site || d.site_id === f.site)
+      && (!f.health || (f.health === 'firmware' ? !!fw(d) : health(d) === f.health))
+      && (!f.q || `${d.id} ${d.name} ${d.model} ${d.vendor} ${d.serial}`.toLowerCase().includes(f.q)));
+    const cols = [
+      { label: t('devices.name'), render: (d) => h('span', {}, h('strong', {}, d.name || d.id), h('br'), h('small', { class: 'muted mono' }, d.id)) },
+      { label: t('devices.kind'), render: (d) => tOr(`kind.${d.kind}`, d.kind) },
+      { label: t('devices.site'), render: (d) => sites.get(d.site_id)?.name || d.site_id },
+      { label: t('devices.health'), render: (d) => { const r = deviceReason(d, cams.get(d.id)); return h('span', {}, stateChip('health', health(d)), r ? h('small', { class: 'muted reason' }, ` ${r}`) : null); } },
+      { label: t('devices.last_seen'), render: (d) => { const v = lastSeen(d, cams.get(d.id)); return h('time', { title: fmtTime(v) }, fmtAgo(v)); } },
+      { label: t('devices.firmware'), render: (d) => { const p = fw(d); return h('span', { class: p ? 'fw-bad' : '' }, d.firmware || t('devices.firmware_unknown'), p ? h('span', { class: 'chip sev-major', title: p }, ` ⚠ ${t('devices.firmware_flag')}`) : null); } },
+      { label: t('devices.model'), render: (d) => [d.vendor, d.model].filter(Boolean).join(' ') || d.profile },
+    ];
+    clear(body).append(table(cols, rows, { empty: t('devices.none'), onRow: (d) => { location.hash = `#/devices/${encodeURIComponent(d.id)}`; },
+      rowAttrs: (d) => ({ 'data-id': d.id, 'data-health': health(d) }) }));
+  }
+
+  async function load() {
+    try {
+      const [d, s, p, c] = await Promise.all([api('devices'), api('sites'), optional('profiles').catch(() => null), optional('cameras').catch(() => null)]);
+      if (disposed) return;
+      devices = list(d, 'devices');
+      sites = new Map(list(s, 'sites').map((x) => [x.id, x]));
+      profiles = new Map(list(p, 'profiles').map((x) => [x.id, x]));
+      cams = new Map(list(c, 'cameras').map((x) => [x.id, x]));
+      const cur = siteSel.value;
+      clear(siteSel).append(h('option', { value: '' }, t('common.all')), ...[...sites.values()].map((x) => h('option', { value: x.id, selected: x.id === cur }, x.name || x.id)));
+      render();
+    } catch (e) { if (!disposed) clear(body).append(errorBox(e)); }
+  }
+
+  async function doImport() {
+    const file = fileInput.files?.[0];
+    if (!file) return;
+    clear(importBox).append(loading());
+    try {
+      const text = await file.text();
+      const res = await api('devices/import', { method: 'POST', body: text, headers: { 'Content-Type': 'text/csv' } });
+      const nSites = res?.sites ?? res?.sites_imported ?? '';
+      const nDev = res?.devices ?? res?.devices_imported ?? res?.imported ?? '';
+      clear(importBox).append(h('div', { class: 'alert-box ok', role: 'status' }, t('devices.import_ok', { file: file.name, sites: Array.isArray(nSites) ? nSites.length : nSites, devices: Array.isArray(nDev) ? nDev.length : nDev })));
+      toast(t('devices.import_ok_short'), 'ok');
+      load();
+    } catch (e) {
+      const rows = e.rows || [];
+      clear(importBox).append(h('div', { class: 'alert-box error', role: 'alert' }, `${t('devices.import_failed', { file: file.name })}: ${e.message}`),
+        rows.length ? table([
+          { label: t('import.row'), render: (r) => String(r.row ?? '') },
+          { label: t('import.column'), render: (r) => r.column || t('import.whole_row') },
+          { label: t('import.reason'), class: 'wide', render: (r) => r.reason || '' },
+        ], rows, {}) : null,
+        e.body?.error?.truncated ? h('p', { class: 'muted' }, t('import.truncated')) : null);
+    }
+    fileInput.value = '';
+  }
+
+  const timer = setInterval(load, 30000);
+  load();
+  return () => { disposed = true; clearInterval(timer); };
+}

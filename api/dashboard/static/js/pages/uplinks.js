@@ -1,0 +1,68 @@
+// uplinks: each uplink's delivery state (cursor, backlog, last error) and its dead letters —
+// batches the receiver rejected, which are kept for a person to look at and re-send.
+
+import { h, clear } from '../dom.js';
+import { t, tOr, fmtTime, fmtAgo } from '../i18n.js';
+import { api, list, optional } from '../api.js';
+import { facts, errorBox, loading, notAvailable, table, toast, stateChip } from '../ui.js';
+
+export function mount(main) {
+  let disposed = false;
+  const body = h('div', { class: 'uplinks' }, loading());
+  main.append(h('div', { class: 'page-head' }, h('h1', {}, t('uplinks.title')), h('div', { class: 'spacer' }),
+    h('button', { type: 'button', class: 'btn small', onclick: () => load() }, t('common.refresh'))), body);
+
+  async function deadLetters(u) {
+    const base = `uplinks/${encodeURIComponent(u.id || u.name)}`;
+    if (Array.isArray(u.dead_letters)) return { items: u.dead_letters, base: `${base}/dead-letters` };
+    for (const p of ['dead-letters', 'dead_letters', 'deadletters']) {
+      const d = await optional(`${base}/${p}`).catch(() => null);
+      if (d) return { items: list(d, 'dead_letters'), base: `${base}/${p}` };
+    }
+    return null;
+  }
+
+  async function load() {
+    let data;
+    try { data = await optional('uplinks'); } catch (e) { if (!disposed) clear(body).append(errorBox(e)); return; }
+    if (disposed) return;
+    if (data === null) { clear(body).append(notAvailable(t('uplinks.title'))); return; }
+    const ups = list(data, 'uplinks');
+    if (!ups.length) { clear(body).append(h('p', { class: 'empty' }, t('uplinks.none'))); return; }
+    const cards = await Promise.all(ups.map(async (u) => {
+      const dl = await deadLetters(u);
+      const st = String(u.state || u.status || (u.last_error ? 'retrying' : 'ok')).toLowerCase();
+      const n = (k, ...alts) => { for (const a of [k, ...alts]) if (u[a] !== undefined) return u[a]; return undefined; };
+      return h('section', { class: 'card uplink', 'data-uplink': u.id || u.name },
+        h('div', { class: 'uplink-head' }, h('h2', {}, u.name || u.id), stateChip('uplink_state', st)),
+        facts([
+          [t('uplinks.url'), h('span', { class: 'mono' }, u.url || u.base_url || '')],
+          [t('uplinks.backlog'), String(n('backlog', 'pending', 'queued') ?? '—')],
+          [t('uplinks.delivered'), String(n('delivered', 'delivered_total', 'accepted') ?? '—')],
+          [t('uplinks.cursor'), n('cursor', 'position')],
+          [t('uplinks.last_delivery'), n('last_delivered_at', 'last_success', 'last_ok_at') ? `${fmtAgo(n('last_delivered_at', 'last_success', 'last_ok_at'))} (${fmtTime(n('last_delivered_at', 'last_success', 'last_ok_at'))})` : ''],
+          [t('uplinks.last_error'), n('last_error', 'error') ? h('span', { class: 'reason' }, String(typeof u.last_error === 'object' ? u.last_error.message : n('last_error', 'error'))) : ''],
+          [t('uplinks.next_retry'), n('next_retry_at') ? fmtTime(u.next_retry_at) : ''],
+        ]),
+        h('h3', {}, t('uplinks.dead_letters'), dl ? ` (${dl.items.length})` : ''),
+        dl === null ? notAvailable(t('uplinks.dead_letters')) : table([
+          { label: t('uplinks.event'), render: (x) => h('span', { class: 'mono' }, x.event_id || x.id || '') },
+          { label: t('uplinks.type'), render: (x) => tOr(`type.${x.type || x.event?.type}`, x.type || x.event?.type || '') },
+          { label: t('uplinks.reason'), class: 'wide', render: (x) => x.reason || '' },
+          { label: t('uplinks.at'), render: (x) => fmtTime(x.at || x.rejected_at || x.created_at) },
+          { label: '', render: (x) => h('button', { type: 'button', class: 'btn small', onclick: async (e) => {
+            e.target.disabled = true;
+            try {
+              await api(`${dl.base}/${encodeURIComponent(x.id || x.event_id)}/resend`, { method: 'POST' });
+              toast(t('uplinks.resent'), 'ok'); load();
+            } catch (err) { toast(`${t('action.failed')}: ${err.status === 404 ? t('common.not_available', { what: t('uplinks.resend') }) : err.message}`, 'error'); e.target.disabled = false; }
+          } }, t('uplinks.resend')) },
+        ], dl.items, { empty: t('uplinks.no_dead_letters') }));
+    }));
+    if (!disposed) clear(body).append(...cards);
+  }
+
+  const timer = setInterval(load, 15000);
+  load();
+  return () => { disposed = true; clearInterval(timer); };
+}

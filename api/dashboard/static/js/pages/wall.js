@@ -1,0 +1,215 @@
+// wall: the video wall — site/camera tree, 1/4/9/16 layouts, one WHEP player per tile, the
+// layout remembered per user in localStorage.
+
+import { h, clear } from '../dom.js';
+import { t, tOr } from '../i18n.js';
+import { api, list, optional, session } from '../api.js';
+import { WhepPlayer } from '../player.js';
+import { errorBox, loading } from '../ui.js';
+import { deviceState } from '../model.js';
+
+const LAYOUTS = [1, 4, 9, 16];
+
+function storeKey() { return `offsite.wall.${session.user?.username || 'anon'}`; }
+function loadLayout() {
+  try {
+    const v = JSON.parse(localStorage.getItem(storeKey()) || 'null');
+    if (v && LAYOUTS.includes(v.layout) && Array.isArray(v.tiles)) return { layout: v.layout, tiles: v.tiles.slice(0, 16) };
+  } catch { /* start fresh */ }
+  return null;
+}
+
+export function mount(main) {
+  let state = loadLayout();
+  let cameras = [];
+  let sites = [];
+  let camStatus = new Map();
+  let selected = 0;
+  const players = new Map(); // tile index → { player, cameraId, el }
+  let statusTimer = 0;
+  let disposed = false;
+
+  const tree = h('div', { class: 'tree', role: 'tree', 'aria-label': t('wall.cameras') }, loading());
+  const filter = h('input', { type: 'search', placeholder: t('wall.search'), 'aria-label': t('wall.search'), class: 'tree-filter', oninput: () => renderTree() });
+  const grid = h('div', { class: 'wall-grid', id: 'wall-grid' });
+  const layoutBtns = LAYOUTS.map((n) => h('button', { type: 'button', class: 'btn small seg', 'data-layout': n, 'aria-pressed': 'false',
+    title: t('wall.layout_n', { n }), onclick: () => setLayout(n) }, String(n)));
+  const side = h('aside', { class: 'wall-side' },
+    h('details', { class: 'tree-box', open: window.matchMedia('(min-width: 761px)').matches },
+      h('summary', {}, t('wall.cameras')), filter, tree));
+  const toolbar = h('div', { class: 'wall-toolbar' },
+    h('div', { class: 'seg-group', role: 'group', 'aria-label': t('wall.layout') }, h('span', { class: 'muted' }, t('wall.layout')), layoutBtns),
+    h('span', { class: 'muted hint-place' }, t('wall.hint')),
+    h('div', { class: 'spacer' }),
+    h('button', { type: 'button', class: 'btn small', onclick: clearAll }, t('wall.clear_all')),
+    h('button', { type: 'button', class: 'btn small', id: 'wall-fullscreen', onclick: () => grid.requestFullscreen?.().catch(() => {}) }, t('wall.fullscreen')));
+  main.append(h('div', { class: 'wall' }, side, h('section', { class: 'wall-main', 'aria-label': t('nav.wall') }, toolbar, grid)));
+
+  function save() { localStorage.setItem(storeKey(), JSON.stringify(state)); }
+
+  function ensure() { if (!state) state = { layout: 4, tiles: [] }; }
+
+  function setLayout(n) {
+    ensure();
+    state.layout = n;
+    if (selected >= n) selected = 0;
+    save();
+    renderGrid();
+  }
+
+  function place(idx, cameraId) {
+    ensure();
+    // A camera shows in one tile at a time: moving it frees its old tile.
+    state.tiles = state.tiles.map((c, i) => (c === cameraId && i !== idx ? null : c));
+    state.tiles[idx] = cameraId;
+    save();
+    selected = nextEmpty(idx);
+    renderGrid();
+  }
+
+  function nextEmpty(after) {
+    for (let k = 1; k <= state.layout; k++) {
+      const i = (after + k) % state.layout;
+      if (!state.tiles[i]) return i;
+    }
+    return (after + 1) % state.layout;
+  }
+
+  function clearTile(idx) { state.tiles[idx] = null; save(); selected = idx; renderGrid(); }
+  function clearAll() { ensure(); state.tiles = []; save(); selected = 0; renderGrid(); }
+
+  function camName(id) { const c = cameras.find((x) => x.id === id); return c?.name || id; }
+
+  function renderTree() {
+    clear(tree);
+    const q = filter.value.trim().toLowerCase();
+    const bySite = new Map();
+    for (const c of cameras) {
+      const sid = c.site_id || c.site?.id || (typeof c.site === 'string' ? c.site : '') || '';
+      if (!bySite.has(sid)) bySite.set(sid, []);
+      bySite.get(sid).push(c);
+    }
+    const order = sites.map((s) => s.id).filter((id) => bySite.has(id));
+    for (const sid of bySite.keys()) if (!order.includes(sid)) order.push(sid);
+    if (!order.length) { tree.append(h('p', { class: 'empty' }, t('wall.no_cameras'))); return; }
+    for (const sid of order) {
+      const site = sites.find((s) => s.id === sid);
+      const cams = bySite.get(sid).filter((c) => !q || `${c.name} ${c.id} ${site?.name || ''}`.toLowerCase().includes(q));
+      if (!cams.length) continue;
+      const items = cams.map((c) => {
+        const st = deviceState(c, camStatus.get(c.id));
+        const onWall = !!state && state.tiles.slice(0, state.layout).includes(c.id);
+        return h('li', { role: 'treeitem', 'aria-selected': String(onWall) },
+          h('button', { type: 'button', class: `cam${onWall ? ' on-wall' : ''}`, draggable: 'true', 'data-camera': c.id,
+            title: `${c.name || c.id} · ${tOr(`health.${st}`, st)}`,
+            onclick: () => place(selected, c.id),
+            ondragstart: (e) => { e.dataTransfer.setData('text/x-offsite-camera', c.id); e.dataTransfer.effectAllowed = 'copy'; } },
+          h('span', { class: `dot ${st}`, 'aria-hidden': 'true' }), h('span', { class: 'cam-name' }, c.name || c.id)));
+      });
+      tree.append(h('div', { class: 'tree-site', role: 'group' },
+        h('div', { class: 'tree-site-name', title: site?.address || '' }, site?.name || sid || t('wall.unassigned')),
+        h('ul', {}, items)));
+    }
+  }
+
+  function renderGrid() {
+    for (const b of layoutBtns) b.setAttribute('aria-pressed', String(Number(b.dataset.layout) === state.layout));
+    grid.className = `wall-grid n${state.layout}`;
+    // Stop players of tiles that no longer show the same camera.
+    for (const [idx, p] of players) {
+      if (idx >= state.layout || state.tiles[idx] !== p.cameraId) { p.player.stop(); players.delete(idx); }
+    }
+    clear(grid);
+    for (let i = 0; i < state.layout; i++) grid.append(tile(i));
+    renderTree();
+  }
+
+  function tile(i) {
+    const camId = state.tiles[i] || null;
+    const el = h('div', { class: `tile${i === selected ? ' selected' : ''}`, 'data-index': i, tabindex: '0',
+      'aria-label': camId ? camName(camId) : t('wall.empty_tile', { n: i + 1 }),
+      onclick: () => { selected = i; for (const x of grid.children) x.classList.toggle('selected', x === el); },
+      ondragover: (e) => { e.preventDefault(); el.classList.add('drop'); },
+      ondragleave: () => el.classList.remove('drop'),
+      ondrop: (e) => { e.preventDefault(); el.classList.remove('drop'); const id = e.dataTransfer.getData('text/x-offsite-camera'); if (id) place(i, id); } });
+    if (!camId) {
+      el.dataset.state = 'empty';
+      el.append(h('div', { class: 'tile-empty' }, h('span', { class: 'plus', 'aria-hidden': 'true' }, '+'), h('span', {}, t('wall.empty_hint'))));
+      return el;
+    }
+    el.dataset.camera = camId;
+    let p = players.get(i);
+    const video = p ? p.video : h('video', { muted: true, autoplay: true, playsinline: true, 'aria-label': camName(camId) });
+    video.muted = true;
+    const stateChip = h('span', { class: 'tile-state' });
+    const overlay = h('div', { class: 'tile-overlay' });
+    const bar = h('div', { class: 'tile-bar' },
+      h('span', { class: 'tile-name', title: camId }, camName(camId)), stateChip,
+      h('button', { type: 'button', class: 'icon-btn', title: t('wall.tile_fullscreen'), 'aria-label': t('wall.tile_fullscreen'),
+        onclick: (e) => { e.stopPropagation(); el.requestFullscreen?.().catch(() => {}); } }, '⛶'),
+      h('button', { type: 'button', class: 'icon-btn tile-close', title: t('wall.tile_clear'), 'aria-label': t('wall.tile_clear'),
+        onclick: (e) => { e.stopPropagation(); clearTile(i); } }, '✕'));
+    el.append(video, overlay, bar);
+    const show = (pl) => {
+      el.dataset.state = pl.state;
+      el.dataset.frames = String(pl.frames || 0);
+      stateChip.className = `tile-state s-${pl.state}`;
+      stateChip.textContent = tOr(`player.${pl.state}`, pl.state);
+      const reason = pl.reason ? tOr(`player.reason.${pl.reason}`, pl.reason) : '';
+      overlay.hidden = pl.state === 'playing';
+      clear(overlay);
+      if (pl.state !== 'playing') {
+        overlay.append(h('div', { class: 'ov-title' }, tOr(`player.${pl.state}_long`, tOr(`player.${pl.state}`, pl.state))));
+        if (reason) overlay.append(h('div', { class: 'ov-reason tile-reason' }, reason));
+        if (pl.nextRetryAt && pl.state !== 'connecting' && pl.state !== 'idle') overlay.append(h('div', { class: 'ov-retry' }, t('player.retrying')));
+      }
+    };
+    if (!p) {
+      const player = new WhepPlayer(video, camId, () => {});
+      p = { player, cameraId: camId, video };
+      players.set(i, p);
+      player.onChange = (pl) => p.show?.(pl);
+      p.show = show;
+      show(player);
+      player.start();
+    } else {
+      p.show = show;
+      show(p.player);
+    }
+    return el;
+  }
+
+  async function loadStatus() {
+    const data = await optional('cameras').catch(() => null);
+    if (disposed || !data) return;
+    camStatus = new Map(list(data, 'cameras').map((c) => [c.id, c]));
+    renderTree();
+  }
+
+  (async () => {
+    try {
+      const [s, d] = await Promise.all([api('sites'), api('devices?kind=camera')]);
+      if (disposed) return;
+      sites = list(s, 'sites');
+      cameras = list(d, 'devices').filter((c) => !c.kind || c.kind === 'camera');
+    } catch (e) {
+      if (disposed) return;
+      clear(tree).append(errorBox(e));
+    }
+    if (!state) {
+      // A first visit shows the first four cameras so the wall is never blank.
+      state = { layout: 4, tiles: cameras.slice(0, 4).map((c) => c.id) };
+      save();
+    }
+    renderGrid();
+    loadStatus();
+    statusTimer = setInterval(loadStatus, 15000);
+  })();
+
+  return () => {
+    disposed = true;
+    clearInterval(statusTimer);
+    for (const p of players.values()) p.player.stop();
+    players.clear();
+  };
+}
