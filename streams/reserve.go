@@ -35,7 +35,7 @@ type Reserve struct {
 	server  *gortsplib.Server
 	ln      net.Listener
 	mu      sync.Mutex
-	streams map[string]*reserveStream                 // by camera
+	streams map[string]*reserveStream                   // by camera
 	bySess  map[*gortsplib.ServerSession]*reserveStream // playing sessions
 }
 

@@ -51,8 +51,8 @@ type Server struct {
 	// UDPRTPListen / UDPRTCPListen enable the UDP transport (an even port and the next one).
 	UDPRTPListen  string
 	UDPRTCPListen string
-	Cameras     []Camera
-	Logger      *slog.Logger
+	Cameras       []Camera
+	Logger        *slog.Logger
 
 	server *gortsplib.Server
 	ln     net.Listener
