@@ -160,6 +160,9 @@ func (s *Server) App() *fiber.App { return s.app }
 // caller, DecodeJSON for bodies and Record for the audit log. Call after Initialize and before
 // Start. Routes must also be described: see AddOpenAPIPaths.
 func (s *Server) Mount(fn func(r fiber.Router)) {
+	if s.v1 == nil {
+		panic("api: Mount before Initialize")
+	}
 	fn(s.v1)
 }
 
