@@ -1,0 +1,330 @@
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
+
+	"github.com/offsite-gw/offsite/devices"
+)
+
+// Authenticator checks a device's broker login; devices.Store satisfies it.
+type Authenticator interface {
+	CheckMQTT(ctx context.Context, username, secret string) (devices.Device, error)
+}
+
+// Refusal reasons counted by offsite_mqtt_refused_total{reason}.
+const (
+	RefusedCredentials  = "bad_credentials"
+	RefusedNotSensor    = "not_a_sensor"     // login fine, but no sensor profile with topics
+	RefusedPublishACL   = "publish_denied"   // topic is not the device's own
+	RefusedSubscribeACL = "subscribe_denied" //
+	RefusedTooLarge     = "too_large"        // packet over MaxPacketSize: client disconnected
+	RefusedInflight     = "inflight"         // more unacknowledged messages than MaxInflight
+	RefusedRate         = "connect_rate"     // connection rate limit
+	RefusedQueue        = "queue_full"       // ingest queue stayed full
+)
+
+// Broker is the embedded MQTT broker (mochi-mqtt v2). Each device logs in with its own MQTT
+// username and secret from the device store and may publish only on its own topics (those its
+// profile's templates give for its site and id) — everything else is refused, counted by
+// reason and logged with the username and address. Messages published by devices go to
+// Pipeline before the broker acknowledges them (QoS 1), without any subscription in between.
+// The gateway itself publishes through Publish with full rights.
+type Broker struct {
+	// Listen is the TCP address (default ":1883"; "-" disables plain TCP).
+	Listen string
+	// TLSListen and TLS enable MQTT over TLS (e.g. ":8883").
+	TLSListen string
+	TLS       *tls.Config
+
+	Auth      Authenticator
+	Directory *Directory
+	Pipeline  *Pipeline
+
+	// MaxPacketSize bounds one MQTT packet (default 256 KiB + 1 KiB for the header): bigger
+	// ones disconnect the client.
+	MaxPacketSize uint32
+	// MaxInflight bounds unacknowledged QoS 1/2 messages per client (receive maximum,
+	// default 128).
+	MaxInflight uint16
+	// MaxClients bounds connected clients (default 10000).
+	MaxClients int64
+	// ConnectRate and ConnectBurst bound new connections per second, per remote IP
+	// (default 5/s, burst 20) and overall (50× that).
+	ConnectRate  float64
+	ConnectBurst int
+	// AuthCacheTTL is how long a successful login is remembered (default 5m): the secret hash
+	// is deliberately slow, reconnect storms must not pay it each time.
+	AuthCacheTTL time.Duration
+
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+
+	server   *mqtt.Server
+	refused  *prometheus.CounterVec
+	mu       sync.Mutex
+	cache    map[string]authEntry
+	perIP    map[string]*rate.Limiter
+	global   *rate.Limiter
+	lastLoad time.Time
+}
+
+type authEntry struct {
+	sum     [32]byte
+	device  string
+	expires time.Time
+}
+
+// Initialize starts the listeners.
+func (b *Broker) Initialize() error {
+	if b.Auth == nil || b.Directory == nil || b.Pipeline == nil {
+		return errors.New("ingest: Broker needs Auth, Directory and Pipeline")
+	}
+	if b.Listen == "" {
+		b.Listen = ":1883"
+	}
+	if b.MaxPacketSize == 0 {
+		b.MaxPacketSize = 257 << 10
+	}
+	if b.MaxInflight == 0 {
+		b.MaxInflight = 128
+	}
+	if b.MaxClients == 0 {
+		b.MaxClients = 10000
+	}
+	if b.ConnectRate <= 0 {
+		b.ConnectRate = 5
+	}
+	if b.ConnectBurst <= 0 {
+		b.ConnectBurst = 20
+	}
+	if b.AuthCacheTTL <= 0 {
+		b.AuthCacheTTL = 5 * time.Minute
+	}
+	if b.Logger == nil {
+		b.Logger = slog.Default()
+	}
+	b.refused = register(b.Registerer, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "offsite_mqtt_refused_total", Help: "MQTT connections, publishes and subscriptions refused by the embedded broker, by reason.",
+	}, []string{"reason"}))
+	b.cache = map[string]authEntry{}
+	b.perIP = map[string]*rate.Limiter{}
+	b.global = rate.NewLimiter(rate.Limit(b.ConnectRate*50), b.ConnectBurst*50)
+
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumPacketSize = b.MaxPacketSize
+	caps.ReceiveMaximum = b.MaxInflight
+	caps.MaximumInflight = 1024
+	caps.MaximumClients = b.MaxClients
+	caps.MaximumClientWritesPending = 1024
+	caps.MaximumSessionExpiryInterval = 24 * 3600
+	b.server = mqtt.New(&mqtt.Options{
+		InlineClient: true,
+		Capabilities: caps,
+		Logger:       b.Logger.With("component", "mqtt"),
+	})
+	if err := b.server.AddHook(&brokerHook{b: b}, nil); err != nil {
+		return err
+	}
+	if b.Listen != "-" {
+		if err := b.server.AddListener(listeners.NewTCP(listeners.Config{ID: "tcp", Address: b.Listen})); err != nil {
+			return fmt.Errorf("ingest: MQTT listen %s: %w", b.Listen, err)
+		}
+	}
+	if b.TLSListen != "" {
+		if b.TLS == nil {
+			return errors.New("ingest: Broker.TLSListen needs TLS")
+		}
+		if err := b.server.AddListener(listeners.NewTCP(listeners.Config{ID: "tls", Address: b.TLSListen, TLSConfig: b.TLS})); err != nil {
+			return fmt.Errorf("ingest: MQTT TLS listen %s: %w", b.TLSListen, err)
+		}
+	}
+	if err := b.server.Serve(); err != nil {
+		return fmt.Errorf("ingest: MQTT broker: %w", err)
+	}
+	return nil
+}
+
+// Close disconnects every client and stops the listeners.
+func (b *Broker) Close() {
+	if b.server != nil {
+		_ = b.server.Close()
+	}
+}
+
+// Addr returns the address the plain TCP listener is bound to.
+func (b *Broker) Addr() string {
+	if l, ok := b.server.Listeners.Get("tcp"); ok {
+		return l.Address()
+	}
+	return ""
+}
+
+// Publish sends a message as the gateway (full rights), e.g. events on offsite/events/{type}.
+func (b *Broker) Publish(topic string, payload []byte, retain bool, qos byte) error {
+	return b.server.Publish(topic, payload, retain, qos)
+}
+
+// Server gives access to the mochi server, e.g. for an inline subscription.
+func (b *Broker) Server() *mqtt.Server { return b.server }
+
+// Refused returns the refusals counted for reason (for tests).
+func (b *Broker) Refused(reason string) float64 {
+	return counterValue(b.refused.WithLabelValues(reason))
+}
+
+func (b *Broker) refuse(reason string, cl *mqtt.Client, args ...any) {
+	b.refused.WithLabelValues(reason).Inc()
+	attrs := []any{"reason", reason, "username", string(cl.Properties.Username), "client_id", cl.ID, "remote", cl.Net.Remote}
+	if s, ok := b.Directory.ByUsername(string(cl.Properties.Username)); ok {
+		attrs = append(attrs, "device", s.ID, "site", s.Site)
+	}
+	b.Logger.Warn("ingest: MQTT refused", append(attrs, args...)...)
+}
+
+func (b *Broker) allowConnect(remote string) bool {
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		host = remote
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	l, ok := b.perIP[host]
+	if !ok {
+		if len(b.perIP) > 100000 {
+			clear(b.perIP)
+		}
+		l = rate.NewLimiter(rate.Limit(b.ConnectRate), b.ConnectBurst)
+		b.perIP[host] = l
+	}
+	return l.Allow() && b.global.Allow()
+}
+
+func (b *Broker) authenticate(username string, secret []byte) (string, bool) {
+	sum := sha256.Sum256(append([]byte(username+"\x00"), secret...))
+	now := time.Now()
+	b.mu.Lock()
+	e, ok := b.cache[username]
+	b.mu.Unlock()
+	if ok && e.sum == sum && now.Before(e.expires) {
+		return e.device, true
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	d, err := b.Auth.CheckMQTT(ctx, username, string(secret))
+	if err != nil {
+		return "", false
+	}
+	b.mu.Lock()
+	if len(b.cache) > 100000 {
+		clear(b.cache)
+	}
+	b.cache[username] = authEntry{sum: sum, device: d.ID, expires: now.Add(b.AuthCacheTTL)}
+	b.mu.Unlock()
+	return d.ID, true
+}
+
+// sensorOf returns the sensor a logged-in client is; a device created after the last reload
+// triggers one reload (at most every 2 s).
+func (b *Broker) sensorOf(username string) (*Sensor, bool) {
+	if s, ok := b.Directory.ByUsername(username); ok {
+		return s, true
+	}
+	b.mu.Lock()
+	stale := time.Since(b.lastLoad) > 2*time.Second
+	if stale {
+		b.lastLoad = time.Now()
+	}
+	b.mu.Unlock()
+	if stale {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := b.Directory.Refresh(ctx); err != nil {
+			b.Logger.Warn("ingest: reload devices", "err", err)
+		}
+	}
+	return b.Directory.ByUsername(username)
+}
+
+type brokerHook struct {
+	mqtt.HookBase
+	b *Broker
+}
+
+func (h *brokerHook) ID() string { return "offsite-devices" }
+
+func (h *brokerHook) Provides(x byte) bool {
+	return bytes.Contains([]byte{mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck,
+		mqtt.OnPublish, mqtt.OnDisconnect}, []byte{x})
+}
+
+func (h *brokerHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	if !h.b.allowConnect(cl.Net.Remote) {
+		h.b.refuse(RefusedRate, cl)
+		return packets.ErrConnectionRateExceeded
+	}
+	return nil
+}
+
+func (h *brokerHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
+	user := string(pk.Connect.Username)
+	if _, ok := h.b.authenticate(user, pk.Connect.Password); !ok {
+		h.b.refuse(RefusedCredentials, cl)
+		return false
+	}
+	if _, ok := h.b.sensorOf(user); !ok {
+		h.b.refuse(RefusedNotSensor, cl, "detail", "the device has no sensor profile with MQTT topics")
+		return false
+	}
+	return true
+}
+
+func (h *brokerHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	s, ok := h.b.Directory.ByUsername(string(cl.Properties.Username))
+	if ok && (topic == s.Up || topic == s.Status) {
+		return true
+	}
+	if write {
+		h.b.refuse(RefusedPublishACL, cl, "topic", topic)
+	} else {
+		h.b.refuse(RefusedSubscribeACL, cl, "topic", topic)
+	}
+	return false
+}
+
+func (h *brokerHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if cl.Net.Inline {
+		return pk, nil
+	}
+	m := Message{Topic: pk.TopicName, Payload: append([]byte(nil), pk.Payload...), Received: time.Now(),
+		Client: string(cl.Properties.Username), Remote: cl.Net.Remote}
+	// Called on the client's own read loop before the PUBACK: waiting here slows only this
+	// device, and the acknowledgement means the message is queued.
+	if !h.b.Pipeline.Submit(m) {
+		h.b.refuse(RefusedQueue, cl, "topic", pk.TopicName)
+	}
+	return pk, nil
+}
+
+func (h *brokerHook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
+	switch {
+	case errors.Is(err, packets.ErrPacketTooLarge):
+		h.b.refuse(RefusedTooLarge, cl, "limit", h.b.MaxPacketSize)
+	case errors.Is(err, packets.ErrReceiveMaximum):
+		h.b.refuse(RefusedInflight, cl, "limit", h.b.MaxInflight)
+	}
+}

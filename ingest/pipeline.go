@@ -1,0 +1,330 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/offsite-gw/offsite/ingest/decode"
+)
+
+// PipelineStats are the message counts since Initialize. Every submitted message ends in
+// exactly one of Stored, Quarantined, Status, Empty or Dropped once processed.
+type PipelineStats struct {
+	Submitted   int64 // accepted into the queue
+	Stored      int64 // at least one reading handed to the sink (bad readings quarantined)
+	Quarantined int64 // no reading stored: the whole message is in the quarantine
+	Status      int64 // status-topic messages
+	Empty       int64 // decoded to no readings (a keep-alive)
+	Dropped     int64 // not queued: the queue stayed full for EnqueueTimeout (also quarantined as queue_overflow when possible)
+	Readings    int64 // readings handed to the sink
+	BadReadings int64 // single readings quarantined out of stored messages
+}
+
+// Pipeline decodes MQTT messages by the profile of the device whose topic they came on,
+// validates them and hands the readings to Sink; everything refused goes to Quarantine with a
+// reason. Submit only enqueues into a bounded queue, so the MQTT network loop never waits on
+// decoding or on a database. N workers drain the queue; order between messages is not kept
+// (the store orders readings by time).
+type Pipeline struct {
+	Directory  *Directory
+	Sink       Sink
+	Quarantine *Quarantine
+	// Presence, when set, is told of every message of a known sensor.
+	Presence *Presence
+	// OnReadings, when set, receives the stored readings of each message (for analytics). It
+	// runs on a worker: it must not block.
+	OnReadings func(s *Sensor, rs []Reading)
+
+	QueueSize int // messages waiting to be decoded (default 65536)
+	Workers   int // decode workers (default GOMAXPROCS)
+	// EnqueueTimeout is how long Submit waits for room before the message is counted as
+	// dropped (default 30s). With an external broker Submit runs in the client library's
+	// per-message goroutine, so waiting holds back acknowledgements, not the network loop.
+	EnqueueTimeout time.Duration
+	// MaxFutureSkew: device times further ahead of the receive time are refused (default 5m).
+	MaxFutureSkew time.Duration
+	// MaxAge: device times older than this are refused (default 7 days); older than
+	// MaxFutureSkew but within MaxAge are kept with quality "late".
+	MaxAge time.Duration
+
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+
+	queue    chan Message
+	inflight atomic.Int64
+	stats    struct{ submitted, stored, quarantined, status, empty, dropped, readings, bad atomic.Int64 }
+	mMsgs    *prometheus.CounterVec
+	mQuar    *prometheus.CounterVec
+	mRead    prometheus.Counter
+	wg       sync.WaitGroup
+	closed   chan struct{}
+	closeOne sync.Once
+}
+
+// Initialize starts the workers.
+func (p *Pipeline) Initialize() error {
+	if p.Directory == nil || p.Sink == nil || p.Quarantine == nil {
+		return errors.New("ingest: Pipeline needs Directory, Sink and Quarantine")
+	}
+	if p.QueueSize <= 0 {
+		p.QueueSize = 65536
+	}
+	if p.Workers <= 0 {
+		p.Workers = runtime.GOMAXPROCS(0)
+	}
+	if p.EnqueueTimeout <= 0 {
+		p.EnqueueTimeout = 30 * time.Second
+	}
+	if p.MaxFutureSkew <= 0 {
+		p.MaxFutureSkew = 5 * time.Minute
+	}
+	if p.MaxAge <= 0 {
+		p.MaxAge = 7 * 24 * time.Hour
+	}
+	if p.Logger == nil {
+		p.Logger = slog.Default()
+	}
+	p.mMsgs = register(p.Registerer, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "offsite_ingest_messages_total", Help: "MQTT messages processed by outcome (stored, quarantined, status, empty, dropped).",
+	}, []string{"outcome"}))
+	p.mQuar = register(p.Registerer, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "offsite_ingest_quarantined_total", Help: "Messages or readings quarantined, by reason.",
+	}, []string{"reason"}))
+	p.mRead = register(p.Registerer, prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "offsite_ingest_readings_total", Help: "Readings handed to the telemetry store.",
+	}))
+	register(p.Registerer, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "offsite_ingest_queue_length", Help: "Messages waiting to be decoded.",
+	}, func() float64 { return float64(len(p.queue)) }))
+	p.queue = make(chan Message, p.QueueSize)
+	p.closed = make(chan struct{})
+	for range p.Workers {
+		p.wg.Add(1)
+		go p.work()
+	}
+	return nil
+}
+
+// Close stops accepting messages, processes those queued and stops the workers.
+func (p *Pipeline) Close() {
+	p.closeOne.Do(func() {
+		close(p.closed)
+		p.wg.Wait()
+	})
+}
+
+// Submit queues m. It waits at most EnqueueTimeout for room; a message that still does not
+// fit is counted as dropped and quarantined (queue_overflow) so it can be seen. It reports
+// whether m was queued.
+func (p *Pipeline) Submit(m Message) bool {
+	if m.Received.IsZero() {
+		m.Received = time.Now()
+	}
+	p.inflight.Add(1)
+	select {
+	case p.queue <- m:
+		p.stats.submitted.Add(1)
+		return true
+	default:
+	}
+	t := time.NewTimer(p.EnqueueTimeout)
+	defer t.Stop()
+	select {
+	case p.queue <- m:
+		p.stats.submitted.Add(1)
+		return true
+	case <-t.C:
+	case <-p.closed:
+	}
+	p.inflight.Add(-1)
+	p.stats.dropped.Add(1)
+	p.mMsgs.WithLabelValues("dropped").Inc()
+	p.quarantine(m, nil, ReasonQueueOverflow, "", fmt.Sprintf("ingest queue full for %s", p.EnqueueTimeout))
+	return false
+}
+
+// Flush waits until every message submitted before the call is processed and handed on.
+func (p *Pipeline) Flush(ctx context.Context) error {
+	for p.inflight.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+	return p.Quarantine.Flush(ctx)
+}
+
+// Stats returns the counts since Initialize.
+func (p *Pipeline) Stats() PipelineStats {
+	return PipelineStats{
+		Submitted: p.stats.submitted.Load(), Stored: p.stats.stored.Load(), Quarantined: p.stats.quarantined.Load(),
+		Status: p.stats.status.Load(), Empty: p.stats.empty.Load(), Dropped: p.stats.dropped.Load(),
+		Readings: p.stats.readings.Load(), BadReadings: p.stats.bad.Load(),
+	}
+}
+
+func (p *Pipeline) work() {
+	defer p.wg.Done()
+	for {
+		select {
+		case m := <-p.queue:
+			p.process(m)
+			p.inflight.Add(-1)
+		case <-p.closed:
+			for {
+				select {
+				case m := <-p.queue:
+					p.process(m)
+					p.inflight.Add(-1)
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+func (p *Pipeline) quarantine(m Message, s *Sensor, reason, metric, detail string) {
+	e := QuarantineEntry{At: m.Received, Topic: m.Topic, Client: m.Client, Reason: reason, Metric: metric,
+		Detail: detail, Payload: m.Payload}
+	if s != nil {
+		e.Device, e.Site = s.ID, s.Site
+	}
+	p.mQuar.WithLabelValues(reason).Inc()
+	p.Quarantine.Add(e)
+}
+
+func (p *Pipeline) refuse(m Message, s *Sensor, reason, detail string) {
+	p.stats.quarantined.Add(1)
+	p.mMsgs.WithLabelValues("quarantined").Inc()
+	p.quarantine(m, s, reason, "", detail)
+	p.Logger.Debug("ingest: message quarantined", "device", sensorID(s), "topic", m.Topic, "reason", reason, "detail", detail)
+}
+
+func sensorID(s *Sensor) string {
+	if s == nil {
+		return ""
+	}
+	return s.ID
+}
+
+func (p *Pipeline) process(m Message) {
+	route, ok := p.Directory.Lookup(m.Topic)
+	if !ok {
+		var s *Sensor
+		if m.Client != "" {
+			s, _ = p.Directory.ByUsername(m.Client)
+		}
+		p.refuse(m, s, ReasonUnknownTopic, "no sensor publishes on this topic")
+		return
+	}
+	s := route.Sensor
+	if m.Client != "" && s.Username != m.Client {
+		other, _ := p.Directory.ByUsername(m.Client)
+		p.refuse(m, other, ReasonForeignTopic, fmt.Sprintf("client %q published on the topic of device %s", m.Client, s.ID))
+		return
+	}
+	if route.Kind == TopicStatus {
+		p.status(m, s)
+		return
+	}
+	if p.Presence != nil {
+		// Any message on the data topic shows the device is alive, even one refused below.
+		p.Presence.Seen(s.ID, m.Received)
+	}
+	if s.Decoder == nil {
+		p.refuse(m, s, ReasonNoDecoder, fmt.Sprintf("profile %s: %v", s.Profile.ID, s.DecoderErr))
+		return
+	}
+	d, err := s.Decoder.Decode(m.Payload)
+	if err != nil {
+		reason := "decode_error"
+		var de *decode.Error
+		if errors.As(err, &de) {
+			reason = de.Reason
+		}
+		p.refuse(m, s, reason, err.Error())
+		return
+	}
+	quality, t := QualityReceiveTime, m.Received
+	if !d.DeviceTime.IsZero() {
+		switch skew := d.DeviceTime.Sub(m.Received); {
+		case skew > p.MaxFutureSkew:
+			p.refuse(m, s, ReasonClockSkew, fmt.Sprintf("device time %s is %s ahead of the receive time", d.DeviceTime.Format(time.RFC3339), skew.Round(time.Second)))
+			return
+		case -skew > p.MaxAge:
+			p.refuse(m, s, ReasonClockSkew, fmt.Sprintf("device time %s is older than %s", d.DeviceTime.Format(time.RFC3339), p.MaxAge))
+			return
+		case -skew > p.MaxFutureSkew:
+			quality, t = QualityLate, d.DeviceTime
+		default:
+			quality, t = QualityGood, d.DeviceTime
+		}
+	}
+	if len(d.Values) == 0 {
+		p.stats.empty.Add(1)
+		p.mMsgs.WithLabelValues("empty").Inc()
+		return
+	}
+	problems := decode.Validate(s.Profile, d)
+	bad := make(map[int]bool, len(problems))
+	for _, pr := range problems {
+		bad[pr.Index] = true
+	}
+	rs := make([]Reading, 0, len(d.Values)-len(bad))
+	for i, v := range d.Values {
+		if bad[i] {
+			continue
+		}
+		rs = append(rs, Reading{Device: s.ID, Site: s.Site, Metric: v.Metric, Value: v.Value, Unit: v.Unit,
+			Quality: quality, Time: t, DeviceTime: d.DeviceTime, ReceiveTime: m.Received})
+	}
+	if len(rs) == 0 {
+		reasons := make([]string, 0, len(problems))
+		for _, pr := range problems {
+			reasons = append(reasons, pr.Error())
+		}
+		p.refuse(m, s, problems[0].Reason, strings.Join(reasons, "; "))
+		return
+	}
+	for _, pr := range problems {
+		p.stats.bad.Add(1)
+		p.quarantine(m, s, pr.Reason, pr.Reading.Metric, pr.Error())
+	}
+	p.Sink.Write(rs)
+	p.stats.stored.Add(1)
+	p.stats.readings.Add(int64(len(rs)))
+	p.mMsgs.WithLabelValues("stored").Inc()
+	p.mRead.Add(float64(len(rs)))
+	if p.OnReadings != nil {
+		p.OnReadings(s, rs)
+	}
+}
+
+func (p *Pipeline) status(m Message, s *Sensor) {
+	p.stats.status.Add(1)
+	p.mMsgs.WithLabelValues("status").Inc()
+	v := strings.ToLower(strings.Trim(strings.TrimSpace(string(m.Payload)), `"`))
+	switch v {
+	case "online", "1", "true":
+		if p.Presence != nil {
+			p.Presence.Report(s.ID, true, "status topic: online")
+		}
+	case "offline", "0", "false":
+		if p.Presence != nil {
+			p.Presence.Report(s.ID, false, "status topic: offline (will or clean disconnect)")
+		}
+	default:
+		p.quarantine(m, s, ReasonBadStatus, "", "status payload must be online or offline")
+	}
+}

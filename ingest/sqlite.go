@@ -1,0 +1,287 @@
+package ingest
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	_ "modernc.org/sqlite" // registers "sqlite"
+)
+
+// SQLiteTelemetry keeps readings in their own SQLite file (not the metadata database, so
+// heavy telemetry writes never lock devices or alerts), for the one-binary setup. Write buffers
+// in memory; one goroutine writes a transaction per batch. Readings older than Retention are
+// deleted every hour.
+type SQLiteTelemetry struct {
+	// Path of the file (e.g. DATA/telemetry.db), required.
+	Path string
+	// Retention is how long readings are kept (default 30 days).
+	Retention     time.Duration
+	BatchSize     int           // default 5000
+	FlushInterval time.Duration // default 250ms
+	// MaxPending bounds the readings in memory (default 500000); past it readings are dropped,
+	// counted and reported through OnDrop.
+	MaxPending int
+	OnDrop     func(n, total int64, reason string)
+	OnStored   func(rs []Reading, replayed int)
+
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+
+	db       *sql.DB
+	buf      *batcher
+	dropMu   sync.Mutex
+	dropped  int64
+	mDropped prometheus.Counter
+	mWritten prometheus.Counter
+	cancel   context.CancelFunc
+	done     chan struct{}
+	closeOne sync.Once
+}
+
+const sqliteSchema = `
+CREATE TABLE IF NOT EXISTS readings (
+    device  TEXT NOT NULL,
+    metric  TEXT NOT NULL,
+    ts      INTEGER NOT NULL, -- unix ms of Reading.Time
+    value   REAL NOT NULL,
+    site    TEXT NOT NULL,
+    unit    TEXT NOT NULL,
+    quality TEXT NOT NULL,
+    recv    INTEGER NOT NULL,
+    PRIMARY KEY (device, metric, ts)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS readings_ts ON readings(ts);
+`
+
+// Initialize opens (and creates) the file and starts the writer.
+func (s *SQLiteTelemetry) Initialize() error {
+	if s.Path == "" {
+		return errors.New("ingest: SQLiteTelemetry.Path is required")
+	}
+	if s.Retention <= 0 {
+		s.Retention = 30 * 24 * time.Hour
+	}
+	if s.BatchSize <= 0 {
+		s.BatchSize = 5000
+	}
+	if s.FlushInterval <= 0 {
+		s.FlushInterval = 250 * time.Millisecond
+	}
+	if s.MaxPending <= 0 {
+		s.MaxPending = 500000
+	}
+	if s.Logger == nil {
+		s.Logger = slog.Default()
+	}
+	if err := os.MkdirAll(filepath.Dir(s.Path), 0o750); err != nil {
+		return fmt.Errorf("ingest: telemetry directory: %w", err)
+	}
+	db, err := sql.Open("sqlite", "file:"+s.Path+"?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)")
+	if err != nil {
+		return fmt.Errorf("ingest: telemetry %s: %w", s.Path, err)
+	}
+	db.SetMaxOpenConns(4)
+	if _, err := db.Exec(sqliteSchema); err != nil {
+		_ = db.Close()
+		return fmt.Errorf("ingest: telemetry schema %s: %w", s.Path, err)
+	}
+	s.db = db
+	s.buf = newBatcher(s.BatchSize)
+	s.mDropped = register(s.Registerer, prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "offsite_telemetry_sqlite_dropped_total", Help: "Readings lost because SQLite could not keep up or failed."}))
+	s.mWritten = register(s.Registerer, prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "offsite_telemetry_sqlite_written_total", Help: "Readings written to the SQLite telemetry file."}))
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel, s.done = cancel, make(chan struct{})
+	go s.run(ctx)
+	return nil
+}
+
+// Close writes what is buffered and closes the file.
+func (s *SQLiteTelemetry) Close() {
+	s.closeOne.Do(func() {
+		if s.cancel == nil {
+			return
+		}
+		s.cancel()
+		<-s.done
+		_ = s.db.Close()
+	})
+}
+
+// Write implements Sink.
+func (s *SQLiteTelemetry) Write(rs []Reading) {
+	if s.buf.len() > s.MaxPending {
+		s.buf.accepted.Add(int64(len(rs)))
+		s.buf.handled.Add(int64(len(rs)))
+		s.drop(int64(len(rs)), "telemetry buffer full")
+		return
+	}
+	s.buf.add(rs)
+}
+
+// Flush waits until what Write accepted before the call is written.
+func (s *SQLiteTelemetry) Flush(ctx context.Context) error { return s.buf.wait(ctx) }
+
+func (s *SQLiteTelemetry) drop(n int64, reason string) {
+	s.dropMu.Lock()
+	s.dropped += n
+	total := s.dropped
+	s.dropMu.Unlock()
+	s.mDropped.Add(float64(n))
+	s.Logger.Error("ingest: telemetry readings lost", "readings", n, "reason", reason)
+	if s.OnDrop != nil {
+		s.OnDrop(n, total, reason)
+	}
+}
+
+func (s *SQLiteTelemetry) run(ctx context.Context) {
+	defer close(s.done)
+	tick := time.NewTicker(s.FlushInterval)
+	defer tick.Stop()
+	retain := time.NewTicker(time.Hour)
+	defer retain.Stop()
+	s.applyRetention()
+	for {
+		stopping := false
+		select {
+		case <-ctx.Done():
+			stopping = true
+		case <-tick.C:
+		case <-s.buf.notify:
+		case <-retain.C:
+			s.applyRetention()
+		}
+		for {
+			batch := s.buf.take(s.BatchSize)
+			if len(batch) == 0 {
+				break
+			}
+			if err := s.writeBatch(batch); err != nil {
+				s.drop(int64(len(batch)), err.Error())
+			} else {
+				s.mWritten.Add(float64(len(batch)))
+				if s.OnStored != nil {
+					s.OnStored(batch, 0)
+				}
+			}
+			s.buf.handled.Add(int64(len(batch)))
+		}
+		if stopping {
+			return
+		}
+	}
+}
+
+func (s *SQLiteTelemetry) writeBatch(batch []Reading) error {
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		if err = s.tryWrite(batch); err == nil {
+			return nil
+		}
+		time.Sleep(time.Duration(attempt+1) * 200 * time.Millisecond)
+	}
+	return err
+}
+
+func (s *SQLiteTelemetry) tryWrite(batch []Reading) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }()
+	st, err := tx.PrepareContext(ctx, `INSERT OR REPLACE INTO readings (device, metric, ts, value, site, unit, quality, recv)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	for _, r := range batch {
+		if _, err := st.ExecContext(ctx, r.Device, r.Metric, r.Time.UnixMilli(), r.Value, r.Site, r.Unit, string(r.Quality), r.ReceiveTime.UnixMilli()); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+func (s *SQLiteTelemetry) applyRetention() {
+	cut := time.Now().Add(-s.Retention).UnixMilli()
+	if _, err := s.db.Exec(`DELETE FROM readings WHERE ts < ?`, cut); err != nil {
+		s.Logger.Warn("ingest: telemetry retention", "err", err)
+	}
+}
+
+// Latest implements Telemetry.
+func (s *SQLiteTelemetry) Latest(ctx context.Context, device string) ([]Reading, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT r.metric, r.ts, r.value, r.site, r.unit, r.quality, r.recv
+		FROM readings r JOIN (SELECT metric, MAX(ts) AS ts FROM readings WHERE device = ? GROUP BY metric) m
+		ON r.metric = m.metric AND r.ts = m.ts WHERE r.device = ? ORDER BY r.metric`, device, device)
+	if err != nil {
+		return nil, fmt.Errorf("ingest: telemetry latest %s: %w", device, err)
+	}
+	defer rows.Close()
+	out := []Reading{}
+	for rows.Next() {
+		var (
+			r        Reading
+			ts, recv int64
+			q        string
+		)
+		if err := rows.Scan(&r.Metric, &ts, &r.Value, &r.Site, &r.Unit, &q, &recv); err != nil {
+			return nil, err
+		}
+		r.Device, r.Quality, r.Time, r.ReceiveTime = device, Quality(q), time.UnixMilli(ts), time.UnixMilli(recv)
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// Series implements Telemetry.
+func (s *SQLiteTelemetry) Series(ctx context.Context, q SeriesQuery) ([]Point, error) {
+	step := q.Step.Milliseconds()
+	if step <= 0 {
+		return nil, errors.New("ingest: series step must be positive")
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT (ts / ?) * ? AS b, AVG(value), MIN(value), MAX(value), COUNT(*)
+		FROM readings WHERE device = ? AND metric = ? AND ts >= ? AND ts < ? GROUP BY b ORDER BY b`,
+		step, step, q.Device, q.Metric, q.From.UnixMilli(), q.To.UnixMilli())
+	if err != nil {
+		return nil, fmt.Errorf("ingest: telemetry series %s/%s: %w", q.Device, q.Metric, err)
+	}
+	defer rows.Close()
+	out := []Point{}
+	for rows.Next() {
+		var (
+			p Point
+			b int64
+		)
+		if err := rows.Scan(&b, &p.Mean, &p.Min, &p.Max, &p.Count); err != nil {
+			return nil, err
+		}
+		p.Time = time.UnixMilli(b).UTC()
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+// Count returns the number of readings of device (all if "").
+func (s *SQLiteTelemetry) Count(ctx context.Context, device string) (int64, error) {
+	var n int64
+	var err error
+	if device == "" {
+		err = s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM readings`).Scan(&n)
+	} else {
+		err = s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM readings WHERE device = ?`, device).Scan(&n)
+	}
+	return n, err
+}
