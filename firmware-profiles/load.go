@@ -66,7 +66,11 @@ func LoadDir(dir string) ([]Profile, error) {
 // error per problem (each a *LoadError), in file order. It is what `offsite profiles validate
 // DIR` prints. An empty result means the folder is good.
 func ValidateDir(dir string) []error {
-	_, errs := loadDir(dir)
+	ps, errs := loadDir(dir)
+	if len(ps) == 0 && len(errs) == 0 {
+		// Most likely the wrong folder; "all valid" would mislead.
+		return []error{&LoadError{File: dir, Msg: "no profile files (*.yml, *.yaml) in this folder"}}
+	}
 	return errs
 }
 

@@ -312,6 +312,14 @@ func TestValidateDirCollectsEveryError(t *testing.T) {
 	_, err = profiles.LoadFile(filepath.Join(dir, "none.yml"))
 	require.ErrorContains(t, err, "none.yml")
 	require.Len(t, profiles.ValidateDir(filepath.Join(dir, "none")), 1)
+
+	empty := t.TempDir()
+	errs = profiles.ValidateDir(empty)
+	require.Len(t, errs, 1)
+	require.ErrorContains(t, errs[0], "no profile files")
+	ps, err = profiles.LoadDir(empty)
+	require.NoError(t, err, "an empty user folder is fine for a registry")
+	require.Empty(t, ps)
 }
 
 func TestEmbeddedFilesValidateWithValidateDir(t *testing.T) {

@@ -359,6 +359,7 @@ func (w *walker) validateBinaryDecoder(d *Decoder) {
 	for i, f := range d.Fields {
 		path := fmt.Sprintf("decoder.fields[%d]", i)
 		w.notFor(path+".path", "binary decoder fields use offset and type, not path")
+		w.notFor(path+".optional", "a fixed-length frame always carries every field")
 		w.enum(path+".type", f.Type, fmt.Sprintf("field %q: type", f.Metric), binaryTypes)
 		size := TypeSize(f.Type)
 		if f.Offset < 0 {

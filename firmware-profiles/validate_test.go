@@ -183,6 +183,8 @@ func TestBrokenProfiles(t *testing.T) {
 			`dust-noise.yml:11: magic "zz" is not hex bytes`},
 		{"binary scale zero", baseBinary, "scale: 0.01", "scale: 0",
 			`dust-noise.yml:13: field "speed": scale must not be 0`},
+		{"binary optional", baseBinary, "type: u8, bit: 0}", "type: u8, bit: 0, optional: true}",
+			`dust-noise.yml:14: decoder.fields[1].optional: a fixed-length frame always carries every field`},
 		{"binary time path", baseBinary, "  length: 16", "  length: 16\n  time_path: ts",
 			`dust-noise.yml:11: decoder.time_path: only json decoders have it`},
 
