@@ -322,7 +322,7 @@ await scenario('screens', async () => {
         await page.waitForSelector(ready, { timeout: 15000 }).catch(() => {});
         if (p === 'wall') await page.waitForFunction(() => [...document.querySelectorAll('.tile[data-camera]')].every((t) => t.dataset.state !== 'connecting'), null, { timeout: 15000 }).catch(() => {});
         await page.waitForTimeout(400);
-        await page.screenshot({ path: name(p), fullPage: w < 800 && p !== 'wall' });
+        await page.screenshot({ path: name(p) });
         shots.push(name(p));
       }
       await ctx.close();

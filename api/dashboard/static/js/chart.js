@@ -5,10 +5,17 @@ import { t, locale, fmtNum } from './i18n.js';
 
 // lineChart draws points [{t: Date, v: number}] with an optional limit line and a marker
 // time (the moment an alert occurred). It scales to its container's width.
-export function lineChart({ points, unit = '', limit, marker, from, to, label = '' }) {
+export function lineChart({ points, unit = '', limit, marker, highlight, from, to, label = '' }) {
   const W = 720; const H = 260; const L = 56; const R = 14; const T = 16; const B = 34;
   const wrap = h('figure', { class: 'chart', role: 'img', 'aria-label': label || t('chart.readings') });
-  if (!points || points.length === 0) {
+  points = (points || []).slice();
+  // The reading that raised the alert is always shown, even when the telemetry was averaged
+  // over a step that hides it.
+  if (highlight && typeof highlight.v === 'number' && highlight.t instanceof Date && !isNaN(highlight.t)) {
+    if (!points.some((p) => p.t.getTime() === highlight.t.getTime())) points.push(highlight);
+    points.sort((a, b) => a.t - b.t);
+  }
+  if (points.length === 0) {
     wrap.append(h('div', { class: 'chart-empty' }, t('chart.no_data')));
     return wrap;
   }
@@ -50,6 +57,10 @@ export function lineChart({ points, unit = '', limit, marker, from, to, label = 
   }
   const d = points.map((p, i) => `${i ? 'L' : 'M'}${x(p.t.getTime()).toFixed(1)},${y(p.v).toFixed(1)}`).join('');
   g.append(svg('path', { d, class: 'line' }));
+  if (highlight && typeof highlight.v === 'number') {
+    g.append(svg('circle', { cx: x(highlight.t.getTime()), cy: y(highlight.v), r: 5, class: 'dot hl' },
+      svg('title', {}, `${highlight.t.toLocaleString(locale(), { hour12: false })}  ${fmtNum(highlight.v, 2)} ${unit}`)));
+  }
   if (points.length <= 120) {
     for (const p of points) {
       const over = typeof limit === 'number' && p.v > limit;

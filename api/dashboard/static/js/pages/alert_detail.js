@@ -148,6 +148,7 @@ export function mount(main, { id }) {
       const data = await api(`devices/${encodeURIComponent(devId)}/telemetry${qs({ metric: reading.metric, from: from.toISOString(), to: to.toISOString(), step: '30s' })}`);
       if (disposed) return;
       clear(boxEl).append(lineChart({ points: telemetryPoints(data), unit: reading.unit || data?.unit || '', limit: reading.limit, marker: center, from, to,
+        highlight: typeof reading.value === 'number' && at ? { t: center, v: reading.value } : null,
         label: t('alert.readings_of', { metric: reading.metric || '' }) }));
     } catch (e) {
       if (!disposed) clear(boxEl).append(e.status === 404 ? h('p', { class: 'empty' }, t('alert.no_readings')) : errorBox(e));

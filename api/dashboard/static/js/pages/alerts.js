@@ -69,13 +69,13 @@ export function mount(main) {
     const rows = alerts.filter(matches);
     count.textContent = t('alerts.count', { n: rows.length });
     const cols = [
-      { label: t('alerts.severity'), render: (a) => severityChip(severityOf(a)) },
-      { label: t('alerts.type'), render: (a) => typeLabel(eventType(a)) },
-      { label: t('alerts.message'), class: 'wide', render: (a) => pick(a, 'message') || '' },
+      { label: t('alerts.severity'), class: 'inline', render: (a) => severityChip(severityOf(a)) },
+      { label: t('alerts.type'), class: 'inline', render: (a) => typeLabel(eventType(a)) },
+      { label: t('alerts.message'), class: 'wide full strong', render: (a) => pick(a, 'message') || '' },
       { label: t('alerts.site'), render: (a) => siteOf(a).name || siteOf(a).id },
       { label: t('alerts.department'), render: (a) => department(a) },
       { label: t('alerts.occurred'), render: (a) => h('time', { datetime: occurredAt(a) || '', title: fmtTime(occurredAt(a)) }, fmtAgo(occurredAt(a))) },
-      { label: t('alerts.state'), render: (a) => stateChip('alert_state', alertState(a)) },
+      { label: t('alerts.state'), class: 'inline', render: (a) => stateChip('alert_state', alertState(a)) },
       { label: t('alerts.assignee'), render: (a) => a.assignee || a.claimed_by || a.owner || '' },
     ];
     clear(body).append(table(cols, rows, {

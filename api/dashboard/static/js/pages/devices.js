@@ -48,8 +48,8 @@ export function mount(main) {
       && (!f.health || (f.health === 'firmware' ? !!fw(d) : health(d) === f.health))
       && (!f.q || `${d.id} ${d.name} ${d.model} ${d.vendor} ${d.serial}`.toLowerCase().includes(f.q)));
     const cols = [
-      { label: t('devices.name'), render: (d) => h('span', {}, h('strong', {}, d.name || d.id), h('br'), h('small', { class: 'muted mono' }, d.id)) },
-      { label: t('devices.kind'), render: (d) => tOr(`kind.${d.kind}`, d.kind) },
+      { label: t('devices.name'), class: 'full', render: (d) => h('span', {}, h('strong', {}, d.name || d.id), h('br'), h('small', { class: 'muted mono' }, d.id)) },
+      { label: t('devices.kind'), class: 'inline', render: (d) => h('span', { class: 'chip plain' }, tOr(`kind.${d.kind}`, d.kind)) },
       { label: t('devices.site'), render: (d) => sites.get(d.site_id)?.name || d.site_id },
       { label: t('devices.health'), render: (d) => { const r = deviceReason(d, cams.get(d.id)); return h('span', {}, stateChip('health', health(d)), r ? h('small', { class: 'muted reason' }, ` ${r}`) : null); } },
       { label: t('devices.last_seen'), render: (d) => { const v = lastSeen(d, cams.get(d.id)); return h('time', { title: fmtTime(v) }, fmtAgo(v)); } },
