@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 	"unsafe"
 
 	profiles "github.com/offsite-gw/offsite/firmware-profiles"
@@ -656,8 +657,11 @@ func (s *scanner) openValues(n *pathNode) error {
 		var r Reading
 		if m, ok := s.d.declared[key]; ok {
 			r.Metric, r.Unit = m.Name, m.Unit
-		} else {
+		} else if utf8.ValidString(key) {
 			r.Metric = strings.Clone(key)
+		} else {
+			// As encoding/json does: the name reaches logs, stores and the quarantine.
+			r.Metric = validUTF8(key)
 		}
 		s.skipWS()
 		if s.peek() != ':' {
@@ -717,4 +721,19 @@ func (s *scanner) has(metric string) bool {
 	}
 	s.names[metric] = struct{}{}
 	return false
+}
+
+// validUTF8 replaces each invalid byte by U+FFFD, as encoding/json does.
+func validUTF8(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b.WriteString("\uFFFD")
+		} else {
+			b.WriteString(s[i : i+size])
+		}
+		i += size
+	}
+	return b.String()
 }
