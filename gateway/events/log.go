@@ -42,6 +42,8 @@ type Log struct {
 
 	writeMu sync.Mutex
 	hooks   []TxHook
+	qmu     sync.Mutex
+	queue   []*appendReq
 
 	mu        sync.Mutex
 	head      int64
@@ -117,6 +119,10 @@ func (t *Tx) Now() time.Time { return t.now }
 func (l *Log) InTx(ctx context.Context, fn func(tx *Tx) error) error {
 	l.writeMu.Lock()
 	defer l.writeMu.Unlock()
+	return l.inTxLocked(ctx, fn)
+}
+
+func (l *Log) inTxLocked(ctx context.Context, fn func(tx *Tx) error) error {
 	var t *Tx
 	err := l.DB.InTx(ctx, func(stx *store.Tx) error {
 		t = &Tx{Tx: stx, log: l, now: l.Now()}
@@ -144,20 +150,78 @@ func (l *Log) InTx(ctx context.Context, fn func(tx *Tx) error) error {
 	return nil
 }
 
+type appendReq struct {
+	evs  []Event
+	out  []Event
+	err  error
+	done chan struct{}
+}
+
 // Append logs events in one transaction and returns them as stored (id, seq, raw). An event
 // whose id is already logged with the same content is returned as stored before (no new
-// seq); with different content the whole batch fails with errs.KindConflict.
+// seq); with different content the whole call fails with errs.KindConflict and logs nothing.
+//
+// Concurrent calls are committed together (group commit): whoever gets the writer lock
+// commits every call queued meanwhile in one transaction, so many producers appending one
+// event each cost one commit, not one each. A failing call is then retried alone, so one
+// producer's bad event never fails another's.
 func (l *Log) Append(ctx context.Context, evs ...Event) ([]Event, error) {
-	var out []Event
-	err := l.InTx(ctx, func(tx *Tx) error {
-		var err error
-		out, err = tx.Append(ctx, evs...)
-		return err
-	})
-	if err != nil {
-		return nil, err
+	now := l.Now()
+	evs = append([]Event(nil), evs...)
+	for i := range evs {
+		evs[i].normalize(l.GatewayID, now)
+		if err := evs[i].Validate(); err != nil {
+			return nil, err
+		}
 	}
-	return out, nil
+	req := &appendReq{evs: evs, done: make(chan struct{})}
+	l.qmu.Lock()
+	l.queue = append(l.queue, req)
+	l.qmu.Unlock()
+
+	l.writeMu.Lock()
+	defer l.writeMu.Unlock()
+	select {
+	case <-req.done: // a previous leader committed it
+		return req.out, req.err
+	default:
+	}
+	l.qmu.Lock()
+	group := l.queue
+	l.queue = nil
+	l.qmu.Unlock()
+
+	gctx := context.WithoutCancel(ctx)
+	err := l.inTxLocked(gctx, func(tx *Tx) error {
+		for _, r := range group {
+			var err error
+			if r.out, err = tx.Append(gctx, r.evs...); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil && len(group) > 1 {
+		for _, r := range group {
+			r.err = l.inTxLocked(gctx, func(tx *Tx) error {
+				var err error
+				r.out, err = tx.Append(gctx, r.evs...)
+				return err
+			})
+			if r.err != nil {
+				r.out = nil
+			}
+			close(r.done)
+		}
+	} else {
+		for _, r := range group {
+			if r.err = err; err != nil {
+				r.out = nil
+			}
+			close(r.done)
+		}
+	}
+	return req.out, req.err
 }
 
 // Append logs events within the transaction; see Log.Append.
