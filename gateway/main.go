@@ -1,0 +1,97 @@
+// Command offsite is the Offsite gateway: one pure-Go binary that pulls a site's cameras,
+// collects its sensors, serves live video and the API, and hands every event with evidence to
+// the city's supervision core and the provincial platform.
+//
+//	offsite serve --config FILE        production
+//	offsite demo [--data DIR] …        everything simulated, on 127.0.0.1
+//	offsite devices import FILE.csv    bulk registration (all or nothing)
+//	offsite devices export             CSV to standard output
+//	offsite profiles validate DIR      check firmware profile files
+//	offsite version
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// exitUsage is the exit code for a command line that cannot be understood.
+const exitUsage = 2
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return exitUsage
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	var err error
+	switch args[0] {
+	case "serve":
+		err = cmdServe(ctx, args[1:], stdout, stderr)
+	case "demo":
+		err = cmdDemo(ctx, args[1:], stdout, stderr)
+	case "devices":
+		err = cmdDevices(ctx, args[1:], stdout, stderr)
+	case "profiles":
+		err = cmdProfiles(args[1:], stdout, stderr)
+	case "version", "--version", "-v":
+		fmt.Fprintf(stdout, "offsite %s\n", version)
+		return 0
+	case "help", "-h", "--help":
+		usage(stdout)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "offsite: unknown command %q\n\n", args[0])
+		usage(stderr)
+		return exitUsage
+	}
+	if err == nil {
+		return 0
+	}
+	var ue usageError
+	if errors.As(err, &ue) || errors.Is(err, flag.ErrHelp) {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(stderr, "offsite: %v\n", err)
+		}
+		return exitUsage
+	}
+	fmt.Fprintf(stderr, "offsite: %v\n", err)
+	return 1
+}
+
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `Offsite — off-site supervision gateway (非现场监管网关)
+
+Usage:
+  offsite serve --config FILE [--check]   run the gateway (--check: validate the config and exit)
+  offsite demo [--data DIR] [--http ADDR] [--province-url URL]
+                                          run everything simulated on 127.0.0.1
+  offsite devices import [--config FILE] FILE.csv
+                                          register sites and devices from CSV (UTF-8 or GBK), all or nothing
+  offsite devices export [--config FILE] [--gbk] [-o FILE]
+                                          write every site and device as CSV
+  offsite profiles validate DIR           check firmware profile YAML files
+  offsite version
+
+Every config key can be overridden by an environment variable OFFSITE_<KEY>, e.g. OFFSITE_HTTP_LISTEN.
+`)
+}

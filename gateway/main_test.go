@@ -1,0 +1,327 @@
+package main_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"golang.org/x/text/encoding/simplifiedchinese"
+)
+
+var offsiteBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "offsite-bin")
+	if err != nil {
+		panic(err)
+	}
+	offsiteBin = filepath.Join(dir, "offsite")
+	cmd := exec.Command("go", "build", "-o", offsiteBin, ".")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build offsite: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type demoJSON struct {
+	HTTP  string `json:"http"`
+	Users []struct {
+		Username, Password, Role string
+	} `json:"users"`
+	Cameras []struct{ ID, WHEP string } `json:"cameras"`
+	Sensors []struct {
+		ID, Topic, Profile string
+		MQTTUsername       string `json:"mqtt_username"`
+		MQTTPassword       string `json:"mqtt_password"`
+		Metrics            []string
+	} `json:"sensors"`
+}
+
+// startDemo runs `offsite demo` on a free port and waits until demo.json names its address.
+func startDemo(t *testing.T, dataDir string) (*exec.Cmd, demoJSON, *bytes.Buffer) {
+	t.Helper()
+	_ = os.Remove(filepath.Join(dataDir, "demo.json.ready"))
+	var out bytes.Buffer
+	cmd := exec.Command(offsiteBin, "demo", "--data", dataDir, "--http", "127.0.0.1:0")
+	cmd.Stdout = &out
+	cmd.Stderr = &out
+	before := fileMTime(filepath.Join(dataDir, "demo.json"))
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() })
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if m := fileMTime(filepath.Join(dataDir, "demo.json")); m.After(before) {
+			b, err := os.ReadFile(filepath.Join(dataDir, "demo.json"))
+			require.NoError(t, err)
+			var dj demoJSON
+			require.NoError(t, json.Unmarshal(b, &dj))
+			if dj.HTTP != "" {
+				if resp, err := http.Get(dj.HTTP + "/healthz"); err == nil {
+					resp.Body.Close()
+					if resp.StatusCode == 200 {
+						return cmd, dj, &out
+					}
+				}
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("demo did not come up in time:\n%s", out.String())
+	return nil, demoJSON{}, nil
+}
+
+func fileMTime(p string) time.Time {
+	st, err := os.Stat(p)
+	if err != nil {
+		return time.Time{}
+	}
+	return st.ModTime()
+}
+
+func login(t *testing.T, base, user, pw string) string {
+	t.Helper()
+	body, _ := json.Marshal(map[string]string{"username": user, "password": pw})
+	resp, err := http.Post(base+"/api/v1/auth/login", "application/json", bytes.NewReader(body))
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	require.Equalf(t, 200, resp.StatusCode, "login %s: %s", user, b)
+	var lr struct{ Token string }
+	require.NoError(t, json.Unmarshal(b, &lr))
+	require.NotEmpty(t, lr.Token)
+	return lr.Token
+}
+
+func get(t *testing.T, url, token string) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+func password(dj demoJSON, user string) string {
+	for _, u := range dj.Users {
+		if u.Username == user {
+			return u.Password
+		}
+	}
+	return ""
+}
+
+func TestDemoServesLoginDevicesAndRoles(t *testing.T) {
+	dir := t.TempDir()
+	cmd, dj, out := startDemo(t, dir)
+	require.GreaterOrEqual(t, len(dj.Cameras), 4)
+	require.GreaterOrEqual(t, len(dj.Sensors), 12)
+	roles := map[string]bool{}
+	for _, u := range dj.Users {
+		roles[u.Role] = true
+		require.NotEmpty(t, u.Password)
+	}
+	require.True(t, roles["admin"] && roles["officer"] && roles["service"], "demo.json users: %+v", dj.Users)
+	for _, s := range dj.Sensors {
+		require.NotEmpty(t, s.Topic)
+		require.NotEmpty(t, s.MQTTPassword)
+		require.NotEmpty(t, s.Metrics, "sensor %s lists no metrics", s.ID)
+	}
+
+	code, _ := get(t, dj.HTTP+"/api/v1/devices", "")
+	require.Equal(t, 401, code, "unauthenticated call")
+
+	admin := login(t, dj.HTTP, "admin", password(dj, "admin"))
+	code, body := get(t, dj.HTTP+"/api/v1/devices", admin)
+	require.Equal(t, 200, code, string(body))
+	var devs struct{ Devices []map[string]any }
+	require.NoError(t, json.Unmarshal(body, &devs))
+	require.GreaterOrEqual(t, len(devs.Devices), 16)
+	require.NotContains(t, string(body), dj.Sensors[0].MQTTPassword, "secrets are write-only")
+
+	officer := login(t, dj.HTTP, "officer", password(dj, "officer"))
+	code, body = get(t, dj.HTTP+"/api/v1/users", officer)
+	require.Equal(t, 403, code, string(body))
+	require.Contains(t, string(body), `"code"`)
+	code, body = get(t, dj.HTTP+"/api/v1/sites", officer)
+	require.Equal(t, 200, code)
+	var sites struct{ Sites []map[string]any }
+	require.NoError(t, json.Unmarshal(body, &sites))
+	require.Len(t, sites.Sites, 1, "officer of 市住房和城乡建设局 sees only the construction site: %s", body)
+
+	// Graceful stop on SIGTERM, bounded.
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		require.NoErrorf(t, err, "demo exit:\n%s", out.String())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("demo did not stop within 30s of SIGTERM:\n%s", out.String())
+	}
+	require.Contains(t, out.String(), "stopped")
+}
+
+func TestDemoResumesAfterKill9(t *testing.T) {
+	dir := t.TempDir()
+	cmd, first, _ := startDemo(t, dir)
+	admin := login(t, first.HTTP, "admin", password(first, "admin"))
+	// A change made in the first run must survive kill -9.
+	req, _ := http.NewRequest("POST", first.HTTP+"/api/v1/devices/"+first.Sensors[0].ID+"/maintenance",
+		strings.NewReader(`{"kind":"inspect","note":"巡检：探头已清洁"}`))
+	req.Header.Set("Authorization", "Bearer "+admin)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, 201, resp.StatusCode)
+	require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
+	_, _ = cmd.Process.Wait()
+
+	_, second, out := startDemo(t, dir)
+	require.Equal(t, password(first, "admin"), password(second, "admin"), "logins survive a restart")
+	require.Equal(t, first.Sensors[0].MQTTPassword, second.Sensors[0].MQTTPassword)
+	admin = login(t, second.HTTP, "admin", password(second, "admin"))
+	code, body := get(t, second.HTTP+"/api/v1/devices/"+first.Sensors[0].ID+"/maintenance", admin)
+	require.Equal(t, 200, code)
+	require.Contains(t, string(body), "探头已清洁", out.String())
+	code, body = get(t, second.HTTP+"/api/v1/devices", admin)
+	require.Equal(t, 200, code)
+	var devs struct{ Devices []map[string]any }
+	require.NoError(t, json.Unmarshal(body, &devs))
+	require.Len(t, devs.Devices, len(first.Cameras)+len(first.Sensors), "no duplicate fixtures on resume")
+}
+
+func run(t *testing.T, env []string, args ...string) (int, string, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, offsiteBin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else {
+		require.NoError(t, err)
+	}
+	return code, stdout.String(), stderr.String()
+}
+
+func TestServeRefusesMisspeltKey(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "offsite.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf("data_dir: %s\nhttp:\n  listen: 127.0.0.1:0\n  read_timeot: 5s\n", dir)), 0o644))
+	code, _, stderr := run(t, nil, "serve", "--config", cfg)
+	require.Equal(t, 1, code)
+	require.Contains(t, stderr, "offsite.yml:4")
+	require.Contains(t, stderr, "http.read_timeot")
+	require.Contains(t, stderr, "read_timeout")
+
+	code, _, stderr = run(t, []string{"OFFSITE_HTTP_LISTN=:1"}, "serve", "--config", "../deploy/offsite.yml", "--check")
+	require.Equal(t, 1, code)
+	require.Contains(t, stderr, "OFFSITE_HTTP_LISTN")
+
+	code, stdout, _ := run(t, nil, "serve", "--config", "../deploy/offsite.yml", "--check")
+	require.Equal(t, 0, code)
+	require.Contains(t, stdout, "valid")
+}
+
+func TestServeFirstStartPrintsAdminPasswordOnce(t *testing.T) {
+	dir := t.TempDir()
+	env := []string{"OFFSITE_DATA_DIR=" + dir, "OFFSITE_HTTP_LISTEN=127.0.0.1:0"}
+	start := func() string {
+		var out bytes.Buffer
+		cmd := exec.Command(offsiteBin, "serve", "--config", "../deploy/offsite.yml")
+		cmd.Env = append(os.Environ(), env...)
+		cmd.Stdout, cmd.Stderr = &out, &out
+		require.NoError(t, cmd.Start())
+		deadline := time.Now().Add(30 * time.Second)
+		for time.Now().Before(deadline) && !strings.Contains(out.String(), "offsite serving") {
+			time.Sleep(50 * time.Millisecond)
+		}
+		require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
+		require.NoError(t, cmd.Wait(), out.String())
+		return out.String()
+	}
+	first := start()
+	require.Contains(t, first, "created user \"admin\"")
+	second := start()
+	require.NotContains(t, second, "created user \"admin\"", "the password is shown only once")
+}
+
+const csvHeader = "site_id,site_name,uscc,region_code,address,latitude,longitude,department,supervision_items," +
+	"device_id,kind,name,vendor,model,profile,firmware,serial,installed_on,rtsp_host,rtsp_port,rtsp_username,rtsp_password,rtsp_channel,rtsp_stream,mqtt_username,mqtt_secret\n"
+
+func TestDevicesImportCLI(t *testing.T) {
+	dir := t.TempDir()
+	env := []string{"OFFSITE_DATA_DIR=" + dir}
+	good := csvHeader +
+		"wy-kitchen-1,卫滨区美食城后厨,92410702MA46C7N8XA,410703,新乡市卫滨区解放大道 8 号,35.30,113.85,市市场监督管理局,410703-SC-CY-001,fume-wy-1,sensor,油烟监测,Sdl,SDL-YY01,kitchen-fume-monitor,V4.1.2,SN1,2026-01-05,,,,,,,fume-wy-1,s3cret-fume-wy-1\n" +
+		"wy-kitchen-1,卫滨区美食城后厨,92410702MA46C7N8XA,410703,新乡市卫滨区解放大道 8 号,35.30,113.85,市市场监督管理局,410703-SC-CY-001,cam-wy-1,camera,后厨摄像机,Hikvision,DS-2CD,hikvision-ipc,V5.7.3,SN2,2026-01-05,192.0.2.10,554,admin,cam-pass,1,sub,,\n"
+	bad := strings.Replace(good, "92410702MA46C7N8XA,410703,新乡市卫滨区解放大道 8 号,35.30,113.85,市市场监督管理局,410703-SC-CY-001,cam-wy-1", "92410702MA46C7N8XB,410703,新乡市卫滨区解放大道 8 号,35.30,113.85,市市场监督管理局,410703-SC-CY-001,cam-wy-1", 1)
+	require.NotEqual(t, good, bad)
+
+	badPath := filepath.Join(dir, "bad.csv")
+	require.NoError(t, os.WriteFile(badPath, []byte(bad), 0o644))
+	code, _, stderr := run(t, env, "devices", "import", badPath)
+	require.Equal(t, 1, code, stderr)
+	require.Contains(t, stderr, "nothing imported")
+	require.Contains(t, stderr, "row 3")
+	_, exported, _ := run(t, env, "devices", "export")
+	require.NotContains(t, exported, "fume-wy-1", "a bad row imports nothing, not even the good rows")
+
+	gbk, err := simplifiedchinese.GBK.NewEncoder().String(strings.ReplaceAll(good, "µ", ""))
+	require.NoError(t, err)
+	gbkPath := filepath.Join(dir, "gbk.csv")
+	require.NoError(t, os.WriteFile(gbkPath, []byte(gbk), 0o644))
+	code, stdout, stderr := run(t, env, "devices", "import", gbkPath)
+	require.Equal(t, 0, code, stderr)
+	require.Contains(t, stdout, "imported 1 site(s) and 2 device(s)")
+	code, exported, stderr = run(t, env, "devices", "export")
+	require.Equal(t, 0, code, stderr)
+	require.Contains(t, exported, "卫滨区美食城后厨", "Chinese text survives GBK import")
+	require.Contains(t, exported, "cam-wy-1")
+	require.NotContains(t, exported, "cam-pass", "export never writes secrets")
+}
+
+func TestProfilesValidateCLI(t *testing.T) {
+	code, stdout, stderr := run(t, nil, "profiles", "validate", "../firmware-profiles/builtin")
+	require.Equal(t, 0, code, stderr)
+	require.Contains(t, stdout, "valid")
+
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "broken.yml"), []byte("id: broken\nname: 坏的\nkind: sensor\nvendorr: x\n"), 0o644))
+	code, _, stderr = run(t, nil, "profiles", "validate", dir)
+	require.Equal(t, 1, code)
+	require.Contains(t, stderr, "broken.yml:4")
+}
+
+func TestVersionAndUsage(t *testing.T) {
+	code, stdout, _ := run(t, nil, "version")
+	require.Equal(t, 0, code)
+	require.True(t, strings.HasPrefix(stdout, "offsite "))
+	code, _, stderr := run(t, nil, "frobnicate")
+	require.Equal(t, 2, code)
+	require.Contains(t, stderr, "unknown command")
+}

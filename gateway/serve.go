@@ -1,0 +1,239 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/offsite-gw/offsite/api"
+	"github.com/offsite-gw/offsite/api/auth"
+	"github.com/offsite-gw/offsite/devices"
+	profiles "github.com/offsite-gw/offsite/firmware-profiles"
+	"github.com/offsite-gw/offsite/gateway/audit"
+	"github.com/offsite-gw/offsite/gateway/config"
+	"github.com/offsite-gw/offsite/gateway/store"
+)
+
+func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "configuration file (YAML); see deploy/offsite.yml")
+	check := fs.Bool("check", false, "validate the configuration and exit")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *path == "" {
+		return usageError{"serve needs --config FILE (see deploy/offsite.yml for every key)"}
+	}
+	cfg, err := config.Load(*path, os.Environ())
+	if err != nil {
+		return err
+	}
+	if *check {
+		fmt.Fprintf(stdout, "%s: configuration is valid\n", *path)
+		return nil
+	}
+	logger := newLogger(cfg.Log, stderr)
+	g, err := openGateway(ctx, cfg, logger, stdout)
+	if err != nil {
+		return err
+	}
+	if err := g.start(); err != nil {
+		g.stop()
+		return err
+	}
+	logger.Info("offsite serving", "version", version, "gateway_id", cfg.GatewayID, "http", g.api.Addr(), "store", g.db.Location)
+	<-ctx.Done()
+	logger.Info("stopping: signal received")
+	return g.stop()
+}
+
+func newLogger(c config.Log, w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// gateway is the running process: its components in start order. stop closes them in reverse.
+type gateway struct {
+	cfg      config.Config
+	log      *slog.Logger
+	reg      *prometheus.Registry
+	db       *store.DB
+	audit    *audit.Log
+	profiles *profiles.Registry
+	devices  *devices.SQLStore
+	auth     *auth.Service
+	api      *api.Server
+
+	closers []closer
+}
+
+type closer struct {
+	name string
+	fn   func(ctx context.Context) error
+}
+
+func (g *gateway) onStop(name string, fn func(ctx context.Context) error) {
+	g.closers = append(g.closers, closer{name, fn})
+}
+
+// openGateway opens the stores and builds every component without listening yet. The admin
+// password created on a first start is printed once to out.
+func openGateway(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Writer) (g *gateway, err error) {
+	g = &gateway{cfg: cfg, log: logger, reg: prometheus.NewRegistry()}
+	defer func() {
+		if err != nil {
+			g.stop()
+		}
+	}()
+	g.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return g, fmt.Errorf("data_dir: %w", err)
+	}
+	g.db, err = store.Open(ctx, cfg.Store.DSN, cfg.DataDir)
+	if err != nil {
+		return g, err
+	}
+	g.onStop("store", func(context.Context) error { return g.db.Close() })
+	g.audit = &audit.Log{DB: g.db, Logger: logger}
+
+	g.profiles, err = profiles.NewRegistry(cfg.Profiles.Embedded, cfg.Profiles.Dir)
+	if err != nil {
+		return g, fmt.Errorf("profiles: %w", err)
+	}
+
+	key, err := loadSecretKey(cfg, logger)
+	if err != nil {
+		return g, err
+	}
+	sealer, err := devices.NewSealer(key)
+	if err != nil {
+		return g, fmt.Errorf("secrets: %w", err)
+	}
+	g.devices = &devices.SQLStore{DB: g.db, Sealer: sealer, Profiles: g.profiles}
+	g.warnFlaggedFirmware(ctx)
+
+	g.auth = &auth.Service{DB: g.db, Audit: g.audit, TokenTTL: cfg.Auth.TokenTTL,
+		LockoutAfter: cfg.Auth.LockoutAfter, LockoutFor: cfg.Auth.LockoutFor}
+	pw, created, err := g.auth.EnsureAdmin(ctx)
+	if err != nil {
+		return g, fmt.Errorf("auth: %w", err)
+	}
+	if created && out != nil {
+		fmt.Fprintf(out, "\nFirst start: created user \"admin\" with password\n\n    %s\n\nIt is shown only this once. Log in and change it.\n\n", pw)
+	}
+
+	g.api = &api.Server{
+		Listen: cfg.HTTP.Listen, ReadTimeout: cfg.HTTP.ReadTimeout, BodyLimit: cfg.HTTP.BodyLimitMB << 20,
+		TrustedProxies: cfg.HTTP.TrustedProxies,
+		DB:             g.db, Auth: g.auth, Devices: g.devices, Profiles: g.profiles, Firmware: g.profiles,
+		Audit: g.audit, Registry: g.reg, Logger: logger, Version: version,
+	}
+	if err := g.api.Initialize(); err != nil {
+		return g, fmt.Errorf("api: %w", err)
+	}
+	return g, nil
+}
+
+// start opens the listeners. Input is taken only once everything behind it is ready.
+func (g *gateway) start() error {
+	if err := g.api.Start(); err != nil {
+		return fmt.Errorf("http: listen on %s: %w", g.cfg.HTTP.Listen, err)
+	}
+	g.onStop("http", g.api.Shutdown)
+	return nil
+}
+
+// stop closes components in reverse start order: first the inputs (listeners), then whatever
+// drains and flushes, last the stores. The whole stop is bounded by shutdown.timeout.
+func (g *gateway) stop() error {
+	timeout := g.cfg.Shutdown.Timeout
+	if timeout <= 0 {
+		timeout = 20 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var errs []error
+	for i := len(g.closers) - 1; i >= 0; i-- {
+		c := g.closers[i]
+		done := make(chan error, 1)
+		go func() { done <- c.fn(ctx) }()
+		select {
+		case err := <-done:
+			if err != nil {
+				g.log.Error("stop failed", "component", c.name, "err", err)
+				errs = append(errs, fmt.Errorf("%s: %w", c.name, err))
+			}
+		case <-ctx.Done():
+			g.log.Error("stop timed out; abandoning the rest", "component", c.name, "timeout", timeout)
+			return fmt.Errorf("stop timed out after %s at %s", timeout, c.name)
+		}
+	}
+	g.closers = nil
+	g.log.Info("stopped")
+	return errors.Join(errs...)
+}
+
+func (g *gateway) warnFlaggedFirmware(ctx context.Context) {
+	devs, err := g.devices.ListDevices(ctx, devices.DeviceFilter{})
+	if err != nil {
+		g.log.Warn("cannot list devices for the firmware check", "err", err)
+		return
+	}
+	for _, d := range devs {
+		if d.Profile == "" {
+			continue
+		}
+		if fc := g.profiles.CheckFirmware(d.Profile, d.Firmware); fc.Status != "ok" {
+			g.log.Warn("device firmware needs a maintainer", "device", d.ID, "site", d.SiteID, "profile", d.Profile,
+				"firmware", d.Firmware, "status", fc.Status, "reason", fc.Reason)
+		}
+	}
+}
+
+// loadSecretKey returns the key that seals camera passwords: secrets.key, else the file
+// secrets.key_file, else data_dir/secret.key, created with a new SM4 key if missing.
+func loadSecretKey(cfg config.Config, logger *slog.Logger) (string, error) {
+	if cfg.Secrets.Key != "" {
+		return cfg.Secrets.Key, nil
+	}
+	path := cfg.Secrets.KeyFile
+	explicit := path != ""
+	if !explicit {
+		path = filepath.Join(cfg.DataDir, "secret.key")
+	}
+	b, err := os.ReadFile(path)
+	if err == nil {
+		key := strings.TrimSpace(string(b))
+		if k, err := hex.DecodeString(key); err != nil || (len(k) != 16 && len(k) != 32) {
+			return "", fmt.Errorf("secrets.key_file %s: must hold 32 or 64 hex digits", path)
+		}
+		return key, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("secrets.key_file: %w", err)
+	}
+	key := devices.GenerateSealerKey()
+	if err := os.WriteFile(path, []byte(key+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("create secret key %s: %w", path, err)
+	}
+	logger.Warn("created a new SM4 key for secrets at rest; back it up apart from the database", "file", path)
+	return key, nil
+}
