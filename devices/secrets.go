@@ -10,6 +10,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"runtime"
 	"strconv"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/emmansun/gmsm/sm4"
 	"golang.org/x/crypto/argon2"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/offsite-gw/offsite/gateway/errs"
 )
@@ -262,11 +264,12 @@ type SecretVerifier struct {
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 
-	mu      sync.Mutex
-	entries map[[32]byte]*list.Element
-	order   *list.List // front = most recent; values are cacheEntry
-	sem     chan struct{}
-	runs    int64 // argon2 computations, for tests and metrics
+	mu       sync.Mutex
+	entries  map[[32]byte]*list.Element
+	order    *list.List // front = most recent; values are cacheEntry
+	sem      chan struct{}
+	inflight singleflight.Group
+	runs     int64 // argon2 computations, for tests and metrics
 }
 
 type cacheEntry struct {
@@ -294,30 +297,41 @@ func (v *SecretVerifier) Verify(ctx context.Context, username, secret, encoded s
 	sem := v.sem
 	v.mu.Unlock()
 
-	select {
-	case sem <- struct{}{}:
-	case <-ctx.Done():
-		return false, ctx.Err()
+	// Identical checks in flight at once (a device retrying fast) share one computation. The
+	// result is cached before the call ends, so a later arrival finds it in the cache.
+	res, err, _ := v.inflight.Do(string(key[:]), func() (any, error) {
+		// The first caller's context governs the shared wait; see the retry below.
+		if err := ctx.Err(); err != nil {
+			return false, err
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
+		ok, err := VerifySecret(encoded, secret)
+		<-sem
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		v.runs++
+		if err != nil || !ok {
+			return false, err
+		}
+		v.entries[key] = v.order.PushFront(cacheEntry{key: key, at: now})
+		for v.order.Len() > v.size() {
+			last := v.order.Back()
+			v.order.Remove(last)
+			delete(v.entries, last.Value.(cacheEntry).key)
+		}
+		return true, nil
+	})
+	if err != nil && ctx.Err() == nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+		return v.Verify(ctx, username, secret, encoded) // the caller we joined gave up, we did not
 	}
-	ok, err := VerifySecret(encoded, secret)
-	<-sem
-
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	v.runs++
-	if err != nil || !ok {
+	if err != nil {
 		return false, err
 	}
-	if el, dup := v.entries[key]; dup { // another goroutine verified the same login meanwhile
-		v.order.Remove(el)
-	}
-	v.entries[key] = v.order.PushFront(cacheEntry{key: key, at: now})
-	for v.order.Len() > v.size() {
-		last := v.order.Back()
-		v.order.Remove(last)
-		delete(v.entries, last.Value.(cacheEntry).key)
-	}
-	return true, nil
+	return res.(bool), nil
 }
 
 // Runs returns how many argon2 computations Verify has done.

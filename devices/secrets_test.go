@@ -129,13 +129,21 @@ func TestSecretVerifierCache(t *testing.T) {
 	h2 := devices.HashSecret("secret-two-secret", cheap)
 	h3 := devices.HashSecret("secret-three-secret", cheap)
 
-	ok, err := v.Verify(ctx, "u1", "secret-one-secret", h1)
-	require.NoError(t, err)
-	require.True(t, ok)
+	// A reconnect storm: many concurrent logins of the same device cost one argon2.
+	var wg sync.WaitGroup
+	for i := 0; i < 50; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ok, err := v.Verify(ctx, "u1", "secret-one-secret", h1)
+			require.NoError(t, err)
+			require.True(t, ok)
+		}()
+	}
+	wg.Wait()
 	require.EqualValues(t, 1, v.Runs())
 
-	// A reconnect storm: many concurrent logins of the same device cost no more argon2.
-	var wg sync.WaitGroup
+	// And once cached, none.
 	for i := 0; i < 50; i++ {
 		wg.Add(1)
 		go func() {
@@ -150,14 +158,14 @@ func TestSecretVerifierCache(t *testing.T) {
 
 	// Failures are not cached.
 	for i := 0; i < 2; i++ {
-		ok, err = v.Verify(ctx, "u1", "wrong-wrong-wrong", h1)
+		ok, err := v.Verify(ctx, "u1", "wrong-wrong-wrong", h1)
 		require.NoError(t, err)
 		require.False(t, ok)
 	}
 	require.EqualValues(t, 3, v.Runs())
 
 	// A different username with the same secret and hash is not a cache hit.
-	ok, _ = v.Verify(ctx, "u2", "secret-one-secret", h1)
+	ok, _ := v.Verify(ctx, "u2", "secret-one-secret", h1)
 	require.True(t, ok)
 	require.EqualValues(t, 4, v.Runs())
 
@@ -176,4 +184,13 @@ func TestSecretVerifierCache(t *testing.T) {
 	mu.Unlock()
 	_, _ = v.Verify(ctx, "u1", "secret-one-secret", h1)
 	require.EqualValues(t, 8, v.Runs())
+}
+
+func TestSecretVerifierCancelled(t *testing.T) {
+	v := &devices.SecretVerifier{}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := v.Verify(ctx, "u1", "secret-one-secret", devices.HashSecret("secret-one-secret", cheap))
+	require.ErrorIs(t, err, context.Canceled)
+	require.Zero(t, v.Runs())
 }
