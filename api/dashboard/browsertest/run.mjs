@@ -208,7 +208,7 @@ await scenario('alerts', async () => {
 
 await scenario('chain', async () => {
   if (!newAlertId) {
-    const list = await apiGet(adminToken, 'alerts?state=open');
+    const list = await apiGet(adminToken, 'alerts?state=opened');
     const items = Array.isArray(list) ? list : list?.items || list?.alerts || [];
     newAlertId = items[0]?.id;
   }
@@ -218,8 +218,13 @@ await scenario('chain', async () => {
   await page.goto(`${BASE}/#/alerts/${encodeURIComponent(newAlertId)}`);
   await page.waitForSelector('#alert-timeline');
   const count = () => page.$$eval('#alert-timeline li.tl-item', (x) => x.length);
-  for (const act of ['claim', 'feedback', 'close']) {
+  // 认领 → (处办, when the gateway wants it before the feedback) → 反馈 → 办结.
+  for (const act of ['claim', 'handle', 'feedback', 'close']) {
     const n0 = await count();
+    if (act === 'handle') {
+      const next = await page.waitForSelector('#action-handle, #action-feedback', { timeout: 10000 });
+      if (await next.getAttribute('id') !== 'action-handle') continue;
+    }
     await page.waitForSelector(`#action-${act}`, { timeout: 10000 });
     await page.fill(`#note-${act}`, `browser test: ${act}`);
     if (act === 'feedback') await page.selectOption('#feedback-outcome', 'rectify_ordered');
@@ -227,7 +232,7 @@ await scenario('chain', async () => {
     await page.waitForFunction((n0) => document.querySelectorAll('#alert-timeline li.tl-item').length > n0, n0, { timeout: 10000 });
   }
   const text = await page.textContent('#alert-timeline');
-  for (const note of ['claim', 'feedback', 'close']) assert(text.includes(`browser test: ${note}`) || true, 'note missing');
+  for (const note of ['claim', 'feedback', 'close']) assert(text.includes(`browser test: ${note}`), `the timeline does not show the ${note} note`);
   const notes = await page.$$eval('#alert-timeline .tl-note', (x) => x.map((e) => e.textContent));
   const types = await page.$$eval('#alert-timeline li.tl-item', (x) => x.map((e) => e.dataset.type));
   assert(types.some((t) => /claim/.test(t)) && types.some((t) => /fed_back|feedback/.test(t)) && types.some((t) => /close/.test(t)),
@@ -327,6 +332,21 @@ await scenario('screens', async () => {
       }
       await ctx.close();
     }
+  }
+  // The light theme, once per size.
+  for (const [w, hgt] of [[1920, 1080], [390, 844]]) {
+    const { ctx, page } = await newPage({ width: w, height: hgt });
+    await ctx.addInitScript(() => localStorage.setItem('offsite.theme', 'light'));
+    await login(page, admin);
+    for (const [p, hash, ready] of [['alerts', '#/alerts', '.alerts-body table'], ['devices', '#/devices', '.summary .stat']]) {
+      await page.goto(`${BASE}/${hash}`);
+      await page.waitForSelector(ready, { timeout: 15000 }).catch(() => {});
+      await page.waitForTimeout(300);
+      const file = path.join(OUT, `zh-CN-${w}x${hgt}-${p}-light.png`);
+      await page.screenshot({ path: file });
+      shots.push(file);
+    }
+    await ctx.close();
   }
   return { msg: `${shots.length} screenshots in ${OUT}` };
 });

@@ -57,8 +57,10 @@ type device struct {
 	} `json:"status"`
 }
 
+// step and alert mirror gateway/events (Alert with its Source event and Steps).
 type step struct {
-	Type    string    `json:"type"`
+	Action  string    `json:"action"`
+	State   string    `json:"state"`
 	At      time.Time `json:"at"`
 	Actor   string    `json:"actor,omitempty"`
 	Note    string    `json:"note,omitempty"`
@@ -66,13 +68,19 @@ type step struct {
 }
 
 type alert struct {
-	ID       string         `json:"id"`
-	State    string         `json:"state"`
-	Severity string         `json:"severity"`
-	Type     string         `json:"type"`
-	Assignee string         `json:"assignee,omitempty"`
-	Event    map[string]any `json:"event"`
-	Timeline []step         `json:"timeline"`
+	ID         string         `json:"id"`
+	State      string         `json:"state"`
+	Severity   string         `json:"severity"`
+	Type       string         `json:"type"`
+	Department string         `json:"department"`
+	SiteID     string         `json:"site_id"`
+	DeviceID   string         `json:"device_id"`
+	Message    string         `json:"message"`
+	OpenedAt   time.Time      `json:"opened_at"`
+	Assignee   string         `json:"claimed_by,omitempty"`
+	Outcome    string         `json:"outcome,omitempty"`
+	Event      map[string]any `json:"source"`
+	Timeline   []step         `json:"steps"`
 }
 
 type maint struct {
@@ -151,7 +159,7 @@ func newState() *state {
 	s.openAlert("device.offline", "minor", "market-03", "gas-01", "燃气探测器离线", nil, now.Add(-3*time.Hour))
 	a := s.openAlert("video.crowding", "critical", "market-03", "cam-mkt-1", "市场入口人员聚集（约 60 人）", nil, now.Add(-2*time.Hour))
 	a.State, a.Assignee = "claimed", "officer"
-	a.Timeline = append(a.Timeline, step{Type: "alert.claimed", At: now.Add(-110 * time.Minute), Actor: "officer", Note: "已通知市场管理方疏导"})
+	a.Timeline = append(a.Timeline, step{Action: "claim", State: "claimed", At: now.Add(-110 * time.Minute), Actor: "officer", Note: "已通知市场管理方疏导"})
 	return s
 }
 
@@ -199,8 +207,8 @@ func (s *state) openAlert(typ, sev, siteID, devID, msg string, rd map[string]any
 		}
 		ev["evidence"] = []map[string]any{{"kind": "snapshot", "url": "/api/v1/cameras/" + cam + "/snapshot.jpg?at=" + strconv.FormatInt(at.Unix(), 10), "sha256": "…"}}
 	}
-	a := &alert{ID: newID(), State: "open", Severity: sev, Type: typ, Event: ev,
-		Timeline: []step{{Type: "alert.opened", At: at}}}
+	a := &alert{ID: newID(), State: "opened", Severity: sev, Type: typ, Event: ev, Department: st.Department, SiteID: st.ID,
+		DeviceID: dev.ID, Message: msg, OpenedAt: at, Timeline: []step{{Action: "open", State: "opened", At: at}}}
 	s.alerts = append(s.alerts, a)
 	return a
 }
@@ -276,7 +284,8 @@ func (s *state) onReading(devID string, payload []byte) {
 			ev[k] = v
 		}
 		s.publish(ev)
-		s.publish(map[string]any{"type": "alert.opened", "severity": a.Severity, "alert_id": a.ID, "department": a.Event["department"], "occurred_at": now.UTC().Format(time.RFC3339Nano)})
+		s.publish(map[string]any{"type": "alert.opened", "severity": a.Severity, "department": a.Department, "occurred_at": now.UTC().Format(time.RFC3339Nano),
+			"alert": map[string]any{"id": a.ID, "state": "opened"}})
 	}
 }
 
@@ -498,7 +507,7 @@ func (s *state) routes(mux *http.ServeMux) {
 			if st := r.URL.Query().Get("state"); st != "" && a.State != st {
 				continue
 			}
-			if me(r).sees(a.Event["department"].(string)) {
+			if me(r).sees(a.Department) {
 				out = append(out, a)
 			}
 		}
@@ -508,7 +517,7 @@ func (s *state) routes(mux *http.ServeMux) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		for _, a := range s.alerts {
-			if a.ID == r.PathValue("id") && me(r).sees(a.Event["department"].(string)) {
+			if a.ID == r.PathValue("id") && me(r).sees(a.Department) {
 				writeJSON(w, 200, a)
 				return
 			}
@@ -519,6 +528,7 @@ func (s *state) routes(mux *http.ServeMux) {
 		var in struct{ Note, Outcome string }
 		_ = json.NewDecoder(r.Body).Decode(&in)
 		next := map[string]string{"claim": "claimed", "handle": "handled", "feedback": "fed_back", "close": "closed"}
+		from := map[string][]string{"claim": {"opened"}, "handle": {"claimed", "handled"}, "feedback": {"handled"}, "close": {"fed_back"}}
 		evType := map[string]string{"claim": "alert.claimed", "handle": "alert.handled", "feedback": "alert.fed_back", "close": "alert.closed"}
 		act := r.PathValue("action")
 		if next[act] == "" {
@@ -537,34 +547,44 @@ func (s *state) routes(mux *http.ServeMux) {
 			writeErr(w, 404, "alert_not_found", "没有这条告警")
 			return
 		}
-		if found.State == "closed" {
+		if !slices.Contains(from[act], found.State) {
 			s.mu.Unlock()
-			writeErr(w, 409, "alert_closed", "告警已办结")
+			writeErr(w, 409, "invalid_transition", fmt.Sprintf("cannot %s an alert that is %s", act, found.State))
+			return
+		}
+		if act == "feedback" && in.Outcome == "" {
+			s.mu.Unlock()
+			writeErr(w, 400, "outcome_required", "feedback needs an outcome")
 			return
 		}
 		found.State = next[act]
 		if act == "claim" {
 			found.Assignee = me(r).Username
 		}
-		found.Timeline = append(found.Timeline, step{Type: evType[act], At: time.Now(), Actor: me(r).Username, Note: in.Note, Outcome: in.Outcome})
+		found.Timeline = append(found.Timeline, step{Action: act, State: next[act], At: time.Now(), Actor: me(r).Username, Note: in.Note, Outcome: in.Outcome})
+		if in.Outcome != "" {
+			found.Outcome = in.Outcome
+		}
 		sev := found.Severity
 		s.mu.Unlock()
-		s.publish(map[string]any{"type": evType[act], "alert_id": found.ID, "severity": sev, "occurred_at": time.Now().UTC().Format(time.RFC3339Nano)})
+		s.publish(map[string]any{"type": evType[act], "severity": sev, "department": found.Department, "occurred_at": time.Now().UTC().Format(time.RFC3339Nano),
+			"alert": map[string]any{"id": found.ID, "state": next[act], "actor": me(r).Username, "note": in.Note, "outcome": in.Outcome}})
 		writeJSON(w, 200, found)
 	})
 	api.HandleFunc("GET /api/v1/events/stream", s.serveSSE)
 	api.HandleFunc("GET /api/v1/uplinks", func(w http.ResponseWriter, r *http.Request) {
+		// Shaped like gateway/uplink.Status.
 		writeJSON(w, 200, []map[string]any{
-			{"id": "core", "name": "市监管核心 (supervision core)", "url": "https://core.example.gov.cn/offsite/v1", "state": "ok", "backlog": 0, "delivered": 1284, "cursor": "01JD8Z…", "last_delivered_at": time.Now().Add(-12 * time.Second)},
-			{"id": "province", "name": "省平台 (province link)", "url": "https://province.example.gov.cn/offsite/v1", "state": "retrying", "backlog": 37, "delivered": 902, "last_delivered_at": time.Now().Add(-14 * time.Minute), "last_error": "503 Service Unavailable（第 6 次重试）", "next_retry_at": time.Now().Add(40 * time.Second)},
+			{"name": "core", "kind": "core", "url": "http://10.1.2.3:9000/", "cursor": 1284, "head": 1284, "backlog": 0, "lag_seconds": 0, "delivered": 1284, "rejected": 0, "dead_letters": 0, "last_success": time.Now().Add(-12 * time.Second)},
+			{"name": "province", "kind": "province", "url": "http://10.9.8.7:8443/", "cursor": 902, "head": 939, "backlog": 37, "lag_seconds": 842, "attempts": 6, "delivered": 902, "rejected": 1, "dead_letters": 1, "last_success": time.Now().Add(-14 * time.Minute), "last_error": "503 Service Unavailable", "last_error_at": time.Now().Add(-20 * time.Second)},
 		})
 	})
 	api.HandleFunc("GET /api/v1/uplinks/{id}/dead-letters", func(w http.ResponseWriter, r *http.Request) {
-		if r.PathValue("id") != "province" {
+		if r.PathValue("id") != "province" { // uplink names are the ids
 			writeJSON(w, 200, []any{})
 			return
 		}
-		writeJSON(w, 200, []map[string]any{{"id": "dl-1", "event_id": "01JD7Q2K9W3X", "type": "video.motion", "reason": "unsupported event type for this platform", "at": time.Now().Add(-5 * time.Hour)}})
+		writeJSON(w, 200, []map[string]any{{"uplink": "province", "event_id": "01JD7Q2K9W3XAB", "seq": 311, "type": "video.motion", "reason": "unsupported event type for this platform", "at": time.Now().Add(-5 * time.Hour), "attempts": 1}})
 	})
 	api.HandleFunc("POST /api/v1/uplinks/{id}/dead-letters/{dl}/resend", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(202) })
 }

@@ -6,7 +6,6 @@ import { t, locale, fmtNum } from './i18n.js';
 // lineChart draws points [{t: Date, v: number}] with an optional limit line and a marker
 // time (the moment an alert occurred). It scales to its container's width.
 export function lineChart({ points, unit = '', limit, marker, highlight, from, to, label = '' }) {
-  const W = 720; const H = 260; const L = 56; const R = 14; const T = 16; const B = 34;
   const wrap = h('figure', { class: 'chart', role: 'img', 'aria-label': label || t('chart.readings') });
   points = (points || []).slice();
   // The reading that raised the alert is always shown, even when the telemetry was averaged
@@ -19,6 +18,26 @@ export function lineChart({ points, unit = '', limit, marker, highlight, from, t
     wrap.append(h('div', { class: 'chart-empty' }, t('chart.no_data')));
     return wrap;
   }
+  // Drawn in CSS pixels at the figure's real width, so the labels keep their size on a phone;
+  // redrawn when the width changes.
+  let drawnWidth = 0;
+  const ro = new ResizeObserver(() => {
+    if (!wrap.isConnected) { if (drawnWidth) ro.disconnect(); return; }
+    const w = Math.round(wrap.clientWidth);
+    if (w > 0 && w !== drawnWidth) { drawnWidth = w; draw(w); }
+  });
+  ro.observe(wrap);
+  const draw = (W) => {
+    const old = wrap.querySelector('svg');
+    const g = plot({ points, unit, limit, marker, highlight, from, to, W });
+    if (old) old.replaceWith(g); else wrap.prepend(g);
+  };
+  if (unit) wrap.append(h('figcaption', { class: 'chart-unit' }, `${t('chart.unit')}: ${unit}`));
+  return wrap;
+}
+
+function plot({ points, unit, limit, marker, highlight, from, to, W }) {
+  const H = W < 500 ? 220 : 260; const L = W < 500 ? 44 : 56; const R = 12; const T = 16; const B = 30;
   const t0 = (from || points[0].t).getTime();
   let t1 = (to || points[points.length - 1].t).getTime();
   if (t1 <= t0) t1 = t0 + 60000;
@@ -30,7 +49,7 @@ export function lineChart({ points, unit = '', limit, marker, highlight, from, t
   const x = (ms) => L + ((ms - t0) / (t1 - t0)) * (W - L - R);
   const y = (v) => T + (1 - (v - lo) / (hi - lo)) * (H - T - B);
 
-  const g = svg('svg', { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: 'none', class: 'chart-svg' });
+  const g = svg('svg', { viewBox: `0 0 ${W} ${H}`, width: W, height: H, class: 'chart-svg' });
   // Horizontal grid and y labels.
   for (const v of niceTicks(lo, hi, 5)) {
     g.append(svg('line', { x1: L, x2: W - R, y1: y(v), y2: y(v), class: 'grid' }));
@@ -39,17 +58,18 @@ export function lineChart({ points, unit = '', limit, marker, highlight, from, t
   // Time labels.
   const span = t1 - t0;
   const withDate = span > 20 * 3600e3;
-  for (let i = 0; i <= 4; i++) {
-    const ms = t0 + (span * i) / 4;
+  const nt = W < 500 ? 2 : 4;
+  for (let i = 0; i <= nt; i++) {
+    const ms = t0 + (span * i) / nt;
     const d = new Date(ms);
     const txt = withDate
       ? d.toLocaleString(locale(), { month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', hour12: false })
       : d.toLocaleTimeString(locale(), { hour: '2-digit', minute: '2-digit', hour12: false });
-    g.append(svg('text', { x: x(ms), y: H - 10, 'text-anchor': i === 0 ? 'start' : i === 4 ? 'end' : 'middle', class: 'tick' }, txt));
+    g.append(svg('text', { x: x(ms), y: H - 10, 'text-anchor': i === 0 ? 'start' : i === nt ? 'end' : 'middle', class: 'tick' }, txt));
   }
   if (typeof limit === 'number') {
     g.append(svg('line', { x1: L, x2: W - R, y1: y(limit), y2: y(limit), class: 'limit' }));
-    g.append(svg('text', { x: W - R - 4, y: y(limit) - 5, 'text-anchor': 'end', class: 'limit-label' }, `${t('chart.limit')} ${fmtNum(limit, 2)}`));
+    g.append(svg('text', { x: L + 6, y: y(limit) - 5, 'text-anchor': 'start', class: 'limit-label' }, `${t('chart.limit')} ${fmtNum(limit, 2)}`));
   }
   if (marker) {
     const mx = x(marker.getTime());
@@ -68,9 +88,7 @@ export function lineChart({ points, unit = '', limit, marker, highlight, from, t
         svg('title', {}, `${p.t.toLocaleString(locale(), { hour12: false })}  ${fmtNum(p.v, 2)} ${unit}`)));
     }
   }
-  wrap.append(g);
-  if (unit) wrap.append(h('figcaption', { class: 'chart-unit' }, `${t('chart.unit')}: ${unit}`));
-  return wrap;
+  return g;
 }
 
 function niceTicks(lo, hi, n) {

@@ -2,7 +2,7 @@
 // because the backend grows while the dashboard is used.
 
 export const SEVERITIES = ['critical', 'major', 'minor', 'info'];
-export const ALERT_STATES = ['open', 'claimed', 'handled', 'fed_back', 'closed'];
+export const ALERT_STATES = ['opened', 'claimed', 'handled', 'fed_back', 'closed'];
 export const OUTCOMES = ['rectify_ordered', 'case_filed', 'false_alarm', 'rectified', 'other'];
 export const MAINT_KINDS = ['install', 'inspect', 'repair', 'replace', 'firmware', 'note'];
 
@@ -13,7 +13,7 @@ export function severityOf(e) {
 }
 
 // alertEvent is the event an alert was opened for.
-export function alertEvent(a) { return a?.event || a?.events?.[0] || a?.trigger || {}; }
+export function alertEvent(a) { return a?.source || a?.event || a?.events?.[0] || a?.trigger || {}; }
 export function pick(a, ...names) {
   const e = alertEvent(a);
   for (const n of names) {
@@ -23,8 +23,8 @@ export function pick(a, ...names) {
   return undefined;
 }
 export function alertState(a) {
-  const s = String(a?.state || a?.status || 'open').toLowerCase();
-  return s === 'active' || s === 'new' ? 'open' : s === 'feedback' ? 'fed_back' : s;
+  const s = String(a?.state || a?.status || 'opened').toLowerCase();
+  return ['active', 'new', 'open'].includes(s) ? 'opened' : s === 'feedback' ? 'fed_back' : s;
 }
 export function siteOf(x) {
   const s = pick(x, 'site');
@@ -45,7 +45,7 @@ export function supervisionItem(a) {
 
 // timeline: the events of an alert's chain, oldest first.
 export function timeline(a) {
-  const raw = a?.timeline || a?.history || a?.events || a?.actions || [];
+  const raw = a?.steps || a?.timeline || a?.history || a?.events || a?.actions || [];
   const items = Array.isArray(raw) ? raw.slice() : [];
   const at = (x) => new Date(x.at || x.occurred_at || x.time || x.created_at || 0).getTime();
   items.sort((x, y) => at(x) - at(y));

@@ -9,11 +9,12 @@ import { lineChart } from '../chart.js';
 import { severityChip, stateChip, typeLabel, facts, errorBox, loading, toast, field, select } from '../ui.js';
 import { severityOf, alertState, siteOf, deviceOf, occurredAt, department, supervisionItem, pick, eventType, timeline, telemetryPoints, OUTCOMES } from '../model.js';
 
-// Which forms each state offers, in the order of the chain 认领 → 处办 → 反馈 → 办结.
+// Which forms each state offers, in the order of the chain 认领 → 处办 → 反馈 → 办结
+// (gateway/events: handle may be recorded more than once before the feedback).
 const NEXT = {
-  open: ['claim', 'close'],
-  claimed: ['handle', 'feedback', 'close'],
-  handled: ['feedback', 'close'],
+  opened: ['claim'],
+  claimed: ['handle'],
+  handled: ['handle', 'feedback'],
   fed_back: ['close'],
   closed: [],
 };
@@ -59,7 +60,8 @@ export function mount(main, { id }) {
       reading.metric ? [t('alert.reading'), `${reading.metric}: ${fmtNum(reading.value, 2)} ${reading.unit || ''}`] : null,
       typeof reading.limit === 'number' ? [t('alert.limit'), `${fmtNum(reading.limit, 2)} ${reading.unit || ''}`] : null,
       [t('alert.gateway'), pick(a, 'gateway_id')],
-      [t('alert.assignee'), a.assignee || a.claimed_by || a.owner],
+      [t('alert.assignee'), a.claimed_by || a.assignee || a.owner],
+      a.outcome ? [t('alert.outcome'), tOr(`outcome.${a.outcome}`, a.outcome)] : null,
     ]);
     const siteFacts = facts([
       [t('site.name'), site.name || site.id],
@@ -92,7 +94,7 @@ export function mount(main, { id }) {
     const tlBox = h('ol', { class: 'timeline', id: 'alert-timeline' }, tl.length ? tl.map((x) => {
       const ty = x.type || x.action || x.kind || '';
       const note = x.note || x.message || x.comment || '';
-      const outcome = x.outcome || x.reading?.outcome;
+      const outcome = x.outcome_label || x.outcome;
       return h('li', { class: `tl-item tl-${ty.replace(/\W/g, '_')}`, 'data-type': ty },
         h('div', { class: 'tl-when' }, fmtTime(x.at || x.occurred_at || x.time || x.created_at)),
         h('div', { class: 'tl-what' }, h('strong', {}, tOr(`type.${ty}`, tOr(`action.${ty}`, ty))),
@@ -102,12 +104,13 @@ export function mount(main, { id }) {
     }) : h('li', { class: 'empty' }, t('alert.no_timeline')));
 
     clear(box).append(head,
+      h('div', { class: 'facts-row' },
+        h('section', { class: 'card' }, h('h3', {}, t('alert.event')), eventFacts),
+        h('section', { class: 'card' }, h('h3', {}, t('alert.site')), siteFacts)),
       h('div', { class: 'detail-grid' },
         h('div', { class: 'col' },
           h('section', { class: 'card' }, h('h3', {}, t('alert.evidence')), evBox),
-          h('section', { class: 'card' }, h('h3', {}, t('alert.readings')), chartBox),
-          h('section', { class: 'card' }, h('h3', {}, t('alert.event')), eventFacts),
-          h('section', { class: 'card' }, h('h3', {}, t('alert.site')), siteFacts)),
+          h('section', { class: 'card' }, h('h3', {}, t('alert.readings')), chartBox)),
         h('div', { class: 'col' },
           h('section', { class: 'card' }, h('h3', {}, t('alert.actions')), actions),
           h('section', { class: 'card' }, h('h3', {}, t('alert.timeline')), tlBox))));

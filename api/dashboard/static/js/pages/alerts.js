@@ -38,8 +38,10 @@ export function mount(main) {
   main.append(
     h('div', { class: 'page-head' }, h('h1', {}, t('alerts.title')), count,
       h('div', { class: 'spacer' }), h('button', { type: 'button', class: 'btn small', onclick: () => load() }, t('common.refresh'))),
-    h('div', { class: 'filters', role: 'search' }, lab(t('alerts.state'), stateSel), lab(t('alerts.severity'), sevSel),
-      lab(t('alerts.type'), typeSel), lab(t('alerts.site'), siteSel), lab(t('common.search'), search)),
+    h('details', { class: 'filters-box', open: window.matchMedia('(min-width: 761px)').matches },
+      h('summary', {}, t('alerts.filters')),
+      h('div', { class: 'filters', role: 'search' }, lab(t('alerts.state'), stateSel), lab(t('alerts.severity'), sevSel),
+        lab(t('alerts.type'), typeSel), lab(t('alerts.site'), siteSel), lab(t('common.search'), search))),
     body);
 
   function fillOptions(sel, values, labelOf) {
@@ -71,12 +73,12 @@ export function mount(main) {
     const cols = [
       { label: t('alerts.severity'), class: 'inline', render: (a) => severityChip(severityOf(a)) },
       { label: t('alerts.type'), class: 'inline', render: (a) => typeLabel(eventType(a)) },
+      { label: t('alerts.state'), class: 'inline', render: (a) => stateChip('alert_state', alertState(a)) },
       { label: t('alerts.message'), class: 'wide full strong', render: (a) => pick(a, 'message') || '' },
       { label: t('alerts.site'), render: (a) => siteOf(a).name || siteOf(a).id },
       { label: t('alerts.department'), render: (a) => department(a) },
       { label: t('alerts.occurred'), render: (a) => h('time', { datetime: occurredAt(a) || '', title: fmtTime(occurredAt(a)) }, fmtAgo(occurredAt(a))) },
-      { label: t('alerts.state'), class: 'inline', render: (a) => stateChip('alert_state', alertState(a)) },
-      { label: t('alerts.assignee'), render: (a) => a.assignee || a.claimed_by || a.owner || '' },
+      { label: t('alerts.assignee'), render: (a) => a.claimed_by || a.assignee || a.owner || '' },
     ];
     clear(body).append(table(cols, rows, {
       empty: t('alerts.none'),

@@ -32,7 +32,8 @@ export function mount(main) {
         onkeydown: (e) => { if (e.key === 'Enter' || e.key === ' ') fileInput.click(); } }, t('devices.import')) : null, fileInput,
       h('a', { class: 'btn small', href: withToken('/api/v1/devices/export'), download: 'devices.csv', id: 'export-link' }, t('devices.export'))),
     importBox, summary,
-    h('div', { class: 'filters', role: 'search' }, lab(t('devices.kind'), kindSel), lab(t('devices.health'), healthSel), lab(t('devices.site'), siteSel), lab(t('common.search'), search)),
+    h('details', { class: 'filters-box', open: window.matchMedia('(min-width: 761px)').matches }, h('summary', {}, t('alerts.filters')),
+      h('div', { class: 'filters', role: 'search' }, lab(t('devices.kind'), kindSel), lab(t('devices.health'), healthSel), lab(t('devices.site'), siteSel), lab(t('common.search'), search))),
     body);
 
   function health(d) { return deviceState(d, cams.get(d.id)); }

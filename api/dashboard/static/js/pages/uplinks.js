@@ -31,26 +31,30 @@ export function mount(main) {
     if (!ups.length) { clear(body).append(h('p', { class: 'empty' }, t('uplinks.none'))); return; }
     const cards = await Promise.all(ups.map(async (u) => {
       const dl = await deadLetters(u);
-      const st = String(u.state || u.status || (u.last_error ? 'retrying' : 'ok')).toLowerCase();
+      const st = String(u.state || u.status || (u.last_error && !(u.last_success && u.last_error_at && new Date(u.last_success) > new Date(u.last_error_at)) ? 'retrying' : 'ok')).toLowerCase();
       const n = (k, ...alts) => { for (const a of [k, ...alts]) if (u[a] !== undefined) return u[a]; return undefined; };
       return h('section', { class: 'card uplink', 'data-uplink': u.id || u.name },
-        h('div', { class: 'uplink-head' }, h('h2', {}, u.name || u.id), stateChip('uplink_state', st)),
+        h('div', { class: 'uplink-head' }, h('h2', {}, u.name || u.id), u.kind ? h('span', { class: 'chip plain' }, u.kind) : null, stateChip('uplink_state', st)),
         facts([
           [t('uplinks.url'), h('span', { class: 'mono' }, u.url || u.base_url || '')],
           [t('uplinks.backlog'), String(n('backlog', 'pending', 'queued') ?? '—')],
+          typeof u.lag_seconds === 'number' ? [t('uplinks.lag'), t('time.seconds', { n: Math.round(u.lag_seconds) })] : null,
           [t('uplinks.delivered'), String(n('delivered', 'delivered_total', 'accepted') ?? '—')],
+          u.rejected !== undefined ? [t('uplinks.rejected'), String(u.rejected)] : null,
+          u.attempts ? [t('uplinks.attempts'), String(u.attempts)] : null,
           [t('uplinks.cursor'), n('cursor', 'position')],
           [t('uplinks.last_delivery'), n('last_delivered_at', 'last_success', 'last_ok_at') ? `${fmtAgo(n('last_delivered_at', 'last_success', 'last_ok_at'))} (${fmtTime(n('last_delivered_at', 'last_success', 'last_ok_at'))})` : ''],
-          [t('uplinks.last_error'), n('last_error', 'error') ? h('span', { class: 'reason' }, String(typeof u.last_error === 'object' ? u.last_error.message : n('last_error', 'error'))) : ''],
+          [t('uplinks.last_error'), n('last_error', 'error') ? h('span', { class: 'reason' }, String(typeof u.last_error === 'object' ? u.last_error.message : n('last_error', 'error')),
+            u.last_error_at ? h('small', { class: 'muted' }, ` (${fmtTime(u.last_error_at)})`) : null) : ''],
           [t('uplinks.next_retry'), n('next_retry_at') ? fmtTime(u.next_retry_at) : ''],
         ]),
-        h('h3', {}, t('uplinks.dead_letters'), dl ? ` (${dl.items.length})` : ''),
+        h('h3', {}, t('uplinks.dead_letters'), dl ? ` (${dl.items.length})` : typeof u.dead_letters === 'number' ? ` (${u.dead_letters})` : ''),
         dl === null ? notAvailable(t('uplinks.dead_letters')) : table([
           { label: t('uplinks.event'), render: (x) => h('span', { class: 'mono' }, x.event_id || x.id || '') },
           { label: t('uplinks.type'), render: (x) => tOr(`type.${x.type || x.event?.type}`, x.type || x.event?.type || '') },
           { label: t('uplinks.reason'), class: 'wide', render: (x) => x.reason || '' },
           { label: t('uplinks.at'), render: (x) => fmtTime(x.at || x.rejected_at || x.created_at) },
-          { label: '', render: (x) => h('button', { type: 'button', class: 'btn small', onclick: async (e) => {
+          { label: '', render: (x) => x.resolved_at ? h('span', { class: 'muted' }, t('uplinks.resolved')) : h('button', { type: 'button', class: 'btn small', onclick: async (e) => {
             e.target.disabled = true;
             try {
               await api(`${dl.base}/${encodeURIComponent(x.id || x.event_id)}/resend`, { method: 'POST' });

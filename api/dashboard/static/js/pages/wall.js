@@ -1,7 +1,7 @@
 // wall: the video wall — site/camera tree, 1/4/9/16 layouts, one WHEP player per tile, the
 // layout remembered per user in localStorage.
 
-import { h, clear } from '../dom.js';
+import { h, clear, svg } from '../dom.js';
 import { t, tOr } from '../i18n.js';
 import { api, list, optional, session } from '../api.js';
 import { WhepPlayer } from '../player.js';
@@ -9,6 +9,11 @@ import { errorBox, loading } from '../ui.js';
 import { deviceState } from '../model.js';
 
 const LAYOUTS = [1, 4, 9, 16];
+
+function fullIcon() {
+  return svg('svg', { viewBox: '0 0 16 16', width: 12, height: 12, 'aria-hidden': 'true' },
+    svg('path', { d: 'M1 5V1h4M11 1h4v4M15 11v4h-4M5 15H1v-4', fill: 'none', stroke: 'currentColor', 'stroke-width': 1.8 }));
+}
 
 function storeKey() { return `offsite.wall.${session.user?.username || 'anon'}`; }
 function loadLayout() {
@@ -146,7 +151,7 @@ export function mount(main) {
     const bar = h('div', { class: 'tile-bar' },
       h('span', { class: 'tile-name', title: camId }, camName(camId)), stateChip,
       h('button', { type: 'button', class: 'icon-btn', title: t('wall.tile_fullscreen'), 'aria-label': t('wall.tile_fullscreen'),
-        onclick: (e) => { e.stopPropagation(); el.requestFullscreen?.().catch(() => {}); } }, '⛶'),
+        onclick: (e) => { e.stopPropagation(); el.requestFullscreen?.().catch(() => {}); } }, fullIcon()),
       h('button', { type: 'button', class: 'icon-btn tile-close', title: t('wall.tile_clear'), 'aria-label': t('wall.tile_clear'),
         onclick: (e) => { e.stopPropagation(); clearTile(i); } }, '✕'));
     el.append(video, overlay, bar);
