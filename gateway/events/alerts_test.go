@@ -206,6 +206,20 @@ func TestAlertScope(t *testing.T) {
 			}
 		}
 		require.Equal(t, 2, seen) // the reading and its alert.opened
+
+		// GET /api/v1/events for the officer: the same, from the store and from the ring.
+		fresh := newLog(t, db)
+		for _, lg := range []*events.Log{l, fresh} {
+			scoped, err := lg.Since(ctx, 0, events.Filter{Scope: envOfficer}, 100)
+			require.NoError(t, err)
+			require.Len(t, scoped, 2)
+			for _, e := range scoped {
+				require.Equal(t, "市生态环境局", e.Department)
+			}
+			scoped, err = lg.Since(ctx, 0, events.Filter{Scope: wrongRegion}, 100)
+			require.NoError(t, err)
+			require.Empty(t, scoped)
+		}
 	})
 }
 

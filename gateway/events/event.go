@@ -18,6 +18,7 @@ import (
 
 	"github.com/oklog/ulid/v2"
 
+	"github.com/offsite-gw/offsite/devices"
 	"github.com/offsite-gw/offsite/gateway/errs"
 )
 
@@ -244,6 +245,8 @@ type Filter struct {
 	MinSeverity string   `yaml:"min_severity" json:"min_severity,omitempty"`
 	Departments []string `yaml:"departments" json:"departments,omitempty"`
 	Device      string   `yaml:"-" json:"device,omitempty"`
+	// Scope limits to what a user may see (GET /api/v1/events for officers and viewers).
+	Scope devices.Scope `yaml:"-" json:"-"`
 }
 
 // Match reports whether e passes the filter.
@@ -278,7 +281,7 @@ func (f Filter) Match(e *Event) bool {
 	if f.Device != "" && (e.Device == nil || e.Device.ID != f.Device) {
 		return false
 	}
-	return true
+	return ScopeAllows(f.Scope, e)
 }
 
 // RegionCode returns the event's site region code, or "".

@@ -1,11 +1,13 @@
 package events
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -167,4 +169,24 @@ func (s *EvidenceStore) Sweep(now time.Time) (files int, bytes int64, err error)
 		}
 	}
 	return files, bytes, nil
+}
+
+// Run sweeps every interval (default 1h) until ctx ends; logger may be nil.
+func (s *EvidenceStore) Run(ctx context.Context, every time.Duration, logger *slog.Logger) {
+	if every <= 0 {
+		every = time.Hour
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			n, b, err := s.Sweep(now)
+			if logger != nil && (err != nil || n > 0) {
+				logger.Info("evidence retention sweep", "files", n, "bytes", b, "err", err)
+			}
+		}
+	}
 }

@@ -450,5 +450,5 @@ func filterSQL(f Filter, q string, args []any) (string, []any) {
 		q += " AND device_id = ?"
 		args = append(args, f.Device)
 	}
-	return q, args
+	return scopeSQL(f.Scope, q, args)
 }
