@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -158,8 +159,23 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.batch(w, r)
 	case r.URL.Path == "/offsite/v1/status" && r.Method == http.MethodGet:
 		writeJSON(w, http.StatusOK, h.Stats())
+	case r.URL.Path == "/offsite/v1/events" && r.Method == http.MethodGet:
+		// The newest accepted events, newest first (?limit=, default 50, at most 1000), for the
+		// demo: what the "province" has received.
+		limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
+		if limit <= 0 || limit > 1000 {
+			limit = 50
+		}
+		h.mu.Lock()
+		out := make([]Received, 0, limit)
+		for i := len(h.order) - 1; i >= 0 && len(out) < limit; i-- {
+			out = append(out, h.order[i])
+		}
+		total := len(h.order)
+		h.mu.Unlock()
+		writeJSON(w, http.StatusOK, map[string]any{"total": total, "events": out})
 	default:
-		writeErr(w, http.StatusNotFound, "not_found", "POST /offsite/v1/events:batch or GET /offsite/v1/status")
+		writeErr(w, http.StatusNotFound, "not_found", "POST /offsite/v1/events:batch, GET /offsite/v1/status or GET /offsite/v1/events")
 	}
 }
 
