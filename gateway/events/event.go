@@ -215,7 +215,8 @@ func isHex64(s string) bool {
 
 // ParseEvent decodes and validates one event from outside (POST /api/v1/events). Unknown
 // fields are refused so a typo is not silently dropped; alert.* types are refused because
-// only the gateway's alert lifecycle may write them. id and occurred_at may be left out.
+// only the gateway's alert lifecycle may write them. id and occurred_at may be left out;
+// gateway_id is dropped (the log sets its own).
 func ParseEvent(body []byte) (Event, error) {
 	var e Event
 	dec := json.NewDecoder(bytes.NewReader(body))
@@ -232,6 +233,8 @@ func ParseEvent(body []byte) (Event, error) {
 	if e.OccurredAt.IsZero() {
 		e.OccurredAt = time.Now()
 	}
+	// The log stamps its own gateway id: a producer cannot speak for another gateway.
+	e.GatewayID = ""
 	if err := e.Validate(); err != nil {
 		return Event{}, err
 	}

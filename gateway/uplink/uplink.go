@@ -181,6 +181,10 @@ func (u *Uplink) defaults() error {
 		}
 	}
 	u.BatchSize = min(u.BatchSize, MaxBatch)
+	if robot && len(u.Filter.Types) == 0 {
+		// Robot messages are for people: by default only what needs someone to act.
+		u.Filter.Types = []string{"alert.opened", "alert.escalated"}
+	}
 	if u.MaxBatchBytes <= 0 {
 		u.MaxBatchBytes = 4 << 20
 	}
@@ -335,6 +339,7 @@ func (u *Uplink) run(ctx context.Context, cursor int64) {
 						continue
 					}
 					cursor = thr
+					u.update(func(st *Status) { st.Cursor = cursor })
 				}
 				attempt = 0
 				_ = u.Log.WaitAfter(ctx, cursor)

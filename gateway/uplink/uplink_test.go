@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/offsite-gw/offsite/gateway/events"
@@ -234,6 +235,22 @@ func TestDeadUplinkDoesNotSlowOthers(t *testing.T) {
 	require.EqualValues(t, 20, dead.Status().Backlog)
 	require.Positive(t, dead.Status().Pending, "the dead uplink is stuck on its first batch")
 
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(uplink.Collector{Uplinks: func() []*uplink.Uplink { return []*uplink.Uplink{dead, live} }})
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	metrics := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			v := m.GetGauge().GetValue() + m.GetCounter().GetValue()
+			metrics[mf.GetName()+"/"+m.GetLabel()[0].GetValue()] = v
+		}
+	}
+	require.EqualValues(t, 20, metrics["offsite_uplink_backlog/dead"])
+	require.EqualValues(t, 0, metrics["offsite_uplink_backlog/live"])
+	require.EqualValues(t, 5, metrics["offsite_uplink_delivered_total/live"])
+	require.Positive(t, metrics["offsite_uplink_lag_seconds/dead"])
+
 	// Restart: the cursor is durable, nothing is sent twice when caught up.
 	live.Close()
 	live2 := &uplink.Uplink{Config: live.Config, GatewayID: "gw", Log: l, Logger: quiet}
@@ -262,8 +279,8 @@ func TestWebhookFormats(t *testing.T) {
 	}))
 	defer srv.Close()
 	mk := func(name, kind, secret string) *uplink.Uplink {
-		u := &uplink.Uplink{Config: uplink.Config{Name: name, Kind: kind, URL: srv.URL + "/hook?access_token=t", Secret: secret},
-			GatewayID: "gw", Log: l, Logger: quiet}
+		u := &uplink.Uplink{Config: uplink.Config{Name: name, Kind: kind, URL: srv.URL + "/hook?access_token=t", Secret: secret,
+			Filter: events.Filter{Types: []string{"sensor."}}}, GatewayID: "gw", Log: l, Logger: quiet}
 		require.NoError(t, u.Initialize())
 		t.Cleanup(u.Close)
 		return u
@@ -303,4 +320,19 @@ func TestWebhookFormats(t *testing.T) {
 	g := seen["generic"]
 	require.Equal(t, "gw", g.body["gateway_id"])
 	require.Len(t, g.body["events"], 1)
+
+	// A robot without a filter only carries what people must act on.
+	def := &uplink.Uplink{Config: uplink.Config{Name: "default", Kind: uplink.KindWeCom, URL: srv.URL + "/hook?key=k"},
+		GatewayID: "gw", Log: l, Logger: quiet}
+	require.NoError(t, def.Initialize())
+	defer def.Close()
+	require.Equal(t, []string{"alert.opened", "alert.escalated"}, def.Filter.Types)
+	_, err = l.Append(ctx, ev(2))
+	require.NoError(t, err)
+	waitFor(t, 5*time.Second, "default robot skipped the reading", func() bool { return def.Status().Backlog == 0 })
+	select {
+	case g := <-ch:
+		require.NotContains(t, fmt.Sprint(g.body), "event 2 ", "only the filtered uplinks get it")
+	case <-time.After(300 * time.Millisecond):
+	}
 }
