@@ -5,6 +5,7 @@
 // tool, not used by the real tests.
 //
 //	go run ./api/dashboard/devserver [-http 127.0.0.1:8090] [-mqtt 127.0.0.1:18830] [-demo demo.json]
+//	go run ./api/dashboard/devserver -proxy http://127.0.0.1:8080   # the UI in front of a real gateway
 //
 // Logins: admin/admin, officer/officer (市生态环境局 only), maintainer/maintainer.
 // Dev controls: POST /_dev/cameras/{id}/down and /up take a camera off and back on line.
@@ -18,6 +19,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -31,6 +34,7 @@ func main() {
 	httpAddr := flag.String("http", "127.0.0.1:8090", "HTTP listen address")
 	mqttAddr := flag.String("mqtt", "127.0.0.1:18830", "MQTT listen address (embedded broker)")
 	demoPath := flag.String("demo", "", "write a demo.json (CONTRACTS.md §2 shape) here for the browser harness")
+	proxy := flag.String("proxy", "", "instead of canned answers, pass /api/ and /healthz to this gateway (e.g. http://127.0.0.1:8080)")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 
@@ -52,7 +56,19 @@ func main() {
 	go st.background(ctx)
 
 	mux := http.NewServeMux()
-	st.routes(mux)
+	if *proxy != "" {
+		target, err := url.Parse(*proxy)
+		if err != nil {
+			log.Error("proxy", "err", err)
+			os.Exit(1)
+		}
+		rp := httputil.NewSingleHostReverseProxy(target)
+		rp.FlushInterval = -1 // SSE
+		mux.Handle("/api/", rp)
+		mux.Handle("/healthz", rp)
+	} else {
+		st.routes(mux)
+	}
 	mux.Handle("/", dashboard.Handler())
 	ln, err := net.Listen("tcp", *httpAddr)
 	if err != nil {

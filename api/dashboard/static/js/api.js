@@ -104,6 +104,25 @@ export async function optional(path, opts) {
   }
 }
 
+// telemetry reads a device's series: GET /devices/{id}/telemetry (CONTRACTS.md §3), or the
+// ingest API's /devices/{id}/readings/series where the gateway mounts only that.
+export async function telemetry(id, params, opts) {
+  const q = qs(params);
+  try {
+    return await api(`devices/${encodeURIComponent(id)}/telemetry${q}`, opts);
+  } catch (e) {
+    if (e.status !== 404 && e.status !== 405) throw e;
+    return api(`devices/${encodeURIComponent(id)}/readings/series${q}`, opts);
+  }
+}
+
+// eachLimited runs fn over items, at most n at a time.
+export async function eachLimited(items, n, fn) {
+  let i = 0;
+  const worker = async () => { while (i < items.length) { const k = i++; await fn(items[k], k); } };
+  await Promise.all(Array.from({ length: Math.min(n, items.length) }, worker));
+}
+
 export function qs(params) {
   const u = new URLSearchParams();
   for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== null && v !== '') u.set(k, v);

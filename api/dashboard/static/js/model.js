@@ -77,6 +77,8 @@ export function lastSeen(d, camStatus) {
 // firmwareProblem tells why a device's firmware is flagged, or "" when it is fine: a version
 // the device's profile lists as bad, an empty version, or a flag the server set.
 export function firmwareProblem(d, profile) {
+  const fc = d?.firmware_check;
+  if (fc && typeof fc === 'object') return fc.status === 'bad' ? (fc.reason || 'bad') : '';
   const fs = d?.firmware_status;
   if (fs && typeof fs === 'object' && fs.ok === false) return fs.reason || 'flagged';
   if (typeof fs === 'string' && !['ok', 'current', 'supported', ''].includes(fs)) return fs;

@@ -113,7 +113,8 @@ export class WhepPlayer {
       this.schedule(60000);
       return;
     }
-    if (e.status === 404) { this.set('offline', e.message || e.code); this.schedule(); return; }
+    // A 404 of the route itself (no video relay mounted) is not a camera problem.
+    if (e.status === 404) { this.set('offline', e.code === 'camera_not_found' ? e.message : 'no_relay'); this.schedule(); return; }
     this.set('offline', e.message || e.code || 'error');
     this.schedule();
   }

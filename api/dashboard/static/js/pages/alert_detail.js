@@ -3,7 +3,7 @@
 
 import { h, clear } from '../dom.js';
 import { t, tOr, fmtTime, fmtNum } from '../i18n.js';
-import { api, optional, withToken, qs } from '../api.js';
+import { api, optional, withToken, telemetry } from '../api.js';
 import { subscribe } from '../events.js';
 import { lineChart } from '../chart.js';
 import { severityChip, stateChip, typeLabel, facts, errorBox, loading, toast, field, select } from '../ui.js';
@@ -18,6 +18,14 @@ const NEXT = {
   fed_back: ['close'],
   closed: [],
 };
+
+// stepLabel names a step in the past tense: by the state it led to (已认领), else by its
+// action or event type.
+function stepLabel(ty, state) {
+  if (ty === 'open' || ty === 'opened' || ty === 'alert.opened') return t('action.open');
+  if (state && state !== 'opened') return tOr(`alert_state.${state}`, state);
+  return tOr(`type.${ty}`, tOr(`action.${ty}`, ty));
+}
 
 export function mount(main, { id }) {
   let disposed = false;
@@ -97,7 +105,7 @@ export function mount(main, { id }) {
       const outcome = x.outcome_label || x.outcome;
       return h('li', { class: `tl-item tl-${ty.replace(/\W/g, '_')}`, 'data-type': ty },
         h('div', { class: 'tl-when' }, fmtTime(x.at || x.occurred_at || x.time || x.created_at)),
-        h('div', { class: 'tl-what' }, h('strong', {}, tOr(`type.${ty}`, tOr(`action.${ty}`, ty))),
+        h('div', { class: 'tl-what' }, h('strong', {}, stepLabel(ty, x.state)),
           x.actor || x.user || x.by ? h('span', { class: 'muted' }, ` · ${x.actor || x.user || x.by}`) : null),
         outcome ? h('div', { class: 'tl-outcome' }, `${t('alert.outcome')}: ${tOr(`outcome.${outcome}`, outcome)}`) : null,
         note ? h('div', { class: 'tl-note' }, note) : null);
@@ -148,7 +156,7 @@ export function mount(main, { id }) {
     const to = new Date(Math.min(Date.now(), center.getTime() + 30 * 60e3) + 60e3);
     boxEl.append(loading());
     try {
-      const data = await api(`devices/${encodeURIComponent(devId)}/telemetry${qs({ metric: reading.metric, from: from.toISOString(), to: to.toISOString(), step: '30s' })}`);
+      const data = await telemetry(devId, { metric: reading.metric, from: from.toISOString(), to: to.toISOString(), step: '30s' });
       if (disposed) return;
       clear(boxEl).append(lineChart({ points: telemetryPoints(data), unit: reading.unit || data?.unit || '', limit: reading.limit, marker: center, from, to,
         highlight: typeof reading.value === 'number' && at ? { t: center, v: reading.value } : null,

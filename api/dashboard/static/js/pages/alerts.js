@@ -5,7 +5,7 @@ import { h, clear, debounce } from '../dom.js';
 import { t, fmtTime, fmtAgo } from '../i18n.js';
 import { api, list, qs } from '../api.js';
 import { subscribe } from '../events.js';
-import { severityChip, stateChip, typeLabel, table, select, errorBox, loading } from '../ui.js';
+import { severityChip, stateChip, typeLabel, table, select, errorBox, loading, notAvailable } from '../ui.js';
 import { SEVERITIES, ALERT_STATES, severityOf, alertState, siteOf, deviceOf, occurredAt, department, pick, eventType } from '../model.js';
 
 const FILTER_KEY = 'offsite.alerts.filter';
@@ -104,7 +104,7 @@ export function mount(main) {
       render();
     } catch (e) {
       if (e.name === 'AbortError' || disposed) return;
-      clear(body).append(errorBox(e));
+      clear(body).append(e.status === 404 ? notAvailable(t('alerts.title')) : errorBox(e));
     }
   }
 

@@ -2,7 +2,7 @@
 
 import { h, clear } from '../dom.js';
 import { t, tOr, fmtTime, fmtAgo } from '../i18n.js';
-import { api, list, optional, qs, session } from '../api.js';
+import { api, list, optional, telemetry, session } from '../api.js';
 import { lineChart } from '../chart.js';
 import { facts, errorBox, loading, toast, field, select, stateChip, table } from '../ui.js';
 import { deviceState, deviceReason, lastSeen, firmwareProblem, telemetryPoints, MAINT_KINDS } from '../model.js';
@@ -28,17 +28,20 @@ export function mount(main, { id }) {
       dev = await api(`devices/${encodeURIComponent(id)}`);
       dev = dev?.device && !dev.id ? dev.device : dev;
     } catch (e) { if (!disposed) clear(box).append(errorBox(e)); return; }
-    const [site, prof, cam] = await Promise.all([
+    const [site, prof, cam, presence, latest] = await Promise.all([
       dev.site_id ? optional(`sites/${encodeURIComponent(dev.site_id)}`).catch(() => null) : null,
       dev.profile ? optional(`profiles/${encodeURIComponent(dev.profile)}`).catch(() => null) : null,
-      dev.kind === 'camera' ? optional(`cameras/${encodeURIComponent(dev.id)}`).catch(() => null) : null]);
+      dev.kind === 'camera' ? optional(`cameras/${encodeURIComponent(dev.id)}`).catch(() => null) : null,
+      dev.kind !== 'camera' ? optional(`devices/${encodeURIComponent(dev.id)}/presence`).catch(() => null) : null,
+      dev.kind !== 'camera' ? optional(`devices/${encodeURIComponent(dev.id)}/readings/latest`).catch(() => null) : null]);
+    if (presence && !dev.presence) dev.presence = presence;
     if (disposed) return;
     profile = prof;
     const camSt = cam?.status && typeof cam.status === 'object' ? cam.status : cam;
     const st = deviceState(dev, camSt);
     const fw = firmwareProblem(dev, profile);
     const metrics = (profile?.metrics || []).map((m) => [m.name, `${m.label || m.name}${m.unit ? ` (${m.unit})` : ''}`]);
-    const known = dev.metrics || dev.status?.metrics;
+    const known = [...(dev.metrics || dev.status?.metrics || []), ...list(latest, 'readings').map((r) => r.metric)];
     if (Array.isArray(known)) for (const m of known) if (!metrics.find((x) => x[0] === m)) metrics.push([m, m]);
     clear(metricSel).append(...metrics.map(([v, l]) => h('option', { value: v }, l)));
 
@@ -86,7 +89,7 @@ export function mount(main, { id }) {
     const step = span <= 3600e3 ? '30s' : span <= 6 * 3600e3 ? '2m' : span <= 24 * 3600e3 ? '10m' : '1h';
     clear(chartBox).append(loading());
     try {
-      const data = await api(`devices/${encodeURIComponent(id)}/telemetry${qs({ metric, from: from.toISOString(), to: to.toISOString(), step })}`);
+      const data = await telemetry(id, { metric, from: from.toISOString(), to: to.toISOString(), step });
       if (disposed) return;
       const m = (profile?.metrics || []).find((x) => x.name === metric);
       clear(chartBox).append(lineChart({ points: telemetryPoints(data), unit: m?.unit || data?.unit || '', from, to, label: t('alert.readings_of', { metric }) }));

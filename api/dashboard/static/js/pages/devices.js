@@ -3,7 +3,7 @@
 
 import { h, clear, debounce } from '../dom.js';
 import { t, tOr, fmtTime, fmtAgo } from '../i18n.js';
-import { api, list, optional, withToken, session } from '../api.js';
+import { api, list, optional, withToken, session, eachLimited } from '../api.js';
 import { table, select, errorBox, loading, toast, stateChip } from '../ui.js';
 import { deviceState, deviceReason, lastSeen, firmwareProblem } from '../model.js';
 
@@ -69,10 +69,26 @@ export function mount(main) {
       sites = new Map(list(s, 'sites').map((x) => [x.id, x]));
       profiles = new Map(list(p, 'profiles').map((x) => [x.id, x]));
       cams = new Map(list(c, 'cameras').map((x) => [x.id, x]));
+      loadPresence();
       const cur = siteSel.value;
       clear(siteSel).append(h('option', { value: '' }, t('common.all')), ...[...sites.values()].map((x) => h('option', { value: x.id, selected: x.id === cur }, x.name || x.id)));
       render();
     } catch (e) { if (!disposed) clear(body).append(errorBox(e)); }
+  }
+
+  // The device list carries no health; the ingest API answers it per device.
+  let presenceMissing = false;
+  async function loadPresence() {
+    if (presenceMissing) return;
+    const need = devices.filter((d) => d.kind !== 'camera' && deviceState(d) === 'unknown' && !d.presence);
+    if (!need.length) return;
+    let changed = false; let ok = 0; let missing = 0;
+    await eachLimited(need, 6, async (d) => {
+      if (disposed || presenceMissing) return;
+      const p = await optional(`devices/${encodeURIComponent(d.id)}/presence`).catch(() => null);
+      if (p) { d.presence = p; changed = true; ok++; } else if (++missing >= 3 && !ok) presenceMissing = true;
+    });
+    if (changed && !disposed) render();
   }
 
   async function doImport() {
