@@ -296,3 +296,38 @@ func (e *Event) RegionCode() string {
 }
 
 func (e *Event) String() string { return fmt.Sprintf("%s %s #%d", e.Type, e.ID, e.Seq) }
+
+// wireEvent is Event as sent: occurred_at always in UTC with exactly three fraction digits
+// (2026-11-27T10:15:04.123Z), as in the contract, whatever the producer's clock resolution.
+type wireEvent struct {
+	ID              string     `json:"id"`
+	Type            string     `json:"type"`
+	Severity        string     `json:"severity,omitempty"`
+	State           string     `json:"state,omitempty"`
+	OccurredAt      string     `json:"occurred_at"`
+	GatewayID       string     `json:"gateway_id"`
+	Site            *Site      `json:"site,omitempty"`
+	Device          *Device    `json:"device,omitempty"`
+	Department      string     `json:"department,omitempty"`
+	SupervisionItem string     `json:"supervision_item,omitempty"`
+	Reading         *Reading   `json:"reading,omitempty"`
+	Evidence        []Evidence `json:"evidence,omitempty"`
+	AlarmKey        string     `json:"alarm_key,omitempty"`
+	Rule            string     `json:"rule,omitempty"`
+	Message         string     `json:"message,omitempty"`
+	Alert           *AlertRef  `json:"alert,omitempty"`
+}
+
+// TimeFormat is how occurred_at is written.
+const TimeFormat = "2006-01-02T15:04:05.000Z"
+
+// MarshalJSON writes the contract shape. A logged event should be sent as Raw instead.
+func (e Event) MarshalJSON() ([]byte, error) {
+	return json.Marshal(wireEvent{
+		ID: e.ID, Type: e.Type, Severity: e.Severity, State: e.State,
+		OccurredAt: e.OccurredAt.UTC().Format(TimeFormat), GatewayID: e.GatewayID,
+		Site: e.Site, Device: e.Device, Department: e.Department, SupervisionItem: e.SupervisionItem,
+		Reading: e.Reading, Evidence: e.Evidence, AlarmKey: e.AlarmKey, Rule: e.Rule, Message: e.Message,
+		Alert: e.Alert,
+	})
+}

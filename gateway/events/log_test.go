@@ -52,6 +52,7 @@ func TestLogAppendIdempotentConflict(t *testing.T) {
 			require.Contains(t, m, k)
 		}
 		require.Equal(t, "410702-gw-01", m["gateway_id"])
+		require.Regexp(t, `^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$`, m["occurred_at"])
 		got, err := l.Get(ctx, out[0].ID)
 		require.NoError(t, err)
 		require.Equal(t, string(out[0].Raw), string(got.Raw))
