@@ -260,6 +260,39 @@ func TestDeadUplinkDoesNotSlowOthers(t *testing.T) {
 	require.Equal(t, 5, h.Stats().Received)
 }
 
+func TestSet(t *testing.T) {
+	db := storetest.SQLite(t)
+	l := newLog(t, db)
+	set := &uplink.Set{GatewayID: "gw", Log: l, Logger: quiet, Configs: []uplink.Config{
+		{Name: "b", BaseURL: "http://127.0.0.1:1", Secret: "x"},
+		{Name: "a", Kind: uplink.KindWeCom, URL: "http://127.0.0.1:1/hook"},
+	}}
+	require.NoError(t, set.Initialize())
+	defer set.Close()
+	u, err := set.Get("a")
+	require.NoError(t, err)
+	require.Equal(t, "a", u.Name)
+	_, err = set.Get("zz")
+	require.Error(t, err)
+	st := set.Statuses()
+	require.Equal(t, "a", st[0].Name)
+	require.Equal(t, "wecom", st[0].Kind)
+
+	bad := &uplink.Set{GatewayID: "gw", Log: l, Logger: quiet, Configs: []uplink.Config{
+		{Name: "c", BaseURL: "http://127.0.0.1:1", Secret: "x"}, {Name: "c", BaseURL: "http://127.0.0.1:1", Secret: "x"}}}
+	require.ErrorContains(t, bad.Initialize(), "used twice")
+	for _, c := range []uplink.Config{
+		{Name: "Bad Name", BaseURL: "http://x", Secret: "s"},
+		{Name: "nosecret", BaseURL: "http://x"},
+		{Name: "badalg", BaseURL: "http://x", Secret: "s", Alg: "md5"},
+		{Name: "badurl", BaseURL: "ftp://x", Secret: "s"},
+		{Name: "badkind", Kind: "smtp", URL: "http://x"},
+	} {
+		u := &uplink.Uplink{Config: c, GatewayID: "gw", Log: l, Logger: quiet}
+		require.Error(t, u.Initialize(), c.Name)
+	}
+}
+
 func TestWebhookFormats(t *testing.T) {
 	ctx := context.Background()
 	db := storetest.SQLite(t)
