@@ -260,6 +260,45 @@ func TestDeadUplinkDoesNotSlowOthers(t *testing.T) {
 	require.Equal(t, 5, h.Stats().Received)
 }
 
+// An answer that leaves an id out is not definitive: the same batch is sent again.
+func TestMissingIDsAreRetried(t *testing.T) {
+	ctx := context.Background()
+	db := storetest.SQLite(t)
+	l := newLog(t, db)
+	h := &provincesim.Handler{Secret: []byte("s")}
+	require.NoError(t, h.Initialize())
+	var mu sync.Mutex
+	var calls [][]string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := httptest.NewRecorder()
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(strings.NewReader(string(body)))
+		h.ServeHTTP(rec, r)
+		resp, err := uplink.ParseBatchResponse(rec.Body.Bytes())
+		require.NoError(t, err)
+		mu.Lock()
+		defer mu.Unlock()
+		calls = append(calls, resp.Accepted)
+		if len(calls) == 1 && len(resp.Accepted) > 0 {
+			resp.Accepted = resp.Accepted[1:] // "forget" one id
+		}
+		_ = json.NewEncoder(w).Encode(resp)
+	}))
+	defer srv.Close()
+	_, err := l.Append(ctx, ev(1), ev(2), ev(3))
+	require.NoError(t, err)
+	u := &uplink.Uplink{Config: uplink.Config{Name: "p", BaseURL: srv.URL, Secret: "s", BackoffMin: time.Millisecond},
+		GatewayID: "gw", Log: l, Logger: quiet}
+	require.NoError(t, u.Initialize())
+	defer u.Close()
+	waitFor(t, 5*time.Second, "delivery", func() bool { return u.Status().Backlog == 0 })
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, calls, 2, "the batch was sent again")
+	require.Equal(t, 3, h.Stats().Duplicates)
+	require.Contains(t, u.Status().LastError, "did not answer for 1 of 3")
+}
+
 func TestSet(t *testing.T) {
 	db := storetest.SQLite(t)
 	l := newLog(t, db)
