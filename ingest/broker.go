@@ -81,6 +81,7 @@ type Broker struct {
 	perIP    map[string]*rate.Limiter
 	global   *rate.Limiter
 	lastLoad time.Time
+	closeOne sync.Once
 }
 
 type authEntry struct {
@@ -161,9 +162,11 @@ func (b *Broker) Initialize() error {
 
 // Close disconnects every client and stops the listeners.
 func (b *Broker) Close() {
-	if b.server != nil {
-		_ = b.server.Close()
-	}
+	b.closeOne.Do(func() {
+		if b.server != nil {
+			_ = b.server.Close()
+		}
+	})
 }
 
 // Addr returns the address the plain TCP listener is bound to.

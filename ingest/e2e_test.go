@@ -48,7 +48,9 @@ type transport struct {
 	start func(t *testing.T, s *stack) (url string, restart func())
 }
 
-func transports() []transport {
+// transports returns the embedded broker and Mosquitto; with Mosquitto the subscriber uses
+// the shared subscription group shared ("" for none).
+func transports(shared string) []transport {
 	return []transport{
 		{name: "embedded", start: func(t *testing.T, s *stack) (string, func()) {
 			b := startBroker(t, s, "127.0.0.1:0")
@@ -63,7 +65,7 @@ func transports() []transport {
 		{name: "mosquitto", start: func(t *testing.T, s *stack) (string, func()) {
 			m := startMosquitto(t, s.devs)
 			sub := &ingest.Subscriber{URL: m.url(), ClientID: "offsite-test-" + t.Name(), Username: gatewayUser, Password: gatewayPass,
-				SharedGroup: "offsite", Directory: s.dir, Pipeline: s.pipe, Profiles: s.reg, Logger: quietLogger()}
+				SharedGroup: shared, Directory: s.dir, Pipeline: s.pipe, Profiles: s.reg, Logger: quietLogger()}
 			require.NoError(t, sub.Initialize())
 			t.Cleanup(sub.Close)
 			require.Eventually(t, sub.Subscribed, 10*time.Second, 20*time.Millisecond)
@@ -98,7 +100,7 @@ func sensorFleet() *fakeDevices {
 // readings are decoded into each telemetry store, that Latest and Series agree with what was
 // sent, and that published = stored + quarantined.
 func TestReadingsArriveDecoded(t *testing.T) {
-	for _, tr := range transports() {
+	for _, tr := range transports("offsite") {
 		for _, be := range backends() {
 			t.Run(tr.name+"/"+be.name, func(t *testing.T) {
 				tel := be.open(t)

@@ -20,8 +20,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/offsite-gw/offsite/devices"
-	"github.com/offsite-gw/offsite/gateway/errs"
 	profiles "github.com/offsite-gw/offsite/firmware-profiles"
+	"github.com/offsite-gw/offsite/gateway/errs"
 	"github.com/offsite-gw/offsite/gateway/store/storetest"
 	"github.com/offsite-gw/offsite/ingest"
 )
@@ -61,7 +61,6 @@ func (f *fakeDevices) CheckMQTT(_ context.Context, username, secret string) (dev
 	}
 	return devices.Device{}, errs.E(errs.KindUnauthorized, "mqtt_login_refused", "refused")
 }
-
 
 func quietLogger() *slog.Logger {
 	if os.Getenv("OFFSITE_TEST_LOG") != "" {
@@ -326,11 +325,21 @@ func (m *mosquitto) stop() {
 	}
 }
 
-// device is a paho client logged in as one sensor.
+// deviceClient is a paho client logged in as one sensor, with a persistent session that
+// reconnects by itself.
 func deviceClient(t testing.TB, brokerURL, username, secret string) (paho.Client, error) {
-	opts := paho.NewClientOptions().AddBroker(brokerURL).SetClientID("dev-" + username).
-		SetUsername(username).SetPassword(secret).SetCleanSession(false).
-		SetAutoReconnect(true).SetConnectRetry(false).SetMaxReconnectInterval(500 * time.Millisecond).
+	return dial(t, brokerURL, "dev-"+username, username, secret, true)
+}
+
+// oneShotClient has a clean session and does not reconnect: for messages the broker refuses.
+func oneShotClient(t testing.TB, brokerURL, clientID, username, secret string) (paho.Client, error) {
+	return dial(t, brokerURL, clientID, username, secret, false)
+}
+
+func dial(t testing.TB, brokerURL, clientID, username, secret string, persistent bool) (paho.Client, error) {
+	opts := paho.NewClientOptions().AddBroker(brokerURL).SetClientID(clientID).
+		SetUsername(username).SetPassword(secret).SetCleanSession(!persistent).SetProtocolVersion(4).
+		SetAutoReconnect(persistent).SetConnectRetry(false).SetMaxReconnectInterval(500 * time.Millisecond).
 		SetConnectTimeout(5 * time.Second).SetWriteTimeout(5 * time.Second)
 	c := paho.NewClient(opts)
 	tok := c.Connect()
@@ -361,4 +370,20 @@ func dustPayload(ts time.Time, pm10 float64) []byte {
 func elevatorFrame(floor int8, speedCentiMS uint16) []byte {
 	b := []byte{0xaa, 0x55, byte(floor), 0, 1, 1, byte(speedCentiMS >> 8), byte(speedCentiMS), 0, 40, 0b0000_0000, 0, 0, 215, 0, 1}
 	return b
+}
+
+// waitFor polls cond until it holds or timeout passes, then fails with cond's last message.
+func waitFor(t testing.TB, timeout time.Duration, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, msg := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met after %s: %s", timeout, msg)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

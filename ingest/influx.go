@@ -221,6 +221,7 @@ func (s *InfluxStore) replay(ctx context.Context) error {
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		data, n, ok, corrupt := s.spool.peek()
 		if corrupt > 0 {
+			s.Logger.Error("ingest: InfluxDB spool segment damaged; its rest is lost", "bytes", corrupt)
 			s.drop(int64(float64(corrupt)/80), "spool segment damaged") // ~80 bytes a line
 		}
 		if !ok {

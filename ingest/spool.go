@@ -89,6 +89,10 @@ type spool struct {
 	r        *os.File       // head segment, replaying
 	rb       *bufio.Reader
 	rOff     int64
+	// The record peek read and pop has not removed yet: a failed replay must send it again.
+	peeked  []byte
+	peekedN int
+	hasPeek bool
 }
 
 func openSpool(dir string, maxBytes int64) (*spool, error) {
@@ -194,6 +198,9 @@ func (s *spool) append(data []byte, readings int) error {
 func (s *spool) peek() (data []byte, readings int, ok bool, corrupt int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.hasPeek {
+		return s.peeked, s.peekedN, true, 0
+	}
 	for len(s.segs) > 0 {
 		head := s.segs[0]
 		if s.r == nil {
@@ -220,6 +227,7 @@ func (s *spool) peek() (data []byte, readings int, ok bool, corrupt int64) {
 			s.dropHead()
 			continue
 		}
+		s.peeked, s.peekedN, s.hasPeek = d, n, true
 		return d, n, true, corrupt
 	}
 	return nil, 0, false, corrupt
@@ -230,6 +238,7 @@ func (s *spool) pop(data []byte, readings int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	rec := int64(spoolHeader + len(data))
+	s.peeked, s.peekedN, s.hasPeek = nil, 0, false
 	s.rOff += rec
 	s.readings -= int64(readings)
 	if s.rOff >= s.segs[0].size {
@@ -244,6 +253,7 @@ func (s *spool) dropHead() {
 		_ = s.r.Close()
 		s.r, s.rb = nil, nil
 	}
+	s.peeked, s.peekedN, s.hasPeek = nil, 0, false
 	if len(s.segs) == 1 && s.w != nil {
 		_ = s.w.Close()
 		s.w = nil
