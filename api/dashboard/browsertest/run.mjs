@@ -8,7 +8,9 @@
 //   CHROMIUM                 browser binary (default /usr/bin/chromium)
 //   OFFSITE_CAMERA_DOWN_CMD  shell command taking camera {id} off line (e.g. stop its simulator)
 //   OFFSITE_CAMERA_UP_CMD    shell command bringing it back
-//   OFFSITE_TEST_ONLY        comma list of scenarios to run (login,wall,alerts,chain,scope,offline,screens)
+//   OFFSITE_TEST_ONLY        comma list of scenarios to run (login,wall,alerts,chain,scope,offline,soak,screens)
+//   OFFSITE_TEST_SOAK_CYCLES how many times the soak scenario fills and clears the wall (default 8)
+//   OFFSITE_TEST_READING     {"sensor","metric","value"} forcing the reading that must raise an alert
 //   OFFSITE_TEST_STRICT=1    a skipped scenario counts as a failure
 // Exit status: 0 when every scenario passed, 1 otherwise.
 
@@ -298,6 +300,62 @@ await scenario('offline', async () => {
   await waitPlaying(page, [cam.id], 90000);
   await ctx.close();
   return { msg: `reason shown: "${reason.trim()}", recovered` };
+});
+
+// The wall must not leak: put cameras up and take them down many times, then count the live
+// peer connections and weigh the JS heap after a garbage collection.
+await scenario('soak', async () => {
+  const cycles = Number(process.env.OFFSITE_TEST_SOAK_CYCLES || 8);
+  const { ctx, page } = await newPage();
+  await ctx.addInitScript(() => {
+    const Orig = window.RTCPeerConnection;
+    window.__pcLive = 0;
+    window.RTCPeerConnection = class extends Orig {
+      constructor(...a) { super(...a); window.__pcLive++; this.__closed = false; }
+      close() { if (!this.__closed) { this.__closed = true; window.__pcLive--; } return super.close(); }
+    };
+  });
+  await login(page, admin);
+  const cdp = await ctx.newCDPSession(page);
+  const heap = async () => {
+    await cdp.send('HeapProfiler.collectGarbage');
+    const { metrics } = await cdp.send('Performance.getMetrics');
+    return metrics.find((m) => m.name === 'JSHeapUsedSize').value;
+  };
+  await cdp.send('Performance.enable');
+  const n = Math.min(4, demo.cameras.length);
+  const live = () => page.evaluate(() => window.__pcLive);
+  let base = 0;
+  for (let c = 0; c < cycles; c++) {
+    const ids = await fillWall(page, n);
+    if (c === 0) await waitPlaying(page, ids);
+    await page.waitForTimeout(800);
+    await page.click('[data-layout="16"]');
+    await page.click('[data-layout="1"]');
+    await page.click('[data-layout="4"]');
+    await page.waitForTimeout(300);
+    await page.click('#wall-clear');
+    await page.waitForFunction(() => window.__pcLive === 0, null, { timeout: 5000 })
+      .catch(async () => { throw new Error(`${await live()} peer connections still open after clearing the wall`); });
+    if (c === 1) base = await heap();
+  }
+  const ids = await fillWall(page, n);
+  await waitPlaying(page, ids);
+  const open = await live();
+  assert(open === n, `${open} peer connections for ${n} tiles`);
+  await page.click('#wall-clear');
+  await page.waitForTimeout(500);
+  const end = await heap();
+  if (demo.dev_camera_control) {
+    // The devserver counts WHEP sessions: every DELETE must have arrived.
+    const u = new URL(demo.dev_camera_control);
+    const left = (await (await fetch(`${u.origin}/_dev/sessions`)).json()).whep_sessions;
+    assert(left === 0, `${left} WHEP sessions left on the server after clearing the wall`);
+  }
+  const growth = end - base;
+  assert(growth < Math.max(4e6, base * 0.3), `JS heap grew from ${(base / 1e6).toFixed(1)} MB to ${(end / 1e6).toFixed(1)} MB over ${cycles} cycles`);
+  await ctx.close();
+  return { msg: `${cycles} cycles, heap ${(base / 1e6).toFixed(1)} → ${(end / 1e6).toFixed(1)} MB, peer connections back to 0` };
 });
 
 // Screenshots of every page, both languages, desktop and phone.

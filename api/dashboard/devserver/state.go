@@ -346,6 +346,15 @@ func (s *state) routes(mux *http.ServeMux) {
 		s.mu.Unlock()
 		w.WriteHeader(204)
 	})
+	mux.HandleFunc("GET /_dev/sessions", func(w http.ResponseWriter, r *http.Request) {
+		n := 0
+		if s.video != nil {
+			s.video.mu.Lock()
+			n = len(s.video.sessions)
+			s.video.mu.Unlock()
+		}
+		writeJSON(w, 200, map[string]int{"whep_sessions": n})
+	})
 	api := http.NewServeMux()
 	mux.Handle("/api/v1/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u := s.auth(r)

@@ -46,7 +46,7 @@ export function mount(main) {
     h('div', { class: 'seg-group', role: 'group', 'aria-label': t('wall.layout') }, h('span', { class: 'muted' }, t('wall.layout')), layoutBtns),
     h('span', { class: 'muted hint-place' }, t('wall.hint')),
     h('div', { class: 'spacer' }),
-    h('button', { type: 'button', class: 'btn small', onclick: clearAll }, t('wall.clear_all')),
+    h('button', { type: 'button', class: 'btn small', id: 'wall-clear', onclick: clearAll }, t('wall.clear_all')),
     h('button', { type: 'button', class: 'btn small', id: 'wall-fullscreen', onclick: () => grid.requestFullscreen?.().catch(() => {}) }, t('wall.fullscreen')));
   main.append(h('div', { class: 'wall' }, side, h('section', { class: 'wall-main', 'aria-label': t('nav.wall') }, toolbar, grid)));
 
