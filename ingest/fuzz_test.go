@@ -1,0 +1,52 @@
+package ingest_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/offsite-gw/offsite/ingest"
+)
+
+func TestParseTopic(t *testing.T) {
+	for _, c := range []struct {
+		tpl, topic, site, dev string
+		ok                    bool
+	}{
+		{"offsite/{site}/{device}/up", "offsite/s1/d1/up", "s1", "d1", true},
+		{"offsite/{site}/{device}/up", "offsite/s1/d1/status", "", "", false},
+		{"offsite/{site}/{device}/up", "offsite/s1//up", "", "", false},
+		{"offsite/{site}/{device}/up", "offsite/+/d1/up", "", "", false},
+		{"offsite/{site}/{device}/up", "offsite/s1/d1/up/x", "", "", false},
+		{"v1/dev-{device}/data", "v1/dev-42/data", "", "42", true},
+		{"v1/dev-{device}/data", "v1/dev-/data", "", "", false},
+		{"{device}/{device}", "a/b", "", "", false},
+	} {
+		site, dev, ok := ingest.ParseTopic(c.tpl, c.topic)
+		require.Equal(t, c.ok, ok, "%s %s", c.tpl, c.topic)
+		require.Equal(t, c.site, site)
+		require.Equal(t, c.dev, dev)
+	}
+	require.Equal(t, "offsite/+/+/up", ingest.TopicFilter("offsite/{site}/{device}/up"))
+}
+
+// FuzzParseTopic: parsing never panics, and what it parses expands back to the topic.
+func FuzzParseTopic(f *testing.F) {
+	f.Add("offsite/{site}/{device}/up", "offsite/s1/d1/up")
+	f.Add("v1/dev-{device}/data", "v1/dev-42/data")
+	f.Add("{site}{device}", "ab")
+	f.Add("a/{x}/b", "a/y/b")
+	f.Fuzz(func(t *testing.T, tpl, topic string) {
+		site, dev, ok := ingest.ParseTopic(tpl, topic)
+		if !ok {
+			return
+		}
+		if strings.ContainsAny(site+dev, "/+#") {
+			t.Fatalf("parsed a wildcard or separator: %q %q", site, dev)
+		}
+		if strings.Contains(tpl, "{site}") && strings.Contains(tpl, "{device}") && ingest.ExpandTopic(tpl, site, dev) != topic {
+			t.Fatalf("ParseTopic(%q, %q) = %q, %q does not expand back", tpl, topic, site, dev)
+		}
+	})
+}

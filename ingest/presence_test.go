@@ -1,0 +1,75 @@
+package ingest_test
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/offsite-gw/offsite/ingest"
+)
+
+type changes struct {
+	mu  sync.Mutex
+	all []ingest.PresenceChange
+}
+
+func (c *changes) add(x ingest.PresenceChange) { c.mu.Lock(); c.all = append(c.all, x); c.mu.Unlock() }
+
+func (c *changes) last(device string) (ingest.PresenceChange, int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out ingest.PresenceChange
+	n := 0
+	for _, x := range c.all {
+		if x.Device == device {
+			out = x
+			n++
+		}
+	}
+	return out, n
+}
+
+// TestPresence: offline after silence, online on data, offline on the status topic (will),
+// and a device imported later is watched as soon as the directory reloads.
+func TestPresence(t *testing.T) {
+	devs := sensorFleet()
+	tel := openSQLiteTelemetry(t)
+	s := newStack(t, devs, tel)
+	var ch changes
+	// gas-detector heartbeat is 2m; dust 5m. Factor scales them to a fraction of a second.
+	p := &ingest.Presence{Directory: s.dir, Factor: 0.004, Tick: 20 * time.Millisecond, OnChange: ch.add, Logger: quietLogger()}
+	require.NoError(t, p.Initialize())
+	t.Cleanup(p.Close)
+	pipe := &ingest.Pipeline{Directory: s.dir, Sink: tel, Quarantine: s.quar, Presence: p, Logger: quietLogger()}
+	require.NoError(t, pipe.Initialize())
+	t.Cleanup(pipe.Close)
+
+	// Never sent anything: offline after one heartbeat (5m × 0.004 = 1.2s).
+	st, ok := p.State("dust-1")
+	require.True(t, ok)
+	require.Equal(t, ingest.StateUnknown, st.State)
+	require.Eventually(t, func() bool { c, _ := ch.last("dust-1"); return !c.Online && c.Device == "dust-1" }, 5*time.Second, 10*time.Millisecond)
+
+	// Data: online again, with an event.
+	pipe.Submit(ingest.Message{Topic: "offsite/site-1/dust-1/up", Payload: dustPayload(time.Now(), 40)})
+	require.Eventually(t, func() bool { c, _ := ch.last("dust-1"); return c.Online }, 5*time.Second, 10*time.Millisecond)
+	st, _ = p.State("dust-1")
+	require.Equal(t, ingest.StateOnline, st.State)
+
+	// The will / status topic says offline: offline at once, not after the heartbeat.
+	pipe.Submit(ingest.Message{Topic: "offsite/site-1/dust-1/status", Payload: []byte("offline")})
+	require.Eventually(t, func() bool {
+		c, _ := ch.last("dust-1")
+		return !c.Online && c.Reason != "" && c.Reason[:6] == "status"
+	}, 500*time.Millisecond, 5*time.Millisecond)
+
+	// Bulk import: a new device is watched once the directory reloads, and goes offline.
+	devs.add("site-3", "gas-9", "gas-detector")
+	require.NoError(t, s.dir.Refresh(t.Context()))
+	require.Eventually(t, func() bool { _, ok := p.State("gas-9"); return ok }, 2*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { c, _ := ch.last("gas-9"); return c.Device == "gas-9" && !c.Online }, 5*time.Second, 10*time.Millisecond)
+	_, n := ch.last("gas-9")
+	require.Equal(t, 1, n, "one offline event, not one per tick")
+}
