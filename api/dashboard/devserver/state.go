@@ -409,9 +409,11 @@ func (s *state) routes(mux *http.ServeMux) {
 		b, _ := io.ReadAll(r.Body)
 		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 		var rows []map[string]any
+		col := slices.Index(strings.Split(strings.TrimSpace(lines[0]), ","), "uscc")
 		for i, l := range lines[1:] {
-			if strings.Contains(l, "bad") || strings.Count(l, ",") < 2 {
-				rows = append(rows, map[string]any{"row": i + 2, "column": "uscc", "reason": "统一社会信用代码校验位错误（应为 18 位，末位校验码不符）"})
+			f := strings.Split(strings.TrimSpace(l), ",")
+			if col >= 0 && col < len(f) && len(f[col]) != 18 {
+				rows = append(rows, map[string]any{"row": i + 2, "column": "uscc", "reason": fmt.Sprintf("统一社会信用代码应为 18 位，实际 %d 位", len(f[col]))})
 			}
 		}
 		if len(rows) > 0 {

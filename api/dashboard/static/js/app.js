@@ -123,6 +123,8 @@ async function boot() {
   document.addEventListener('pointerdown', unlockAudio, { passive: true });
   document.addEventListener('keydown', unlockAudio);
   window.addEventListener('hashchange', render);
+  // Back from the back-forward cache the wall's players were stopped on pagehide: start over.
+  window.addEventListener('pageshow', (e) => { if (e.persisted) render(); });
   if (session.token) {
     try {
       const me = await api('auth/me');

@@ -100,7 +100,8 @@ export function mount(main) {
       const before = new Set(alerts.map((a) => a.id));
       alerts = list(data, 'alerts');
       alerts.sort((x, y) => new Date(occurredAt(y) || 0) - new Date(occurredAt(x) || 0));
-      if (before.size) for (const a of alerts) if (!before.has(a.id)) fresh.add(a.id);
+      // Rows new since the last load flash once; the set holds only those, so it cannot grow.
+      fresh = new Set(before.size ? alerts.filter((a) => !before.has(a.id)).map((a) => a.id) : []);
       render();
     } catch (e) {
       if (e.name === 'AbortError' || disposed) return;

@@ -211,7 +211,12 @@ export function mount(main) {
     statusTimer = setInterval(loadStatus, 15000);
   })();
 
+  // Closing the tab ends the WHEP sessions now rather than when ICE times out on the server.
+  const onHide = () => { for (const p of players.values()) p.player.stop(); players.clear(); };
+  window.addEventListener('pagehide', onHide);
+
   return () => {
+    window.removeEventListener('pagehide', onHide);
     disposed = true;
     clearInterval(statusTimer);
     for (const p of players.values()) p.player.stop();
