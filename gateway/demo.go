@@ -16,6 +16,8 @@ import (
 	"github.com/offsite-gw/offsite/devices"
 	"github.com/offsite-gw/offsite/gateway/config"
 	"github.com/offsite-gw/offsite/gateway/errs"
+	"github.com/offsite-gw/offsite/gateway/provincesim"
+	"github.com/offsite-gw/offsite/gateway/uplink"
 )
 
 // demoFile is what `offsite demo` writes to DIR/demo.json (CONTRACTS.md §2). It is also how a
@@ -75,20 +77,44 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if fs.NArg() > 0 {
 		return usageError{fmt.Sprintf("demo takes no arguments, got %q", fs.Args())}
 	}
-	_ = provinceURL // used once the province uplink exists (events issue)
-
 	cfg := config.Default()
 	cfg.GatewayID = "demo-gw-01"
 	cfg.DataDir = *dataDir
 	cfg.HTTP.Listen = *httpAddr
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if err := os.MkdirAll(*dataDir, 0o750); err != nil {
+		return err
+	}
+	demoPath := filepath.Join(*dataDir, "demo.json")
+	prev := readDemoFile(demoPath, logger)
+
+	// The province link: a local receiver that checks signatures and de-duplicates, unless
+	// --province-url names a real (or another) receiver. The secret survives restarts.
+	province := demoLink{Alg: uplink.AlgSM3, Secret: devices.GenerateSecret() + devices.GenerateSecret()}
+	if prev.Province != nil && prev.Province.Secret != "" {
+		province.Secret = prev.Province.Secret
+	}
+	if *provinceURL != "" {
+		province.URL = strings.TrimRight(*provinceURL, "/")
+	} else {
+		recv := &provincesim.Handler{Secret: []byte(province.Secret), Dir: filepath.Join(*dataDir, "province-receiver"), Logger: logger.With("component", "province-receiver")}
+		if err := recv.Initialize(); err != nil {
+			return fmt.Errorf("province receiver: %w", err)
+		}
+		defer recv.Close()
+		srv := &provincesim.Server{Addr: "127.0.0.1:0", Handler: recv}
+		if err := srv.Start(); err != nil {
+			return fmt.Errorf("province receiver: %w", err)
+		}
+		defer srv.Stop()
+		province.URL = srv.URL()
+	}
+	cfg.Uplinks = []uplink.Config{{Name: "province", BaseURL: province.URL, Alg: province.Alg, Secret: province.Secret}}
 
 	g, err := openGateway(ctx, cfg, logger, nil)
 	if err != nil {
 		return err
 	}
-	demoPath := filepath.Join(*dataDir, "demo.json")
-	prev := readDemoFile(demoPath, logger)
 	df, err := seedDemo(ctx, g, prev)
 	if err != nil {
 		g.stop()
@@ -100,6 +126,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	base := "http://" + displayAddr(g.api.Addr())
 	df.HTTP = base
+	df.Province = &province
 	for i := range df.Cameras {
 		df.Cameras[i].WHEP = base + "/api/v1/cameras/" + df.Cameras[i].ID + "/whep"
 	}
@@ -295,9 +322,6 @@ func seedDemo(ctx context.Context, g *gateway, prev demoFile) (demoFile, error) 
 		}
 		w.Password = pw
 		df.Users = append(df.Users, w)
-	}
-	if prev.Province != nil {
-		df.Province = prev.Province
 	}
 	return df, nil
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,7 +23,9 @@ import (
 	profiles "github.com/offsite-gw/offsite/firmware-profiles"
 	"github.com/offsite-gw/offsite/gateway/audit"
 	"github.com/offsite-gw/offsite/gateway/config"
+	"github.com/offsite-gw/offsite/gateway/events"
 	"github.com/offsite-gw/offsite/gateway/store"
+	"github.com/offsite-gw/offsite/gateway/uplink"
 )
 
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -79,9 +82,27 @@ type gateway struct {
 	profiles *profiles.Registry
 	devices  *devices.SQLStore
 	auth     *auth.Service
+	events   *events.Log
+	alerts   *events.Alerts
+	feed     *events.Feed
+	evidence *events.EvidenceStore
+	uplinks  *uplink.Set
 	api      *api.Server
 
-	closers []closer
+	// bg is cancelled at stop; background loops (escalation, retention) run under it.
+	bg       context.Context
+	cancelBg context.CancelFunc
+	bgWG     sync.WaitGroup
+	closers  []closer
+}
+
+// goBackground runs fn until stop cancels its context; stop waits for it.
+func (g *gateway) goBackground(fn func(ctx context.Context)) {
+	g.bgWG.Add(1)
+	go func() {
+		defer g.bgWG.Done()
+		fn(g.bg)
+	}()
 }
 
 type closer struct {
@@ -97,6 +118,18 @@ func (g *gateway) onStop(name string, fn func(ctx context.Context) error) {
 // password created on a first start is printed once to out.
 func openGateway(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Writer) (g *gateway, err error) {
 	g = &gateway{cfg: cfg, log: logger, reg: prometheus.NewRegistry()}
+	g.bg, g.cancelBg = context.WithCancel(context.WithoutCancel(ctx))
+	g.onStop("background", func(ctx context.Context) error {
+		g.cancelBg()
+		done := make(chan struct{})
+		go func() { g.bgWG.Wait(); close(done) }()
+		select {
+		case <-done:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
 	defer func() {
 		if err != nil {
 			g.stop()
@@ -139,6 +172,28 @@ func openGateway(ctx context.Context, cfg config.Config, logger *slog.Logger, ou
 	if created && out != nil {
 		fmt.Fprintf(out, "\nFirst start: created user \"admin\" with password\n\n    %s\n\nIt is shown only this once. Log in and change it.\n\n", pw)
 	}
+
+	// Events: the log, alarms and alerts derived from it in the same transaction, the live
+	// feed, evidence files, and the uplinks each with its own cursor.
+	g.events = &events.Log{DB: g.db, GatewayID: cfg.GatewayID, Logger: logger}
+	if err := g.events.Initialize(); err != nil {
+		return g, err
+	}
+	g.alerts = cfg.Events.Alerts.Alerts(g.events)
+	if err := g.alerts.Initialize(); err != nil {
+		return g, fmt.Errorf("alerts: %w", err)
+	}
+	g.goBackground(g.alerts.Run)
+	g.feed = &events.Feed{Log: g.events}
+	g.evidence = cfg.Events.Evidence.EvidenceStore(cfg.DataDir)
+	g.goBackground(func(ctx context.Context) { g.evidence.Run(ctx, cfg.Events.Evidence.SweepEvery, logger) })
+	g.uplinks = &uplink.Set{Configs: append(append([]uplink.Config{}, cfg.Uplinks...), cfg.Webhooks...),
+		GatewayID: cfg.GatewayID, Log: g.events, Logger: logger}
+	if err := g.uplinks.Initialize(); err != nil {
+		return g, fmt.Errorf("uplinks: %w", err)
+	}
+	g.onStop("uplinks", func(context.Context) error { g.uplinks.Close(); return nil })
+	g.reg.MustRegister(g.uplinks.Collector())
 
 	g.api = &api.Server{
 		Listen: cfg.HTTP.Listen, ReadTimeout: cfg.HTTP.ReadTimeout, BodyLimit: cfg.HTTP.BodyLimitMB << 20,

@@ -9,6 +9,9 @@ import (
 	"net"
 	"strings"
 	"time"
+
+	"github.com/offsite-gw/offsite/gateway/events"
+	"github.com/offsite-gw/offsite/gateway/uplink"
 )
 
 // Config is the whole gateway configuration. Keys are the yaml tags; the environment variable
@@ -24,6 +27,10 @@ type Config struct {
 	Auth      Auth     `yaml:"auth"`
 	Profiles  Profiles `yaml:"profiles"`
 	Shutdown  Shutdown `yaml:"shutdown"`
+
+	Events   events.Config   `yaml:"events"`
+	Uplinks  []uplink.Config `yaml:"uplinks"`
+	Webhooks []uplink.Config `yaml:"webhooks"`
 }
 
 // Log configures logging.
@@ -80,7 +87,16 @@ func Default() Config {
 		Auth:      Auth{TokenTTL: 12 * time.Hour, LockoutAfter: 5, LockoutFor: 15 * time.Minute},
 		Profiles:  Profiles{Embedded: true},
 		Shutdown:  Shutdown{Timeout: 20 * time.Second},
+		Events:    defaultEvents(),
+		Uplinks:   []uplink.Config{},
+		Webhooks:  []uplink.Config{},
 	}
+}
+
+func defaultEvents() events.Config {
+	c := events.DefaultConfig()
+	c.Alerts.Escalation = []events.EscalationRule{} // empty: events.DefaultEscalation applies
+	return c
 }
 
 // Problem is one thing wrong with the configuration.
@@ -167,6 +183,23 @@ func (c *Config) validate(where func(key string) string) []Problem {
 	}
 	if c.Shutdown.Timeout < time.Second || c.Shutdown.Timeout > 10*time.Minute {
 		bad("shutdown.timeout", "must be between 1s and 10m, got %s", c.Shutdown.Timeout)
+	}
+	if err := c.Events.Validate(); err != nil {
+		bad("events", "%v", err)
+	}
+	names := map[string]string{}
+	for i, u := range append(append([]uplink.Config{}, c.Uplinks...), c.Webhooks...) {
+		key := fmt.Sprintf("uplinks[%d]", i)
+		if i >= len(c.Uplinks) {
+			key = fmt.Sprintf("webhooks[%d]", i-len(c.Uplinks))
+		}
+		if err := u.Validate(); err != nil {
+			bad(key, "%v", err)
+		}
+		if prev, dup := names[u.Name]; dup {
+			bad(key+".name", "%q is already used by %s; each uplink needs its own name (it names its durable cursor)", u.Name, prev)
+		}
+		names[u.Name] = key
 	}
 	return ps
 }

@@ -111,3 +111,20 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestUplinkListsAreCheckedItemByItem(t *testing.T) {
+	src := "uplinks:\n  - name: province\n    base_url: http://127.0.0.1:9\n    secret: s\n    batch_sise: 10\n  - name: province\n    base_url: http://127.0.0.1:9\n    secret: s\nwebhooks:\n  - name: ding\n    kind: dingtalk\n"
+	_, err := config.Parse("u.yml", []byte(src), nil)
+	require.Error(t, err)
+	msg := err.Error()
+	require.Contains(t, msg, "u.yml:5: uplinks[0].batch_sise: unknown key (did you mean \"batch_size\"?)")
+	require.Contains(t, msg, "uplinks[1].name")
+	require.Contains(t, msg, "webhooks[0]")
+	require.Contains(t, msg, "url")
+
+	cfg, err := config.Parse("ok.yml", []byte("uplinks:\n  - name: core\n    base_url: http://127.0.0.1:9\n    secret: s\n    alg: hmac-sha256\n    filter: {types: [alert.], min_severity: major}\n"), nil)
+	require.NoError(t, err)
+	require.Len(t, cfg.Uplinks, 1)
+	require.Equal(t, "hmac-sha256", cfg.Uplinks[0].Alg)
+	require.Equal(t, []string{"alert."}, cfg.Uplinks[0].Filter.Types)
+}

@@ -117,6 +117,12 @@ func isLeaf(t reflect.Type) bool {
 	return t.Kind() != reflect.Struct || t == durationType
 }
 
+// isStructList reports a list of sections (uplinks, webhooks): walked item by item so an
+// unknown key inside an item is reported with its line like anywhere else.
+func isStructList(t reflect.Type) bool {
+	return t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Struct && t.Elem() != durationType
+}
+
 func leafKeys(t reflect.Type, prefix string) []string {
 	var out []string
 	for i := 0; i < t.NumField(); i++ {
@@ -191,6 +197,22 @@ func walk(file, prefix string, node *yaml.Node, v reflect.Value, sources map[str
 			continue
 		}
 		fv := v.Field(idx)
+		if isStructList(fv.Type()) && vn.Kind == yaml.SequenceNode {
+			list := reflect.MakeSlice(fv.Type(), 0, len(vn.Content))
+			for j, item := range vn.Content {
+				ikey := fmt.Sprintf("%s[%d]", key, j)
+				if item.Kind != yaml.MappingNode {
+					*problems = append(*problems, Problem{Where: fmt.Sprintf("%s:%d", file, item.Line), Key: ikey, Reason: "each item must be a mapping of keys"})
+					continue
+				}
+				elem := reflect.New(fv.Type().Elem()).Elem()
+				walk(file, ikey, item, elem, sources, problems)
+				list = reflect.Append(list, elem)
+			}
+			fv.Set(list)
+			sources[key] = fmt.Sprintf("%s:%d", file, vn.Line)
+			continue
+		}
 		if isLeaf(fv.Type()) {
 			if err := decodeLeaf(vn, fv); err != nil {
 				*problems = append(*problems, Problem{Where: fmt.Sprintf("%s:%d", file, vn.Line), Key: key, Reason: err.Error()})

@@ -137,6 +137,13 @@ func (u *Uplink) Close() {
 	}
 }
 
+// Validate checks a configuration the way Initialize would, without starting anything, so a
+// bad uplink stops start-up with the key and the reason.
+func (c Config) Validate() error {
+	u := &Uplink{Config: c}
+	return u.defaults()
+}
+
 func (u *Uplink) defaults() error {
 	if !nameRE.MatchString(u.Name) {
 		return fmt.Errorf("name %q must be 1–63 of a-z 0-9 _ -", u.Name)
