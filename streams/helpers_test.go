@@ -108,7 +108,7 @@ func newRelay(t *testing.T, tune func(m *streams.Manager)) *relay {
 	}
 	require.NoError(t, r.m.Initialize())
 	r.whep = &streams.WHEP{Manager: r.m, UDPListen: "127.0.0.1:0", TCPListen: "127.0.0.1:0",
-		DisconnectTimeout: 2 * time.Second, OnSession: r.sessions.add, Logger: quietLogger()}
+		DisconnectTimeout: 3 * time.Second, OnSession: r.sessions.add, Logger: quietLogger()}
 	require.NoError(t, r.whep.Initialize())
 	r.snap = &streams.Snapshot{Manager: r.m}
 	require.NoError(t, r.snap.Initialize())

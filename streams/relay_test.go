@@ -110,7 +110,7 @@ func TestCodecProblems(t *testing.T) {
 	}})
 	r := newRelay(t, nil)
 	require.NoError(t, r.m.AddCamera(streams.CameraConfig{ID: "hevc", URL: sim.URL("hevc")}))
-	require.NoError(t, r.m.AddCamera(streams.CameraConfig{ID: "bf", URL: sim.URL("bframes")}))
+	require.NoError(t, r.m.AddCamera(streams.CameraConfig{ID: "bf", URL: sim.URL("bframes"), AlwaysOn: true}))
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -1,7 +1,11 @@
 package streams_test
 
 import (
+	"bufio"
 	"context"
+	"fmt"
+	"os"
+	"os/exec"
 	"runtime"
 	"slices"
 	"testing"
@@ -39,7 +43,7 @@ func TestCameraRestartViewerResumes(t *testing.T) {
 	time.Sleep(2 * time.Second)
 	sim.SetDown("c", false)
 	waitFor(t, 10*time.Second, "online after reboot", func() bool { return cam.Status().State == "online" })
-	require.NoError(t, v.WaitFrames(ctxT(t, 10*time.Second), before+25), "viewer must resume without a new POST")
+	require.NoError(t, v.WaitFrames(ctxT(t, 10*time.Second), before+25), "viewer must resume without a new POST: %+v", v.Stats())
 	require.Equal(t, 1, r.whep.Sessions())
 
 	st := r.states.get("cam")
@@ -119,4 +123,43 @@ func settle() (int, uint64) {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	return runtime.NumGoroutine(), ms.HeapAlloc
+}
+
+// TestHelperViewerProcess is not a test: it is the viewer process that
+// TestKilledViewerSessionEnds starts and kills with SIGKILL.
+func TestHelperViewerProcess(t *testing.T) {
+	ep := os.Getenv("OFFSITE_TEST_VIEWER_ENDPOINT")
+	if ep == "" {
+		t.Skip("helper process only")
+	}
+	c := &whepclient.Client{Endpoint: ep, Token: testToken}
+	require.NoError(t, c.Start(context.Background()))
+	require.NoError(t, c.WaitFrames(ctxT(t, 10*time.Second), 3))
+	fmt.Println("PLAYING")
+	time.Sleep(time.Minute)
+}
+
+// A viewer that vanishes without DELETE or DTLS close (its process killed) loses its session
+// within 2 × DisconnectTimeout, and the session end is audited.
+func TestKilledViewerSessionEnds(t *testing.T) {
+	sim := startSim(t, &simcam.Server{Cameras: []simcam.Camera{{Path: "c", Clip: demoClip(t, "hall-entrance")}}})
+	r := newRelay(t, nil) // DisconnectTimeout 3 s
+	require.NoError(t, r.m.AddCamera(streams.CameraConfig{ID: "cam", URL: sim.URL("c")}))
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperViewerProcess$")
+	cmd.Env = append(os.Environ(), "OFFSITE_TEST_VIEWER_ENDPOINT="+r.endpoint("cam"))
+	out, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	line, _ := bufio.NewReader(out).ReadString('\n')
+	require.Equal(t, "PLAYING\n", line)
+	require.Equal(t, 1, r.whep.Sessions())
+	killed := time.Now()
+	require.NoError(t, cmd.Process.Kill())
+	waitFor(t, 12*time.Second, "the session of the killed viewer to end", func() bool { return r.whep.Sessions() == 0 })
+	t.Logf("session ended %s after the viewer was killed", time.Since(killed).Round(100*time.Millisecond))
+	ev := r.sessions.all()
+	require.Equal(t, "end", ev[len(ev)-1].Kind)
+	cam, _ := r.m.Camera("cam")
+	require.Equal(t, 0, cam.Status().Readers)
 }

@@ -51,11 +51,16 @@ type WHEP struct {
 	TCPListen string
 	// PublicIPs replace the host candidates' addresses (1:1 NAT), e.g. ["203.0.113.7"].
 	PublicIPs []string
-	// DisconnectTimeout ends a session whose ICE connection stays disconnected this long
-	// (default 5 s); an ICE failure ends it at once.
+	// DisconnectTimeout: a viewer silent this long (no STUN consent checks, no RTCP) is
+	// disconnected, and its session ends when it stays silent as long again (ICE failed);
+	// default 5 s, so a vanished viewer is gone within 10 s. Browsers send something every
+	// second or so; keep this above 3 s.
 	DisconnectTimeout time.Duration
 	// ConnectTimeout ends a session that never connects (default 20 s).
 	ConnectTimeout time.Duration
+	// DisableBatching sends every datagram with its own system call instead of grouping a
+	// frame's packets per viewer with UDP GSO (Linux).
+	DisableBatching bool
 	// MaxSessions caps concurrent sessions (default 1000).
 	MaxSessions int
 	// OnSession receives start and end of every session (audit log).
@@ -138,6 +143,11 @@ func (w *WHEP) Initialize() error {
 	if uc, ok := w.udpConn.(*net.UDPConn); ok {
 		_ = uc.SetWriteBuffer(4 << 20)
 		_ = uc.SetReadBuffer(1 << 20)
+		if !w.DisableBatching {
+			if bc, err := newBatchConn(uc); err == nil {
+				w.udpConn = bc
+			}
+		}
 	}
 	lf := logging.NewDefaultLoggerFactory()
 	lf.DefaultLogLevel = logging.LogLevelWarn
@@ -164,7 +174,7 @@ func (w *WHEP) Initialize() error {
 		}
 	}
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	se.SetICETimeouts(w.DisconnectTimeout/2, w.DisconnectTimeout, time.Second)
+	se.SetICETimeouts(w.DisconnectTimeout, 2*w.DisconnectTimeout, time.Second)
 	if len(w.PublicIPs) > 0 {
 		if err := se.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{
 			External: w.PublicIPs, AsCandidateType: webrtc.ICECandidateTypeHost,
@@ -388,19 +398,9 @@ func (s *whepSession) onState(st webrtc.PeerConnectionState) {
 	case webrtc.PeerConnectionStateConnected:
 		s.connOnce.Do(func() { close(s.connected) })
 	case webrtc.PeerConnectionStateFailed:
-		go s.close("ICE connection failed")
+		go s.close("viewer gone (ICE failed or disconnected)")
 	case webrtc.PeerConnectionStateClosed:
 		go s.close("peer connection closed")
-	case webrtc.PeerConnectionStateDisconnected:
-		go func() {
-			select {
-			case <-time.After(s.w.DisconnectTimeout):
-				if webrtc.PeerConnectionState(s.state.Load()) == webrtc.PeerConnectionStateDisconnected {
-					s.close("viewer disconnected")
-				}
-			case <-s.done:
-			}
-		}()
 	}
 }
 
@@ -418,8 +418,10 @@ func (s *whepSession) watch() {
 	// Attach only now, so the first thing the viewer gets is the cached GOP from its keyframe.
 	r := s.cam.Hub().AddReader(ReaderOptions{})
 	defer r.Close()
-	var vseq, aseq uint16 = uint16(time.Now().UnixNano()), 0
+	joined := time.Now()
+	var vseq, aseq uint16 = uint16(joined.UnixNano()), 0
 	lat := s.w.Manager.Latency
+	pace := pacer{rate: catchUpRate, burst: catchUpBurst, last: joined, tokens: catchUpBurst}
 	for {
 		select {
 		case <-s.done:
@@ -437,6 +439,16 @@ func (s *whepSession) watch() {
 					continue
 				}
 			}
+			// The cached GOP goes out faster than real time but paced, so that it does not
+			// overflow the viewer's socket buffer and lose the keyframe it was sent for.
+			if d := pace.wait(unitBytes(u)); d > 0 {
+				select {
+				case <-time.After(d):
+				case <-s.done:
+					s.dropped.Store(r.Dropped())
+					return
+				}
+			}
 			for _, p := range u.Packets {
 				cp := *p
 				// per-viewer sequence numbers: what this viewer skipped while behind is not a
@@ -450,11 +462,48 @@ func (s *whepSession) watch() {
 				}
 			}
 			s.sent.Add(uint64(len(u.Packets)))
-			if u.Kind == UnitVideo && lat != nil && !u.Received.IsZero() {
+			if u.Kind == UnitVideo && lat != nil && u.Received.After(joined) {
 				lat.Observe(time.Since(u.Received))
 			}
 		}
 	}
+}
+
+// Catch-up pacing of a new viewer's GOP burst: 16 Mbit/s with a 192 KiB burst (the IDR of a
+// 1080p camera fits, and so does a default 208 KiB socket buffer), above any camera's live
+// rate, so live packets are not delayed.
+const (
+	catchUpRate  = 2 << 20
+	catchUpBurst = 192 << 10
+)
+
+type pacer struct {
+	rate, burst float64
+	tokens      float64
+	last        time.Time
+}
+
+// wait takes n bytes from the bucket and returns how long to wait before sending them.
+func (p *pacer) wait(n int) time.Duration {
+	now := time.Now()
+	p.tokens += now.Sub(p.last).Seconds() * p.rate
+	if p.tokens > p.burst {
+		p.tokens = p.burst
+	}
+	p.last = now
+	p.tokens -= float64(n)
+	if p.tokens >= 0 {
+		return 0
+	}
+	return time.Duration(-p.tokens / p.rate * float64(time.Second))
+}
+
+func unitBytes(u *Unit) int {
+	n := 0
+	for _, p := range u.Packets {
+		n += len(p.Payload) + 12
+	}
+	return n
 }
 
 func (s *whepSession) close(reason string) {

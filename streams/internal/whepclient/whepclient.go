@@ -46,6 +46,7 @@ func NewAPI(tcp bool) (*webrtc.API, error) {
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	se.SetICETimeouts(5*time.Second, 10*time.Second, time.Second) // consent checks every second, like browsers' RTCP
 	if tcp {
 		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeTCP4})
 	} else {
@@ -81,6 +82,7 @@ type Client struct {
 	keyframes      atomic.Int64
 	packets        atomic.Int64
 	audioPackets   atomic.Int64
+	lost           atomic.Int64
 	state          atomic.Int32
 	frameCh        chan struct{}
 }
@@ -185,6 +187,8 @@ func (c *Client) readVideo(tr *webrtc.TrackRemote) {
 	buf := make([]byte, 1600)
 	pkt := &rtp.Packet{}
 	decoding := true
+	var lastSeq uint16
+	haveSeq := false
 	for {
 		n, _, err := tr.Read(buf)
 		if err != nil {
@@ -199,6 +203,10 @@ func (c *Client) readVideo(tr *webrtc.TrackRemote) {
 		}
 		now := time.Now()
 		c.packets.Add(1)
+		if haveSeq && pkt.SequenceNumber != lastSeq+1 {
+			c.lost.Add(int64(uint16(pkt.SequenceNumber - lastSeq - 1)))
+		}
+		lastSeq, haveSeq = pkt.SequenceNumber, true
 		if !decoding {
 			if pkt.Marker {
 				c.frames.Add(1)
@@ -249,6 +257,7 @@ func (c *Client) readVideo(tr *webrtc.TrackRemote) {
 // Stats is what a viewer saw.
 type Stats struct {
 	Frames, Keyframes, Packets, AudioPackets int64
+	Lost                                     int64 // gaps in the video sequence numbers
 	FirstFrameWasKeyframe                    bool
 	FirstKeyframeHadSPSPPS                   bool
 	FirstKeyframe                            time.Duration // since POST
@@ -261,7 +270,7 @@ func (c *Client) Stats() Stats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return Stats{Frames: c.frames.Load(), Keyframes: c.keyframes.Load(), Packets: c.packets.Load(),
-		AudioPackets: c.audioPackets.Load(), FirstFrameWasKeyframe: c.firstWasKey, FirstKeyframeHadSPSPPS: c.firstHadParams,
+		AudioPackets: c.audioPackets.Load(), Lost: c.lost.Load(), FirstFrameWasKeyframe: c.firstWasKey, FirstKeyframeHadSPSPPS: c.firstHadParams,
 		FirstKeyframe: c.firstKey, Connected: c.connectedAfter, State: webrtc.PeerConnectionState(c.state.Load())}
 }
 

@@ -1,0 +1,379 @@
+// Command bench-relay measures the video relay: one simulated 720p camera at about 3 Mbit/s
+// (keyframe every 4 s, SPS/PPS only in the SDP) relayed to N WebRTC viewers, for N = 1, 10,
+// 100, 500. The relay (simcam → Source → Hub → WHEP) runs in this process; the viewers are pion
+// peers in a second process (this binary with -viewers), all on loopback. For each N it prints
+// the relay process's CPU and RSS from /proc, packets dropped, the added latency (camera RTP
+// in → WebRTC RTP out) and the time from WHEP POST to the first complete keyframe at the
+// viewer, ending with one "BENCH relay_nN …" line per N. It never asserts on time.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"runtime/pprof"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/offsite-gw/offsite/streams"
+	"github.com/offsite-gw/offsite/streams/internal/whepclient"
+	"github.com/offsite-gw/offsite/streams/simcam"
+)
+
+const token = "bench"
+
+var profCPU, profMem string
+
+func main() {
+	viewers := flag.Bool("viewers", false, "run as the viewer process (internal)")
+	endpoint := flag.String("endpoint", "", "WHEP endpoint (viewer process)")
+	n := flag.Int("n", 1, "viewers (viewer process)")
+	ns := flag.String("ns", "1,10,100,500", "viewer counts to measure")
+	steady := flag.Duration("steady", 12*time.Second, "measurement window per N")
+	clipPath := flag.String("clip", "", "H.264 Annex-B clip (default: generated with ffmpeg into the cache dir)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the relay over all steady windows")
+	memProfile := flag.String("memprofile", "", "write a heap profile of the relay at the end of the last steady window")
+	flag.Parse()
+	profCPU, profMem = *cpuProfile, *memProfile
+	log.SetFlags(0)
+	if *viewers {
+		runViewers(*endpoint, *n)
+		return
+	}
+	runRelay(*ns, *steady, *clipPath)
+}
+
+// ---- relay side ----
+
+func runRelay(nsFlag string, steady time.Duration, clipPath string) {
+	clip, err := loadClip(clipPath)
+	if err != nil {
+		log.Fatalf("bench-relay: %v", err)
+	}
+	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	sim := &simcam.Server{Listen: "127.0.0.1:0", Cameras: []simcam.Camera{{Path: "hd", Clip: clip, FPS: 25}}, Logger: quiet}
+	must(sim.Initialize())
+	defer sim.Close()
+	m := &streams.Manager{Logger: quiet, QueueSize: 256}
+	must(m.Initialize())
+	defer m.Close()
+	must(m.AddCamera(streams.CameraConfig{ID: "hd", URL: sim.URL("hd"), AlwaysOn: true}))
+	w := &streams.WHEP{Manager: m, UDPListen: "127.0.0.1:0", TCPListen: "127.0.0.1:0", MaxSessions: 2000, Logger: quiet}
+	must(w.Initialize())
+	defer w.Close()
+	h := &streams.Handler{WHEP: w, Authorize: func(r *http.Request, _ string) (string, error) { return "bench", nil }}
+	must(h.Initialize())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	must(err)
+	srv := &http.Server{Handler: h}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+	endpoint := "http://" + ln.Addr().String() + "/api/v1/cameras/hd/whep"
+
+	cam, _ := m.Camera("hd")
+	deadline := time.Now().Add(15 * time.Second)
+	for cam.Status().State != "online" {
+		if time.Now().After(deadline) {
+			log.Fatalf("bench-relay: camera not online: %+v", cam.Status())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(4500 * time.Millisecond) // a full GOP in the cache
+
+	in0 := cam.Status().PacketsIn
+	cpu0, t0 := cpuTicks(), time.Now()
+	time.Sleep(4 * time.Second)
+	baseCPU := cpuPct(cpu0, cpuTicks(), time.Since(t0))
+	kbps := float64(bytesPerSec(cam, 4*time.Second)) * 8 / 1000
+	runtime.GC()
+	debug.FreeOSMemory()
+	baseRSS := rssMB()
+	pps := float64(cam.Status().PacketsIn-in0) / 4
+	fmt.Printf("relay baseline: camera 1280x720 25 fps ~%.0f kbit/s (%.0f RTP packets/s in), keyframe every 4 s; cpu %.1f%% rss %.1f MB; GOMAXPROCS %d\n",
+		kbps, pps, baseCPU, baseRSS, runtime.GOMAXPROCS(0))
+
+	exe, err := os.Executable()
+	must(err)
+	var bench []string
+	for _, f := range strings.Split(nsFlag, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			log.Fatalf("bench-relay: bad -ns %q", nsFlag)
+		}
+		line := runN(exe, endpoint, n, steady, m, cam, w, baseCPU, baseRSS)
+		bench = append(bench, line)
+	}
+	fmt.Println()
+	for _, l := range bench {
+		fmt.Println(l)
+	}
+}
+
+func runN(exe, endpoint string, n int, steady time.Duration, m *streams.Manager, cam *streams.Camera, w *streams.WHEP, baseCPU, baseRSS float64) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, exe, "-viewers", "-endpoint", endpoint, "-n", strconv.Itoa(n))
+	cmd.Stderr = os.Stderr
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	must(cmd.Start())
+	sc := bufio.NewScanner(stdout)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	if !sc.Scan() || !strings.HasPrefix(sc.Text(), "READY") {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		log.Fatalf("bench-relay: viewers for N=%d did not get ready: %s", n, sc.Text())
+	}
+	time.Sleep(2 * time.Second) // let the GOP bursts of the last joiners pass
+	m.Latency.Reset()
+	drop0 := cam.Status().PacketsDropped
+	if profCPU != "" {
+		f, err := os.Create(fmt.Sprintf("%s.n%d", profCPU, n))
+		must(err)
+		must(pprof.StartCPUProfile(f))
+		defer f.Close()
+	}
+	cpu0, t0 := cpuTicks(), time.Now()
+	time.Sleep(steady)
+	cpu := cpuPct(cpu0, cpuTicks(), time.Since(t0))
+	rss := rssMB()
+	if profCPU != "" {
+		pprof.StopCPUProfile()
+	}
+	if profMem != "" {
+		f, err := os.Create(fmt.Sprintf("%s.n%d", profMem, n))
+		must(err)
+		must(pprof.WriteHeapProfile(f))
+		f.Close()
+	}
+	dropped := cam.Status().PacketsDropped - drop0
+	p50, p99 := m.Latency.Quantile(0.5), m.Latency.Quantile(0.99)
+	sessions := w.Sessions()
+
+	_, _ = io.WriteString(stdin, "stop\n")
+	var res viewerResult
+	if sc.Scan() {
+		_ = json.Unmarshal(sc.Bytes(), &res)
+	}
+	_ = cmd.Wait()
+	deadline := time.Now().Add(20 * time.Second)
+	for w.Sessions() > 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	left := w.Sessions()
+	runtime.GC()
+	debug.FreeOSMemory()
+
+	perViewerCPU := (cpu - baseCPU) / float64(n)
+	perViewerRSS := (rss - baseRSS) / float64(n)
+	fmt.Printf("N=%d: sessions %d (ok %d, failed %d), relay cpu %.1f%% (%.3f%%/viewer), rss %.1f MB (%.3f MB/viewer), dropped %d, lost at viewers %d, "+
+		"added latency p50 %.1f ms p99 %.1f ms, POST→first keyframe p50 %.0f ms p99 %.0f ms (connected→keyframe p99 %.0f ms), viewer process cpu %.1f%%, sessions left after %d\n",
+		n, sessions, res.OK, res.Failed, cpu, perViewerCPU, rss, perViewerRSS, dropped, res.Lost,
+		ms(p50), ms(p99), res.FirstKeyP50, res.FirstKeyP99, res.ConnToKeyP99, res.CPU, left)
+	return fmt.Sprintf("BENCH relay_n%d viewers=%d cpu_pct=%.1f cpu_per_viewer_pct=%.3f rss_mb=%.1f rss_per_viewer_mb=%.3f dropped=%d lost=%d p50_ms=%.2f p99_ms=%.2f first_keyframe_p50_ms=%.0f first_keyframe_p99_ms=%.0f viewer_failures=%d",
+		n, res.OK, cpu, perViewerCPU, rss, perViewerRSS, dropped, res.Lost, ms(p50), ms(p99), res.FirstKeyP50, res.FirstKeyP99, res.Failed)
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func bytesPerSec(cam *streams.Camera, d time.Duration) int {
+	r := cam.Hub().AddReader(streams.ReaderOptions{Passive: true})
+	defer r.Close()
+	total := 0
+	start := time.Now()
+	end := time.After(d)
+	for {
+		select {
+		case u := <-r.C():
+			if u.Received.Before(start) {
+				continue
+			}
+			for _, p := range u.Packets {
+				total += len(p.Payload) + 12
+			}
+		case <-end:
+			return int(float64(total) / d.Seconds())
+		}
+	}
+}
+
+func loadClip(path string) ([]byte, error) {
+	if path != "" {
+		return os.ReadFile(path)
+	}
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		dir = os.TempDir()
+	}
+	dir = filepath.Join(dir, "offsite-bench")
+	_ = os.MkdirAll(dir, 0o755)
+	p := filepath.Join(dir, "bench-720p-3m-g100.h264")
+	if b, err := os.ReadFile(p); err == nil && len(b) > 0 {
+		return b, nil
+	}
+	ffmpeg, err := exec.LookPath("ffmpeg")
+	if err != nil {
+		return nil, fmt.Errorf("ffmpeg is needed once to make the 720p test clip (apt-get install -y ffmpeg), or pass -clip")
+	}
+	fmt.Println("generating the 720p test clip with ffmpeg (once) …")
+	tmp := p + ".tmp"
+	out, err := exec.Command(ffmpeg, "-hide_banner", "-loglevel", "error", "-y",
+		"-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=25,noise=alls=8:allf=t", "-t", "20",
+		"-c:v", "libx264", "-profile:v", "baseline", "-bf", "0", "-g", "100", "-keyint_min", "100", "-sc_threshold", "0",
+		"-preset", "veryfast", "-b:v", "3M", "-maxrate", "3M", "-bufsize", "3M", "-pix_fmt", "yuv420p",
+		"-f", "h264", tmp).CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("ffmpeg: %v: %s", err, out)
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		return nil, err
+	}
+	return os.ReadFile(p)
+}
+
+// cpuTicks returns utime+stime of this process in clock ticks (100 Hz on Linux).
+func cpuTicks() int64 {
+	b, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return ut + st
+}
+
+func cpuPct(t0, t1 int64, wall time.Duration) float64 {
+	return float64(t1-t0) / 100 / wall.Seconds() * 100
+}
+
+// rssMB returns VmRSS of this process.
+func rssMB() float64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "VmRSS:") {
+			kb, _ := strconv.ParseFloat(strings.Fields(l)[1], 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+func must(err error) {
+	if err != nil {
+		log.Fatalf("bench-relay: %v", err)
+	}
+}
+
+// ---- viewer side ----
+
+type viewerResult struct {
+	OK, Failed   int
+	Lost         int64
+	FirstKeyP50  float64
+	FirstKeyP99  float64
+	ConnToKeyP99 float64
+	CPU          float64
+}
+
+func runViewers(endpoint string, n int) {
+	api, err := whepclient.NewAPI(false)
+	must(err)
+	clients := make([]*whepclient.Client, n)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8) // joiners at a time
+	failed := 0
+	var mu sync.Mutex
+	for i := range clients {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(i int) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			c := &whepclient.Client{API: api, Endpoint: endpoint, Token: token}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := c.Start(ctx); err != nil {
+				log.Printf("viewer %d: %v", i, err)
+				mu.Lock()
+				failed++
+				mu.Unlock()
+				return
+			}
+			if err := c.WaitFrames(ctx, 1); err != nil {
+				log.Printf("viewer %d: %v", i, err)
+			}
+			clients[i] = c
+		}(i)
+	}
+	wg.Wait()
+	fmt.Println("READY")
+	cpu0, t0 := cpuTicks(), time.Now()
+	_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
+	res := viewerResult{Failed: failed, CPU: cpuPct(cpu0, cpuTicks(), time.Since(t0))}
+	var fk, ck []float64
+	for _, c := range clients {
+		if c == nil {
+			continue
+		}
+		st := c.Stats()
+		if st.FirstKeyframe > 0 {
+			res.OK++
+			fk = append(fk, ms(st.FirstKeyframe))
+			ck = append(ck, ms(st.FirstKeyframe-st.Connected))
+		} else {
+			res.Failed++
+		}
+		res.Lost += st.Lost
+	}
+	res.FirstKeyP50, res.FirstKeyP99 = quantile(fk, 0.5), quantile(fk, 0.99)
+	res.ConnToKeyP99 = quantile(ck, 0.99)
+	for _, c := range clients {
+		if c != nil {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func(c *whepclient.Client) {
+				defer wg.Done()
+				defer func() { <-sem }()
+				_ = c.Close(true)
+			}(c)
+		}
+	}
+	wg.Wait()
+	b, _ := json.Marshal(res)
+	fmt.Println(string(b))
+}
+
+func quantile(v []float64, q float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	sort.Float64s(v)
+	i := int(q*float64(len(v))+0.5) - 1
+	if i < 0 {
+		i = 0
+	}
+	if i >= len(v) {
+		i = len(v) - 1
+	}
+	return v[i]
+}
