@@ -113,15 +113,15 @@ export function mount(main, { id }) {
 
     clear(box).append(head,
       h('div', { class: 'facts-row' },
-        h('section', { class: 'card' }, h('h3', {}, t('alert.event')), eventFacts),
-        h('section', { class: 'card' }, h('h3', {}, t('alert.site')), siteFacts)),
+        h('section', { class: 'card card-event' }, h('h3', {}, t('alert.event')), eventFacts),
+        h('section', { class: 'card card-site' }, h('h3', {}, t('alert.site')), siteFacts)),
       h('div', { class: 'detail-grid' },
         h('div', { class: 'col' },
-          h('section', { class: 'card' }, h('h3', {}, t('alert.evidence')), evBox),
-          h('section', { class: 'card' }, h('h3', {}, t('alert.readings')), chartBox)),
+          h('section', { class: 'card card-evidence' }, h('h3', {}, t('alert.evidence')), evBox),
+          h('section', { class: 'card card-chart' }, h('h3', {}, t('alert.readings')), chartBox)),
         h('div', { class: 'col' },
-          h('section', { class: 'card' }, h('h3', {}, t('alert.actions')), actions),
-          h('section', { class: 'card' }, h('h3', {}, t('alert.timeline')), tlBox))));
+          h('section', { class: 'card card-actions' }, h('h3', {}, t('alert.actions')), actions),
+          h('section', { class: 'card card-timeline' }, h('h3', {}, t('alert.timeline')), tlBox))));
     void ev;
   }
 

@@ -123,7 +123,7 @@ export function mount(main, { id }) {
       { label: t('maint.kind'), render: (m) => tOr(`maint.${m.kind}`, m.kind) },
       { label: t('maint.actor'), render: (m) => m.actor },
       { label: t('maint.note'), class: 'wide', render: (m) => m.note },
-    ], entries, { empty: t('maint.none') }), form);
+    ], entries, { empty: t('maint.none') }), form || '');
   }
 
   load();

@@ -105,13 +105,14 @@ export function mount(main) {
       load();
     } catch (e) {
       const rows = e.rows || [];
-      clear(importBox).append(h('div', { class: 'alert-box error', role: 'alert' }, `${t('devices.import_failed', { file: file.name })}: ${e.message}`),
+      clear(importBox).append(h('div', { class: 'alert-box error', role: 'alert' }, `${t('devices.import_failed', { file: file.name })}: ${e.message}`,
+        h('button', { type: 'button', class: 'btn ghost small dismiss', 'aria-label': t('common.dismiss'), onclick: () => clear(importBox) }, '✕')),
         rows.length ? table([
           { label: t('import.row'), render: (r) => String(r.row ?? '') },
           { label: t('import.column'), render: (r) => r.column || t('import.whole_row') },
           { label: t('import.reason'), class: 'wide', render: (r) => r.reason || '' },
-        ], rows, {}) : null,
-        e.body?.error?.truncated ? h('p', { class: 'muted' }, t('import.truncated')) : null);
+        ], rows, {}) : '',
+        e.body?.error?.truncated ? h('p', { class: 'muted' }, t('import.truncated')) : '');
     }
     fileInput.value = '';
   }
