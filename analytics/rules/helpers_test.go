@@ -232,3 +232,4 @@ func (h *harness) series(from, to, step time.Duration, metric string, v func(tim
 
 func constant(v float64) func(time.Duration) float64 { return func(time.Duration) float64 { return v } }
 type decodeReading = decode.Reading
+type rulesEngine = rules.Engine

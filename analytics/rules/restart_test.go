@@ -1,0 +1,143 @@
+package rules_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/offsite-gw/offsite/gateway/events"
+	"github.com/offsite-gw/offsite/gateway/store"
+	"github.com/offsite-gw/offsite/gateway/store/storetest"
+)
+
+// logSink wires Emit to a real events.Log on the same database, as the gateway does, so
+// the tests count what the log really holds (Append is idempotent by id).
+func logSink(t *testing.T, db *store.DB) (*events.Log, func(ctx context.Context, evs []events.Event) error) {
+	l := &events.Log{DB: db, GatewayID: "test-gw", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	require.NoError(t, l.Initialize())
+	return l, func(ctx context.Context, evs []events.Event) error {
+		_, err := l.Append(ctx, evs...)
+		return err
+	}
+}
+
+func logged(t *testing.T, l *events.Log) []events.Event {
+	evs, err := l.Since(t.Context(), 0, events.Filter{}, 1000)
+	require.NoError(t, err)
+	var out []events.Event
+	for _, e := range evs {
+		if e.Type == "sensor.threshold" {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func states(evs []events.Event) []string {
+	var out []string
+	for _, e := range evs {
+		out = append(out, e.State)
+	}
+	return out
+}
+
+// TestRestartDuringDuration: a duration condition that began 7 minutes before a restart fires
+// 3 minutes after it, once; a clear still comes later; the alarm is not raised again by the
+// next engine.
+func TestRestartDuringDuration(t *testing.T) {
+	const step = 10 * time.Second
+	high := constant(182)
+	for _, mode := range []string{"close", "crash"} {
+		t.Run(mode, func(t *testing.T) {
+			storetest.Each(t, func(t *testing.T, db *store.DB) {
+				log, emit := logSink(t, db)
+				h := newHarness(t, db, testProfile(pm10Duration), func(e *rulesEngine) { e.Emit = emit })
+				h.series(0, 7*minute-step, step, "pm10", high)
+				if mode == "close" {
+					h.observeNoTick(7*minute, "pm10", 182)
+					require.NoError(t, h.e.Close())
+				} else {
+					// kill -9: the reading at 7:00 was evaluated but never stored; the last
+					// flush is a second old at most.
+					h.observeNoTick(7*minute, "pm10", 182)
+				}
+				require.Empty(t, logged(t, log))
+
+				h.start(testProfile(pm10Duration), func(e *rulesEngine) { e.Emit = emit }) // engine B, same DB
+				h.series(7*minute+step, 10*minute-step, step, "pm10", high)
+				require.Empty(t, logged(t, log), "not reset to 10 more minutes, not fired early")
+				h.observe(10*minute, "pm10", 182)
+				evs := logged(t, log)
+				require.Equal(t, []string{"active"}, states(evs))
+				require.Equal(t, day0.Add(10*minute).UTC(), evs[0].OccurredAt)
+				require.Equal(t, "dev-1/pm10-high", evs[0].AlarmKey)
+
+				// Restart again while the alarm is active: not raised again, cleared later.
+				h.series(10*minute+step, 12*minute, step, "pm10", high)
+				if mode == "close" {
+					require.NoError(t, h.e.Close())
+				}
+				h.start(testProfile(pm10Duration), func(e *rulesEngine) { e.Emit = emit })
+				h.series(12*minute+step, 20*minute, step, "pm10", high)
+				require.Equal(t, []string{"active"}, states(logged(t, log)))
+				h.observe(21*minute, "pm10", 100)
+				evs = logged(t, log)
+				require.Equal(t, []string{"active", "cleared"}, states(evs))
+				require.Equal(t, day0.Add(21*minute).UTC(), evs[1].OccurredAt)
+			})
+		})
+	}
+}
+
+// TestRestartWithUndeliveredEvent: the event log is down when the alarm fires, the gateway
+// restarts; the stored pending event is delivered by the next engine with the same id, once.
+// Then a crash right after a delivery whose "delivered" mark was not stored yet: the next
+// engine emits the event again, and the log keeps one.
+func TestRestartWithUndeliveredEvent(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		log, emit := logSink(t, db)
+		h := newHarness(t, db, testProfile(pm10Threshold))
+		h.out.setFail(true)
+		h.observeNoTick(0, "pm10", 200)
+		require.Error(t, h.e.Tick(t.Context()))
+		require.ErrorContains(t, h.e.Close(), "event log down") // state is stored, the event stays pending
+		require.Empty(t, h.out.events())
+
+		h.start(testProfile(pm10Threshold), func(e *rulesEngine) { e.Emit = emit })
+		require.Equal(t, int64(1), h.e.Stats().Pending)
+		h.tick(time.Second)
+		evs := logged(t, log)
+		require.Equal(t, []string{"active"}, states(evs))
+		require.Equal(t, day0.UTC(), evs[0].OccurredAt)
+
+		// Clear, delivered, then crash before the delivery mark is stored.
+		h.observe(minute, "pm10", 100)
+		require.Equal(t, []string{"active", "cleared"}, states(logged(t, log)))
+		h.start(testProfile(pm10Threshold), func(e *rulesEngine) { e.Emit = emit })
+		h.tick(minute + time.Second)
+		require.Equal(t, int64(0), h.e.Stats().Pending)
+		require.Equal(t, []string{"active", "cleared"}, states(logged(t, log)), "re-emitted with the same id, logged once")
+	})
+}
+
+// TestCrashBeforeTransitionStored: the reading at 10:00 makes the alarm in memory, the process
+// dies before the state (and so the event) is stored. Nothing went out; the next engine makes
+// the alarm from the next reading, once.
+func TestCrashBeforeTransitionStored(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		log, emit := logSink(t, db)
+		h := newHarness(t, db, testProfile(pm10Duration), func(e *rulesEngine) { e.Emit = emit })
+		h.series(0, 9*minute+50*time.Second, 10*time.Second, "pm10", constant(182))
+		h.observeNoTick(10*minute, "pm10", 182)
+		require.Empty(t, logged(t, log))
+		h.start(testProfile(pm10Duration), func(e *rulesEngine) { e.Emit = emit })
+		h.series(10*minute+10*time.Second, 12*minute, 10*time.Second, "pm10", constant(182))
+		evs := logged(t, log)
+		require.Equal(t, []string{"active"}, states(evs))
+		require.Equal(t, day0.Add(10*minute+10*time.Second).UTC(), evs[0].OccurredAt)
+	})
+}
