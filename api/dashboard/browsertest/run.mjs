@@ -50,6 +50,13 @@ async function newPage({ lang = 'zh-CN', width = 1920, height = 1080 } = {}) {
   const ctx = await browser.newContext({ viewport: { width, height }, locale: lang, timezoneId: 'Asia/Shanghai',
     hasTouch: width < 800, isMobile: false });
   await ctx.addInitScript((l) => { if (!localStorage.getItem('offsite.lang.set')) { localStorage.setItem('offsite.lang', l); localStorage.setItem('offsite.lang.set', '1'); } }, lang);
+  // Count the tones the alert beep plays (WebAudio oscillators).
+  await ctx.addInitScript(() => {
+    const AC = window.AudioContext;
+    if (!AC) return;
+    const orig = AC.prototype.createOscillator;
+    AC.prototype.createOscillator = function (...a) { window.__oscillators = (window.__oscillators || 0) + 1; return orig.apply(this, a); };
+  });
   const page = await ctx.newPage();
   page.on('pageerror', (e) => pageErrors.push(`${page.url()}: ${e.message}`));
   page.on('console', (m) => { if (m.type() === 'error' && !/Failed to load resource|ERR_ABORTED/.test(m.text())) pageErrors.push(`console: ${m.text()}`); });
@@ -200,12 +207,17 @@ await scenario('alerts', async () => {
   newAlertId = await h.jsonValue();
   assert(ms <= 2000, `the alert showed after ${ms} ms (limit 2000 ms)`);
   const sev = await page.getAttribute(`tr.alert-row[data-id="${newAlertId}"]`, 'data-severity');
+  let extra = '';
   if (sev === 'major' || sev === 'critical') {
-    await page.goto(`${BASE}/#/wall`);
-    await page.waitForSelector('header.topbar');
+    // A new major/critical alert shows on the nav badge and beeps.
+    await page.waitForFunction(() => { const b = document.querySelector('#alert-badge'); return b && !b.hidden && Number(b.textContent) > 0; }, null, { timeout: 3000 })
+      .catch(() => { throw new Error(`no badge for the new ${sev} alert`); });
+    const beeps = await page.evaluate(() => window.__oscillators || 0);
+    assert(beeps > 0, `no beep for the new ${sev} alert`);
+    extra = `, badge and ${beeps} tones`;
   }
   await ctx.close();
-  return { msg: `${sensor.id} ${reading.metric}=${reading.value} → alert ${newAlertId} in ${ms} ms` };
+  return { msg: `${sensor.id} ${reading.metric}=${reading.value} → ${sev} alert ${newAlertId} in ${ms} ms${extra}` };
 });
 
 await scenario('chain', async () => {

@@ -62,6 +62,14 @@ export function stopEvents() {
   setStatus('idle');
 }
 
+let lastOpenedAt = 0;
+
+function announce(ev) {
+  unseen++;
+  for (const fn of badgeListeners) fn(unseen);
+  beep(severityOf(ev));
+}
+
 function onMessage(m) {
   if (m.lastEventId) lastId = m.lastEventId;
   let ev;
@@ -74,10 +82,16 @@ function onMessage(m) {
     seen.add(key);
     if (seen.size > 2000) seen.delete(seen.values().next().value);
   }
+  const ty = eventType(ev);
+  if (ty === 'alert.opened') lastOpenedAt = Date.now();
   if (isNewSeriousAlert(ev)) {
-    unseen++;
-    for (const fn of badgeListeners) fn(unseen);
-    beep(severityOf(ev));
+    if (ty === 'alert.opened') announce(ev);
+    else {
+      // The triggering event comes just before its alert.opened on gateways that emit both;
+      // announce it only when no alert.opened follows, so one alert beeps once.
+      const seenAt = Date.now();
+      setTimeout(() => { if (lastOpenedAt < seenAt) announce(ev); }, 1500);
+    }
   }
   for (const fn of subscribers) { try { fn(ev); } catch (e) { console.error(e); } }
 }
