@@ -105,7 +105,6 @@ func writeDemo(path, base, mqttURL string, st *state) error {
 		Role        string   `json:"role"`
 		Departments []string `json:"departments,omitempty"`
 	}
-	type cam struct{ ID, Site, Name, WHEP string }
 	type sensor struct {
 		ID           string   `json:"id"`
 		Site         string   `json:"site"`
@@ -116,12 +115,12 @@ func writeDemo(path, base, mqttURL string, st *state) error {
 		Metrics      []string `json:"metrics"`
 	}
 	out := struct {
-		HTTP    string   `json:"http"`
-		MQTT    string   `json:"mqtt"`
-		Users   []user   `json:"users"`
-		Cameras []map[string]string `json:"cameras"`
-		Sensors []sensor `json:"sensors"`
-		DevCameraControl string `json:"dev_camera_control"`
+		HTTP             string              `json:"http"`
+		MQTT             string              `json:"mqtt"`
+		Users            []user              `json:"users"`
+		Cameras          []map[string]string `json:"cameras"`
+		Sensors          []sensor            `json:"sensors"`
+		DevCameraControl string              `json:"dev_camera_control"`
 	}{HTTP: base, MQTT: mqttURL, DevCameraControl: base + "/_dev/cameras/{id}/{action}"}
 	for _, u := range st.users {
 		out.Users = append(out.Users, user{u.Username, u.Password, u.Role, u.Departments})
@@ -134,7 +133,6 @@ func writeDemo(path, base, mqttURL string, st *state) error {
 			out.Sensors = append(out.Sensors, sensor{d.ID, d.SiteID, d.Profile, "offsite/" + d.SiteID + "/" + d.ID + "/up", d.ID, "secret-" + d.ID, []string{"pm10", "noise"}})
 		}
 	}
-	_ = cam{}
 	b, err := json.MarshalIndent(out, "", "  ")
 	if err != nil {
 		return err

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -194,7 +193,7 @@ func (s *state) openAlert(typ, sev, siteID, devID, msg string, rd map[string]any
 	ev := map[string]any{
 		"id": newID(), "type": typ, "severity": sev, "state": "active", "occurred_at": at.UTC().Format(time.RFC3339Nano),
 		"gateway_id": "dev-gw-01", "site": map[string]any{"id": st.ID, "name": st.Name, "uscc": st.USCC, "region_code": st.RegionCode},
-		"device": map[string]any{"id": dev.ID, "kind": dev.Kind, "profile": dev.Profile, "name": dev.Name},
+		"device":     map[string]any{"id": dev.ID, "kind": dev.Kind, "profile": dev.Profile, "name": dev.Name},
 		"department": st.Department, "supervision_item": st.SupervisionItems[0], "message": msg, "rule": dev.Profile + "/" + typ,
 	}
 	if rd != nil {
@@ -508,7 +507,10 @@ func (s *state) routes(mux *http.ServeMux) {
 		_ = jpeg.Encode(w, snapshot(r.PathValue("id")), &jpeg.Options{Quality: 80})
 	})
 	api.HandleFunc("POST /api/v1/cameras/{id}/whep", func(w http.ResponseWriter, r *http.Request) { s.video.serveWHEP(w, r) })
-	api.HandleFunc("DELETE /api/v1/whep/sessions/{sid}", func(w http.ResponseWriter, r *http.Request) { s.video.closeSession(r.PathValue("sid")); w.WriteHeader(204) })
+	api.HandleFunc("DELETE /api/v1/whep/sessions/{sid}", func(w http.ResponseWriter, r *http.Request) {
+		s.video.closeSession(r.PathValue("sid"))
+		w.WriteHeader(204)
+	})
 
 	api.HandleFunc("GET /api/v1/alerts", func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
@@ -668,7 +670,7 @@ func profiles() []map[string]any {
 	return []map[string]any{
 		{"id": "dust-noise-monitor", "name": "扬尘噪声监测仪", "kind": "sensor", "firmware": map[string]any{"supported": []string{"*"}},
 			"metrics": []map[string]any{{"name": "pm10", "label": "PM10", "unit": "µg/m³", "min": 0, "max": 1000}, {"name": "noise", "label": "噪声", "unit": "dB(A)", "min": 20, "max": 140}},
-			"rules": []map[string]any{{"id": "pm10-high", "kind": "threshold", "metric": "pm10", "op": ">", "value": 150, "severity": "major"}}},
+			"rules":   []map[string]any{{"id": "pm10-high", "kind": "threshold", "metric": "pm10", "op": ">", "value": 150, "severity": "major"}}},
 		{"id": "gas-detector", "name": "可燃气体探测器", "kind": "sensor", "firmware": map[string]any{"supported": []string{"*"}, "bad": []map[string]any{{"version": "0.0.0", "reason": "出厂占位固件版本，请升级到厂商正式固件"}}},
 			"metrics": []map[string]any{{"name": "lel", "label": "可燃气体浓度", "unit": "%LEL", "min": 0, "max": 100}}},
 		{"id": "coldchain-logger", "name": "冷链温度记录仪", "kind": "sensor", "metrics": []map[string]any{{"name": "temperature", "label": "温度", "unit": "°C", "min": -50, "max": 100}}},
@@ -695,5 +697,3 @@ func snapshot(id string) image.Image {
 	}
 	return img
 }
-
-var _ = bytes.MinRead
