@@ -53,7 +53,8 @@ type Broker struct {
 
 	Auth      Authenticator
 	Directory *Directory
-	Pipeline  *Pipeline
+	// Pipeline receives every message a device publishes (normally a *Pipeline).
+	Pipeline Submitter
 
 	// MaxPacketSize bounds one MQTT packet (default 256 KiB + 1 KiB for the header): bigger
 	// ones disconnect the client.

@@ -26,17 +26,20 @@ import (
 // dropped, counted and reported through OnDrop so the gateway can raise a maintainer event.
 //
 // Points: measurement Measurement (default "reading"), tags device, site, metric, unit; fields
-// value (float), quality (string), recv (receive time, unix ms); timestamp = Reading.Time.
+// value (float), quality (string, only when not "good"), recv (receive time in unix ms, only
+// with ReceiveTimeField); timestamp = Reading.Time.
 type InfluxStore struct {
 	URL    string
 	Org    string // ignored by InfluxDB 1.8
 	Bucket string
 	Token  string
 
-	Measurement   string
-	BatchSize     int           // readings per write (default 5000)
-	FlushInterval time.Duration // longest a reading waits in memory (default 250ms)
-	WriteTimeout  time.Duration // one write request (default 10s)
+	Measurement string
+	// ReceiveTimeField adds the receive time as field recv (costs InfluxDB about a third more).
+	ReceiveTimeField bool
+	BatchSize        int           // readings per write (default 5000)
+	FlushInterval    time.Duration // longest a reading waits in memory (default 250ms)
+	WriteTimeout     time.Duration // one write request (default 10s)
 	// MaxPending bounds the readings in memory (default 200000); past it Write moves them to
 	// the spool at once.
 	MaxPending int
@@ -188,7 +191,7 @@ func (s *InfluxStore) run(ctx context.Context) {
 			s.spillMu.Lock()
 			if stopping || !s.spool.empty() || time.Now().Before(nextTry) {
 				s.spoolReadings(batch, "influx unavailable")
-			} else if err := s.send(encodeLines(s.Measurement, batch), len(batch)); err != nil {
+			} else if err := s.send(encodeLines(s.Measurement, s.ReceiveTimeField, batch), len(batch)); err != nil {
 				s.Logger.Warn("ingest: InfluxDB write failed; spooling to disk", "readings", len(batch), "err", err)
 				nextTry = time.Now().Add(s.RetryInterval)
 				s.spoolReadings(batch, "influx unavailable")
@@ -256,7 +259,7 @@ func (s *InfluxStore) spoolReadings(batch []Reading, why string) {
 	defer s.buf.handled.Add(int64(len(batch)))
 	for len(batch) > 0 {
 		n := min(len(batch), s.BatchSize)
-		if err := s.spool.append([]byte(encodeLines(s.Measurement, batch[:n])), n); err != nil {
+		if err := s.spool.append([]byte(encodeLines(s.Measurement, s.ReceiveTimeField, batch[:n])), n); err != nil {
 			s.Logger.Error("ingest: InfluxDB spool cannot take readings; they are lost", "readings", len(batch), "why", why, "err", err)
 			s.drop(int64(len(batch)), err.Error())
 			return
@@ -277,13 +280,10 @@ func (s *InfluxStore) drop(n int64, reason string) {
 	}
 }
 
-var (
-	tagEscaper   = strings.NewReplacer(",", `\,`, "=", `\=`, " ", `\ `, "\n", `\n`, "\\", `\\`)
-	fieldEscaper = strings.NewReplacer(`"`, `\"`, "\\", `\\`, "\n", `\n`)
-)
+var tagEscaper = strings.NewReplacer(",", `\,`, "=", `\=`, " ", `\ `, "\n", `\n`, "\\", `\\`)
 
 // encodeLines renders readings as InfluxDB line protocol, nanosecond timestamps.
-func encodeLines(measurement string, rs []Reading) string {
+func encodeLines(measurement string, receiveTime bool, rs []Reading) string {
 	var b strings.Builder
 	b.Grow(len(rs) * 120)
 	for _, r := range rs {
@@ -297,14 +297,19 @@ func encodeLines(measurement string, rs []Reading) string {
 		writeTag(&b, "unit", r.Unit)
 		b.WriteString(" value=")
 		b.WriteString(strconv.FormatFloat(r.Value, 'g', -1, 64))
-		if r.Quality != "" {
+		// Fields beyond value are written only when they say something: every field is another
+		// value InfluxDB must index and compress, and most readings are "good".
+		if r.Quality != "" && r.Quality != QualityGood {
 			b.WriteString(`,quality="`)
-			fieldEscaper.WriteString(&b, string(r.Quality))
+			b.WriteString(string(r.Quality)) // one of the Quality constants: nothing to escape
 			b.WriteByte('"')
 		}
-		b.WriteString(",recv=")
-		b.WriteString(strconv.FormatInt(r.ReceiveTime.UnixMilli(), 10))
-		b.WriteString("i ")
+		if receiveTime {
+			b.WriteString(",recv=")
+			b.WriteString(strconv.FormatInt(r.ReceiveTime.UnixMilli(), 10))
+			b.WriteString("i")
+		}
+		b.WriteByte(' ')
 		b.WriteString(strconv.FormatInt(r.Time.UnixNano(), 10))
 		b.WriteByte('\n')
 	}
@@ -318,7 +323,11 @@ func writeTag(b *strings.Builder, k, v string) {
 	b.WriteByte(',')
 	b.WriteString(k)
 	b.WriteByte('=')
-	tagEscaper.WriteString(b, v)
+	if strings.ContainsAny(v, ", =\\\n") {
+		tagEscaper.WriteString(b, v)
+	} else {
+		b.WriteString(v)
+	}
 }
 
 // fluxString quotes s as a Flux string literal.

@@ -44,6 +44,12 @@ type Message struct {
 	Remote string
 }
 
+// Submitter takes raw MQTT messages; *Pipeline is the one that matters. Submit may wait for
+// room but must not wait on a database.
+type Submitter interface {
+	Submit(m Message) bool
+}
+
 // Sink takes decoded readings. Write must not block on a slow database: implementations
 // buffer, spool or count, never stall the caller.
 type Sink interface {

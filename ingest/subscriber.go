@@ -45,7 +45,7 @@ type Subscriber struct {
 	QoS    byte // default 1
 
 	Directory *Directory
-	Pipeline  *Pipeline
+	Pipeline  Submitter // normally a *Pipeline
 	// Profiles, when it can List, supplies the default Topics for every sensor profile.
 	Profiles interface{ List() []profiles.Profile }
 

@@ -1,0 +1,600 @@
+// Command bench-ingest measures sensor ingest end to end on loopback: K simulated devices
+// publish QoS 1 through a broker (the embedded one, then Mosquitto) and the gateway's ingest
+// decodes, validates and stores the readings in a real InfluxDB. For each broker it first
+// measures, on the same broker, a consumer that does nothing (receives and acknowledges), then
+// the real pipeline, and prints one line per broker:
+//
+//	BENCH ingest_embedded msgs_per_s=… readings_per_s=… p50_ms=… p99_ms=… cpu_pct=… rss_mb=… lost=… ratio_vs_null=…
+//
+// lost = published (acknowledged) − stored − quarantined, checked against a count in InfluxDB.
+// cpu_pct is this process (publishers, broker, ingest) plus influxd and mosquitto, in percent
+// of one core. Run it through scripts/bench-ingest.sh.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/offsite-gw/offsite/devices"
+	profiles "github.com/offsite-gw/offsite/firmware-profiles"
+	"github.com/offsite-gw/offsite/gateway/errs"
+	"github.com/offsite-gw/offsite/gateway/store"
+	"github.com/offsite-gw/offsite/ingest"
+)
+
+type config struct {
+	devices   int
+	duration  time.Duration
+	window    int
+	influxd   string
+	mosquitto string
+	brokers   string
+	workdir   string
+}
+
+func main() {
+	var c config
+	flag.IntVar(&c.devices, "devices", 40, "simulated devices (K)")
+	flag.DurationVar(&c.duration, "duration", 15*time.Second, "publishing time of each phase")
+	flag.IntVar(&c.window, "window", 64, "unacknowledged QoS 1 publishes per device")
+	flag.StringVar(&c.influxd, "influxd", "bin/influxd", "influxd 1.8 binary")
+	flag.StringVar(&c.mosquitto, "mosquitto", "mosquitto", "mosquitto binary")
+	flag.StringVar(&c.brokers, "brokers", "embedded,mosquitto", "brokers to measure")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run here")
+	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench-ingest:", err)
+			os.Exit(1)
+		}
+		_ = pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
+	if err := run(c); err != nil {
+		fmt.Fprintln(os.Stderr, "bench-ingest:", err)
+		pprof.StopCPUProfile()
+		os.Exit(1)
+	}
+}
+
+func run(c config) error {
+	dir, err := os.MkdirTemp("", "bench-ingest-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	c.workdir = dir
+	influx, err := startInflux(c.influxd, filepath.Join(dir, "influx"))
+	if err != nil {
+		return err
+	}
+	defer influx.stop()
+	for _, b := range strings.Split(c.brokers, ",") {
+		var r result
+		switch b {
+		case "embedded":
+			r, err = benchEmbedded(c, influx)
+		case "mosquitto":
+			if _, lerr := exec.LookPath(c.mosquitto); lerr != nil {
+				fmt.Println("BENCH ingest_mosquitto skipped: mosquitto not installed")
+				continue
+			}
+			r, err = benchMosquitto(c, influx)
+		default:
+			return fmt.Errorf("unknown broker %q", b)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", b, err)
+		}
+		fmt.Printf("BENCH ingest_%s msgs_per_s=%.0f readings_per_s=%.0f p50_ms=%.1f p99_ms=%.1f cpu_pct=%.0f rss_mb=%.0f lost=%d ratio_vs_null=%.2f null_msgs_per_s=%.0f devices=%d published=%d stored_msgs=%d quarantined=%d influx_count=%d\n",
+			b, r.msgsPerS, r.readingsPerS, r.p50, r.p99, r.cpuPct, r.rssMB, r.lost, r.msgsPerS/r.nullPerS, r.nullPerS,
+			c.devices, r.published, r.stored, r.quarantined, r.influxCount)
+	}
+	return nil
+}
+
+type result struct {
+	msgsPerS, readingsPerS, nullPerS float64
+	p50, p99, cpuPct, rssMB          float64
+	published, stored, quarantined   int64
+	lost, influxCount                int64
+}
+
+// devicesStore is the part of devices.Store ingest uses: K dust monitors.
+type devicesStore struct {
+	devices.Store
+	devs []devices.Device
+}
+
+func newDevices(prefix string, k int) *devicesStore {
+	s := &devicesStore{}
+	for i := range k {
+		id := fmt.Sprintf("%s-%03d", prefix, i)
+		s.devs = append(s.devs, devices.Device{ID: id, SiteID: "bench", Kind: devices.KindSensor, Profile: "dust-noise-monitor",
+			MQTT: &devices.MQTTCredentials{Username: id}})
+	}
+	return s
+}
+
+func (s *devicesStore) ListDevices(context.Context, devices.DeviceFilter) ([]devices.Device, error) {
+	return s.devs, nil
+}
+
+func (s *devicesStore) CheckMQTT(_ context.Context, username, secret string) (devices.Device, error) {
+	for _, d := range s.devs {
+		if d.ID == username && secret == "secret-"+username {
+			return d, nil
+		}
+	}
+	return devices.Device{}, errs.E(errs.KindUnauthorized, "mqtt_login_refused", "refused")
+}
+
+// nullConsumer acknowledges and counts: the ceiling for a consumer on this broker.
+type nullConsumer struct{ n atomic.Int64 }
+
+func (c *nullConsumer) Submit(ingest.Message) bool { c.n.Add(1); return true }
+
+// ingestStack is the real pipeline into InfluxDB with latency sampling.
+type ingestStack struct {
+	dir   *ingest.Directory
+	quar  *ingest.Quarantine
+	pipe  *ingest.Pipeline
+	tel   *ingest.InfluxStore
+	db    *store.DB
+	mu    sync.Mutex
+	lat   []float64
+	first atomic.Int64
+	last  atomic.Int64
+	count atomic.Int64
+}
+
+func newIngest(c config, influx *influxd, devs *devicesStore, measurement string) (*ingestStack, error) {
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	reg, err := profiles.NewRegistry(true, "")
+	if err != nil {
+		return nil, err
+	}
+	s := &ingestStack{}
+	s.dir = &ingest.Directory{Devices: devs, Profiles: reg, Logger: log, RefreshInterval: -1}
+	if err := s.dir.Initialize(); err != nil {
+		return nil, err
+	}
+	s.db, err = store.Open(context.Background(), "sqlite:"+filepath.Join(c.workdir, measurement+".db"), c.workdir)
+	if err != nil {
+		return nil, err
+	}
+	s.quar = &ingest.Quarantine{DB: s.db, Logger: log}
+	if err := s.quar.Initialize(); err != nil {
+		return nil, err
+	}
+	s.tel = &ingest.InfluxStore{URL: influx.url, Bucket: "bench/autogen", Measurement: measurement,
+		SpoolDir: filepath.Join(c.workdir, "spool-"+measurement), Logger: log, BatchSize: 10000, FlushInterval: 100 * time.Millisecond,
+		OnStored: s.stored}
+	if err := s.tel.Initialize(); err != nil {
+		return nil, err
+	}
+	s.pipe = &ingest.Pipeline{Directory: s.dir, Sink: s.tel, Quarantine: s.quar, Logger: log, QueueSize: 100000}
+	if err := s.pipe.Initialize(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *ingestStack) stored(rs []ingest.Reading, replayed int) {
+	now := time.Now()
+	s.count.Add(int64(len(rs) + replayed))
+	s.first.CompareAndSwap(0, now.UnixNano())
+	s.last.Store(now.UnixNano())
+	var l []float64
+	for _, r := range rs {
+		if r.Metric == "pm25" { // one sample per message
+			l = append(l, float64(now.Sub(r.DeviceTime).Microseconds())/1000)
+		}
+	}
+	s.mu.Lock()
+	s.lat = append(s.lat, l...)
+	s.mu.Unlock()
+}
+
+func (s *ingestStack) close() {
+	s.pipe.Close()
+	s.tel.Close()
+	s.quar.Close()
+	s.dir.Close()
+	_ = s.db.Close()
+}
+
+// drain waits until everything published is stored, then compares with InfluxDB.
+func (s *ingestStack) finish(r *result, published int64, start, pubEnd time.Time) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	for s.pipe.Stats().Submitted < published && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := s.pipe.Flush(ctx); err != nil {
+		return fmt.Errorf("drain pipeline: %w", err)
+	}
+	if err := s.tel.Flush(ctx); err != nil {
+		return fmt.Errorf("drain influx: %w", err)
+	}
+	for {
+		if b, _ := s.tel.Backlog(); b == 0 || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	end := time.Unix(0, s.last.Load())
+	st := s.pipe.Stats()
+	r.published, r.stored, r.quarantined = published, st.Stored, st.Quarantined
+	r.lost = published - st.Stored - st.Quarantined
+	elapsed := end.Sub(start).Seconds()
+	r.msgsPerS = float64(st.Stored) / elapsed
+	r.readingsPerS = float64(s.count.Load()) / elapsed
+	n, err := s.tel.Count(ctx, "", start.Add(-time.Hour), time.Now().Add(time.Hour))
+	if err != nil {
+		return fmt.Errorf("count in influx: %w", err)
+	}
+	r.influxCount = n
+	if n != st.Readings {
+		r.lost += (st.Readings - n) / 8
+	}
+	s.mu.Lock()
+	slices.Sort(s.lat)
+	if len(s.lat) > 0 {
+		r.p50 = s.lat[len(s.lat)/2]
+		r.p99 = s.lat[len(s.lat)*99/100]
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+// publishers runs K devices publishing dust-monitor payloads at QoS 1 for d and returns the
+// acknowledged count.
+func publish(brokerURL string, devs *devicesStore, window int, d time.Duration) (int64, error) {
+	var (
+		acked  atomic.Int64
+		wg     sync.WaitGroup
+		errMu  sync.Mutex
+		first  error
+		stopAt = time.Now().Add(d)
+	)
+	clients := make([]paho.Client, len(devs.devs))
+	for i, dv := range devs.devs {
+		opts := paho.NewClientOptions().AddBroker(brokerURL).SetClientID(dv.ID).SetUsername(dv.ID).SetPassword("secret-" + dv.ID).
+			SetCleanSession(true).SetProtocolVersion(4).SetAutoReconnect(false).SetWriteTimeout(10 * time.Second)
+		cl := paho.NewClient(opts)
+		if t := cl.Connect(); !t.WaitTimeout(10*time.Second) || t.Error() != nil {
+			return 0, fmt.Errorf("device %s connect: %v", dv.ID, t.Error())
+		}
+		clients[i] = cl
+	}
+	stopAt = time.Now().Add(d)
+	for i, dv := range devs.devs {
+		wg.Add(1)
+		go func(cl paho.Client, topic string) {
+			defer wg.Done()
+			var last int64
+			pending := make([]paho.Token, 0, window)
+			for time.Now().Before(stopAt) {
+				ts := time.Now().UnixMilli()
+				if ts <= last {
+					ts = last + 1
+				}
+				last = ts
+				p := fmt.Appendf(nil, `{"ts": %d, "sn": "B1", "data": {"pm25": %d.5, "pm10": %d, "tsp": 150, "noise": 62.5, "ws": 2.1, "wd": 180, "temp": 11.5, "hum": 55}}`,
+					ts, 20+ts%50, 60+ts%90)
+				pending = append(pending, cl.Publish(topic, 1, false, p))
+				if len(pending) >= window {
+					t := pending[0]
+					pending = pending[1:]
+					if !t.WaitTimeout(30*time.Second) || t.Error() != nil {
+						errMu.Lock()
+						first = fmt.Errorf("publish: %v", t.Error())
+						errMu.Unlock()
+						return
+					}
+					acked.Add(1)
+				}
+			}
+			for _, t := range pending {
+				if t.WaitTimeout(30*time.Second) && t.Error() == nil {
+					acked.Add(1)
+				}
+			}
+		}(clients[i], ingest.ExpandTopic("offsite/{site}/{device}/up", dv.SiteID, dv.ID))
+	}
+	wg.Wait()
+	for _, cl := range clients {
+		cl.Disconnect(100)
+	}
+	return acked.Load(), first
+}
+
+func benchEmbedded(c config, influx *influxd) (result, error) {
+	var r result
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	// 1. The do-nothing consumer on the embedded broker.
+	nullDevs := newDevices("null", c.devices)
+	reg, _ := profiles.NewRegistry(true, "")
+	dir := &ingest.Directory{Devices: nullDevs, Profiles: reg, Logger: log, RefreshInterval: -1}
+	if err := dir.Initialize(); err != nil {
+		return r, err
+	}
+	null := &nullConsumer{}
+	b := &ingest.Broker{Listen: "127.0.0.1:0", Auth: nullDevs, Directory: dir, Pipeline: null, Logger: log, ConnectRate: 1000, ConnectBurst: 1000}
+	if err := b.Initialize(); err != nil {
+		return r, err
+	}
+	start := time.Now()
+	if _, err := publish("tcp://"+b.Addr(), nullDevs, c.window, c.duration); err != nil {
+		return r, err
+	}
+	r.nullPerS = float64(null.n.Load()) / time.Since(start).Seconds()
+	b.Close()
+	dir.Close()
+
+	// 2. The real pipeline into InfluxDB.
+	devs := newDevices("emb", c.devices)
+	s, err := newIngest(c, influx, devs, "bench_embedded")
+	if err != nil {
+		return r, err
+	}
+	defer s.close()
+	b = &ingest.Broker{Listen: "127.0.0.1:0", Auth: devs, Directory: s.dir, Pipeline: s.pipe, Logger: log, ConnectRate: 1000, ConnectBurst: 1000}
+	if err := b.Initialize(); err != nil {
+		return r, err
+	}
+	defer b.Close()
+	cpu := startCPU(influx.pid())
+	start = time.Now()
+	published, err := publish("tcp://"+b.Addr(), devs, c.window, c.duration)
+	if err != nil {
+		return r, err
+	}
+	if err := s.finish(&r, published, start, time.Now()); err != nil {
+		return r, err
+	}
+	r.cpuPct, r.rssMB = cpu.stop()
+	return r, nil
+}
+
+func benchMosquitto(c config, influx *influxd) (result, error) {
+	var r result
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	m, err := startMosquitto(c.mosquitto, filepath.Join(c.workdir, "mosquitto"))
+	if err != nil {
+		return r, err
+	}
+	defer m.stop()
+	// 1. Do-nothing consumer: a paho subscriber that only acknowledges.
+	null := &nullConsumer{}
+	sub := &ingest.Subscriber{URL: m.url, ClientID: "bench-null", Topics: []string{"offsite/+/+/up"}, Pipeline: null, Logger: log}
+	if err := sub.Initialize(); err != nil {
+		return r, err
+	}
+	waitSubscribed(sub)
+	nullDevs := newDevices("null", c.devices)
+	start := time.Now()
+	published, err := publish(m.url, nullDevs, c.window, c.duration)
+	if err != nil {
+		return r, err
+	}
+	for deadline := time.Now().Add(60 * time.Second); null.n.Load() < published && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	r.nullPerS = float64(null.n.Load()) / time.Since(start).Seconds()
+	sub.Close()
+
+	// 2. The real pipeline.
+	devs := newDevices("mq", c.devices)
+	s, err := newIngest(c, influx, devs, "bench_mosquitto")
+	if err != nil {
+		return r, err
+	}
+	defer s.close()
+	sub = &ingest.Subscriber{URL: m.url, ClientID: "bench-ingest", Directory: s.dir, Pipeline: s.pipe, Logger: log}
+	if err := sub.Initialize(); err != nil {
+		return r, err
+	}
+	defer sub.Close()
+	waitSubscribed(sub)
+	cpu := startCPU(influx.pid(), m.pid())
+	start = time.Now()
+	published, err = publish(m.url, devs, c.window, c.duration)
+	if err != nil {
+		return r, err
+	}
+	if err := s.finish(&r, published, start, time.Now()); err != nil {
+		return r, err
+	}
+	r.cpuPct, r.rssMB = cpu.stop()
+	return r, nil
+}
+
+func waitSubscribed(s *ingest.Subscriber) {
+	for deadline := time.Now().Add(10 * time.Second); !s.Subscribed() && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// cpuMeter sums the CPU time of this process and the given helper processes.
+type cpuMeter struct {
+	pids  []int
+	start time.Time
+	cpu0  float64
+}
+
+func startCPU(pids ...int) *cpuMeter {
+	m := &cpuMeter{pids: pids, start: time.Now()}
+	m.cpu0 = m.total()
+	return m
+}
+
+func (m *cpuMeter) total() float64 {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	t := float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+	for _, p := range m.pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+		if len(f) > 13 {
+			u, _ := strconv.ParseFloat(f[11], 64)
+			s, _ := strconv.ParseFloat(f[12], 64)
+			t += (u + s) / 100 // USER_HZ
+		}
+	}
+	return t
+}
+
+// stop returns CPU % of one core and the peak RSS of this process in MiB.
+func (m *cpuMeter) stop() (float64, float64) {
+	pct := (m.total() - m.cpu0) / time.Since(m.start).Seconds() * 100
+	var rss float64
+	if b, err := os.ReadFile("/proc/self/status"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "VmHWM:") {
+				kb, _ := strconv.ParseFloat(strings.Fields(l)[1], 64)
+				rss = kb / 1024
+			}
+		}
+	}
+	return pct, rss
+}
+
+type proc struct{ cmd *exec.Cmd }
+
+func (p *proc) pid() int { return p.cmd.Process.Pid }
+
+func (p *proc) stop() {
+	_ = p.cmd.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() { _ = p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+	}
+}
+
+type influxd struct {
+	proc
+	url string
+}
+
+func freePort() int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func startInflux(bin, dir string) (*influxd, error) {
+	if _, err := os.Stat(bin); err != nil {
+		return nil, fmt.Errorf("influxd not found at %s (go install github.com/influxdata/influxdb/cmd/influxd@v1.8.10)", bin)
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, err
+	}
+	port := freePort()
+	conf := filepath.Join(dir, "influxdb.conf")
+	if err := os.WriteFile(conf, fmt.Appendf(nil, `reporting-disabled = true
+bind-address = "127.0.0.1:%d"
+[meta]
+  dir = "%[2]s/meta"
+  logging-enabled = false
+[data]
+  dir = "%[2]s/data"
+  wal-dir = "%[2]s/wal"
+  query-log-enabled = false
+  index-version = "inmem"
+[http]
+  enabled = true
+  bind-address = "127.0.0.1:%d"
+  log-enabled = false
+  flux-enabled = true
+  max-body-size = 0
+[monitor]
+  store-enabled = false
+[continuous_queries]
+  enabled = false
+[logging]
+  level = "error"
+`, freePort(), dir, port), 0o600); err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "run", "-config", conf)
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	d := &influxd{proc: proc{cmd: cmd}, url: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		resp, err := http.PostForm(d.url+"/query", url.Values{"q": {"CREATE DATABASE bench"}})
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return d, nil
+			}
+		}
+	}
+	d.stop()
+	return nil, fmt.Errorf("influxd did not start")
+}
+
+type mosquitto struct {
+	proc
+	url string
+}
+
+func startMosquitto(bin, dir string) (*mosquitto, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, err
+	}
+	port := freePort()
+	user := ""
+	if os.Geteuid() == 0 {
+		user = "user root\n"
+	}
+	conf := filepath.Join(dir, "mosquitto.conf")
+	// Anonymous on loopback: the benchmark measures throughput, the tests check the ACL.
+	if err := os.WriteFile(conf, fmt.Appendf(nil, "listener %d 127.0.0.1\nallow_anonymous true\nmax_inflight_messages 0\nmax_queued_messages 1000000\nlog_dest none\n%s", port, user), 0o600); err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "-c", conf)
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	m := &mosquitto{proc: proc{cmd: cmd}, url: fmt.Sprintf("tcp://127.0.0.1:%d", port)}
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			c.Close()
+			return m, nil
+		}
+	}
+	m.stop()
+	return nil, fmt.Errorf("mosquitto did not start")
+}
