@@ -145,12 +145,16 @@ func (s *Server) observe(c *fiber.Ctx) error {
 	s.metrics.requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
 	s.metrics.duration.WithLabelValues(route, method).Observe(elapsed.Seconds())
 
+	size := 0
+	if !c.Response().IsBodyStream() { // Body() would drain a stream (SSE) into memory first
+		size = len(c.Response().Body())
+	}
 	level := slog.LevelInfo
 	if status >= 500 {
 		level = slog.LevelError
 	}
 	attrs := []any{"method", method, "path", c.Path(), "route", route, "status", status,
-		"duration_ms", float64(elapsed.Microseconds()) / 1000, "ip", c.IP(), "bytes", len(c.Response().Body())}
+		"duration_ms", float64(elapsed.Microseconds()) / 1000, "ip", c.IP(), "bytes", size}
 	if u, ok := UserOf(c); ok {
 		attrs = append(attrs, "user", u.Username)
 	}

@@ -62,6 +62,16 @@ func (s *Server) OpenAPI() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Paths of optional components (x-offsite-component) are described only when served.
+	if paths, ok := doc["paths"].(map[string]any); ok {
+		for p, item := range paths {
+			if m, ok := item.(map[string]any); ok {
+				if comp, ok := m["x-offsite-component"].(string); ok && !s.componentEnabled(comp) {
+					delete(paths, p)
+				}
+			}
+		}
+	}
 	s.docMu.Lock()
 	defer s.docMu.Unlock()
 	if len(s.extra) > 0 {

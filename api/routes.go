@@ -60,6 +60,10 @@ func (s *Server) routes() {
 	v1.Get("/profiles/:id", profR, s.getProfile)
 
 	v1.Get("/audit", s.Require(auth.PermAuditRead), s.listAudit)
+
+	// Optional components: registered only when their Server field is set.
+	s.eventRoutes(v1)
+	s.uplinkRoutes(v1)
 }
 
 // healthz answers 200 while the process serves and the database answers a ping.

@@ -24,7 +24,9 @@ import (
 	"github.com/offsite-gw/offsite/devices"
 	profiles "github.com/offsite-gw/offsite/firmware-profiles"
 	"github.com/offsite-gw/offsite/gateway/audit"
+	"github.com/offsite-gw/offsite/gateway/events"
 	"github.com/offsite-gw/offsite/gateway/store"
+	"github.com/offsite-gw/offsite/gateway/uplink"
 )
 
 // ProfileCatalog is what the API reads of the firmware-profile registry.
@@ -74,6 +76,21 @@ type Server struct {
 	ReadTimeout time.Duration
 	IdleTimeout time.Duration
 
+	// Events, when set, serves GET|POST /events; with Feed also /events/stream (SSE).
+	Events *events.Log
+	// Alerts, when set, serves /alerts and the alert lifecycle.
+	Alerts *events.Alerts
+	Feed   *events.Feed
+	// Evidence, when set, serves POST /evidence and the stored files.
+	Evidence *events.EvidenceStore
+	// Uplinks, when set, serves /uplinks and their dead letters.
+	Uplinks *uplink.Set
+	// EvidenceLimit bounds one evidence upload (default 16 MiB).
+	EvidenceLimit int
+	// Heartbeat is the interval of SSE keep-alive comments (default 15 s); a client that went
+	// away is noticed at the latest one or two heartbeats later, when a write fails.
+	Heartbeat time.Duration
+
 	app     *fiber.App
 	v1      fiber.Router
 	metrics *httpMetrics
@@ -83,6 +100,15 @@ type Server struct {
 	lnMu sync.Mutex
 	ln   net.Listener
 	done chan struct{}
+
+	eventMetrics *eventMetrics
+	// streams is the parent of every open SSE stream; Shutdown cancels it so open streams
+	// end at once instead of holding the shutdown until its deadline.
+	streams     context.Context
+	stopStreams context.CancelFunc
+	streamWG    sync.WaitGroup
+	streamMu    sync.Mutex
+	closing     bool
 }
 
 // Initialize builds the fiber app with its middleware and routes.
@@ -114,6 +140,10 @@ func (s *Server) Initialize() error {
 		return err
 	}
 	s.metrics = m
+	if s.eventMetrics, err = newEventMetrics(s.Registry); err != nil {
+		return err
+	}
+	s.streams, s.stopStreams = context.WithCancel(context.Background())
 	if _, err := s.openAPIBase(); err != nil {
 		return fmt.Errorf("api: embedded openapi.json: %w", err)
 	}
@@ -206,6 +236,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.app == nil {
 		return nil
 	}
+	s.streamMu.Lock()
+	s.closing = true
+	s.streamMu.Unlock()
+	s.stopStreams() // SSE streams never end by themselves
 	err := s.app.ShutdownWithContext(ctx)
 	s.lnMu.Lock()
 	done := s.done
@@ -217,6 +251,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			if err == nil {
 				err = ctx.Err()
 			}
+		}
+	}
+	streamsDone := make(chan struct{})
+	go func() { s.streamWG.Wait(); close(streamsDone) }()
+	select {
+	case <-streamsDone:
+	case <-ctx.Done():
+		if err == nil {
+			err = ctx.Err()
 		}
 	}
 	return err

@@ -54,6 +54,14 @@ const (
 	PermDevicesWrite  Permission = "devices.write"  // create, change, delete, import devices, maintenance log
 	PermDevicesExport Permission = "devices.export" // CSV export (all sites, unscoped)
 	PermProfilesRead  Permission = "profiles.read"  // device model catalogue
+	// Events and alerts: scoped for officer and viewer; a maintainer sees device-health types
+	// only (device.*, sensor.silent, video.signal_lost — what a maintainer goes out to fix).
+	PermEventsRead    Permission = "events.read"    // event log, live stream, alerts, evidence files
+	PermEventsWrite   Permission = "events.write"   // POST events (analytics workers, tools)
+	PermAlertsAct     Permission = "alerts.act"     // claim, handle, feed back, close (in scope)
+	PermEvidenceWrite Permission = "evidence.write" // upload snapshots and attachments
+	PermUplinksRead   Permission = "uplinks.read"   // delivery status of uplinks and webhooks
+	PermUplinksManage Permission = "uplinks.manage" // dead letters: list, re-send
 )
 
 // Allowed reports whether role may use permission p. This is the whole role matrix; the table
@@ -64,17 +72,23 @@ func Allowed(role Role, p Permission) bool {
 		return true
 	case RoleMaintainer:
 		switch p {
-		case PermSitesRead, PermSitesWrite, PermDevicesRead, PermDevicesWrite, PermDevicesExport, PermProfilesRead:
+		case PermSitesRead, PermSitesWrite, PermDevicesRead, PermDevicesWrite, PermDevicesExport, PermProfilesRead,
+			PermEventsRead, PermUplinksRead:
 			return true
 		}
-	case RoleOfficer, RoleViewer:
+	case RoleOfficer:
 		switch p {
-		case PermSitesRead, PermDevicesRead, PermProfilesRead:
+		case PermSitesRead, PermDevicesRead, PermProfilesRead, PermEventsRead, PermAlertsAct, PermEvidenceWrite:
+			return true
+		}
+	case RoleViewer:
+		switch p {
+		case PermSitesRead, PermDevicesRead, PermProfilesRead, PermEventsRead:
 			return true
 		}
 	case RoleService:
 		switch p {
-		case PermDevicesRead, PermProfilesRead:
+		case PermDevicesRead, PermProfilesRead, PermEventsWrite, PermEvidenceWrite:
 			return true
 		}
 	}
