@@ -157,35 +157,78 @@ await scenario('wall', async () => {
   return { msg: `${ids.length} tiles decoding` };
 });
 
+// thresholdReading picks, from a sensor's profile, a rule that fires on a single reading
+// (kind threshold, a comparison) and a value past it that is still inside the metric's valid
+// range (readings outside it are quarantined, not evaluated).
 function thresholdReading(profile, sensor) {
-  const rules = (profile?.rules || []).filter((r) => r.kind === 'threshold' && r.metric && typeof r.value === 'number' && !r.for);
-  const rule = rules.find((r) => (sensor.metrics || []).includes(r.metric)) || rules[0];
+  if (profile?.decoder && profile.decoder.kind !== 'json') return null; // binary payloads: not built here
+  const ops = ['>', '>=', '<', '<='];
+  const rules = (profile?.rules || []).filter((r) => r.kind === 'threshold' && r.metric && typeof r.value === 'number' && ops.includes(r.op || '>'));
+  const sevRank = { critical: 0, major: 1, minor: 2, info: 3 };
+  rules.sort((a, b) => (sevRank[a.severity] ?? 9) - (sevRank[b.severity] ?? 9));
+  const rule = rules.find((r) => !sensor.metrics || sensor.metrics.includes(r.metric)) || rules[0];
   if (!rule) return null;
   const m = (profile.metrics || []).find((x) => x.name === rule.metric) || {};
   const up = !rule.op || rule.op.startsWith('>');
-  let v = up ? Math.max(rule.value * 1.5, rule.value + 10) : rule.value - Math.max(Math.abs(rule.value) * 0.5, 10);
-  if (typeof m.max === 'number') v = Math.min(v, m.max - (m.max - rule.value) * 0.1);
-  if (typeof m.min === 'number') v = Math.max(v, m.min + Math.abs(rule.value - m.min) * 0.1);
-  return { metric: rule.metric, value: Math.round(v * 100) / 100 };
+  const margin = Math.max(Math.abs(rule.value) * 0.5, 5);
+  let v = up ? rule.value + margin : rule.value - margin;
+  if (typeof m.max === 'number' && v > m.max) v = (rule.value + m.max) / 2;
+  if (typeof m.min === 'number' && v < m.min) v = (rule.value + m.min) / 2;
+  return { metric: rule.metric, value: Math.round(v * 100) / 100, rule: rule.id, severity: rule.severity };
+}
+
+function setPath(obj, p, v) {
+  const parts = p.split('.');
+  let o = obj;
+  for (const k of parts.slice(0, -1)) o = (o[k] ??= {});
+  o[parts[parts.length - 1]] = v;
+}
+
+// payloadFor builds the JSON payload the sensor's profile decodes into reading (CONTRACTS.md
+// §4: generic-json takes {"ts", "values": {…}}; other JSON profiles name a path per metric).
+function payloadFor(profile, reading) {
+  const dec = profile?.decoder || { kind: 'json', time_path: 'ts', values_path: 'values', open_metrics: true };
+  const out = {};
+  if (dec.time_path) setPath(out, dec.time_path, new Date().toISOString());
+  const fields = dec.fields || [];
+  const target = fields.find((f) => f.metric === reading.metric && f.path);
+  for (const f of fields) {
+    if (!f.path || f.optional || f === target) continue;
+    const m = (profile.metrics || []).find((x) => x.name === f.metric) || {};
+    setPath(out, f.path, typeof m.min === 'number' && m.min > 0 ? m.min : 0);
+  }
+  if (target) {
+    const raw = (reading.value - (target.add || 0)) / (target.scale || 1);
+    setPath(out, target.path, raw);
+  } else {
+    setPath(out, dec.values_path || 'values', { [reading.metric]: reading.value });
+  }
+  return JSON.stringify(out);
 }
 
 async function pickSensorReading() {
+  const token = adminToken || await apiToken(admin);
   if (process.env.OFFSITE_TEST_READING) {
     const r = JSON.parse(process.env.OFFSITE_TEST_READING);
-    return { sensor: demo.sensors.find((s) => !r.sensor || s.id === r.sensor), reading: r };
+    const sensor = demo.sensors.find((s) => !r.sensor || s.id === r.sensor);
+    return { sensor, reading: r, profile: await apiGet(token, `profiles/${encodeURIComponent(sensor.profile)}`) };
   }
   for (const s of demo.sensors || []) {
-    const prof = await apiGet(adminToken || await apiToken(admin), `profiles/${encodeURIComponent(s.profile)}`);
-    const r = thresholdReading(prof, s);
-    if (r) return { sensor: s, reading: r };
+    const profile = await apiGet(token, `profiles/${encodeURIComponent(s.profile)}`);
+    const reading = thresholdReading(profile, s);
+    if (reading) return { sensor: s, reading, profile };
   }
-  const s = demo.sensors[0];
-  return { sensor: s, reading: { metric: (s.metrics || ['pm10'])[0], value: 900 } };
+  throw new Error('no demo sensor has a profile with a single-reading threshold rule; set OFFSITE_TEST_READING');
 }
 
-async function publishReading(sensor, reading) {
-  const payload = JSON.stringify({ ts: Date.now(), values: { [reading.metric]: reading.value } });
-  await publish(demo.mqtt, { username: sensor.mqtt_username, password: sensor.mqtt_password, topic: sensor.topic, payload, clientId: sensor.mqtt_username });
+function mqttURL() {
+  if (demo.mqtt) return demo.mqtt;
+  return `tcp://${new URL(BASE).hostname}:1883`;
+}
+
+async function publishReading(sensor, reading, profile) {
+  await publish(mqttURL(), { username: sensor.mqtt_username, password: sensor.mqtt_password, topic: sensor.topic,
+    payload: payloadFor(profile, reading), clientId: sensor.mqtt_username });
 }
 
 let newAlertId = '';
@@ -196,8 +239,8 @@ await scenario('alerts', async () => {
   await page.waitForSelector('.alerts-body table, .alerts-body .empty');
   await page.waitForFunction(() => document.querySelector('.live-dot.live'), null, { timeout: 10000 });
   const before = await page.$$eval('tr.alert-row', (rs) => rs.map((r) => r.dataset.id));
-  const { sensor, reading } = await pickSensorReading();
-  await publishReading(sensor, reading);
+  const { sensor, reading, profile } = await pickSensorReading();
+  await publishReading(sensor, reading, profile);
   const t0 = Date.now();
   const h = await page.waitForFunction((before) => {
     const r = [...document.querySelectorAll('tr.alert-row')].find((x) => !before.includes(x.dataset.id));

@@ -83,7 +83,8 @@ export function firmwareProblem(d, profile) {
   if (fs && typeof fs === 'object' && fs.ok === false) return fs.reason || 'flagged';
   if (typeof fs === 'string' && !['ok', 'current', 'supported', ''].includes(fs)) return fs;
   const bad = profile?.firmware?.bad || [];
-  const hit = bad.find((b) => b.version === d?.firmware);
+  const glob = (g) => new RegExp(`^${String(g).replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*')}$`);
+  const hit = d?.firmware ? bad.find((b) => glob(b.version).test(d.firmware)) : null;
   if (hit) return hit.reason || 'bad';
   return '';
 }
