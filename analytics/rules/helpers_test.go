@@ -231,5 +231,10 @@ func (h *harness) series(from, to, step time.Duration, metric string, v func(tim
 }
 
 func constant(v float64) func(time.Duration) float64 { return func(time.Duration) float64 { return v } }
+
 type decodeReading = decode.Reading
 type rulesEngine = rules.Engine
+
+func profileRule(id, metric string, limit float64) profiles.Rule {
+	return profiles.Rule{ID: id, Kind: "duration", Metric: metric, Op: ">", Value: limit, For: dur("10m"), Severity: "major", During: "06:00-22:00"}
+}

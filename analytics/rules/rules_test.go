@@ -1,6 +1,7 @@
 package rules_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -329,4 +330,36 @@ func TestEmitFailureKeepsEvents(t *testing.T) {
 	require.Equal(t, int64(0), h.e.Stats().Pending)
 }
 
-func reading(metric string, v float64) []decodeReading { return []decodeReading{{Metric: metric, Value: v}} }
+func reading(metric string, v float64) []decodeReading {
+	return []decodeReading{{Metric: metric, Value: v}}
+}
+
+func TestDisabledRuleClearsItsAlarm(t *testing.T) {
+	h := newHarness(t, nil, testProfile(pm10Threshold))
+	h.observe(0, "pm10", 200)
+	require.NoError(t, h.e.Close())
+	h.start(testProfile(pm10Threshold), func(e *rules.Engine) {
+		e.Overrides = []rules.Override{{Device: "dev-1", Rule: "pm10-now", Disable: true}}
+	})
+	h.tick(minute) // the restarted engine looks the device up and finds the rule gone
+	require.Equal(t, []string{"active", "cleared"}, h.out.states())
+	cl := h.out.events()[1]
+	require.Equal(t, "dev-1/pm10-now", cl.AlarmKey)
+	require.Equal(t, "major", cl.Severity)
+	require.Contains(t, cl.Message, "已停用或删除")
+	h.observe(2*minute, "pm10", 300)
+	require.Len(t, h.out.events(), 2)
+}
+
+func TestRunEmitsSoonAfterTransition(t *testing.T) {
+	h := newHarness(t, nil, testProfile(pm10Threshold), func(e *rules.Engine) { e.TickEvery = time.Hour })
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); h.e.Run(ctx) }()
+	h.e.Observe(ctx, "dev-1", reading("pm10", 200), day0)
+	require.Eventually(t, func() bool { return len(h.out.events()) == 1 }, 5*time.Second, 5*time.Millisecond,
+		"a transition wakes Run, it does not wait for the next tick")
+	cancel()
+	<-done
+	require.NoError(t, h.e.Close())
+}

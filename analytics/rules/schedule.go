@@ -31,6 +31,9 @@ func ParseWindow(s string) (Window, error) {
 	if start == end {
 		return Window{}, fmt.Errorf("window %q: start and end are the same; leave the window out for all day", s)
 	}
+	if end == 0 {
+		end = 1440 // "22:00-00:00" ends at midnight: the same as 24:00
+	}
 	if end == 1440 && start == 0 {
 		return Window{}, fmt.Errorf("window %q covers the whole day; leave it out instead", s)
 	}
