@@ -1,5 +1,6 @@
 // Package api serves the gateway's HTTP API on fiber: /healthz, /metrics and everything under
-// /api/v1 — login and tokens, users, sites, devices, profiles and the audit log — with request
+// /api/v1 — login and tokens, users, sites, devices, profiles, the audit log and, when their
+// components are set, events (with a live SSE stream), alerts, evidence and uplinks — with request
 // ids, structured access logs, panic recovery, Prometheus metrics, bearer-token authentication
 // and role checks. Other components add their routes under /api/v1 with Mount and get the same
 // authentication. Business rules live in devices/, firmware-profiles/ and api/auth; this package

@@ -19,15 +19,17 @@ type Role string
 const (
 	// RoleAdmin may do everything, including managing users and reading the audit log.
 	RoleAdmin Role = "admin"
-	// RoleMaintainer registers and maintains sites, devices and profiles; no users, no audit.
+	// RoleMaintainer registers and maintains sites, devices and profiles, reads device-health
+	// events and alerts and the uplinks' status; no users, no audit.
 	RoleMaintainer Role = "maintainer"
 	// RoleOfficer is an enforcement officer: reads sites and devices within its scope and acts
 	// on alerts.
 	RoleOfficer Role = "officer"
-	// RoleViewer reads sites and devices within its scope (e.g. a video-wall operator).
+	// RoleViewer reads sites, devices, events and alerts within its scope (e.g. a video-wall
+	// operator).
 	RoleViewer Role = "viewer"
 	// RoleService is a machine identity (analytics workers, uplink tools): reads devices and
-	// profiles, posts events.
+	// profiles, posts events and uploads evidence.
 	RoleService Role = "service"
 )
 
