@@ -599,7 +599,9 @@ func (s *state) routes(mux *http.ServeMux) {
 		}
 		writeJSON(w, 200, []map[string]any{{"uplink": "province", "event_id": "01JD7Q2K9W3XAB", "seq": 311, "type": "video.motion", "reason": "unsupported event type for this platform", "at": time.Now().Add(-5 * time.Hour), "attempts": 1}})
 	})
-	api.HandleFunc("POST /api/v1/uplinks/{id}/dead-letters/{dl}/resend", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(202) })
+	api.HandleFunc("POST /api/v1/uplinks/{id}/dead-letters/resend", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, 200, map[string]any{"queued": 1})
+	})
 }
 
 type userKey struct{}

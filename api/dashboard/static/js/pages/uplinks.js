@@ -22,6 +22,17 @@ export function mount(main) {
     return null;
   }
 
+  // resend asks the uplink to deliver dead letters again: POST …/dead-letters/resend with
+  // {"ids": […]}, or one at a time at …/dead-letters/{event_id}/resend.
+  async function resend(base, ids) {
+    try {
+      await api(`${base}/resend`, { method: 'POST', body: { ids } });
+    } catch (e) {
+      if (![404, 405].includes(e.status)) throw e;
+      for (const id of ids) await api(`${base}/${encodeURIComponent(id)}/resend`, { method: 'POST' });
+    }
+  }
+
   async function load() {
     let data;
     try { data = await optional('uplinks'); } catch (e) { if (!disposed) clear(body).append(errorBox(e)); return; }
@@ -48,7 +59,12 @@ export function mount(main) {
             u.last_error_at ? h('small', { class: 'muted' }, ` (${fmtTime(u.last_error_at)})`) : null) : ''],
           [t('uplinks.next_retry'), n('next_retry_at') ? fmtTime(u.next_retry_at) : ''],
         ]),
-        h('h3', {}, t('uplinks.dead_letters'), dl ? ` (${dl.items.length})` : typeof u.dead_letters === 'number' ? ` (${u.dead_letters})` : ''),
+        h('h3', { class: 'dl-head' }, t('uplinks.dead_letters'), dl ? ` (${dl.items.length})` : typeof u.dead_letters === 'number' ? ` (${u.dead_letters})` : ''),
+        dl && dl.items.some((x) => !x.resolved_at) ? h('button', { type: 'button', class: 'btn small resend-all', onclick: async (e) => {
+          e.target.disabled = true;
+          try { await resend(dl.base, dl.items.filter((x) => !x.resolved_at).map((x) => x.event_id || x.id)); toast(t('uplinks.resent'), 'ok'); load(); }
+          catch (err) { toast(`${t('action.failed')}: ${err.message}`, 'error'); e.target.disabled = false; }
+        } }, t('uplinks.resend_all')) : null,
         dl === null ? notAvailable(t('uplinks.dead_letters')) : table([
           { label: t('uplinks.event'), render: (x) => h('span', { class: 'mono' }, x.event_id || x.id || '') },
           { label: t('uplinks.type'), render: (x) => tOr(`type.${x.type || x.event?.type}`, x.type || x.event?.type || '') },
@@ -57,7 +73,7 @@ export function mount(main) {
           { label: '', render: (x) => x.resolved_at ? h('span', { class: 'muted' }, t('uplinks.resolved')) : h('button', { type: 'button', class: 'btn small', onclick: async (e) => {
             e.target.disabled = true;
             try {
-              await api(`${dl.base}/${encodeURIComponent(x.id || x.event_id)}/resend`, { method: 'POST' });
+              await resend(dl.base, [x.event_id || x.id]);
               toast(t('uplinks.resent'), 'ok'); load();
             } catch (err) { toast(`${t('action.failed')}: ${err.status === 404 ? t('common.not_available', { what: t('uplinks.resend') }) : err.message}`, 'error'); e.target.disabled = false; }
           } }, t('uplinks.resend')) },
