@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/offsite-gw/offsite/analytics/rules"
+	profiles "github.com/offsite-gw/offsite/firmware-profiles"
 	"github.com/offsite-gw/offsite/gateway/events"
 	"github.com/offsite-gw/offsite/gateway/uplink"
 )
@@ -28,6 +30,7 @@ type Config struct {
 	Profiles  Profiles `yaml:"profiles"`
 	Shutdown  Shutdown `yaml:"shutdown"`
 
+	Rules    rules.Config    `yaml:"rules"`
 	Events   events.Config   `yaml:"events"`
 	Uplinks  []uplink.Config `yaml:"uplinks"`
 	Webhooks []uplink.Config `yaml:"webhooks"`
@@ -87,6 +90,7 @@ func Default() Config {
 		Auth:      Auth{TokenTTL: 12 * time.Hour, LockoutAfter: 5, LockoutFor: 15 * time.Minute},
 		Profiles:  Profiles{Embedded: true},
 		Shutdown:  Shutdown{Timeout: 20 * time.Second},
+		Rules:     rules.Config{Schedules: map[string]rules.Schedule{}, Holidays: rules.Holidays{Off: []string{}, Workdays: []string{}}, Overrides: []rules.Override{}, Cooldown: profiles.Duration(rules.DefaultCooldown)},
 		Events:    defaultEvents(),
 		Uplinks:   []uplink.Config{},
 		Webhooks:  []uplink.Config{},
@@ -183,6 +187,9 @@ func (c *Config) validate(where func(key string) string) []Problem {
 	}
 	if c.Shutdown.Timeout < time.Second || c.Shutdown.Timeout > 10*time.Minute {
 		bad("shutdown.timeout", "must be between 1s and 10m, got %s", c.Shutdown.Timeout)
+	}
+	if err := c.Rules.Validate(); err != nil {
+		bad("rules", "%v", err)
 	}
 	if err := c.Events.Validate(); err != nil {
 		bad("events", "%v", err)

@@ -128,3 +128,16 @@ func TestUplinkListsAreCheckedItemByItem(t *testing.T) {
 	require.Equal(t, "hmac-sha256", cfg.Uplinks[0].Alg)
 	require.Equal(t, []string{"alert."}, cfg.Uplinks[0].Filter.Types)
 }
+
+func TestRulesSection(t *testing.T) {
+	src := "rules:\n  schedules:\n    office: {windows: [\"08:30-12:00\"], calendar: working}\n  overrides:\n    - {site: s1, rule: pm10-high, value: 120, for: 5m}\n  cooldown: 2m\n"
+	cfg, err := config.Parse("r.yml", []byte(src), nil)
+	require.NoError(t, err)
+	require.Equal(t, []string{"08:30-12:00"}, cfg.Rules.Schedules["office"].Windows)
+	require.Len(t, cfg.Rules.Overrides, 1)
+
+	_, err = config.Parse("r.yml", []byte("rules:\n  schedules:\n    office: {windws: [\"08:30-12:00\"]}\n"), nil)
+	require.ErrorContains(t, err, "windws")
+	_, err = config.Parse("r.yml", []byte("rules:\n  overrides:\n    - {site: s1, rule: x, op: \"=>\"}\n"), nil)
+	require.ErrorContains(t, err, "rules")
+}

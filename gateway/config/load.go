@@ -233,11 +233,24 @@ func walk(file, prefix string, node *yaml.Node, v reflect.Value, sources map[str
 }
 
 func decodeLeaf(n *yaml.Node, fv reflect.Value) error {
-	if n.Kind == yaml.MappingNode {
+	if n.Kind == yaml.MappingNode && fv.Kind() != reflect.Map {
 		return errors.New("must be a single value, not a mapping")
 	}
 	tmp := reflect.New(fv.Type())
-	if err := n.Decode(tmp.Interface()); err != nil {
+	var err error
+	if fv.Kind() == reflect.Map {
+		// A mapping of named sections (rules.schedules): decode strictly so a misspelt key
+		// inside an entry is still an error.
+		var b []byte
+		if b, err = yaml.Marshal(n); err == nil {
+			dec := yaml.NewDecoder(bytes.NewReader(b))
+			dec.KnownFields(true)
+			err = dec.Decode(tmp.Interface())
+		}
+	} else {
+		err = n.Decode(tmp.Interface())
+	}
+	if err != nil {
 		msg := err.Error()
 		if i := strings.LastIndex(msg, ": "); i >= 0 && strings.HasPrefix(msg, "yaml:") {
 			msg = msg[i+2:]
