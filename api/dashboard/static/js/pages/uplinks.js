@@ -57,7 +57,7 @@ export function mount(main) {
           [t('uplinks.last_delivery'), n('last_delivered_at', 'last_success', 'last_ok_at') ? `${fmtAgo(n('last_delivered_at', 'last_success', 'last_ok_at'))} (${fmtTime(n('last_delivered_at', 'last_success', 'last_ok_at'))})` : ''],
           [t('uplinks.last_error'), n('last_error', 'error') ? h('span', { class: 'reason' }, String(typeof u.last_error === 'object' ? u.last_error.message : n('last_error', 'error')),
             u.last_error_at ? h('small', { class: 'muted' }, ` (${fmtTime(u.last_error_at)})`) : null) : ''],
-          [t('uplinks.next_retry'), n('next_retry_at') ? fmtTime(u.next_retry_at) : ''],
+          u.next_retry_at ? [t('uplinks.next_retry'), fmtTime(u.next_retry_at)] : null,
         ]),
         h('h3', { class: 'dl-head' }, t('uplinks.dead_letters'), dl ? ` (${dl.items.length})` : typeof u.dead_letters === 'number' ? ` (${u.dead_letters})` : ''),
         dl && dl.items.some((x) => !x.resolved_at) ? h('button', { type: 'button', class: 'btn small resend-all', onclick: async (e) => {
