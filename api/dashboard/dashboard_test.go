@@ -24,6 +24,9 @@ var (
 	reExternal = regexp.MustCompile(`(?i)\b(?:https?:)?//[a-z0-9.-]+\.[a-z]{2,}[^\s'"]*`)
 	reT        = regexp.MustCompile(`\bt\(\s*'([^']+)'`)
 	reTDynamic = regexp.MustCompile("\\bt(?:Or)?\\(\\s*`([a-z_]+)\\.\\$\\{")
+	// Keys are written t('…') so that the test above sees them; t("…") or t(`…`) without a
+	// placeholder would hide a key from it.
+	reTOther = regexp.MustCompile("\\bt\\(\\s*(?:\"|`[^`$]*`)")
 )
 
 // namespaces are URIs that name XML vocabularies; browsers never fetch them.
@@ -141,6 +144,9 @@ func TestI18nKeys(t *testing.T) {
 			_, inEn := en[m[1]]
 			require.True(t, inZh, "%s uses t('%s'), missing from i18n/zh-CN.json", name, m[1])
 			require.True(t, inEn, "%s uses t('%s'), missing from i18n/en.json", name, m[1])
+		}
+		if m := reTOther.FindString(src); m != "" {
+			t.Errorf("%s: write i18n keys as t('key'), found %q", name, m)
 		}
 		for _, m := range reTDynamic.FindAllStringSubmatch(src, -1) {
 			prefixes[m[1]] = true

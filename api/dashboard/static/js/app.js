@@ -46,7 +46,9 @@ function shell(active) {
   const user = session.user || {};
   const badge = h('span', { class: 'badge', hidden: true, 'aria-live': 'polite', id: 'alert-badge' });
   const live = h('span', { class: 'live-dot', title: '' });
-  const navLinks = NAV.map((n) => h('a', {
+  // Officers and viewers act on alerts; uplink delivery is the administrators' business.
+  const hidden = ['officer', 'viewer'].includes(user.role) ? ['uplinks'] : [];
+  const navLinks = NAV.filter((n) => !hidden.includes(n.route)).map((n) => h('a', {
     href: `#/${n.route}`, class: `nav-link${active === n.route ? ' active' : ''}`,
     'aria-current': active === n.route ? 'page' : null, 'data-route': n.route,
   }, icon(n.icon), h('span', { class: 'nav-label' }, t(n.key)), n.route === 'alerts' ? badge : null));

@@ -1,7 +1,7 @@
 // events: one EventSource per logged-in tab on /api/v1/events/stream. Pages subscribe to it;
 // it also keeps the nav badge (new major/critical alerts not yet seen) and plays the beep.
 
-import { session } from './api.js';
+import { session, api } from './api.js';
 import { beep } from './audio.js';
 import { severityOf, eventType } from './model.js';
 
@@ -45,8 +45,10 @@ export function startEvents() {
   es.onerror = () => {
     if (!es) return;
     if (es.readyState === EventSource.CLOSED) {
-      // The server refused (401, 404, 5xx): EventSource will not retry by itself.
+      // The server refused (401, 404, 5xx): EventSource will not retry by itself. An expired
+      // session shows here first; asking who we are sends a 401 to the login page.
       setStatus('offline');
+      api('auth/me').catch(() => {});
       const wait = retry;
       retry = Math.min(retry * 2, 30000);
       es.close();

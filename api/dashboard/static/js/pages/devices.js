@@ -30,7 +30,7 @@ export function mount(main) {
     h('div', { class: 'page-head' }, h('h1', {}, t('devices.title')), h('div', { class: 'spacer' }),
       canWrite ? h('label', { class: 'btn small', for: 'import-file', tabindex: '0', role: 'button',
         onkeydown: (e) => { if (e.key === 'Enter' || e.key === ' ') fileInput.click(); } }, t('devices.import')) : null, fileInput,
-      h('a', { class: 'btn small', href: withToken('/api/v1/devices/export'), download: 'devices.csv', id: 'export-link' }, t('devices.export'))),
+      canWrite ? h('a', { class: 'btn small', href: withToken('/api/v1/devices/export'), download: 'devices.csv', id: 'export-link' }, t('devices.export')) : null),
     importBox, summary,
     h('details', { class: 'filters-box', open: window.matchMedia('(min-width: 761px)').matches }, h('summary', {}, t('alerts.filters')),
       h('div', { class: 'filters', role: 'search' }, lab(t('devices.kind'), kindSel), lab(t('devices.health'), healthSel), lab(t('devices.site'), siteSel), lab(t('common.search'), search))),

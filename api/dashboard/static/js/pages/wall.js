@@ -134,6 +134,7 @@ export function mount(main) {
     const el = h('div', { class: `tile${i === selected ? ' selected' : ''}`, 'data-index': i, tabindex: '0',
       'aria-label': camId ? camName(camId) : t('wall.empty_tile', { n: i + 1 }),
       onclick: () => { selected = i; for (const x of grid.children) x.classList.toggle('selected', x === el); },
+      onkeydown: (e) => { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); el.click(); } },
       ondragover: (e) => { e.preventDefault(); el.classList.add('drop'); },
       ondragleave: () => el.classList.remove('drop'),
       ondrop: (e) => { e.preventDefault(); el.classList.remove('drop'); const id = e.dataTransfer.getData('text/x-offsite-camera'); if (id) place(i, id); } });
