@@ -325,3 +325,62 @@ func TestVersionAndUsage(t *testing.T) {
 	require.Equal(t, 2, code)
 	require.Contains(t, stderr, "unknown command")
 }
+
+func post(t *testing.T, url, token, body string) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", url, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+// An event a worker reports becomes an alert the officer of that department can claim, and
+// the event and every alert step reach the province receiver, signed.
+func TestDemoEventBecomesAlertAndReachesProvince(t *testing.T) {
+	dir := t.TempDir()
+	_, dj, out := startDemo(t, dir)
+	var full struct {
+		Province struct{ URL, Alg, Secret string }
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "demo.json"))
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b, &full))
+	require.NotEmpty(t, full.Province.URL)
+	require.Equal(t, "hmac-sm3", full.Province.Alg)
+
+	svc := login(t, dj.HTTP, "analytics", password(dj, "analytics"))
+	code, body := post(t, dj.HTTP+"/api/v1/events", svc,
+		`{"type":"video.tamper","severity":"major","state":"active","occurred_at":"2026-11-27T10:15:04.123Z","device":{"id":"cam-site-gate"},"alarm_key":"cam-site-gate/tamper","message":"镜头被遮挡"}`)
+	require.Equalf(t, 201, code, "%s\n%s", body, out)
+	var ev struct{ ID string }
+	require.NoError(t, json.Unmarshal(body, &ev))
+
+	officer := login(t, dj.HTTP, "officer", password(dj, "officer"))
+	var alertID string
+	require.Eventually(t, func() bool {
+		code, body := get(t, dj.HTTP+"/api/v1/alerts?state=opened", officer)
+		var al struct{ Alerts []struct{ ID string } }
+		if code != 200 || json.Unmarshal(body, &al) != nil || len(al.Alerts) == 0 {
+			return false
+		}
+		alertID = al.Alerts[0].ID
+		return true
+	}, 10*time.Second, 100*time.Millisecond, "the officer of 市住房和城乡建设局 sees the alert of the construction site")
+	code, body = post(t, dj.HTTP+"/api/v1/alerts/"+alertID+"/claim", officer, `{"note":"已派员核查"}`)
+	require.Equal(t, 200, code, string(body))
+
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(full.Province.URL + "/offsite/v1/events?limit=100")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		s := string(b)
+		return strings.Contains(s, ev.ID) && strings.Contains(s, "alert.opened") && strings.Contains(s, "alert.claimed")
+	}, 20*time.Second, 200*time.Millisecond, "the province receiver gets the event and the alert steps")
+}

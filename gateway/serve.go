@@ -200,6 +200,7 @@ func openGateway(ctx context.Context, cfg config.Config, logger *slog.Logger, ou
 		TrustedProxies: cfg.HTTP.TrustedProxies,
 		DB:             g.db, Auth: g.auth, Devices: g.devices, Profiles: g.profiles, Firmware: g.profiles,
 		Audit: g.audit, Registry: g.reg, Logger: logger, Version: version,
+		Events: g.events, Alerts: g.alerts, Feed: g.feed, Evidence: g.evidence, Uplinks: g.uplinks,
 	}
 	if err := g.api.Initialize(); err != nil {
 		return g, fmt.Errorf("api: %w", err)
