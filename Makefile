@@ -4,7 +4,7 @@ BIN     := bin
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build build-arm64 demo test lint vet fmt clean
+.PHONY: all build build-arm64 demo test lint vet fmt clean bench bench-ingest bench-relay bench-events bench-analytics
 
 all: build
 
@@ -25,6 +25,21 @@ demo:
 ## test: every check and test with real PostgreSQL (and the other services) on loopback
 test:
 	scripts/test.sh
+
+## bench-*: benchmarks on loopback; each ends with BENCH lines (compare as ratios in one run)
+bench: bench-ingest bench-relay bench-events bench-analytics
+
+bench-ingest:
+	scripts/bench-ingest.sh
+
+bench-relay:
+	scripts/bench-relay.sh
+
+bench-events:
+	scripts/bench-events.sh
+
+bench-analytics:
+	scripts/bench-analytics.sh
 
 vet:
 	$(GO) vet ./...
