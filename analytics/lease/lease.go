@@ -55,6 +55,9 @@ type Assignment struct {
 	RTSPURL   string         `json:"rtsp_url"`
 	Settings  CameraSettings `json:"settings"`
 	ExpiresAt time.Time      `json:"expires_at"`
+	// ActiveAlarms are the camera's alarm keys that are active in the gateway, so a worker
+	// that takes the camera over can clear what its predecessor raised.
+	ActiveAlarms []string `json:"active_alarms,omitempty"`
 }
 
 // Grant answers Acquire: the worker's whole current set of cameras.
@@ -198,6 +201,7 @@ func (s *Service) Acquire(ctx context.Context, workerID string, capacity int) (G
 		if s.RTSPURL != nil {
 			a.RTSPURL = s.RTSPURL(id)
 		}
+		a.ActiveAlarms = s.activeAlarms(ctx, id)
 		g.Assignments = append(g.Assignments, a)
 	}
 	g.Unassigned = s.unassigned(ctx, len(cams), nowMS)
@@ -502,4 +506,28 @@ func (s *Service) disabledCameras(ctx context.Context) (map[string]bool, error) 
 		}
 	}
 	return out, rows.Err()
+}
+
+// activeAlarms lists the camera's active alarm keys (camera/detector[/zone]) from the event
+// log's alarms table; none when the table is not there.
+func (s *Service) activeAlarms(ctx context.Context, cameraID string) []string {
+	rows, err := s.DB.Query(ctx, `SELECT alarm_key FROM alarms WHERE state = 'active' AND alarm_key LIKE ? ORDER BY alarm_key`, likePrefix(cameraID)+"/%")
+	if err != nil {
+		return nil
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var k string
+		if rows.Scan(&k) == nil {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+func likePrefix(s string) string {
+	// Camera ids are plain ([A-Za-z0-9_-]); a % or _ would only widen the match, and keys
+	// are checked by the worker against its own detectors.
+	return s
 }

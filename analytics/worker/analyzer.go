@@ -78,6 +78,7 @@ type Analyzer struct {
 	Timings Timings
 
 	init      bool
+	seed      []string
 	w, h      int
 	small     gocv.Mat
 	prev      gocv.Mat
@@ -238,6 +239,7 @@ func (a *Analyzer) Analyze(at time.Time, pic Picture) ([]Signal, error) {
 	defer full.Close()
 	if !a.init {
 		a.setup(pic.Width, pic.Height)
+		a.applySeed()
 	}
 	gocv.Resize(full, &a.small, image.Pt(a.w, a.h), 0, 0, gocv.InterpolationArea)
 	a.looks++
@@ -460,6 +462,33 @@ func (a *Analyzer) people(at time.Time, working, blind, moved bool, m *Measure, 
 		}
 	}
 	return out
+}
+
+// Seed marks alarms as already active (raised by a worker that had the camera before), so
+// this analyzer clears them when their condition is not there. Call before the first look.
+func (a *Analyzer) Seed(keys []string) {
+	a.seed = keys
+}
+
+func (a *Analyzer) applySeed() {
+	for _, k := range a.seed {
+		switch {
+		case k == a.CameraID+"/tamper":
+			a.tamper.active = true
+		case k == a.CameraID+"/motion":
+			a.motion.active = true
+		default:
+			for _, z := range a.zones {
+				if k == a.CameraID+"/staff_absent/"+z.z.ID {
+					z.absent.active = true
+				}
+				if k == a.CameraID+"/crowding/"+z.z.ID {
+					z.crowd.active = true
+				}
+			}
+		}
+	}
+	a.seed = nil
 }
 
 // Active lists the alarm keys currently raised (a pipeline clears them when it stops).

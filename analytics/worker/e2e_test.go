@@ -1,0 +1,196 @@
+package worker_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/stretchr/testify/require"
+
+	"github.com/offsite-gw/offsite/analytics/lease"
+	"github.com/offsite-gw/offsite/analytics/worker"
+	"github.com/offsite-gw/offsite/devices"
+	"github.com/offsite-gw/offsite/gateway/errs"
+	"github.com/offsite-gw/offsite/gateway/events"
+	"github.com/offsite-gw/offsite/gateway/store/storetest"
+	"github.com/offsite-gw/offsite/streams/simcam"
+)
+
+type cameraList []string
+
+func (c cameraList) ListDevices(_ context.Context, _ devices.DeviceFilter) ([]devices.Device, error) {
+	var out []devices.Device
+	for _, id := range c {
+		out = append(out, devices.Device{ID: id, SiteID: "site-1", Kind: devices.KindCamera})
+	}
+	return out, nil
+}
+
+// fakeGateway serves the parts of the gateway API a worker uses, with the real lease service
+// and evidence store and the real event validation (events.ParseEvent); only login and the
+// event log are stand-ins.
+type fakeGateway struct {
+	addr     string
+	svc      *lease.Service
+	evidence *events.EvidenceStore
+	mu       sync.Mutex
+	events   []events.Event
+}
+
+func startFakeGateway(t *testing.T, svc *lease.Service) *fakeGateway {
+	g := &fakeGateway{svc: svc, evidence: &events.EvidenceStore{Dir: t.TempDir()}}
+	app := fiber.New(fiber.Config{DisableStartupMessage: true, ErrorHandler: func(c *fiber.Ctx, err error) error {
+		status, code := 500, "internal"
+		var ee *errs.Error
+		var fe *fiber.Error
+		switch {
+		case errors.As(err, &ee):
+			status, code = map[errs.Kind]int{errs.KindInvalid: 400, errs.KindNotFound: 404, errs.KindConflict: 409}[ee.Kind], ee.Code
+			if status == 0 {
+				status = 500
+			}
+		case errors.As(err, &fe):
+			status = fe.Code
+		}
+		return c.Status(status).JSON(fiber.Map{"error": fiber.Map{"code": code, "message": err.Error()}})
+	}})
+	app.Post("/api/v1/auth/login", func(c *fiber.Ctx) error {
+		var req struct{ Username, Password string }
+		_ = json.Unmarshal(c.Body(), &req)
+		if req.Username != "analytics" || req.Password != "pw" {
+			return c.Status(401).JSON(fiber.Map{"error": fiber.Map{"code": "bad_credentials", "message": "wrong"}})
+		}
+		return c.JSON(fiber.Map{"token": "tok", "expires_at": time.Now().Add(time.Hour)})
+	})
+	v1 := app.Group("/api/v1", func(c *fiber.Ctx) error {
+		if c.Get("Authorization") != "Bearer tok" {
+			return c.Status(401).JSON(fiber.Map{"error": fiber.Map{"code": "unauthenticated", "message": "log in"}})
+		}
+		return c.Next()
+	})
+	service := func(c *fiber.Ctx) error { return c.Next() }
+	svc.Routes(v1, service)
+	svc.SettingsRoutes(v1, service, service, nil)
+	lease.EvidenceRoutes(v1, service, func(body []byte, ext string) (string, string, error) {
+		return g.evidence.Put(bytes.NewReader(body), ext)
+	})
+	v1.Post("/events", service, func(c *fiber.Ctx) error {
+		e, err := events.ParseEvent(c.Body())
+		if err != nil {
+			return err
+		}
+		g.mu.Lock()
+		g.events = append(g.events, e)
+		g.mu.Unlock()
+		return c.Status(201).JSON(e)
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	go func() { _ = app.Listener(ln) }()
+	t.Cleanup(func() { _ = app.Shutdown() })
+	g.addr = "http://" + ln.Addr().String()
+	return g
+}
+
+func (g *fakeGateway) find(typ, key, state string) (events.Event, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, e := range g.events {
+		if e.Type == typ && e.AlarmKey == key && e.State == state {
+			return e, true
+		}
+	}
+	return events.Event{}, false
+}
+
+func readClip(t *testing.T, path string) []byte {
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	return b
+}
+
+// TestEndToEnd: simulated cameras over RTSP → worker (leases from the gateway API) → events
+// with uploaded snapshots. One camera goes black, at the other the counter empties.
+func TestEndToEnd(t *testing.T) {
+	const gop = "-g 25 -keyint_min 25"
+	black := makeClip(t, "e2e-black", "-f lavfi -i testsrc2=s=640x360:r=25:d=12[a];color=c=black:s=640x360:r=25:d=8[b];[a][b]concat=n=2:v=1:a=0[out0] "+gop, "")
+	counter := makeClip(t, "e2e-counter", "-f lavfi -i "+strings.Replace(bg640, "stop_duration=60", "stop_duration=20", 1)+"[bg];color=c=0x202020:s=60x150:r=25:d=20[p];[bg][p]overlay=x='200+60*sin(t)':y=150:enable='lt(t,6)'[out0] "+gop, "")
+
+	cams := &simcam.Server{Username: "svc", Password: "rtsp-pw", Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Cameras: []simcam.Camera{{Path: "cam-black", Clip: readClip(t, black)}, {Path: "cam-counter", Clip: readClip(t, counter)}}}
+	require.NoError(t, cams.Initialize())
+	defer cams.Close()
+
+	db := storetest.SQLite(t)
+	svc := &lease.Service{DB: db, Cameras: cameraList{"cam-black", "cam-counter"},
+		RTSPURL: func(id string) string { return "rtsp://svc:rtsp-pw@" + cams.Addr() + "/" + id }}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	require.NoError(t, svc.PutSettings(ctx, "cam-black", lease.CameraSettings{Tamper: lease.Tamper{For: lease.Duration(2 * time.Second)}}, "test"))
+	require.NoError(t, svc.PutSettings(ctx, "cam-counter", counterSettingsAlways(), "test"))
+	gw := startFakeGateway(t, svc)
+
+	w := &worker.Worker{Client: &worker.Client{BaseURL: gw.addr, Username: "analytics", Password: "pw"}, ID: "w-1", Capacity: 10,
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+
+	wait := func(typ, key, state string, within time.Duration) events.Event {
+		t.Helper()
+		var e events.Event
+		require.Eventually(t, func() bool {
+			var ok bool
+			e, ok = gw.find(typ, key, state)
+			return ok
+		}, within, 200*time.Millisecond, "%s %s %s", typ, key, state)
+		return e
+	}
+	tamper := wait(worker.TypeTamper, "cam-black/tamper", "active", 45*time.Second)
+	require.Equal(t, "tamper.covered", tamper.Rule)
+	require.Equal(t, "cam-black", tamper.Device.ID)
+	require.Len(t, tamper.Evidence, 1)
+	f, err := gw.evidence.Open(tamper.Evidence[0].SHA256)
+	require.NoError(t, err, "the snapshot was uploaded")
+	b, _ := os.ReadFile(f.Name())
+	f.Close()
+	sum := sha256.Sum256(b)
+	require.Equal(t, tamper.Evidence[0].SHA256, hex.EncodeToString(sum[:]))
+	require.Equal(t, []byte{0xff, 0xd8}, b[:2])
+
+	absent := wait(worker.TypeStaffAbsent, "cam-counter/staff_absent/w1", "active", 45*time.Second)
+	require.Equal(t, "minor", absent.Severity)
+	require.NotNil(t, absent.Reading)
+	require.Len(t, absent.Evidence, 1)
+
+	wait(worker.TypeTamper, "cam-black/tamper", "cleared", 45*time.Second)
+	wait(worker.TypeStaffAbsent, "cam-counter/staff_absent/w1", "cleared", 45*time.Second)
+
+	cancel()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("worker did not stop")
+	}
+	ls, err := svc.Leases(context.Background())
+	require.NoError(t, err)
+	require.Empty(t, ls, "leases released on shutdown")
+}
+
+func counterSettingsAlways() lease.CameraSettings {
+	s := counterSettings()
+	s.Schedule = nil
+	s.Zones[0].AbsentAfter = lease.Duration(5 * time.Second)
+	return s
+}
