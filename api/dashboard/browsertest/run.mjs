@@ -122,6 +122,15 @@ async function waitPlaying(page, ids, timeout = 30000) {
   }), ids, { timeout, polling: 250 });
 }
 
+// waitAlertsList waits for the alerts table (or its empty note) and says so plainly when the
+// gateway does not serve the alerts API.
+async function waitAlertsList(page) {
+  await page.waitForSelector('.alerts-body table, .alerts-body .empty, .alerts-body [data-unavailable], .alerts-body .alert-box.error', { timeout: 15000 });
+  if (await page.$('.alerts-body [data-unavailable]')) throw new Error('GET /api/v1/alerts is not available on this gateway');
+  const err = await page.$('.alerts-body .alert-box.error');
+  if (err) throw new Error(`the alerts page shows an error: ${await err.textContent()}`);
+}
+
 // ---- scenarios ----
 
 let adminToken = '';
@@ -236,7 +245,7 @@ await scenario('alerts', async () => {
   const { ctx, page } = await newPage();
   await login(page, admin);
   await page.goto(`${BASE}/#/alerts`);
-  await page.waitForSelector('.alerts-body table, .alerts-body .empty');
+  await waitAlertsList(page);
   await page.waitForFunction(() => document.querySelector('.live-dot.live'), null, { timeout: 10000 });
   const before = await page.$$eval('tr.alert-row', (rs) => rs.map((r) => r.dataset.id));
   const { sensor, reading, profile } = await pickSensorReading();
@@ -309,7 +318,7 @@ await scenario('scope', async () => {
   await login(page, officer);
   await page.goto(`${BASE}/#/alerts`);
   await page.selectOption('#filter-state', '');
-  await page.waitForSelector('.alerts-body table, .alerts-body .empty');
+  await waitAlertsList(page);
   await page.waitForTimeout(500);
   const seen = await page.$$eval('tr.alert-row', (rs) => rs.map((r) => r.dataset.department));
   const foreign = seen.filter((d) => d && !depts.includes(d));
