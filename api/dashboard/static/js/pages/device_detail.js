@@ -4,7 +4,7 @@ import { h, clear } from '../dom.js';
 import { t, tOr, fmtTime, fmtAgo } from '../i18n.js';
 import { api, list, optional, telemetry, session } from '../api.js';
 import { lineChart } from '../chart.js';
-import { facts, errorBox, loading, toast, field, select, stateChip, table } from '../ui.js';
+import { facts, errorBox, loading, toast, field, select, stateChip, table, notAvailable } from '../ui.js';
 import { deviceState, deviceReason, lastSeen, firmwareProblem, telemetryPoints, MAINT_KINDS } from '../model.js';
 
 const RANGES = [['1h', 3600e3], ['6h', 6 * 3600e3], ['24h', 24 * 3600e3], ['7d', 7 * 24 * 3600e3]];
@@ -93,7 +93,7 @@ export function mount(main, { id }) {
       if (disposed) return;
       const m = (profile?.metrics || []).find((x) => x.name === metric);
       clear(chartBox).append(lineChart({ points: telemetryPoints(data), unit: m?.unit || data?.unit || '', from, to, label: t('alert.readings_of', { metric }) }));
-    } catch (e) { if (!disposed) clear(chartBox).append(errorBox(e)); }
+    } catch (e) { if (!disposed) clear(chartBox).append(e.status === 404 ? notAvailable(t('device.readings')) : errorBox(e)); }
   }
   metricSel.addEventListener('change', loadChart);
   rangeSel.addEventListener('change', () => { const c = rangeSel.value === 'custom'; fromIn.hidden = !c; toIn.hidden = !c; loadChart(); });
