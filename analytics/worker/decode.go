@@ -185,7 +185,7 @@ func (k *KeyframeDecoder) Close() {
 // ones (with the SPS/PPS in front of them), as a camera would send them. Tests and the
 // benchmark feed files through the same path as RTSP with it.
 func Keyframes(annexB []byte) ([][][]byte, error) {
-	nalus := splitAnnexB(annexB)
+	nalus := SplitAnnexB(annexB)
 	if len(nalus) == 0 {
 		return nil, errors.New("keyframes: no H.264 NAL units (not Annex-B?)")
 	}
@@ -226,9 +226,9 @@ func Keyframes(annexB []byte) ([][][]byte, error) {
 	return out, nil
 }
 
-// splitAnnexB cuts an Annex-B stream at its start codes (any length; h264.AnnexB limits the
-// whole buffer to 8 MiB, files are bigger).
-func splitAnnexB(b []byte) [][]byte {
+// SplitAnnexB cuts an Annex-B stream at its start codes into NAL units (any length;
+// h264.AnnexB limits the whole buffer to 8 MiB, files are bigger).
+func SplitAnnexB(b []byte) [][]byte {
 	var out [][]byte
 	start := -1
 	for i := 0; i+2 < len(b); {
