@@ -14,10 +14,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/adaptor"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -52,7 +54,9 @@ const (
 // Server is the HTTP API. Fill the fields, call Initialize, optionally Mount more routes, then
 // Start; Shutdown stops it.
 type Server struct {
-	Listen   string // host:port; default ":8080"
+	Listen string // host:port; default ":8080"
+	// UI, when set, serves every path no API route matches (the dashboard).
+	UI       http.Handler
 	DB       *store.DB
 	Auth     *auth.Service
 	Devices  devices.Store
@@ -92,11 +96,12 @@ type Server struct {
 	// away is noticed at the latest one or two heartbeats later, when a write fails.
 	Heartbeat time.Duration
 
-	app     *fiber.App
-	v1      fiber.Router
-	metrics *httpMetrics
-	docMu   sync.Mutex
-	extra   map[string]json.RawMessage // OpenAPI paths added by other components
+	app       *fiber.App
+	uiMounted bool
+	v1        fiber.Router
+	metrics   *httpMetrics
+	docMu     sync.Mutex
+	extra     map[string]json.RawMessage // OpenAPI paths added by other components
 
 	lnMu sync.Mutex
 	ln   net.Listener
@@ -201,6 +206,12 @@ func (s *Server) Mount(fn func(r fiber.Router)) {
 func (s *Server) Start() error {
 	if s.app == nil {
 		return errors.New("api: Start before Initialize")
+	}
+	if s.UI != nil && !s.uiMounted {
+		// Last, so every API route (also those added with Mount) matches first; the UI
+		// answers unknown /api paths with a JSON 404 itself.
+		s.app.Use(adaptor.HTTPHandler(s.UI))
+		s.uiMounted = true
 	}
 	addr := orDefault(s.Listen, DefaultListen)
 	ln, err := net.Listen("tcp", addr)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/offsite-gw/offsite/api"
 	"github.com/offsite-gw/offsite/api/auth"
+	"github.com/offsite-gw/offsite/api/dashboard"
 	"github.com/offsite-gw/offsite/devices"
 	profiles "github.com/offsite-gw/offsite/firmware-profiles"
 	"github.com/offsite-gw/offsite/gateway/audit"
@@ -200,6 +201,7 @@ func openGateway(ctx context.Context, cfg config.Config, logger *slog.Logger, ou
 		TrustedProxies: cfg.HTTP.TrustedProxies,
 		DB:             g.db, Auth: g.auth, Devices: g.devices, Profiles: g.profiles, Firmware: g.profiles,
 		Audit: g.audit, Registry: g.reg, Logger: logger, Version: version,
+		UI:     dashboard.Handler(),
 		Events: g.events, Alerts: g.alerts, Feed: g.feed, Evidence: g.evidence, Uplinks: g.uplinks,
 	}
 	if err := g.api.Initialize(); err != nil {

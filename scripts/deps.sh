@@ -17,6 +17,7 @@ if [ "$what" = test ]; then
   need_cmd mosquitto mosquitto
   need_cmd mosquitto_pub mosquitto-clients
   need_cmd chromium chromium
+  need_pkg fonts-noto-cjk
   need_cmd node nodejs
   need_cmd npm npm
 fi
