@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/subtle"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -68,6 +69,9 @@ type Broker struct {
 	// (default 5/s, burst 20) and overall (50× that).
 	ConnectRate  float64
 	ConnectBurst int
+	// ServiceAccounts are non-device logins (a city platform reading events, a monitoring
+	// tool), each limited to its own topic filters.
+	ServiceAccounts []ServiceAccount
 	// AuthCacheTTL is how long a successful login is remembered (default 5m): the secret hash
 	// is deliberately slow, reconnect storms must not pay it each time.
 	AuthCacheTTL time.Duration
@@ -83,6 +87,16 @@ type Broker struct {
 	global   *rate.Limiter
 	lastLoad time.Time
 	closeOne sync.Once
+}
+
+// ServiceAccount is a broker login that is not a device.
+type ServiceAccount struct {
+	Username string
+	Password string
+	// Publish and Subscribe are MQTT filters (+ and # allowed) the account may use; nothing
+	// else is allowed.
+	Publish   []string
+	Subscribe []string
 }
 
 type authEntry struct {
@@ -284,8 +298,24 @@ func (h *brokerHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	return nil
 }
 
+func (b *Broker) service(username string) (*ServiceAccount, bool) {
+	for i := range b.ServiceAccounts {
+		if b.ServiceAccounts[i].Username == username {
+			return &b.ServiceAccounts[i], true
+		}
+	}
+	return nil, false
+}
+
 func (h *brokerHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	user := string(pk.Connect.Username)
+	if sa, ok := h.b.service(user); ok {
+		if subtle.ConstantTimeCompare([]byte(sa.Password), pk.Connect.Password) == 1 && sa.Password != "" {
+			return true
+		}
+		h.b.refuse(RefusedCredentials, cl)
+		return false
+	}
 	if _, ok := h.b.authenticate(user, pk.Connect.Password); !ok {
 		h.b.refuse(RefusedCredentials, cl)
 		return false
@@ -298,8 +328,18 @@ func (h *brokerHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) b
 }
 
 func (h *brokerHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
-	s, ok := h.b.Directory.ByUsername(string(cl.Properties.Username))
-	if ok && (topic == s.Up || topic == s.Status) {
+	user := string(cl.Properties.Username)
+	if sa, ok := h.b.service(user); ok {
+		allowed := sa.Subscribe
+		if write {
+			allowed = sa.Publish
+		}
+		for _, f := range allowed {
+			if FilterCovers(f, topic) {
+				return true
+			}
+		}
+	} else if s, ok := h.b.Directory.ByUsername(user); ok && (topic == s.Up || topic == s.Status) {
 		return true
 	}
 	if write {

@@ -246,3 +246,14 @@ func (d *Directory) Filters() []string {
 	}
 	return out
 }
+
+// Describe returns the site of device and the unit its profile gives metric ("" if unknown),
+// for stores that do not keep them with each reading (InfluxStore.Describe).
+func (d *Directory) Describe(device, metric string) (site, unit string) {
+	s, ok := d.Sensor(device)
+	if !ok {
+		return "", ""
+	}
+	m, _ := s.Profile.Metric(metric)
+	return s.Site, m.Unit
+}

@@ -106,6 +106,9 @@ func TestReadingsArriveDecoded(t *testing.T) {
 				tel := be.open(t)
 				devs := sensorFleet()
 				s := newStack(t, devs, tel)
+				if is, ok := tel.(*ingest.InfluxStore); ok {
+					is.Describe = s.dir.Describe
+				}
 				url, _ := tr.start(t, s)
 				base := time.Now().Truncate(10 * time.Second).Add(-time.Minute)
 

@@ -31,6 +31,25 @@ func TestParseTopic(t *testing.T) {
 	require.Equal(t, "offsite/+/+/up", ingest.TopicFilter("offsite/{site}/{device}/up"))
 }
 
+func TestFilterCovers(t *testing.T) {
+	for _, c := range []struct {
+		allowed, requested string
+		ok                 bool
+	}{
+		{"offsite/events/#", "offsite/events/alarm.raised", true},
+		{"offsite/events/#", "offsite/events", true}, // # also matches the parent level
+		{"offsite/events/#", "offsite/#", false},
+		{"offsite/+/+/up", "offsite/s1/d1/up", true},
+		{"offsite/+/+/up", "offsite/+/+/up", true},
+		{"offsite/+/+/up", "offsite/s1/#", false},
+		{"offsite/+/+/up", "$share/g/offsite/s1/+/up", true},
+		{"#", "anything/at/all", true},
+		{"a/b", "a/b/c", false},
+	} {
+		require.Equal(t, c.ok, ingest.FilterCovers(c.allowed, c.requested), "%s covers %s", c.allowed, c.requested)
+	}
+}
+
 // FuzzParseTopic: parsing never panics, and what it parses expands back to the topic.
 func FuzzParseTopic(f *testing.F) {
 	f.Add("offsite/{site}/{device}/up", "offsite/s1/d1/up")

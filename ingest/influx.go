@@ -25,7 +25,8 @@ import (
 // behind it, so replay keeps the order. Readings that fit neither in memory nor in the spool are
 // dropped, counted and reported through OnDrop so the gateway can raise a maintainer event.
 //
-// Points: measurement Measurement (default "reading"), tags device, site, metric, unit; fields
+// Points: measurement Measurement (default "reading"), tags device and metric (site and unit
+// follow from the device and its profile, and every tag costs InfluxDB on each point); fields
 // value (float), quality (string, only when not "good"), recv (receive time in unix ms, only
 // with ReceiveTimeField); timestamp = Reading.Time.
 type InfluxStore struct {
@@ -49,6 +50,9 @@ type InfluxStore struct {
 	SpoolMaxBytes int64
 	// RetryInterval is the pause between replay attempts while InfluxDB is down (default 2s).
 	RetryInterval time.Duration
+
+	// Describe supplies site and unit for Latest (Directory.Describe); without it they are "".
+	Describe func(device, metric string) (site, unit string)
 
 	// OnDrop is called (from the writer, must not block) when readings are lost because the
 	// spool is full or damaged: n this time, total since start.
@@ -293,8 +297,6 @@ func encodeLines(measurement string, receiveTime bool, rs []Reading) string {
 		b.WriteString(measurement)
 		writeTag(&b, "device", r.Device)
 		writeTag(&b, "metric", r.Metric)
-		writeTag(&b, "site", r.Site)
-		writeTag(&b, "unit", r.Unit)
 		b.WriteString(" value=")
 		b.WriteString(strconv.FormatFloat(r.Value, 'g', -1, 64))
 		// Fields beyond value are written only when they say something: every field is another
@@ -351,8 +353,10 @@ func (s *InfluxStore) Latest(ctx context.Context, device string) ([]Reading, err
 	for res.Next() {
 		rec := res.Record()
 		v, _ := rec.Value().(float64)
-		r := Reading{Device: device, Metric: str(rec.ValueByKey("metric")), Site: str(rec.ValueByKey("site")),
-			Unit: str(rec.ValueByKey("unit")), Value: v, Time: rec.Time()}
+		r := Reading{Device: device, Metric: str(rec.ValueByKey("metric")), Value: v, Time: rec.Time()}
+		if s.Describe != nil {
+			r.Site, r.Unit = s.Describe(device, r.Metric)
+		}
 		out = append(out, r)
 	}
 	if res.Err() != nil {

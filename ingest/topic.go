@@ -71,3 +71,31 @@ func ParseTopic(template, topic string) (site, device string, ok bool) {
 	}
 	return site, device, true
 }
+
+// FilterCovers reports whether MQTT filter allowed matches every topic that requested (a
+// topic or a filter, optionally $share/GROUP/…) can match.
+func FilterCovers(allowed, requested string) bool {
+	if rest, ok := strings.CutPrefix(requested, "$share/"); ok {
+		if i := strings.IndexByte(rest, '/'); i >= 0 {
+			requested = rest[i+1:]
+		}
+	}
+	a := strings.Split(allowed, "/")
+	r := strings.Split(requested, "/")
+	for i, l := range a {
+		if l == "#" {
+			return i == len(a)-1
+		}
+		if i >= len(r) {
+			return false
+		}
+		switch {
+		case r[i] == "#":
+			return false
+		case l == "+":
+		case l != r[i]:
+			return false
+		}
+	}
+	return len(a) == len(r)
+}

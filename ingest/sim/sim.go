@@ -103,7 +103,7 @@ func (f *Fleet) run(s Sensor, g *Generator) {
 	defer f.wg.Done()
 	up := expand(s.Profile.MQTT.Up, s.Site, s.Device)
 	status := ""
-	opts := paho.NewClientOptions().AddBroker(f.BrokerURL).SetClientID("sim-"+s.Device).
+	opts := paho.NewClientOptions().AddBroker(f.BrokerURL).SetClientID("sim-" + s.Device).
 		SetUsername(s.Username).SetPassword(s.Password).SetCleanSession(false).SetProtocolVersion(4).
 		SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(2 * time.Second).SetMaxReconnectInterval(30 * time.Second)
 	if s.Profile.MQTT.Status != "" {

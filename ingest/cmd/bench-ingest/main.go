@@ -48,17 +48,19 @@ type config struct {
 	influxd   string
 	mosquitto string
 	brokers   string
+	rounds    int
 	workdir   string
 }
 
 func main() {
 	var c config
 	flag.IntVar(&c.devices, "devices", 40, "simulated devices (K)")
-	flag.DurationVar(&c.duration, "duration", 15*time.Second, "publishing time of each phase")
+	flag.DurationVar(&c.duration, "duration", 8*time.Second, "publishing time of each phase of each round")
 	flag.IntVar(&c.window, "window", 64, "unacknowledged QoS 1 publishes per device")
 	flag.StringVar(&c.influxd, "influxd", "bin/influxd", "influxd 1.8 binary")
 	flag.StringVar(&c.mosquitto, "mosquitto", "mosquitto", "mosquitto binary")
 	flag.StringVar(&c.brokers, "brokers", "embedded,mosquitto", "brokers to measure")
+	flag.IntVar(&c.rounds, "rounds", 3, "alternations of the do-nothing consumer and the pipeline")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run here")
 	flag.Parse()
 	if *cpuprofile != "" {
@@ -106,11 +108,18 @@ func run(c config) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", b, err)
 		}
-		fmt.Printf("BENCH ingest_%s msgs_per_s=%.0f readings_per_s=%.0f p50_ms=%.1f p99_ms=%.1f cpu_pct=%.0f rss_mb=%.0f lost=%d ratio_vs_null=%.2f null_msgs_per_s=%.0f devices=%d published=%d stored_msgs=%d quarantined=%d influx_count=%d\n",
+		fmt.Printf("BENCH ingest_%s msgs_per_s=%.0f readings_per_s=%.0f p50_ms=%.1f p99_ms=%.1f cpu_pct=%.0f rss_mb=%.0f lost=%d ratio_vs_null=%.2f null_msgs_per_s=%.0f devices=%d published=%d stored_msgs=%d quarantined=%d influx_count=%d null_not_received=%d%s\n",
 			b, r.msgsPerS, r.readingsPerS, r.p50, r.p99, r.cpuPct, r.rssMB, r.lost, r.msgsPerS/r.nullPerS, r.nullPerS,
-			c.devices, r.published, r.stored, r.quarantined, r.influxCount)
+			c.devices, r.published, r.stored, r.quarantined, r.influxCount, r.nullDropped, hookField(r))
 	}
 	return nil
+}
+
+func hookField(r result) string {
+	if r.hookPerS == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" hook_null_msgs_per_s=%.0f ratio_vs_hook_null=%.2f", r.hookPerS, r.msgsPerS/r.hookPerS)
 }
 
 type result struct {
@@ -118,6 +127,8 @@ type result struct {
 	p50, p99, cpuPct, rssMB          float64
 	published, stored, quarantined   int64
 	lost, influxCount                int64
+	nullDropped                      int64
+	hookPerS                         float64
 }
 
 // devicesStore is the part of devices.Store ingest uses: K dust monitors.
@@ -126,11 +137,11 @@ type devicesStore struct {
 	devs []devices.Device
 }
 
-func newDevices(prefix string, k int) *devicesStore {
+func newDevices(site, prefix string, k int) *devicesStore {
 	s := &devicesStore{}
 	for i := range k {
 		id := fmt.Sprintf("%s-%03d", prefix, i)
-		s.devs = append(s.devs, devices.Device{ID: id, SiteID: "bench", Kind: devices.KindSensor, Profile: "dust-noise-monitor",
+		s.devs = append(s.devs, devices.Device{ID: id, SiteID: site, Kind: devices.KindSensor, Profile: "dust-noise-monitor",
 			MQTT: &devices.MQTTCredentials{Username: id}})
 	}
 	return s
@@ -153,6 +164,11 @@ func (s *devicesStore) CheckMQTT(_ context.Context, username, secret string) (de
 type nullConsumer struct{ n atomic.Int64 }
 
 func (c *nullConsumer) Submit(ingest.Message) bool { c.n.Add(1); return true }
+
+// discard takes messages and forgets them.
+type discard struct{}
+
+func (discard) Submit(ingest.Message) bool { return true }
 
 // ingestStack is the real pipeline into InfluxDB with latency sampling.
 type ingestStack struct {
@@ -224,12 +240,13 @@ func (s *ingestStack) close() {
 	_ = s.db.Close()
 }
 
-// drain waits until everything published is stored, then compares with InfluxDB.
-func (s *ingestStack) finish(r *result, published int64, start, pubEnd time.Time) error {
+// drain waits until the pipeline has taken published messages in total and everything is
+// in InfluxDB.
+func (s *ingestStack) drain(published int64) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	for s.pipe.Stats().Submitted < published && ctx.Err() == nil {
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond)
 	}
 	if err := s.pipe.Flush(ctx); err != nil {
 		return fmt.Errorf("drain pipeline: %w", err)
@@ -238,25 +255,98 @@ func (s *ingestStack) finish(r *result, published int64, start, pubEnd time.Time
 		return fmt.Errorf("drain influx: %w", err)
 	}
 	for {
-		if b, _ := s.tel.Backlog(); b == 0 || ctx.Err() != nil {
-			break
+		if b, _ := s.tel.Backlog(); b == 0 {
+			return nil
 		}
-		time.Sleep(50 * time.Millisecond)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	end := time.Unix(0, s.last.Load())
+}
+
+// nullTarget is a do-nothing consumer with its own devices.
+type nullTarget struct {
+	url  string
+	cons *nullConsumer
+	devs *devicesStore
+}
+
+// run publishes for c.duration and waits for the consumer to get everything, or to stop
+// receiving: a broker may drop messages for a subscriber that falls behind (mochi does past
+// MaximumClientWritesPending). It returns the time to the last message, the count, and how
+// many acknowledged publishes the consumer never got.
+func (nt nullTarget) run(c config) (float64, int64, int64, error) {
+	before, t0 := nt.cons.n.Load(), time.Now()
+	p, err := publish(nt.url, nt.devs, c.window, c.duration)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	lastN, lastAt := nt.cons.n.Load(), time.Now()
+	for nt.cons.n.Load()-before < p && time.Since(lastAt) < time.Second {
+		time.Sleep(2 * time.Millisecond)
+		if n := nt.cons.n.Load(); n != lastN {
+			lastN, lastAt = n, time.Now()
+		}
+	}
+	got := nt.cons.n.Load() - before
+	return lastAt.Sub(t0).Seconds(), got, p - got, nil
+}
+
+// measure alternates the do-nothing consumer and the real pipeline, round by round on the
+// same broker, so both see the same load of the (shared) machine. Each rate is the total over
+// the rounds of messages taken, divided by the time from the first publish to the last
+// message consumed (for the pipeline: stored in InfluxDB).
+func measure(c config, r *result, nulls []nullTarget, realURL string, s *ingestStack, devs *devicesStore, pids ...int) error {
+	var realSecs float64
+	var published int64
+	nullSecs := make([]float64, len(nulls))
+	nullMsgs := make([]int64, len(nulls))
+	cpu := startCPU(pids...)
+	for range c.rounds {
+		for i, nt := range nulls {
+			secs, got, missed, err := nt.run(c)
+			if err != nil {
+				return err
+			}
+			nullSecs[i] += secs
+			nullMsgs[i] += got
+			if i == 0 {
+				r.nullDropped += missed
+			}
+		}
+		cpu.resume()
+		t0 := time.Now()
+		p, err := publish(realURL, devs, c.window, c.duration)
+		if err != nil {
+			return err
+		}
+		published += p
+		if err := s.drain(published); err != nil {
+			return err
+		}
+		realSecs += time.Since(t0).Seconds()
+		cpu.pause()
+	}
 	st := s.pipe.Stats()
+	r.nullPerS = float64(nullMsgs[0]) / nullSecs[0]
+	if len(nulls) > 1 {
+		r.hookPerS = float64(nullMsgs[1]) / nullSecs[1]
+	}
 	r.published, r.stored, r.quarantined = published, st.Stored, st.Quarantined
 	r.lost = published - st.Stored - st.Quarantined
-	elapsed := end.Sub(start).Seconds()
-	r.msgsPerS = float64(st.Stored) / elapsed
-	r.readingsPerS = float64(s.count.Load()) / elapsed
-	n, err := s.tel.Count(ctx, "", start.Add(-time.Hour), time.Now().Add(time.Hour))
+	r.msgsPerS = float64(st.Stored) / realSecs
+	r.readingsPerS = float64(s.count.Load()) / realSecs
+	r.cpuPct, r.rssMB = cpu.result()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	n, err := s.tel.Count(ctx, "", time.Now().Add(-24*time.Hour), time.Now().Add(time.Hour))
 	if err != nil {
 		return fmt.Errorf("count in influx: %w", err)
 	}
 	r.influxCount = n
-	if n != st.Readings {
-		r.lost += (st.Readings - n) / 8
+	if n < st.Readings {
+		r.lost += (st.Readings - n + 7) / 8
 	}
 	s.mu.Lock()
 	slices.Sort(s.lat)
@@ -333,49 +423,62 @@ func publish(brokerURL string, devs *devicesStore, window int, d time.Duration) 
 func benchEmbedded(c config, influx *influxd) (result, error) {
 	var r result
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	// 1. The do-nothing consumer on the embedded broker.
-	nullDevs := newDevices("null", c.devices)
-	reg, _ := profiles.NewRegistry(true, "")
+	reg, err := profiles.NewRegistry(true, "")
+	if err != nil {
+		return r, err
+	}
+	// The do-nothing consumer: an MQTT subscriber of an identical embedded broker (a service
+	// account) that only acknowledges — the same kind of consumer as on Mosquitto. The
+	// broker's own ingest hook discards.
+	nullDevs := newDevices("null", "null", c.devices)
 	dir := &ingest.Directory{Devices: nullDevs, Profiles: reg, Logger: log, RefreshInterval: -1}
 	if err := dir.Initialize(); err != nil {
 		return r, err
 	}
+	defer dir.Close()
+	nb := &ingest.Broker{Listen: "127.0.0.1:0", Auth: nullDevs, Directory: dir, Pipeline: discard{}, Logger: log, ConnectRate: 1000, ConnectBurst: 1000,
+		ServiceAccounts: []ingest.ServiceAccount{{Username: "bench-null", Password: "bench-null", Subscribe: []string{"offsite/#"}}}}
+	if err := nb.Initialize(); err != nil {
+		return r, err
+	}
+	defer nb.Close()
 	null := &nullConsumer{}
-	b := &ingest.Broker{Listen: "127.0.0.1:0", Auth: nullDevs, Directory: dir, Pipeline: null, Logger: log, ConnectRate: 1000, ConnectBurst: 1000}
-	if err := b.Initialize(); err != nil {
+	nsub := &ingest.Subscriber{URL: "tcp://" + nb.Addr(), ClientID: "bench-null", Username: "bench-null", Password: "bench-null",
+		Topics: []string{"offsite/null/+/up"}, Pipeline: null, Logger: log}
+	if err := nsub.Initialize(); err != nil {
 		return r, err
 	}
-	start := time.Now()
-	if _, err := publish("tcp://"+b.Addr(), nullDevs, c.window, c.duration); err != nil {
+	defer nsub.Close()
+	waitSubscribed(nsub)
+	// Second reference: the same broker with an ingest hook that only counts (no consumer
+	// connection at all) — the ceiling of the broker and the publishers themselves.
+	hookDevs := newDevices("hook", "hook", c.devices)
+	hdir := &ingest.Directory{Devices: hookDevs, Profiles: reg, Logger: log, RefreshInterval: -1}
+	if err := hdir.Initialize(); err != nil {
 		return r, err
 	}
-	r.nullPerS = float64(null.n.Load()) / time.Since(start).Seconds()
-	b.Close()
-	dir.Close()
-
-	// 2. The real pipeline into InfluxDB.
-	devs := newDevices("emb", c.devices)
+	defer hdir.Close()
+	hook := &nullConsumer{}
+	hb := &ingest.Broker{Listen: "127.0.0.1:0", Auth: hookDevs, Directory: hdir, Pipeline: hook, Logger: log, ConnectRate: 1000, ConnectBurst: 1000}
+	if err := hb.Initialize(); err != nil {
+		return r, err
+	}
+	defer hb.Close()
+	// The real pipeline into InfluxDB.
+	devs := newDevices("bench", "emb", c.devices)
 	s, err := newIngest(c, influx, devs, "bench_embedded")
 	if err != nil {
 		return r, err
 	}
 	defer s.close()
-	b = &ingest.Broker{Listen: "127.0.0.1:0", Auth: devs, Directory: s.dir, Pipeline: s.pipe, Logger: log, ConnectRate: 1000, ConnectBurst: 1000}
+	b := &ingest.Broker{Listen: "127.0.0.1:0", Auth: devs, Directory: s.dir, Pipeline: s.pipe, Logger: log, ConnectRate: 1000, ConnectBurst: 1000}
 	if err := b.Initialize(); err != nil {
 		return r, err
 	}
 	defer b.Close()
-	cpu := startCPU(influx.pid())
-	start = time.Now()
-	published, err := publish("tcp://"+b.Addr(), devs, c.window, c.duration)
-	if err != nil {
-		return r, err
-	}
-	if err := s.finish(&r, published, start, time.Now()); err != nil {
-		return r, err
-	}
-	r.cpuPct, r.rssMB = cpu.stop()
-	return r, nil
+	err = measure(c, &r, []nullTarget{{"tcp://" + nb.Addr(), null, nullDevs}, {"tcp://" + hb.Addr(), hook, hookDevs}},
+		"tcp://"+b.Addr(), s, devs, influx.pid())
+	return r, err
 }
 
 func benchMosquitto(c config, influx *influxd) (result, error) {
@@ -386,49 +489,31 @@ func benchMosquitto(c config, influx *influxd) (result, error) {
 		return r, err
 	}
 	defer m.stop()
-	// 1. Do-nothing consumer: a paho subscriber that only acknowledges.
+	// The do-nothing consumer: a paho subscriber (same options as ingest's) that only
+	// acknowledges, on site "null".
 	null := &nullConsumer{}
-	sub := &ingest.Subscriber{URL: m.url, ClientID: "bench-null", Topics: []string{"offsite/+/+/up"}, Pipeline: null, Logger: log}
-	if err := sub.Initialize(); err != nil {
+	nsub := &ingest.Subscriber{URL: m.url, ClientID: "bench-null", Topics: []string{"offsite/null/+/up"}, Pipeline: null, Logger: log}
+	if err := nsub.Initialize(); err != nil {
 		return r, err
 	}
-	waitSubscribed(sub)
-	nullDevs := newDevices("null", c.devices)
-	start := time.Now()
-	published, err := publish(m.url, nullDevs, c.window, c.duration)
-	if err != nil {
-		return r, err
-	}
-	for deadline := time.Now().Add(60 * time.Second); null.n.Load() < published && time.Now().Before(deadline); {
-		time.Sleep(5 * time.Millisecond)
-	}
-	r.nullPerS = float64(null.n.Load()) / time.Since(start).Seconds()
-	sub.Close()
-
-	// 2. The real pipeline.
-	devs := newDevices("mq", c.devices)
+	defer nsub.Close()
+	waitSubscribed(nsub)
+	nullDevs := newDevices("null", "null", c.devices)
+	// The real pipeline, on site "bench".
+	devs := newDevices("bench", "mq", c.devices)
 	s, err := newIngest(c, influx, devs, "bench_mosquitto")
 	if err != nil {
 		return r, err
 	}
 	defer s.close()
-	sub = &ingest.Subscriber{URL: m.url, ClientID: "bench-ingest", Directory: s.dir, Pipeline: s.pipe, Logger: log}
+	sub := &ingest.Subscriber{URL: m.url, ClientID: "bench-ingest", Topics: []string{"offsite/bench/+/up"}, Directory: s.dir, Pipeline: s.pipe, Logger: log}
 	if err := sub.Initialize(); err != nil {
 		return r, err
 	}
 	defer sub.Close()
 	waitSubscribed(sub)
-	cpu := startCPU(influx.pid(), m.pid())
-	start = time.Now()
-	published, err = publish(m.url, devs, c.window, c.duration)
-	if err != nil {
-		return r, err
-	}
-	if err := s.finish(&r, published, start, time.Now()); err != nil {
-		return r, err
-	}
-	r.cpuPct, r.rssMB = cpu.stop()
-	return r, nil
+	err = measure(c, &r, []nullTarget{{m.url, null, nullDevs}}, m.url, s, devs, influx.pid(), m.pid())
+	return r, err
 }
 
 func waitSubscribed(s *ingest.Subscriber) {
@@ -437,17 +522,22 @@ func waitSubscribed(s *ingest.Subscriber) {
 	}
 }
 
-// cpuMeter sums the CPU time of this process and the given helper processes.
+// cpuMeter sums the CPU time of this process and the given helper processes over the
+// intervals between resume and pause.
 type cpuMeter struct {
-	pids  []int
-	start time.Time
-	cpu0  float64
+	pids     []int
+	cpu, sec float64
+	t0       time.Time
+	c0       float64
 }
 
-func startCPU(pids ...int) *cpuMeter {
-	m := &cpuMeter{pids: pids, start: time.Now()}
-	m.cpu0 = m.total()
-	return m
+func startCPU(pids ...int) *cpuMeter { return &cpuMeter{pids: pids} }
+
+func (m *cpuMeter) resume() { m.t0, m.c0 = time.Now(), m.total() }
+
+func (m *cpuMeter) pause() {
+	m.cpu += m.total() - m.c0
+	m.sec += time.Since(m.t0).Seconds()
 }
 
 func (m *cpuMeter) total() float64 {
@@ -469,9 +559,8 @@ func (m *cpuMeter) total() float64 {
 	return t
 }
 
-// stop returns CPU % of one core and the peak RSS of this process in MiB.
-func (m *cpuMeter) stop() (float64, float64) {
-	pct := (m.total() - m.cpu0) / time.Since(m.start).Seconds() * 100
+// result returns CPU % of one core and the peak RSS of this process in MiB.
+func (m *cpuMeter) result() (float64, float64) {
 	var rss float64
 	if b, err := os.ReadFile("/proc/self/status"); err == nil {
 		for _, l := range strings.Split(string(b), "\n") {
@@ -481,7 +570,7 @@ func (m *cpuMeter) stop() (float64, float64) {
 			}
 		}
 	}
-	return pct, rss
+	return m.cpu / m.sec * 100, rss
 }
 
 type proc struct{ cmd *exec.Cmd }
