@@ -59,6 +59,7 @@ func main() {
 	}
 	aus := accessUnits(data)
 
+	worker.SingleThreadedOpenCV()
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 

@@ -40,6 +40,7 @@ func main() {
 		logger.Error("no password: pass --password or set OFFSITE_ANALYTICS_PASSWORD")
 		os.Exit(2)
 	}
+	worker.SingleThreadedOpenCV()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	w := &worker.Worker{
