@@ -398,7 +398,7 @@ func (h *Hub) AddReader(opts ReaderOptions) *Reader {
 		for _, u := range h.gop {
 			r.ch <- u
 		}
-		r.waitKey = false
+		r.waitKey, r.synced = false, true
 	}
 	h.readers[r] = struct{}{}
 	h.mu.Unlock()
@@ -436,6 +436,7 @@ type Reader struct {
 	hub     *Hub
 	ch      chan *Unit
 	waitKey bool // guarded by hub.mu
+	synced  bool // has had its first unit; waiting for the first keyframe is not a loss
 	passive bool
 	dropped atomic.Uint64
 	once    sync.Once
@@ -445,13 +446,17 @@ type Reader struct {
 func (r *Reader) offer(u *Unit) bool {
 	if r.waitKey {
 		if u.Kind != UnitVideo || !u.Keyframe || len(r.ch) == cap(r.ch) {
-			r.dropped.Add(uint64(len(u.Packets)))
-			return false
+			if r.synced {
+				r.dropped.Add(uint64(len(u.Packets)))
+				return false
+			}
+			return true // not yet started: nothing is lost
 		}
 		r.waitKey = false
 	}
 	select {
 	case r.ch <- u:
+		r.synced = true
 		return true
 	default:
 		// behind: drop this unit and everything up to the next keyframe, since later

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -24,15 +25,24 @@ type batchConn struct {
 	*net.UDPConn
 	raw syscall.RawConn
 
-	mu      sync.Mutex
-	queue   []outDatagram
-	spare   []outDatagram
-	wake    chan struct{}
+	shards  []*sendShard // a destination always uses the same shard, so its order is kept
 	done    chan struct{}
-	stopped chan struct{}
+	wg      sync.WaitGroup
 	noGSO   atomic.Bool
 	dropped atomic.Uint64
 	pool    sync.Pool
+	closeMu sync.Mutex
+}
+
+// sendShard is one writer goroutine with its queue; several let the kernel's per-datagram
+// work (on loopback it includes the receiver's) use more than one core.
+type sendShard struct {
+	b       *batchConn
+	mu      sync.Mutex
+	drained *sync.Cond // signalled when the writer takes the queue
+	queue   []outDatagram
+	spare   []outDatagram
+	wake    chan struct{}
 }
 
 type outDatagram struct {
@@ -42,7 +52,7 @@ type outDatagram struct {
 }
 
 const (
-	batchQueueMax   = 16384 // datagrams; beyond this, writes are dropped like a full socket buffer
+	batchQueueMax   = 8192 // datagrams; beyond this, writers wait (backpressure to the viewers' own queues)
 	gsoMaxSegments  = 40
 	gsoMaxBytes     = 60000
 	batchBufferSize = 1500
@@ -53,13 +63,22 @@ func newBatchConn(c *net.UDPConn) (net.PacketConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &batchConn{UDPConn: c, raw: raw, wake: make(chan struct{}, 1), done: make(chan struct{}), stopped: make(chan struct{})}
+	b := &batchConn{UDPConn: c, raw: raw, done: make(chan struct{})}
 	b.pool.New = func() any { s := make([]byte, batchBufferSize); return &s }
-	go b.run()
+	n := min(max(runtime.GOMAXPROCS(0), 2), 8)
+	for range n {
+		sh := &sendShard{b: b, wake: make(chan struct{}, 1)}
+		sh.drained = sync.NewCond(&sh.mu)
+		b.shards = append(b.shards, sh)
+		b.wg.Add(1)
+		go sh.run()
+	}
 	return b, nil
 }
 
-// WriteTo queues a datagram; it never blocks on the network.
+// WriteTo queues a datagram. When the queue is full it waits for the writer, so that a burst
+// (a keyframe to hundreds of viewers at once) slows the viewers' sessions — whose own bounded
+// queues then drop and resync per viewer — instead of losing packets here.
 func (b *batchConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	ua, ok := addr.(*net.UDPAddr)
 	if !ok {
@@ -75,31 +94,37 @@ func (b *batchConn) WriteToAddrPort(p []byte, to netip.AddrPort) (int, error) {
 	}
 	buf := b.pool.Get().(*[]byte)
 	n := copy(*buf, p)
-	b.mu.Lock()
-	select {
-	case <-b.done:
-		b.mu.Unlock()
-		b.pool.Put(buf)
-		return 0, net.ErrClosed
-	default:
+	a16 := to.Addr().As16()
+	h := uint32(to.Port()) ^ uint32(a16[12])<<8 ^ uint32(a16[13])<<16 ^ uint32(a16[14])<<24 ^ uint32(a16[15])
+	sh := b.shards[h%uint32(len(b.shards))]
+	sh.mu.Lock()
+	for {
+		select {
+		case <-b.done:
+			sh.mu.Unlock()
+			b.pool.Put(buf)
+			return 0, net.ErrClosed
+		default:
+		}
+		if len(sh.queue) < batchQueueMax/len(b.shards) {
+			break
+		}
+		sh.drained.Wait()
 	}
-	if len(b.queue) >= batchQueueMax {
-		b.mu.Unlock()
-		b.pool.Put(buf)
-		b.dropped.Add(1)
-		return len(p), nil
-	}
-	b.queue = append(b.queue, outDatagram{buf: buf, to: to, size: n})
-	first := len(b.queue) == 1
-	b.mu.Unlock()
+	sh.queue = append(sh.queue, outDatagram{buf: buf, to: to, size: n})
+	first := len(sh.queue) == 1
+	sh.mu.Unlock()
 	if first {
 		select {
-		case b.wake <- struct{}{}:
+		case sh.wake <- struct{}{}:
 		default:
 		}
 	}
 	return len(p), nil
 }
+
+// Dropped counts datagrams the kernel refused to send.
+func (b *batchConn) Dropped() uint64 { return b.dropped.Load() }
 
 // ReadFromAddrPort implements ice.AddrPortReaderWriter.
 func (b *batchConn) ReadFromAddrPort(p []byte) (int, netip.AddrPort, error) {
@@ -107,19 +132,25 @@ func (b *batchConn) ReadFromAddrPort(p []byte) (int, netip.AddrPort, error) {
 }
 
 func (b *batchConn) Close() error {
-	b.mu.Lock()
+	b.closeMu.Lock()
 	select {
 	case <-b.done:
 	default:
 		close(b.done)
 	}
-	b.mu.Unlock()
-	<-b.stopped
+	b.closeMu.Unlock()
+	for _, sh := range b.shards {
+		sh.mu.Lock()
+		sh.drained.Broadcast()
+		sh.mu.Unlock()
+	}
+	b.wg.Wait()
 	return b.UDPConn.Close()
 }
 
-func (b *batchConn) run() {
-	defer close(b.stopped)
+func (sh *sendShard) run() {
+	b := sh.b
+	defer b.wg.Done()
 	var byDest map[netip.AddrPort][]outDatagram
 	var order []netip.AddrPort
 	oob := make([]byte, unix.CmsgSpace(2))
@@ -127,12 +158,13 @@ func (b *batchConn) run() {
 		select {
 		case <-b.done:
 			return
-		case <-b.wake:
+		case <-sh.wake:
 		}
-		b.mu.Lock()
-		batch := b.queue
-		b.queue, b.spare = b.spare[:0], batch
-		b.mu.Unlock()
+		sh.mu.Lock()
+		batch := sh.queue
+		sh.queue, sh.spare = sh.spare[:0], batch
+		sh.drained.Broadcast()
+		sh.mu.Unlock()
 		if len(batch) == 0 {
 			continue
 		}
@@ -160,12 +192,12 @@ func (b *batchConn) run() {
 			batch[i] = outDatagram{}
 		}
 		// more may have queued while sending
-		b.mu.Lock()
-		more := len(b.queue) > 0
-		b.mu.Unlock()
+		sh.mu.Lock()
+		more := len(sh.queue) > 0
+		sh.mu.Unlock()
 		if more {
 			select {
-			case b.wake <- struct{}{}:
+			case sh.wake <- struct{}{}:
 			default:
 			}
 		}
@@ -199,11 +231,14 @@ func (b *batchConn) sendTo(to netip.AddrPort, ds []outDatagram, oob []byte) {
 			} else if errors.Is(err, unix.EIO) || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOPROTOOPT) || errors.Is(err, unix.EOPNOTSUPP) {
 				b.noGSO.Store(true) // kernel without UDP GSO: datagram by datagram from now on
 			} else {
-				i = j // a send error on UDP is a lost datagram, as on any network
+				b.dropped.Add(uint64(len(bufs))) // a send error on UDP is a lost datagram, as on any network
+				i = j
 				continue
 			}
 		}
-		_ = b.sendmsg([][]byte{(*ds[i].buf)[:ds[i].size]}, nil, sa)
+		if b.sendmsg([][]byte{(*ds[i].buf)[:ds[i].size]}, nil, sa) != nil {
+			b.dropped.Add(1)
+		}
 		i++
 	}
 }

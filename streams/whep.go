@@ -61,6 +61,10 @@ type WHEP struct {
 	// DisableBatching sends every datagram with its own system call instead of grouping a
 	// frame's packets per viewer with UDP GSO (Linux).
 	DisableBatching bool
+	// MaxLag: a viewer whose packets would leave later than this after they came from the
+	// camera skips ahead to the next keyframe (default 1 s), so a slow viewer lags by at most
+	// about MaxLag plus one keyframe interval.
+	MaxLag time.Duration
 	// MaxSessions caps concurrent sessions (default 1000).
 	MaxSessions int
 	// OnSession receives start and end of every session (audit log).
@@ -75,7 +79,9 @@ type WHEP struct {
 	mu       sync.Mutex
 	sessions map[string]*whepSession
 	closed   bool
-	wg       sync.WaitGroup
+	// counters of ended sessions
+	endedSent, endedDropped uint64
+	wg                      sync.WaitGroup
 }
 
 // Initialize opens the ICE ports and prepares the shared pion API.
@@ -94,6 +100,9 @@ func (w *WHEP) Initialize() error {
 	}
 	if w.ConnectTimeout <= 0 {
 		w.ConnectTimeout = 20 * time.Second
+	}
+	if w.MaxLag <= 0 {
+		w.MaxLag = time.Second
 	}
 	if w.MaxSessions <= 0 {
 		w.MaxSessions = 1000
@@ -219,6 +228,33 @@ func (w *WHEP) Close() {
 	}
 	w.wg.Wait()
 	w.closePorts()
+}
+
+// SendDropped counts datagrams the kernel refused to send on the WebRTC UDP port.
+func (w *WHEP) SendDropped() uint64 {
+	if bc, ok := w.udpConn.(interface{ Dropped() uint64 }); ok {
+		return bc.Dropped()
+	}
+	return 0
+}
+
+// WHEPStats are the WebRTC egress counters.
+type WHEPStats struct {
+	Sessions       int
+	PacketsSent    uint64 // RTP packets written to viewers
+	PacketsDropped uint64 // packets viewers missed by falling behind (queue full or lag)
+}
+
+// Stats returns the counters over all sessions, live and ended.
+func (w *WHEP) Stats() WHEPStats {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	st := WHEPStats{Sessions: len(w.sessions), PacketsSent: w.endedSent, PacketsDropped: w.endedDropped}
+	for _, s := range w.sessions {
+		st.PacketsSent += s.sent.Load()
+		st.PacketsDropped += s.droppedPackets()
+	}
+	return st
 }
 
 // Sessions returns the number of live sessions.
@@ -382,14 +418,24 @@ type whepSession struct {
 	video  *webrtc.TrackLocalStaticRTP
 	audio  *webrtc.TrackLocalStaticRTP
 
-	done      chan struct{}
-	once      sync.Once
-	reason    string
-	connected chan struct{}
-	connOnce  sync.Once
-	state     atomic.Int32
-	sent      atomic.Uint64
-	dropped   atomic.Uint64
+	done       chan struct{}
+	once       sync.Once
+	reason     string
+	connected  chan struct{}
+	connOnce   sync.Once
+	state      atomic.Int32
+	sent       atomic.Uint64
+	lagDropped atomic.Uint64
+	reader     atomic.Pointer[Reader]
+}
+
+// droppedPackets: lost in the hub queue plus skipped for lag.
+func (s *whepSession) droppedPackets() uint64 {
+	n := s.lagDropped.Load()
+	if r := s.reader.Load(); r != nil {
+		n += r.Dropped()
+	}
+	return n
 }
 
 func (s *whepSession) onState(st webrtc.PeerConnectionState) {
@@ -422,10 +468,11 @@ func (s *whepSession) watch() {
 	var vseq, aseq uint16 = uint16(joined.UnixNano()), 0
 	lat := s.w.Manager.Latency
 	pace := pacer{rate: catchUpRate, burst: catchUpBurst, last: joined, tokens: catchUpBurst}
+	skipping := false // behind by more than MaxLag: skip to the next fresh keyframe
+	s.reader.Store(r)
 	for {
 		select {
 		case <-s.done:
-			s.dropped.Store(r.Dropped())
 			return
 		case <-r.Done():
 			s.close("camera removed")
@@ -439,13 +486,26 @@ func (s *whepSession) watch() {
 					continue
 				}
 			}
+			if u.Received.After(joined) {
+				lag := time.Since(u.Received)
+				if !skipping && lag > s.w.MaxLag {
+					skipping = true
+				}
+				if skipping {
+					if u.Kind == UnitVideo && u.Keyframe && lag < s.w.MaxLag/2 {
+						skipping = false
+					} else {
+						s.lagDropped.Add(uint64(len(u.Packets)))
+						continue
+					}
+				}
+			}
 			// The cached GOP goes out faster than real time but paced, so that it does not
 			// overflow the viewer's socket buffer and lose the keyframe it was sent for.
 			if d := pace.wait(unitBytes(u)); d > 0 {
 				select {
 				case <-time.After(d):
 				case <-s.done:
-					s.dropped.Store(r.Dropped())
 					return
 				}
 			}
@@ -457,7 +517,6 @@ func (s *whepSession) watch() {
 				*seq++
 				if err := track.WriteRTP(&cp); err != nil {
 					s.close("write failed: " + err.Error())
-					s.dropped.Store(r.Dropped())
 					return
 				}
 			}
@@ -514,13 +573,15 @@ func (s *whepSession) close(reason string) {
 		w := s.w
 		w.mu.Lock()
 		delete(w.sessions, s.id)
+		w.endedSent += s.sent.Load()
+		w.endedDropped += s.droppedPackets()
 		w.mu.Unlock()
 		end := time.Now()
 		w.Logger.Info("whep session end", "session", s.id, "camera", s.cam.ID(), "user", s.viewer.User, "reason", reason)
 		if w.OnSession != nil {
 			w.OnSession(SessionEvent{Kind: "end", ID: s.id, User: s.viewer.User, Camera: s.cam.ID(),
 				RemoteAddr: s.viewer.RemoteAddr, Start: s.start, End: end, Reason: reason,
-				PacketsSent: s.sent.Load(), PacketsDropped: s.dropped.Load()})
+				PacketsSent: s.sent.Load(), PacketsDropped: s.droppedPackets()})
 		}
 	})
 }

@@ -28,6 +28,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/offsite-gw/offsite/streams"
@@ -125,7 +126,7 @@ func runRelay(nsFlag string, steady time.Duration, clipPath string) {
 }
 
 func runN(exe, endpoint string, n int, steady time.Duration, m *streams.Manager, cam *streams.Camera, w *streams.WHEP, baseCPU, baseRSS float64) string {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, exe, "-viewers", "-endpoint", endpoint, "-n", strconv.Itoa(n))
 	cmd.Stderr = os.Stderr
@@ -140,8 +141,11 @@ func runN(exe, endpoint string, n int, steady time.Duration, m *streams.Manager,
 		log.Fatalf("bench-relay: viewers for N=%d did not get ready: %s", n, sc.Text())
 	}
 	time.Sleep(2 * time.Second) // let the GOP bursts of the last joiners pass
+	ingest := collectIngest(cam)
+	_, _ = io.WriteString(stdin, "window\n")
 	m.Latency.Reset()
-	drop0 := cam.Status().PacketsDropped
+	drop0 := w.Stats().PacketsDropped
+	sendDrop0, rcvErr0 := w.SendDropped(), udpRcvbufErrors()
 	if profCPU != "" {
 		f, err := os.Create(fmt.Sprintf("%s.n%d", profCPU, n))
 		must(err)
@@ -161,11 +165,15 @@ func runN(exe, endpoint string, n int, steady time.Duration, m *streams.Manager,
 		must(pprof.WriteHeapProfile(f))
 		f.Close()
 	}
-	dropped := cam.Status().PacketsDropped - drop0
+	dropped := w.Stats().PacketsDropped - drop0
+	sendDropped, rcvErr := w.SendDropped()-sendDrop0, udpRcvbufErrors()-rcvErr0
 	p50, p99 := m.Latency.Quantile(0.5), m.Latency.Quantile(0.99)
 	sessions := w.Sessions()
 
 	_, _ = io.WriteString(stdin, "stop\n")
+	times := ingest.stop()
+	enc := json.NewEncoder(stdin)
+	_ = enc.Encode(times)
 	var res viewerResult
 	if sc.Scan() {
 		_ = json.Unmarshal(sc.Bytes(), &res)
@@ -181,12 +189,50 @@ func runN(exe, endpoint string, n int, steady time.Duration, m *streams.Manager,
 
 	perViewerCPU := (cpu - baseCPU) / float64(n)
 	perViewerRSS := (rss - baseRSS) / float64(n)
-	fmt.Printf("N=%d: sessions %d (ok %d, failed %d), relay cpu %.1f%% (%.3f%%/viewer), rss %.1f MB (%.3f MB/viewer), dropped %d, lost at viewers %d, "+
-		"added latency p50 %.1f ms p99 %.1f ms, POST→first keyframe p50 %.0f ms p99 %.0f ms (connected→keyframe p99 %.0f ms), viewer process cpu %.1f%%, sessions left after %d\n",
-		n, sessions, res.OK, res.Failed, cpu, perViewerCPU, rss, perViewerRSS, dropped, res.Lost,
-		ms(p50), ms(p99), res.FirstKeyP50, res.FirstKeyP99, res.ConnToKeyP99, res.CPU, left)
-	return fmt.Sprintf("BENCH relay_n%d viewers=%d cpu_pct=%.1f cpu_per_viewer_pct=%.3f rss_mb=%.1f rss_per_viewer_mb=%.3f dropped=%d lost=%d p50_ms=%.2f p99_ms=%.2f first_keyframe_p50_ms=%.0f first_keyframe_p99_ms=%.0f viewer_failures=%d",
-		n, res.OK, cpu, perViewerCPU, rss, perViewerRSS, dropped, res.Lost, ms(p50), ms(p99), res.FirstKeyP50, res.FirstKeyP99, res.Failed)
+	fmt.Printf("N=%d: sessions %d (ok %d, failed %d), relay cpu %.1f%% (%.3f%%/viewer), rss %.1f MB (%.3f MB/viewer), dropped %d, lost at viewers in the window %d, "+
+		"(send errors %d, kernel UDP receive-buffer drops %d), added latency camera RTP in → viewer RTP in p50 %.1f ms p99 %.1f ms "+
+		"(in → handed to the UDP port p50 %.1f ms p99 %.1f ms), POST→first keyframe p50 %.0f ms p99 %.0f ms (connected→keyframe p99 %.0f ms), viewer process cpu %.1f%%, sessions left after %d\n",
+		n, sessions, res.OK, res.Failed, cpu, perViewerCPU, rss, perViewerRSS, dropped, res.Lost, sendDropped, rcvErr,
+		res.LatP50, res.LatP99, ms(p50), ms(p99), res.FirstKeyP50, res.FirstKeyP99, res.ConnToKeyP99, res.CPU, left)
+	return fmt.Sprintf("BENCH relay_n%d viewers=%d cpu_pct=%.1f cpu_per_viewer_pct=%.3f rss_mb=%.1f rss_per_viewer_mb=%.3f dropped=%d lost=%d p50_ms=%.2f p99_ms=%.2f relay_p99_ms=%.2f first_keyframe_p50_ms=%.0f first_keyframe_p99_ms=%.0f connected_to_keyframe_p99_ms=%.0f viewer_failures=%d",
+		n, res.OK, cpu, perViewerCPU, rss, perViewerRSS, dropped, res.Lost, res.LatP50, res.LatP99, ms(p99), res.FirstKeyP50, res.FirstKeyP99, res.ConnToKeyP99, res.Failed)
+}
+
+// ingestLog records when each video frame (by its RTP timestamp on the hub's timeline, which
+// the viewers see unchanged) completed at the relay's camera input.
+type ingestLog struct {
+	r     *streams.Reader
+	done  chan struct{}
+	mu    sync.Mutex
+	times map[uint32]int64
+}
+
+func collectIngest(cam *streams.Camera) *ingestLog {
+	l := &ingestLog{r: cam.Hub().AddReader(streams.ReaderOptions{NoGOP: true, Passive: true, QueueSize: 1024}),
+		done: make(chan struct{}), times: map[uint32]int64{}}
+	go func() {
+		for {
+			select {
+			case <-l.done:
+				return
+			case u := <-l.r.C():
+				if u.Kind == streams.UnitVideo {
+					l.mu.Lock()
+					l.times[uint32(u.PTS)] = u.Received.UnixNano()
+					l.mu.Unlock()
+				}
+			}
+		}
+	}()
+	return l
+}
+
+func (l *ingestLog) stop() map[uint32]int64 {
+	close(l.done)
+	l.r.Close()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.times
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -263,6 +309,33 @@ func cpuPct(t0, t1 int64, wall time.Duration) float64 {
 	return float64(t1-t0) / 100 / wall.Seconds() * 100
 }
 
+// udpRcvbufErrors returns the kernel's count of UDP datagrams dropped on full receive buffers
+// (machine-wide; on loopback these are the viewers').
+func udpRcvbufErrors() uint64 {
+	b, err := os.ReadFile("/proc/net/snmp")
+	if err != nil {
+		return 0
+	}
+	var head []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if !strings.HasPrefix(l, "Udp:") {
+			continue
+		}
+		f := strings.Fields(l)
+		if head == nil {
+			head = f
+			continue
+		}
+		for i, h := range head {
+			if h == "RcvbufErrors" && i < len(f) {
+				v, _ := strconv.ParseUint(f[i], 10, 64)
+				return v
+			}
+		}
+	}
+	return 0
+}
+
 // rssMB returns VmRSS of this process.
 func rssMB() float64 {
 	b, err := os.ReadFile("/proc/self/status")
@@ -289,6 +362,8 @@ func must(err error) {
 type viewerResult struct {
 	OK, Failed   int
 	Lost         int64
+	LatP50       float64
+	LatP99       float64
 	FirstKeyP50  float64
 	FirstKeyP99  float64
 	ConnToKeyP99 float64
@@ -299,18 +374,29 @@ func runViewers(endpoint string, n int) {
 	api, err := whepclient.NewAPI(false)
 	must(err)
 	clients := make([]*whepclient.Client, n)
+	arrivals := make([]arrivalLog, n)
+	var measuring atomic.Bool
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, 8) // joiners at a time
+	sem := make(chan struct{}, 8) // offers in flight at a time
 	failed := 0
 	var mu sync.Mutex
+	joinCtx, cancelJoin := context.WithTimeout(context.Background(), 100*time.Second)
+	defer cancelJoin()
 	for i := range clients {
 		wg.Add(1)
 		sem <- struct{}{}
 		go func(i int) {
 			defer wg.Done()
 			defer func() { <-sem }()
-			c := &whepclient.Client{API: api, Endpoint: endpoint, Token: token}
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			arr := &arrivals[i]
+			c := &whepclient.Client{API: api, Endpoint: endpoint, Token: token, OnFrame: func(ts uint32, at time.Time) {
+				if measuring.Load() {
+					arr.mu.Lock()
+					arr.v = append(arr.v, frameArrival{ts, at.UnixNano()})
+					arr.mu.Unlock()
+				}
+			}}
+			ctx, cancel := context.WithTimeout(joinCtx, 30*time.Second)
 			defer cancel()
 			if err := c.Start(ctx); err != nil {
 				log.Printf("viewer %d: %v", i, err)
@@ -319,19 +405,51 @@ func runViewers(endpoint string, n int) {
 				mu.Unlock()
 				return
 			}
-			if err := c.WaitFrames(ctx, 1); err != nil {
-				log.Printf("viewer %d: %v", i, err)
-			}
 			clients[i] = c
 		}(i)
 	}
 	wg.Wait()
+	// then everyone's first frame, within the same budget
+	for i, c := range clients {
+		if c == nil {
+			continue
+		}
+		if err := c.WaitFrames(joinCtx, 1); err != nil {
+			log.Printf("viewer %d: %v", i, err)
+		}
+	}
 	fmt.Println("READY")
+	in := bufio.NewReader(os.Stdin)
+	lostBefore := func() []int64 {
+		v := make([]int64, len(clients))
+		for i, c := range clients {
+			if c != nil {
+				v[i] = c.Stats().Lost
+			}
+		}
+		return v
+	}
+	_, _ = in.ReadString('\n') // "window"
+	lost0 := lostBefore()
+	measuring.Store(true)
 	cpu0, t0 := cpuTicks(), time.Now()
-	_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
+	_, _ = in.ReadString('\n') // "stop"
+	measuring.Store(false)
+	lost1 := lostBefore()
 	res := viewerResult{Failed: failed, CPU: cpuPct(cpu0, cpuTicks(), time.Since(t0))}
+	var ingest map[uint32]int64
+	_ = json.NewDecoder(in).Decode(&ingest)
+	var lat []float64
+	for i := range arrivals {
+		for _, a := range arrivals[i].v {
+			if t, ok := ingest[a.ts]; ok {
+				lat = append(lat, float64(a.at-t)/1e6)
+			}
+		}
+	}
+	res.LatP50, res.LatP99 = quantile(lat, 0.5), quantile(lat, 0.99)
 	var fk, ck []float64
-	for _, c := range clients {
+	for i, c := range clients {
 		if c == nil {
 			continue
 		}
@@ -343,7 +461,7 @@ func runViewers(endpoint string, n int) {
 		} else {
 			res.Failed++
 		}
-		res.Lost += st.Lost
+		res.Lost += lost1[i] - lost0[i]
 	}
 	res.FirstKeyP50, res.FirstKeyP99 = quantile(fk, 0.5), quantile(fk, 0.99)
 	res.ConnToKeyP99 = quantile(ck, 0.99)
@@ -361,6 +479,16 @@ func runViewers(endpoint string, n int) {
 	wg.Wait()
 	b, _ := json.Marshal(res)
 	fmt.Println(string(b))
+}
+
+type frameArrival struct {
+	ts uint32
+	at int64
+}
+
+type arrivalLog struct {
+	mu sync.Mutex
+	v  []frameArrival
 }
 
 func quantile(v []float64, q float64) float64 {

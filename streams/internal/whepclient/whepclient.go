@@ -21,6 +21,8 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/logging"
 	"github.com/pion/rtp"
+	"github.com/pion/transport/v5"
+	"github.com/pion/transport/v5/stdnet"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -43,6 +45,9 @@ func NewAPI(tcp bool) (*webrtc.API, error) {
 	lf := logging.NewDefaultLoggerFactory()
 	lf.DefaultLogLevel = logging.LogLevelError
 	se := webrtc.SettingEngine{LoggerFactory: lf}
+	if n, err := stdnet.NewNet(); err == nil {
+		se.SetNet(bigBufferNet{n})
+	}
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
@@ -313,4 +318,24 @@ func (c *Client) Close(del bool) error {
 		err = errors.Join(err, c.pc.Close())
 	}
 	return err
+}
+
+// bigBufferNet gives each viewer socket a 1 MiB receive buffer, so that a viewer process
+// briefly starved of CPU (hundreds of viewers on two cores) loses fewer packets in the kernel.
+type bigBufferNet struct{ transport.Net }
+
+func (b bigBufferNet) ListenUDP(network string, laddr *net.UDPAddr) (transport.UDPConn, error) {
+	c, err := b.Net.ListenUDP(network, laddr)
+	if err == nil {
+		_ = c.SetReadBuffer(1 << 20)
+	}
+	return c, err
+}
+
+func (b bigBufferNet) ListenPacket(network, address string) (net.PacketConn, error) {
+	c, err := b.Net.ListenPacket(network, address)
+	if uc, ok := c.(interface{ SetReadBuffer(int) error }); err == nil && ok {
+		_ = uc.SetReadBuffer(1 << 20)
+	}
+	return c, err
 }
