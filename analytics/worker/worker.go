@@ -64,7 +64,9 @@ func (w *Worker) Cameras() []string {
 // Run acquires and renews leases until ctx ends, then stops the pipelines, delivers the
 // events still queued (up to 10 s) and releases the leases so the cameras move at once.
 func (w *Worker) Run(ctx context.Context) error {
+	w.mu.Lock()
 	w.pipes = map[string]*running{}
+	w.mu.Unlock()
 	w.queue = make(chan queued, 1024)
 	sendCtx, stopSend := context.WithCancel(context.Background())
 	sent := make(chan struct{})
