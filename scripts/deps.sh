@@ -12,12 +12,17 @@ need_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok
 
 need_cmd ffmpeg ffmpeg
 need_cmd ffprobe ffmpeg
+# The video analytics worker (cgo): OpenCV and libavcodec headers.
+need_pkg libopencv-dev
+need_pkg libavcodec-dev
+need_pkg pkg-config
 if [ "$what" = test ]; then
   need_pkg postgresql
   need_cmd mosquitto mosquitto
   need_cmd mosquitto_pub mosquitto-clients
   need_cmd chromium chromium
   need_pkg fonts-noto-cjk
+  need_pkg opencv-doc   # vtest.avi, the scene of walking people the detector tests use
   need_cmd node nodejs
   need_cmd npm npm
 fi
