@@ -287,7 +287,7 @@ func (h *brokerHook) ID() string { return "offsite-devices" }
 
 func (h *brokerHook) Provides(x byte) bool {
 	return bytes.Contains([]byte{mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck,
-		mqtt.OnPublish, mqtt.OnDisconnect}, []byte{x})
+		mqtt.OnPublish, mqtt.OnDisconnect, mqtt.OnWillSent}, []byte{x})
 }
 
 func (h *brokerHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
@@ -362,6 +362,13 @@ func (h *brokerHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 		h.b.refuse(RefusedQueue, cl, "topic", pk.TopicName)
 	}
 	return pk, nil
+}
+
+// OnWillSent hands a device's will (its status topic saying "offline") to ingest: mochi sends
+// wills without the OnPublish hook.
+func (h *brokerHook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
+	h.b.Pipeline.Submit(Message{Topic: pk.TopicName, Payload: append([]byte(nil), pk.Payload...), Received: time.Now(),
+		Client: string(cl.Properties.Username), Remote: cl.Net.Remote})
 }
 
 func (h *brokerHook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {

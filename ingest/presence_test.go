@@ -1,6 +1,10 @@
 package ingest_test
 
 import (
+	"encoding/binary"
+	"io"
+	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -72,4 +76,61 @@ func TestPresence(t *testing.T) {
 	require.Eventually(t, func() bool { c, _ := ch.last("gas-9"); return c.Device == "gas-9" && !c.Online }, 5*time.Second, 10*time.Millisecond)
 	_, n := ch.last("gas-9")
 	require.Equal(t, 1, n, "one offline event, not one per tick")
+}
+
+// TestWillMarksOffline: a device that vanishes without DISCONNECT has its will (status topic
+// "offline") sent by the embedded broker, and presence turns it offline at once.
+func TestWillMarksOffline(t *testing.T) {
+	devs := sensorFleet()
+	tel := openSQLiteTelemetry(t)
+	s := newStack(t, devs, tel)
+	var ch changes
+	s.presence.OnChange = ch.add
+	b := startBroker(t, s, "127.0.0.1:0")
+	c, err := deviceClient(t, "tcp://"+b.Addr(), "dust-1", "secret-dust-1")
+	require.NoError(t, err)
+	require.NoError(t, publish(t, c, "offsite/site-1/dust-1/up", dustPayload(time.Now(), 40)))
+	require.Eventually(t, func() bool { st, _ := s.presence.State("dust-1"); return st.State == ingest.StateOnline }, 5*time.Second, 10*time.Millisecond)
+	c.Disconnect(0) // paho's own session ends cleanly: no will; the raw client below dies
+
+	conn, err := net.Dial("tcp", b.Addr())
+	require.NoError(t, err)
+	_, err = conn.Write(connectWithWill("raw-dust-1", "dust-1", "secret-dust-1", "offsite/site-1/dust-1/status", "offline"))
+	require.NoError(t, err)
+	ack := make([]byte, 4)
+	_, err = io.ReadFull(conn, ack)
+	require.NoError(t, err)
+	require.Equal(t, byte(0), ack[3], "CONNACK accepted")
+	require.NoError(t, conn.Close()) // vanish without DISCONNECT
+
+	require.Eventually(t, func() bool {
+		c, _ := ch.last("dust-1")
+		return !c.Online && strings.HasPrefix(c.Reason, "status topic")
+	}, 5*time.Second, 10*time.Millisecond)
+}
+
+// connectWithWill encodes an MQTT 3.1.1 CONNECT with credentials and a retained QoS 1 will.
+func connectWithWill(clientID, user, pass, willTopic, willMsg string) []byte {
+	str := func(b []byte, s string) []byte { return append(binary.BigEndian.AppendUint16(b, uint16(len(s))), s...) }
+	var vh []byte
+	vh = str(vh, "MQTT")
+	vh = append(vh, 4, 0x80|0x40|0x20|0x08|0x04|0x02, 0, 60)
+	vh = str(vh, clientID)
+	vh = str(vh, willTopic)
+	vh = str(vh, willMsg)
+	vh = str(vh, user)
+	vh = str(vh, pass)
+	out := []byte{0x10}
+	for n := len(vh); ; {
+		d := byte(n % 128)
+		n /= 128
+		if n > 0 {
+			d |= 0x80
+		}
+		out = append(out, d)
+		if n == 0 {
+			break
+		}
+	}
+	return append(out, vh...)
 }

@@ -108,8 +108,8 @@ func run(c config) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", b, err)
 		}
-		fmt.Printf("BENCH ingest_%s msgs_per_s=%.0f readings_per_s=%.0f p50_ms=%.1f p99_ms=%.1f cpu_pct=%.0f rss_mb=%.0f lost=%d ratio_vs_null=%.2f null_msgs_per_s=%.0f devices=%d published=%d stored_msgs=%d quarantined=%d influx_count=%d null_not_received=%d%s\n",
-			b, r.msgsPerS, r.readingsPerS, r.p50, r.p99, r.cpuPct, r.rssMB, r.lost, r.msgsPerS/r.nullPerS, r.nullPerS,
+		fmt.Printf("BENCH ingest_%s msgs_per_s=%.0f readings_per_s=%.0f p50_ms=%.1f p99_ms=%.1f cpu_pct=%.0f influxd_cpu_pct=%.0f rss_mb=%.0f lost=%d ratio_vs_null=%.2f null_msgs_per_s=%.0f devices=%d published=%d stored_msgs=%d quarantined=%d influx_count=%d null_not_received=%d%s\n",
+			b, r.msgsPerS, r.readingsPerS, r.p50, r.p99, r.cpuPct, r.influxCPUPct, r.rssMB, r.lost, r.msgsPerS/r.nullPerS, r.nullPerS,
 			c.devices, r.published, r.stored, r.quarantined, r.influxCount, r.nullDropped, hookField(r))
 	}
 	return nil
@@ -129,6 +129,7 @@ type result struct {
 	lost, influxCount                int64
 	nullDropped                      int64
 	hookPerS                         float64
+	influxCPUPct                     float64
 }
 
 // devicesStore is the part of devices.Store ingest uses: K dust monitors.
@@ -338,6 +339,7 @@ func measure(c config, r *result, nulls []nullTarget, realURL string, s *ingestS
 	r.msgsPerS = float64(st.Stored) / realSecs
 	r.readingsPerS = float64(s.count.Load()) / realSecs
 	r.cpuPct, r.rssMB = cpu.result()
+	r.influxCPUPct = cpu.influx / cpu.sec * 100
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	n, err := s.tel.Count(ctx, "", time.Now().Add(-24*time.Hour), time.Now().Add(time.Hour))
@@ -529,15 +531,39 @@ type cpuMeter struct {
 	cpu, sec float64
 	t0       time.Time
 	c0       float64
+	influx   float64 // CPU seconds of the first helper (influxd)
+	i0       float64
 }
 
 func startCPU(pids ...int) *cpuMeter { return &cpuMeter{pids: pids} }
 
-func (m *cpuMeter) resume() { m.t0, m.c0 = time.Now(), m.total() }
+func (m *cpuMeter) resume() { m.t0, m.c0, m.i0 = time.Now(), m.total(), m.first() }
 
 func (m *cpuMeter) pause() {
 	m.cpu += m.total() - m.c0
+	m.influx += m.first() - m.i0
 	m.sec += time.Since(m.t0).Seconds()
+}
+
+func (m *cpuMeter) first() float64 {
+	if len(m.pids) == 0 {
+		return 0
+	}
+	return procCPU(m.pids[0])
+}
+
+func procCPU(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	if len(f) <= 13 {
+		return 0
+	}
+	u, _ := strconv.ParseFloat(f[11], 64)
+	s, _ := strconv.ParseFloat(f[12], 64)
+	return (u + s) / 100 // USER_HZ
 }
 
 func (m *cpuMeter) total() float64 {
@@ -545,16 +571,7 @@ func (m *cpuMeter) total() float64 {
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	t := float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
 	for _, p := range m.pids {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
-		if err != nil {
-			continue
-		}
-		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-		if len(f) > 13 {
-			u, _ := strconv.ParseFloat(f[11], 64)
-			s, _ := strconv.ParseFloat(f[12], 64)
-			t += (u + s) / 100 // USER_HZ
-		}
+		t += procCPU(p)
 	}
 	return t
 }
