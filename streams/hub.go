@@ -338,9 +338,10 @@ func (h *Hub) publishLocked(u *Unit) {
 	h.lastUnit = u.Received
 	n := uint64(len(u.Packets))
 	for r := range h.readers {
-		if r.offer(u) {
+		switch r.offer(u) {
+		case offerQueued:
 			h.pktsOut.Add(n)
-		} else {
+		case offerDropped:
 			h.pktsDrop.Add(n)
 		}
 	}
@@ -442,28 +443,36 @@ type Reader struct {
 	once    sync.Once
 }
 
+type offerResult int
+
+const (
+	offerQueued  offerResult = iota
+	offerDropped             // the reader is behind
+	offerSkipped             // the reader has not started yet (waits for its first keyframe)
+)
+
 // offer queues u unless the reader is behind; called with hub.mu held.
-func (r *Reader) offer(u *Unit) bool {
+func (r *Reader) offer(u *Unit) offerResult {
 	if r.waitKey {
 		if u.Kind != UnitVideo || !u.Keyframe || len(r.ch) == cap(r.ch) {
-			if r.synced {
-				r.dropped.Add(uint64(len(u.Packets)))
-				return false
+			if !r.synced {
+				return offerSkipped
 			}
-			return true // not yet started: nothing is lost
+			r.dropped.Add(uint64(len(u.Packets)))
+			return offerDropped
 		}
 		r.waitKey = false
 	}
 	select {
 	case r.ch <- u:
 		r.synced = true
-		return true
+		return offerQueued
 	default:
 		// behind: drop this unit and everything up to the next keyframe, since later
 		// frames reference the lost one
 		r.waitKey = true
 		r.dropped.Add(uint64(len(u.Packets)))
-		return false
+		return offerDropped
 	}
 }
 
