@@ -63,6 +63,7 @@ type Pipeline struct {
 	inflight atomic.Int64
 	stats    struct{ submitted, stored, quarantined, status, empty, dropped, readings, bad atomic.Int64 }
 	mMsgs    *prometheus.CounterVec
+	mStored  prometheus.Counter // resolved once: WithLabelValues per message is a map lookup
 	mQuar    *prometheus.CounterVec
 	mRead    prometheus.Counter
 	wg       sync.WaitGroup
@@ -105,6 +106,7 @@ func (p *Pipeline) Initialize() error {
 	register(p.Registerer, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "offsite_ingest_queue_length", Help: "Messages waiting to be decoded.",
 	}, func() float64 { return float64(len(p.queue)) }))
+	p.mStored = p.mMsgs.WithLabelValues("stored")
 	p.queue = make(chan Message, p.QueueSize)
 	p.closed = make(chan struct{})
 	for range p.Workers {
@@ -277,9 +279,12 @@ func (p *Pipeline) process(m Message) {
 		return
 	}
 	problems := decode.Validate(s.Profile, d)
-	bad := make(map[int]bool, len(problems))
-	for _, pr := range problems {
-		bad[pr.Index] = true
+	var bad map[int]bool
+	if len(problems) > 0 {
+		bad = make(map[int]bool, len(problems))
+		for _, pr := range problems {
+			bad[pr.Index] = true
+		}
 	}
 	rs := make([]Reading, 0, len(d.Values)-len(bad))
 	for i, v := range d.Values {
@@ -304,7 +309,7 @@ func (p *Pipeline) process(m Message) {
 	p.Sink.Write(rs)
 	p.stats.stored.Add(1)
 	p.stats.readings.Add(int64(len(rs)))
-	p.mMsgs.WithLabelValues("stored").Inc()
+	p.mStored.Inc()
 	p.mRead.Add(float64(len(rs)))
 	if p.OnReadings != nil {
 		p.OnReadings(s, rs)

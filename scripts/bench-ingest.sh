@@ -4,7 +4,8 @@
 # line per broker (readings/s, p50/p99 publish→stored, CPU, RSS, loss, ratio to a do-nothing
 # consumer on the same broker). Bounded: about 2–3 minutes.
 #
-# Environment: DEVICES (default 40), DURATION per phase (default 15s), WINDOW unacknowledged
+# Environment: DEVICES (default 40), DURATION per phase (default 5s), ROUNDS (default 2),
+# WINDOW unacknowledged
 # publishes per device (default 64), BROKERS (default embedded,mosquitto),
 # OFFSITE_TEST_INFLUXD (default bin/influxd, installed there if missing).
 set -euo pipefail
@@ -23,5 +24,5 @@ fi
 
 go build -o bin/bench-ingest ./ingest/cmd/bench-ingest
 timeout 600 bin/bench-ingest -influxd "$INFLUXD" \
-	-devices "${DEVICES:-40}" -duration "${DURATION:-15s}" -window "${WINDOW:-64}" \
+	-devices "${DEVICES:-40}" -duration "${DURATION:-5s}" -rounds "${ROUNDS:-2}" -window "${WINDOW:-64}" \
 	-brokers "${BROKERS:-embedded,mosquitto}"
