@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v ffmpeg >/dev/null 2>&1; then
 	echo "bench-relay: installing ffmpeg (needed once for the test clip)" >&2
-	apt-get install -y ffmpeg >/dev/null
+	apt-get update -qq && apt-get install -y ffmpeg >/dev/null
 fi
 bin="$(mktemp -d)/bench-relay"
 trap 'rm -rf "$(dirname "$bin")"' EXIT

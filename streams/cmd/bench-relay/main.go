@@ -38,7 +38,10 @@ import (
 
 const token = "bench"
 
-var profCPU, profMem string
+var (
+	profCPU, profMem string
+	viewerNice       int
+)
 
 func main() {
 	viewers := flag.Bool("viewers", false, "run as the viewer process (internal)")
@@ -49,6 +52,7 @@ func main() {
 	clipPath := flag.String("clip", "", "H.264 Annex-B clip (default: generated with ffmpeg into the cache dir)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the relay over all steady windows")
 	memProfile := flag.String("memprofile", "", "write a heap profile of the relay at the end of the last steady window")
+	flag.IntVar(&viewerNice, "viewer-nice", 0, "run the viewer process at this nice value (e.g. 10 to favour the relay; on a shared box the viewers then fall behind)")
 	flag.Parse()
 	profCPU, profMem = *cpuProfile, *memProfile
 	log.SetFlags(0)
@@ -128,7 +132,12 @@ func runRelay(nsFlag string, steady time.Duration, clipPath string) {
 func runN(exe, endpoint string, n int, steady time.Duration, m *streams.Manager, cam *streams.Camera, w *streams.WHEP, baseCPU, baseRSS float64) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, exe, "-viewers", "-endpoint", endpoint, "-n", strconv.Itoa(n))
+	args := []string{exe, "-viewers", "-endpoint", endpoint, "-n", strconv.Itoa(n)}
+	if nice, err := exec.LookPath("nice"); err == nil && viewerNice > 0 {
+		// the viewers stand in for browsers on other machines: they get the CPU after the relay
+		args = append([]string{nice, "-n", strconv.Itoa(viewerNice)}, args...)
+	}
+	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
 	cmd.Stderr = os.Stderr
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()
