@@ -193,19 +193,27 @@ func (s *InfluxStore) run(ctx context.Context) {
 				break
 			}
 			s.spillMu.Lock()
-			if stopping || !s.spool.empty() || time.Now().Before(nextTry) {
+			direct := !stopping && s.spool.empty() && !time.Now().Before(nextTry)
+			if !direct {
+				// Behind the spool: keep the order.
 				s.spoolReadings(batch, "influx unavailable")
-			} else if err := s.send(encodeLines(s.Measurement, s.ReceiveTimeField, batch), len(batch)); err != nil {
-				s.Logger.Warn("ingest: InfluxDB write failed; spooling to disk", "readings", len(batch), "err", err)
-				nextTry = time.Now().Add(s.RetryInterval)
-				s.spoolReadings(batch, "influx unavailable")
-			} else {
-				s.buf.handled.Add(int64(len(batch)))
-				if s.OnStored != nil {
-					s.OnStored(batch, 0)
-				}
 			}
 			s.spillMu.Unlock()
+			if direct {
+				// Not under spillMu: a slow InfluxDB must not hold up Write's spill path.
+				if err := s.send(encodeLines(s.Measurement, s.ReceiveTimeField, batch), len(batch)); err != nil {
+					s.Logger.Warn("ingest: InfluxDB write failed; spooling to disk", "readings", len(batch), "err", err)
+					nextTry = time.Now().Add(s.RetryInterval)
+					s.spillMu.Lock()
+					s.spoolReadings(batch, "influx unavailable")
+					s.spillMu.Unlock()
+				} else {
+					s.buf.handled.Add(int64(len(batch)))
+					if s.OnStored != nil {
+						s.OnStored(batch, 0)
+					}
+				}
+			}
 			if len(batch) < s.BatchSize {
 				break
 			}
