@@ -86,6 +86,7 @@ type Broker struct {
 	perIP    map[string]*rate.Limiter
 	global   *rate.Limiter
 	lastLoad time.Time
+	lastLog  map[string]time.Time
 	closeOne sync.Once
 }
 
@@ -207,6 +208,21 @@ func (b *Broker) Refused(reason string) float64 {
 
 func (b *Broker) refuse(reason string, cl *mqtt.Client, args ...any) {
 	b.refused.WithLabelValues(reason).Inc()
+	// Every refusal is counted; the log gets at most one line per client and reason a second,
+	// so a device stuck in a loop cannot flood it.
+	key := reason + "\x00" + cl.ID + "\x00" + cl.Net.Remote
+	now := time.Now()
+	b.mu.Lock()
+	if b.lastLog == nil || len(b.lastLog) > 10000 {
+		b.lastLog = map[string]time.Time{}
+	}
+	last := b.lastLog[key]
+	if now.Sub(last) < time.Second {
+		b.mu.Unlock()
+		return
+	}
+	b.lastLog[key] = now
+	b.mu.Unlock()
 	attrs := []any{"reason", reason, "username", string(cl.Properties.Username), "client_id", cl.ID, "remote", cl.Net.Remote}
 	if s, ok := b.Directory.ByUsername(string(cl.Properties.Username)); ok {
 		attrs = append(attrs, "device", s.ID, "site", s.Site)

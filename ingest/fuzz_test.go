@@ -69,3 +69,20 @@ func FuzzParseTopic(f *testing.F) {
 		}
 	})
 }
+
+// FuzzFilterCovers: never panics; without wildcards in allowed it is plain equality; "#"
+// covers everything.
+func FuzzFilterCovers(f *testing.F) {
+	f.Add("offsite/+/+/up", "offsite/s1/d1/up")
+	f.Add("offsite/events/#", "$share/g/offsite/events/x")
+	f.Add("a/b", "a/#")
+	f.Fuzz(func(t *testing.T, allowed, requested string) {
+		got := ingest.FilterCovers(allowed, requested)
+		if !strings.ContainsAny(allowed, "+#") && !strings.HasPrefix(requested, "$share/") && got != (allowed == requested) {
+			t.Fatalf("FilterCovers(%q, %q) = %v", allowed, requested, got)
+		}
+		if ingest.FilterCovers("#", requested) == false {
+			t.Fatalf("# does not cover %q", requested)
+		}
+	})
+}
