@@ -4,13 +4,17 @@ BIN     := bin
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build build-arm64 demo test lint vet fmt clean bench bench-ingest bench-relay bench-events bench-analytics
+.PHONY: all build build-analytics build-arm64 demo test lint vet fmt clean bench bench-ingest bench-relay bench-events bench-analytics
 
 all: build
 
 ## build: the gateway binary (pure Go) into bin/offsite
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/offsite ./gateway
+
+## build-analytics: the video analytics worker (cgo + OpenCV) into bin/offsite-analytics
+build-analytics:
+	CGO_ENABLED=1 $(GO) build -trimpath -o $(BIN)/offsite-analytics ./analytics/cmd/offsite-analytics
 
 ## build-arm64: the gateway for Kunpeng (linux/arm64) into bin/offsite-linux-arm64
 build-arm64:
@@ -19,7 +23,7 @@ build-arm64:
 ## demo: install what is missing, build, run the whole gateway in demo mode until Ctrl-C
 demo:
 	scripts/deps.sh demo
-	$(MAKE) build
+	$(MAKE) build build-analytics
 	$(BIN)/offsite demo --data ./demo-data
 
 ## test: every check and test with real PostgreSQL (and the other services) on loopback

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/offsite-gw/offsite/api/auth"
 	"github.com/offsite-gw/offsite/devices"
@@ -18,6 +19,8 @@ import (
 	"github.com/offsite-gw/offsite/gateway/errs"
 	"github.com/offsite-gw/offsite/gateway/provincesim"
 	"github.com/offsite-gw/offsite/gateway/uplink"
+	"github.com/offsite-gw/offsite/ingest/sim"
+	"github.com/offsite-gw/offsite/streams/simcam"
 )
 
 // demoFile is what `offsite demo` writes to DIR/demo.json (CONTRACTS.md §2). It is also how a
@@ -71,6 +74,10 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	dataDir := fs.String("data", "./demo-data", "directory for the demo's database, keys and demo.json; reused on the next run")
 	httpAddr := fs.String("http", "127.0.0.1:8080", "HTTP listen address (API, dashboard, WHEP)")
 	provinceURL := fs.String("province-url", "", "deliver the province uplink here instead of the local receiver")
+	rtspAddr := fs.String("rtsp", "127.0.0.1:8554", "RTSP re-serve listen address")
+	webrtcAddr := fs.String("webrtc", "127.0.0.1:8189", "WebRTC (ICE) UDP and TCP listen address")
+	mqttAddr := fs.String("mqtt", "127.0.0.1:1883", "embedded MQTT broker listen address")
+	worker := fs.String("analytics", "auto", "video analytics worker binary: auto (offsite-analytics beside this binary or on PATH), a path, or off")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -81,6 +88,10 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	cfg.GatewayID = "demo-gw-01"
 	cfg.DataDir = *dataDir
 	cfg.HTTP.Listen = *httpAddr
+	cfg.Ingest.Broker.Listen = *mqttAddr
+	cfg.Streams.RTSP.Listen = *rtspAddr
+	cfg.Streams.WebRTC.UDPListen = *webrtcAddr
+	cfg.Streams.WebRTC.TCPListen = *webrtcAddr
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	if err := os.MkdirAll(*dataDir, 0o750); err != nil {
 		return err
@@ -111,14 +122,27 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	cfg.Uplinks = []uplink.Config{{Name: "province", BaseURL: province.URL, Alg: province.Alg, Secret: province.Secret}}
 
+	// Simulated cameras: short H.264 clips with SPS/PPS only in the SDP, like many real
+	// cameras; one reboots every few minutes, one loses its clerk, one goes black.
+	cams := &simcam.Server{Listen: "127.0.0.1:0", Username: "admin", Password: devices.GenerateSecret(),
+		Cameras: append(simcam.DemoCameras(), simcam.AnalyticsDemoCameras()...), Logger: logger.With("component", "simcam")}
+	if err := cams.Initialize(); err != nil {
+		return fmt.Errorf("simulated cameras: %w", err)
+	}
+	defer cams.Close()
+
 	g, err := openGateway(ctx, cfg, logger, nil)
 	if err != nil {
 		return err
 	}
-	df, err := seedDemo(ctx, g, prev)
+	df, err := seedDemo(ctx, g, prev, cams)
 	if err != nil {
 		g.stop()
 		return fmt.Errorf("demo fixtures: %w", err)
+	}
+	if err := g.video.sync(ctx); err != nil {
+		g.stop()
+		return err
 	}
 	if err := g.start(); err != nil {
 		g.stop()
@@ -126,7 +150,29 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	base := "http://" + displayAddr(g.api.Addr())
 	df.HTTP = base
+	df.RTSP = "rtsp://" + displayAddr(g.video.reserve.Addr())
+	df.MQTT = "tcp://" + displayAddr(g.sensors.broker.Addr())
+	// Simulated sensors: one per sensor device, each logging in with its own credentials,
+	// with daily patterns, noise, excursions over the rule limits, and one going silent.
+	fleet := &sim.Fleet{BrokerURL: df.MQTT, Interval: 5 * time.Second, Logger: logger.With("component", "sim-sensors")}
+	for i, sn := range df.Sensors {
+		p, _ := g.profiles.Get(sn.Profile)
+		fleet.Sensors = append(fleet.Sensors, sim.Sensor{Device: sn.ID, Site: sn.Site, Profile: p,
+			Username: sn.MQTTUsername, Password: sn.MQTTPassword, Silent: i == 0})
+	}
+	if err := fleet.Initialize(); err != nil {
+		g.stop()
+		return fmt.Errorf("simulated sensors: %w", err)
+	}
+	defer fleet.Close()
 	df.Province = &province
+	for i := range df.Cameras {
+		df.Cameras[i].RTSP = g.video.rtspURL(df.Cameras[i].ID)
+	}
+	stopWorker, err := startWorker(*worker, base, df, logger, stderr)
+	if err != nil {
+		logger.Warn("video analytics worker not started", "reason", err)
+	}
 	for i := range df.Cameras {
 		df.Cameras[i].WHEP = base + "/api/v1/cameras/" + df.Cameras[i].ID + "/whep"
 	}
@@ -141,6 +187,10 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fmt.Fprintf(stdout, "  Details:   %s\n\nPress Ctrl-C to stop; run again with the same --data to resume.\n\n", demoPath)
 	<-ctx.Done()
 	logger.Info("stopping demo")
+	if stopWorker != nil {
+		stopWorker() // first, so it releases its leases while the gateway still answers
+	}
+	fleet.Close()
 	return g.stop()
 }
 
@@ -194,32 +244,35 @@ var demoSites = []devices.Site{
 type demoDeviceSpec struct {
 	id, site, name, profile, vendor, model, firmware string
 	kind                                             devices.Kind
+	sim                                              string // simulated camera path
 }
 
 var demoDevices = []demoDeviceSpec{
-	{"cam-hall-counter", "hq-service-hall", "服务窗口 1-4 号", "hikvision-ipc", "Hikvision", "DS-2CD3T47WDV3-L", "V5.7.3", devices.KindCamera},
-	{"cam-hall-queue", "hq-service-hall", "取号排队区", "dahua-ipc", "Dahua", "DH-IPC-HFW2433M", "V2.820.0000000.25.R", devices.KindCamera},
-	{"cam-site-gate", "hq-construction-07", "工地大门与冲洗平台", "hikvision-ipc", "Hikvision", "DS-2CD2T47G2-L", "V5.7.3", devices.KindCamera},
-	{"cam-market-kitchen", "hq-market-02", "明厨亮灶 后厨", "generic-rtsp", "Uniview", "IPC2124LE", "1.0", devices.KindCamera},
+	{"cam-hall-counter", "hq-service-hall", "服务窗口 1 号", "hikvision-ipc", "Hikvision", "DS-2CD3T47WDV3-L", "V5.7.3", devices.KindCamera, "counter-empties"},
+	{"cam-hall-queue", "hq-service-hall", "取号排队区", "dahua-ipc", "Dahua", "DH-IPC-HFW2433M", "V2.820.0000000.25.R", devices.KindCamera, "waiting-area"},
+	{"cam-hall-entrance", "hq-service-hall", "大厅入口", "hikvision-ipc", "Hikvision", "DS-2CD2T47G2-L", "V5.7.3", devices.KindCamera, "hall-entrance"},
+	{"cam-site-gate", "hq-construction-07", "工地大门与冲洗平台", "hikvision-ipc", "Hikvision", "DS-2CD2T47G2-L", "V5.7.3", devices.KindCamera, "back-office"},
+	{"cam-market-kitchen", "hq-market-02", "明厨亮灶 后厨", "generic-rtsp", "Uniview", "IPC2124LE", "1.0", devices.KindCamera, "service-window"},
+	{"cam-market-coldstore", "hq-market-02", "冷库门口", "dahua-ipc", "Dahua", "DH-IPC-HFW2433M", "V2.820.0000000.25.R", devices.KindCamera, "goes-black"},
 
-	{"dust-07-a", "hq-construction-07", "扬尘监测 东侧", "dust-noise-monitor", "Sailhero", "SH-YC01", "V2.2.4", devices.KindSensor},
-	{"dust-07-b", "hq-construction-07", "扬尘监测 西侧", "dust-noise-monitor", "Sailhero", "SH-YC01", "V2.2.4", devices.KindSensor},
-	{"dust-07-c", "hq-construction-07", "扬尘监测 塔吊", "dust-noise-monitor", "Sailhero", "SH-YC01", "V2.0.3", devices.KindSensor},
-	{"elevator-07-1", "hq-construction-07", "施工升降机 1 号", "elevator-monitor", "Inovance", "EMU-100", "2.4.1", devices.KindSensor},
-	{"cold-02-a", "hq-market-02", "冷库 A", "coldchain-logger", "Elitech", "RCW-800", "2.1.0", devices.KindSensor},
-	{"cold-02-b", "hq-market-02", "冷库 B", "coldchain-logger", "Elitech", "RCW-800", "2.1.0", devices.KindSensor},
-	{"cold-02-truck", "hq-market-02", "冷藏车 豫G·C1234", "coldchain-logger", "Elitech", "RCW-800", "2.1.0", devices.KindSensor},
-	{"gas-02-kitchen", "hq-market-02", "后厨 可燃气体", "gas-detector", "Hanwei", "BS01", "V2.0.3", devices.KindSensor},
-	{"gas-02-stall", "hq-market-02", "熟食档口 可燃气体", "gas-detector", "Hanwei", "BS01", "V2.0.3", devices.KindSensor},
-	{"fume-02-a", "hq-market-02", "油烟监测 1 号店", "kitchen-fume-monitor", "Sdl", "SDL-YY01", "V4.1.2", devices.KindSensor},
-	{"fume-02-b", "hq-market-02", "油烟监测 2 号店", "kitchen-fume-monitor", "Sdl", "SDL-YY01", "V4.1.2", devices.KindSensor},
-	{"env-hall-1", "hq-service-hall", "大厅 温湿度与人流", "generic-json", "Offsite", "generic", "1.0", devices.KindSensor},
-	{"elevator-hall-1", "hq-service-hall", "大厅 客梯 1 号", "elevator-monitor", "Inovance", "EMU-100", "2.4.1", devices.KindSensor},
+	{"dust-07-a", "hq-construction-07", "扬尘监测 东侧", "dust-noise-monitor", "Sailhero", "SH-YC01", "V2.2.4", devices.KindSensor, ""},
+	{"dust-07-b", "hq-construction-07", "扬尘监测 西侧", "dust-noise-monitor", "Sailhero", "SH-YC01", "V2.2.4", devices.KindSensor, ""},
+	{"dust-07-c", "hq-construction-07", "扬尘监测 塔吊", "dust-noise-monitor", "Sailhero", "SH-YC01", "V2.0.3", devices.KindSensor, ""},
+	{"elevator-07-1", "hq-construction-07", "施工升降机 1 号", "elevator-monitor", "Inovance", "EMU-100", "2.4.1", devices.KindSensor, ""},
+	{"cold-02-a", "hq-market-02", "冷库 A", "coldchain-logger", "Elitech", "RCW-800", "2.1.0", devices.KindSensor, ""},
+	{"cold-02-b", "hq-market-02", "冷库 B", "coldchain-logger", "Elitech", "RCW-800", "2.1.0", devices.KindSensor, ""},
+	{"cold-02-truck", "hq-market-02", "冷藏车 豫G·C1234", "coldchain-logger", "Elitech", "RCW-800", "2.1.0", devices.KindSensor, ""},
+	{"gas-02-kitchen", "hq-market-02", "后厨 可燃气体", "gas-detector", "Hanwei", "BS01", "V2.0.3", devices.KindSensor, ""},
+	{"gas-02-stall", "hq-market-02", "熟食档口 可燃气体", "gas-detector", "Hanwei", "BS01", "V2.0.3", devices.KindSensor, ""},
+	{"fume-02-a", "hq-market-02", "油烟监测 1 号店", "kitchen-fume-monitor", "Sdl", "SDL-YY01", "V4.1.2", devices.KindSensor, ""},
+	{"fume-02-b", "hq-market-02", "油烟监测 2 号店", "kitchen-fume-monitor", "Sdl", "SDL-YY01", "V4.1.2", devices.KindSensor, ""},
+	{"env-hall-1", "hq-service-hall", "大厅 温湿度与人流", "generic-json", "Offsite", "generic", "1.0", devices.KindSensor, ""},
+	{"elevator-hall-1", "hq-service-hall", "大厅 客梯 1 号", "elevator-monitor", "Inovance", "EMU-100", "2.4.1", devices.KindSensor, ""},
 }
 
 // seedDemo makes sure the demo's sites, devices and users exist with known credentials,
 // reusing those of an earlier run (prev) so a resumed demo keeps its logins.
-func seedDemo(ctx context.Context, g *gateway, prev demoFile) (demoFile, error) {
+func seedDemo(ctx context.Context, g *gateway, prev demoFile, cams *simcam.Server) (demoFile, error) {
 	var df demoFile
 	for i := range demoSites {
 		s := demoSites[i]
@@ -247,7 +300,7 @@ func seedDemo(ctx context.Context, g *gateway, prev demoFile) (demoFile, error) 
 		secret := prevSensor[spec.id].MQTTPassword
 		switch spec.kind {
 		case devices.KindCamera:
-			d.Stream = &devices.StreamSettings{Host: "127.0.0.1", Port: 8554, Stream: "sub", Transport: "tcp"}
+			d.Stream = &devices.StreamSettings{URL: cams.URL(spec.sim), Username: cams.Username, Password: cams.Password, Transport: "tcp"}
 		case devices.KindSensor:
 			if secret == "" {
 				secret = devices.GenerateSecret()
@@ -257,6 +310,13 @@ func seedDemo(ctx context.Context, g *gateway, prev demoFile) (demoFile, error) 
 		existing, err := g.devices.GetDevice(ctx, spec.id)
 		switch {
 		case err == nil:
+			if spec.kind == devices.KindCamera {
+				// The simulated cameras listen on a new port and password each run.
+				existing.Stream = d.Stream
+				if err := g.devices.UpdateDevice(ctx, &existing); err != nil {
+					return df, fmt.Errorf("device %s: %w", spec.id, err)
+				}
+			}
 			if spec.kind == devices.KindSensor && prevSensor[spec.id].MQTTPassword == "" {
 				// demo.json was lost: issue a new secret so the simulator can log in.
 				existing.MQTT = d.MQTT
@@ -270,6 +330,11 @@ func seedDemo(ctx context.Context, g *gateway, prev demoFile) (demoFile, error) 
 			}
 		default:
 			return df, err
+		}
+		if spec.kind == devices.KindCamera {
+			if err := demoAnalyticsSettings(ctx, g, spec); err != nil {
+				return df, err
+			}
 		}
 		switch spec.kind {
 		case devices.KindCamera:

@@ -57,7 +57,8 @@ func startDemo(t *testing.T, dataDir string) (*exec.Cmd, demoJSON, *bytes.Buffer
 	t.Helper()
 	_ = os.Remove(filepath.Join(dataDir, "demo.json.ready"))
 	var out bytes.Buffer
-	cmd := exec.Command(offsiteBin, "demo", "--data", dataDir, "--http", "127.0.0.1:0")
+	cmd := exec.Command(offsiteBin, "demo", "--data", dataDir, "--http", "127.0.0.1:0", "--rtsp", "127.0.0.1:0",
+		"--webrtc", "127.0.0.1:0", "--mqtt", "127.0.0.1:0", "--analytics", "off")
 	cmd.Stdout = &out
 	cmd.Stderr = &out
 	before := fileMTime(filepath.Join(dataDir, "demo.json"))
@@ -247,9 +248,16 @@ func TestServeRefusesMisspeltKey(t *testing.T) {
 	require.Contains(t, stdout, "valid")
 }
 
+// loopbackEnv keeps a test gateway on loopback and free ports.
+func loopbackEnv() []string {
+	return []string{"OFFSITE_HTTP_LISTEN=127.0.0.1:0", "OFFSITE_INGEST_BROKER_LISTEN=127.0.0.1:0",
+		"OFFSITE_STREAMS_RTSP_LISTEN=127.0.0.1:0", "OFFSITE_STREAMS_WEBRTC_UDP_LISTEN=127.0.0.1:0",
+		"OFFSITE_STREAMS_WEBRTC_TCP_LISTEN=127.0.0.1:0"}
+}
+
 func TestServeFirstStartPrintsAdminPasswordOnce(t *testing.T) {
 	dir := t.TempDir()
-	env := []string{"OFFSITE_DATA_DIR=" + dir, "OFFSITE_HTTP_LISTEN=127.0.0.1:0"}
+	env := append(loopbackEnv(), "OFFSITE_DATA_DIR="+dir)
 	start := func() string {
 		var out bytes.Buffer
 		cmd := exec.Command(offsiteBin, "serve", "--config", "../deploy/offsite.yml")

@@ -88,6 +88,8 @@ type gateway struct {
 	feed     *events.Feed
 	evidence *events.EvidenceStore
 	uplinks  *uplink.Set
+	video    *video
+	sensors  *sensors
 	api      *api.Server
 
 	// bg is cancelled at stop; background loops (escalation, retention) run under it.
@@ -95,6 +97,18 @@ type gateway struct {
 	cancelBg context.CancelFunc
 	bgWG     sync.WaitGroup
 	closers  []closer
+}
+
+func (g *gateway) stopBackground(ctx context.Context) error {
+	g.cancelBg()
+	done := make(chan struct{})
+	go func() { g.bgWG.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // goBackground runs fn until stop cancels its context; stop waits for it.
@@ -120,17 +134,6 @@ func (g *gateway) onStop(name string, fn func(ctx context.Context) error) {
 func openGateway(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Writer) (g *gateway, err error) {
 	g = &gateway{cfg: cfg, log: logger, reg: prometheus.NewRegistry()}
 	g.bg, g.cancelBg = context.WithCancel(context.WithoutCancel(ctx))
-	g.onStop("background", func(ctx context.Context) error {
-		g.cancelBg()
-		done := make(chan struct{})
-		go func() { g.bgWG.Wait(); close(done) }()
-		select {
-		case <-done:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	})
 	defer func() {
 		if err != nil {
 			g.stop()
@@ -196,6 +199,13 @@ func openGateway(ctx context.Context, cfg config.Config, logger *slog.Logger, ou
 	g.onStop("uplinks", func(context.Context) error { g.uplinks.Close(); return nil })
 	g.reg.MustRegister(g.uplinks.Collector())
 
+	if err := g.openSensors(ctx); err != nil {
+		return g, fmt.Errorf("sensors: %w", err)
+	}
+	if err := g.openVideo(ctx); err != nil {
+		return g, fmt.Errorf("video: %w", err)
+	}
+
 	g.api = &api.Server{
 		Listen: cfg.HTTP.Listen, ReadTimeout: cfg.HTTP.ReadTimeout, BodyLimit: cfg.HTTP.BodyLimitMB << 20,
 		TrustedProxies: cfg.HTTP.TrustedProxies,
@@ -207,11 +217,26 @@ func openGateway(ctx context.Context, cfg config.Config, logger *slog.Logger, ou
 	if err := g.api.Initialize(); err != nil {
 		return g, fmt.Errorf("api: %w", err)
 	}
+	if err := g.video.routes(g.api); err != nil {
+		return g, fmt.Errorf("api: %w", err)
+	}
+	if err := g.sensors.routes(g.api); err != nil {
+		return g, fmt.Errorf("api: %w", err)
+	}
+	// Background loops (rules ticks, escalation, event appenders) stop right after the inputs
+	// close and before the components they use drain and the stores close.
+	g.onStop("background", g.stopBackground)
 	return g, nil
 }
 
 // start opens the listeners. Input is taken only once everything behind it is ready.
 func (g *gateway) start() error {
+	if err := g.sensors.startInput(); err != nil {
+		return err
+	}
+	if err := g.video.startReserve(); err != nil {
+		return err
+	}
 	if err := g.api.Start(); err != nil {
 		return fmt.Errorf("http: listen on %s: %w", g.cfg.HTTP.Listen, err)
 	}
@@ -245,6 +270,9 @@ func (g *gateway) stop() error {
 		}
 	}
 	g.closers = nil
+	if g.cancelBg != nil {
+		g.cancelBg()
+	}
 	g.log.Info("stopped")
 	return errors.Join(errs...)
 }

@@ -16,7 +16,7 @@ import (
 // detectors with the demo settings: the counter empties and the picture goes black, so both
 // alert kinds appear — and clear — within the first loops.
 func TestDemoClips(t *testing.T) {
-	raw, err := os.ReadFile("../testdata/demo-settings.json")
+	raw, err := os.ReadFile("../../streams/simcam/clips/analytics-settings.json")
 	require.NoError(t, err)
 	var all map[string]json.RawMessage
 	require.NoError(t, json.Unmarshal(raw, &all))
@@ -24,13 +24,13 @@ func TestDemoClips(t *testing.T) {
 		clip, typ, key string
 		by             time.Duration
 	}{
-		{"demo-counter-empties", worker.TypeStaffAbsent, "cam-1/staff_absent/w1", 50 * time.Second},
-		{"demo-goes-black", worker.TypeTamper, "cam-1/tamper", 40 * time.Second},
+		{"counter-empties", worker.TypeStaffAbsent, "cam-1/staff_absent/w1", 50 * time.Second},
+		{"goes-black", worker.TypeTamper, "cam-1/tamper", 40 * time.Second},
 	} {
 		t.Run(tc.clip, func(t *testing.T) {
 			set, err := lease.ParseSettings(all[tc.clip])
 			require.NoError(t, err)
-			b, err := os.ReadFile("../testdata/" + tc.clip + ".h264")
+			b, err := os.ReadFile("../../streams/simcam/clips/" + tc.clip + ".h264")
 			require.NoError(t, err)
 			twice := append(append([]byte(nil), b...), b...)
 			loop := filepathTemp(t, twice)

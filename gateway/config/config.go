@@ -30,6 +30,8 @@ type Config struct {
 	Profiles  Profiles `yaml:"profiles"`
 	Shutdown  Shutdown `yaml:"shutdown"`
 
+	Ingest   Ingest          `yaml:"ingest"`
+	Streams  Streams         `yaml:"streams"`
 	Rules    rules.Config    `yaml:"rules"`
 	Events   events.Config   `yaml:"events"`
 	Uplinks  []uplink.Config `yaml:"uplinks"`
@@ -74,6 +76,132 @@ type Profiles struct {
 	Dir      string `yaml:"dir"`
 }
 
+// Ingest configures sensor data in (ingest/).
+type Ingest struct {
+	Broker         Broker        `yaml:"broker"`
+	External       External      `yaml:"external"`
+	QueueSize      int           `yaml:"queue_size"`
+	Workers        int           `yaml:"workers"`
+	EnqueueTimeout time.Duration `yaml:"enqueue_timeout"`
+	MaxFutureSkew  time.Duration `yaml:"max_future_skew"`
+	MaxAge         time.Duration `yaml:"max_age"`
+	Quarantine     Quarantine    `yaml:"quarantine"`
+	Telemetry      Telemetry     `yaml:"telemetry"`
+	Presence       Presence      `yaml:"presence"`
+	PublishEvents  bool          `yaml:"publish_events"`
+}
+
+// Broker configures the embedded MQTT broker.
+type Broker struct {
+	Listen          string           `yaml:"listen"`
+	MaxPacketBytes  int              `yaml:"max_packet_bytes"`
+	MaxInflight     int              `yaml:"max_inflight"`
+	MaxClients      int              `yaml:"max_clients"`
+	ConnectRate     float64          `yaml:"connect_rate"`
+	ConnectBurst    int              `yaml:"connect_burst"`
+	AuthCache       time.Duration    `yaml:"auth_cache"`
+	ServiceAccounts []ServiceAccount `yaml:"service_accounts"`
+}
+
+// ServiceAccount is a non-device MQTT login limited to its topic filters.
+type ServiceAccount struct {
+	Username  string   `yaml:"username"`
+	Password  string   `yaml:"password"`
+	Publish   []string `yaml:"publish"`
+	Subscribe []string `yaml:"subscribe"`
+}
+
+// External configures an external broker (Mosquitto, EMQX) instead of the embedded one.
+type External struct {
+	URL                string   `yaml:"url"`
+	ClientID           string   `yaml:"client_id"`
+	Username           string   `yaml:"username"`
+	Password           string   `yaml:"password"`
+	CAFile             string   `yaml:"ca_file"`
+	CertFile           string   `yaml:"cert_file"`
+	KeyFile            string   `yaml:"key_file"`
+	InsecureSkipVerify bool     `yaml:"insecure_skip_verify"`
+	SharedGroup        string   `yaml:"shared_group"`
+	Topics             []string `yaml:"topics"`
+}
+
+// Quarantine bounds what is kept of refused payloads.
+type Quarantine struct {
+	MaxPayloadBytes int `yaml:"max_payload_bytes"`
+	MaxRows         int `yaml:"max_rows"`
+}
+
+// Telemetry selects where readings are stored.
+type Telemetry struct {
+	Backend string          `yaml:"backend"`
+	Influx  Influx          `yaml:"influx"`
+	SQLite  SQLiteTelemetry `yaml:"sqlite"`
+}
+
+// Influx configures InfluxDB (1.8+ v2 API, or 2.x).
+type Influx struct {
+	URL           string        `yaml:"url"`
+	Org           string        `yaml:"org"`
+	Bucket        string        `yaml:"bucket"`
+	Token         string        `yaml:"token"`
+	BatchSize     int           `yaml:"batch_size"`
+	FlushInterval time.Duration `yaml:"flush_interval"`
+	MaxPending    int           `yaml:"max_pending"`
+	SpoolDir      string        `yaml:"spool_dir"`
+	SpoolMaxBytes int64         `yaml:"spool_max_bytes"`
+	RetryInterval time.Duration `yaml:"retry_interval"`
+}
+
+// SQLiteTelemetry configures the embedded telemetry store.
+type SQLiteTelemetry struct {
+	Path      string        `yaml:"path"`
+	Retention time.Duration `yaml:"retention"`
+}
+
+// Presence configures online/offline derivation.
+type Presence struct {
+	Factor           float64       `yaml:"factor"`
+	DefaultHeartbeat time.Duration `yaml:"default_heartbeat"`
+}
+
+// Streams configures the video relay (streams/).
+type Streams struct {
+	StallTimeout   time.Duration `yaml:"stall_timeout"`
+	OfflineTimeout time.Duration `yaml:"offline_timeout"`
+	BackoffMin     time.Duration `yaml:"backoff_min"`
+	BackoffMax     time.Duration `yaml:"backoff_max"`
+	IdleTimeout    time.Duration `yaml:"idle_timeout"`
+	QueueUnits     int           `yaml:"queue_units"`
+	RTSP           StreamsRTSP   `yaml:"rtsp"`
+	WebRTC         WebRTC        `yaml:"webrtc"`
+	Snapshot       Snapshot      `yaml:"snapshot"`
+}
+
+// StreamsRTSP configures the RTSP re-serve for analytics workers and recorders.
+type StreamsRTSP struct {
+	Listen        string `yaml:"listen"`
+	Username      string `yaml:"username"`
+	Password      string `yaml:"password"`
+	UDPRTPListen  string `yaml:"udp_rtp_listen"`
+	UDPRTCPListen string `yaml:"udp_rtcp_listen"`
+}
+
+// WebRTC configures WHEP egress to browsers.
+type WebRTC struct {
+	UDPListen         string        `yaml:"udp_listen"`
+	TCPListen         string        `yaml:"tcp_listen"`
+	PublicIPs         []string      `yaml:"public_ips"`
+	DisconnectTimeout time.Duration `yaml:"disconnect_timeout"`
+	MaxLag            time.Duration `yaml:"max_lag"`
+	MaxSessions       int           `yaml:"max_sessions"`
+}
+
+// Snapshot configures JPEG snapshots.
+type Snapshot struct {
+	FFmpeg string        `yaml:"ffmpeg"`
+	Cache  time.Duration `yaml:"cache"`
+}
+
 // Shutdown bounds the graceful stop.
 type Shutdown struct {
 	Timeout time.Duration `yaml:"timeout"`
@@ -90,10 +218,29 @@ func Default() Config {
 		Auth:      Auth{TokenTTL: 12 * time.Hour, LockoutAfter: 5, LockoutFor: 15 * time.Minute},
 		Profiles:  Profiles{Embedded: true},
 		Shutdown:  Shutdown{Timeout: 20 * time.Second},
-		Rules:     rules.Config{Schedules: map[string]rules.Schedule{}, Holidays: rules.Holidays{Off: []string{}, Workdays: []string{}}, Overrides: []rules.Override{}, Cooldown: profiles.Duration(rules.DefaultCooldown)},
-		Events:    defaultEvents(),
-		Uplinks:   []uplink.Config{},
-		Webhooks:  []uplink.Config{},
+		Ingest: Ingest{
+			Broker: Broker{Listen: ":1883", MaxPacketBytes: 263168, MaxInflight: 128, MaxClients: 10000, ConnectRate: 5, ConnectBurst: 20,
+				AuthCache: 5 * time.Minute, ServiceAccounts: []ServiceAccount{}},
+			External:       External{ClientID: "offsite-gw-1", Topics: []string{}},
+			QueueSize:      65536,
+			EnqueueTimeout: 30 * time.Second, MaxFutureSkew: 5 * time.Minute, MaxAge: 168 * time.Hour,
+			Quarantine: Quarantine{MaxPayloadBytes: 4096, MaxRows: 100000},
+			Telemetry: Telemetry{Backend: "sqlite",
+				Influx: Influx{Bucket: "offsite/autogen", BatchSize: 5000, FlushInterval: 250 * time.Millisecond, MaxPending: 200000,
+					SpoolMaxBytes: 1 << 30, RetryInterval: 2 * time.Second},
+				SQLite: SQLiteTelemetry{Retention: 720 * time.Hour}},
+			Presence:      Presence{Factor: 1.0, DefaultHeartbeat: 5 * time.Minute},
+			PublishEvents: true,
+		},
+		Streams: Streams{StallTimeout: 5 * time.Second, OfflineTimeout: 15 * time.Second, BackoffMin: time.Second,
+			BackoffMax: 30 * time.Second, IdleTimeout: 30 * time.Second, QueueUnits: 256,
+			RTSP:     StreamsRTSP{Listen: ":8554", Username: "offsite"},
+			WebRTC:   WebRTC{UDPListen: ":8189", TCPListen: ":8189", PublicIPs: []string{}, DisconnectTimeout: 5 * time.Second, MaxLag: time.Second, MaxSessions: 1000},
+			Snapshot: Snapshot{FFmpeg: "ffmpeg", Cache: time.Second}},
+		Rules:    rules.Config{Schedules: map[string]rules.Schedule{}, Holidays: rules.Holidays{Off: []string{}, Workdays: []string{}}, Overrides: []rules.Override{}, Cooldown: profiles.Duration(rules.DefaultCooldown)},
+		Events:   defaultEvents(),
+		Uplinks:  []uplink.Config{},
+		Webhooks: []uplink.Config{},
 	}
 }
 
@@ -187,6 +334,71 @@ func (c *Config) validate(where func(key string) string) []Problem {
 	}
 	if c.Shutdown.Timeout < time.Second || c.Shutdown.Timeout > 10*time.Minute {
 		bad("shutdown.timeout", "must be between 1s and 10m, got %s", c.Shutdown.Timeout)
+	}
+	in := c.Ingest
+	if in.External.URL == "" && in.Broker.Listen != "-" {
+		if _, port, err := net.SplitHostPort(in.Broker.Listen); err != nil || port == "" {
+			bad("ingest.broker.listen", "must be host:port, :port or - (no plain TCP), got %q", in.Broker.Listen)
+		}
+	}
+	if u := in.External.URL; u != "" && !strings.HasPrefix(u, "tcp://") && !strings.HasPrefix(u, "ssl://") && !strings.HasPrefix(u, "tls://") && !strings.HasPrefix(u, "mqtt://") && !strings.HasPrefix(u, "mqtts://") {
+		bad("ingest.external.url", "must be tcp://host:1883 or ssl://host:8883, got %q", u)
+	}
+	if in.Broker.MaxPacketBytes < 1024 || in.Broker.MaxInflight < 1 || in.Broker.MaxInflight > 65535 {
+		bad("ingest.broker", "max_packet_bytes must be at least 1024 and max_inflight between 1 and 65535")
+	}
+	if in.QueueSize < 16 || in.Workers < 0 {
+		bad("ingest.queue_size", "must be at least 16 (and workers not negative)")
+	}
+	switch in.Telemetry.Backend {
+	case "sqlite":
+	case "influx":
+		if !strings.HasPrefix(in.Telemetry.Influx.URL, "http://") && !strings.HasPrefix(in.Telemetry.Influx.URL, "https://") {
+			bad("ingest.telemetry.influx.url", "backend influx needs the InfluxDB URL, e.g. http://127.0.0.1:8086; got %q", in.Telemetry.Influx.URL)
+		}
+		if in.Telemetry.Influx.Bucket == "" {
+			bad("ingest.telemetry.influx.bucket", "must not be empty (InfluxDB 1.8: \"database/retention-policy\")")
+		}
+	default:
+		bad("ingest.telemetry.backend", "must be sqlite or influx, got %q", in.Telemetry.Backend)
+	}
+	if in.Presence.Factor < 1 {
+		bad("ingest.presence.factor", "must be at least 1 (a sensor is offline after factor × its heartbeat of silence), got %v", in.Presence.Factor)
+	}
+	for _, k := range []struct {
+		key  string
+		addr string
+	}{{"streams.rtsp.listen", c.Streams.RTSP.Listen}, {"streams.webrtc.udp_listen", c.Streams.WebRTC.UDPListen}} {
+		if _, port, err := net.SplitHostPort(k.addr); err != nil || port == "" {
+			bad(k.key, "must be host:port or :port, got %q", k.addr)
+		}
+	}
+	if t := c.Streams.WebRTC.TCPListen; t != "off" {
+		if _, port, err := net.SplitHostPort(t); err != nil || port == "" {
+			bad("streams.webrtc.tcp_listen", "must be host:port, :port or off, got %q", t)
+		}
+	}
+	for _, ip := range c.Streams.WebRTC.PublicIPs {
+		if net.ParseIP(ip) == nil {
+			bad("streams.webrtc.public_ips", "%q is not an IP address", ip)
+		}
+	}
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{{"streams.stall_timeout", c.Streams.StallTimeout}, {"streams.offline_timeout", c.Streams.OfflineTimeout},
+		{"streams.backoff_min", c.Streams.BackoffMin}, {"streams.backoff_max", c.Streams.BackoffMax},
+		{"streams.idle_timeout", c.Streams.IdleTimeout}, {"streams.webrtc.disconnect_timeout", c.Streams.WebRTC.DisconnectTimeout},
+		{"streams.webrtc.max_lag", c.Streams.WebRTC.MaxLag}, {"streams.snapshot.cache", c.Streams.Snapshot.Cache}} {
+		if d.v <= 0 {
+			bad(d.key, "must be positive, got %s", d.v)
+		}
+	}
+	if c.Streams.OfflineTimeout <= c.Streams.StallTimeout {
+		bad("streams.offline_timeout", "must be longer than streams.stall_timeout (%s), got %s", c.Streams.StallTimeout, c.Streams.OfflineTimeout)
+	}
+	if c.Streams.QueueUnits < 16 || c.Streams.WebRTC.MaxSessions < 1 {
+		bad("streams", "queue_units must be at least 16 and webrtc.max_sessions at least 1")
 	}
 	if err := c.Rules.Validate(); err != nil {
 		bad("rules", "%v", err)

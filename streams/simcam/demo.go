@@ -14,6 +14,12 @@ var (
 	clipServiceWindow []byte
 	//go:embed clips/waiting-area.h264
 	clipWaitingArea []byte
+	//go:embed clips/counter-empties.h264
+	clipCounterEmpties []byte
+	//go:embed clips/goes-black.h264
+	clipGoesBlack []byte
+	//go:embed clips/analytics-settings.json
+	analyticsSettings []byte
 	//go:embed clips/back-office.h264
 	clipBackOffice []byte
 )
@@ -28,3 +34,17 @@ func DemoCameras() []Camera {
 		{Path: "back-office", Clip: clipBackOffice, FPS: 25, OutageEvery: 3 * time.Minute, OutageFor: 20 * time.Second},
 	}
 }
+
+// AnalyticsDemoCameras returns two cameras made for the video analytics demo: "counter-empties"
+// (a clerk leaves counter w1 for 40 s of every minute) and "goes-black" (the picture is black
+// for 20 s of every 40 s, as if the lens were covered).
+func AnalyticsDemoCameras() []Camera {
+	return []Camera{
+		{Path: "counter-empties", Clip: clipCounterEmpties, FPS: 25},
+		{Path: "goes-black", Clip: clipGoesBlack, FPS: 25},
+	}
+}
+
+// AnalyticsDemoSettings returns the analytics settings (JSON, lease.CameraSettings) that make
+// the analytics demo cameras raise their alerts, keyed by camera path.
+func AnalyticsDemoSettings() []byte { return analyticsSettings }

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/offsite-gw/offsite/analytics/lease"
+	"github.com/offsite-gw/offsite/streams/simcam"
+)
+
+// demoAnalyticsSettings stores the analytics settings that make the demo's clerk-less counter
+// and covered lens raise their alerts (only when the camera has none yet, so a maintainer's
+// changes survive a restart).
+func demoAnalyticsSettings(ctx context.Context, g *gateway, spec demoDeviceSpec) error {
+	var all map[string]json.RawMessage
+	if err := json.Unmarshal(simcam.AnalyticsDemoSettings(), &all); err != nil {
+		return fmt.Errorf("demo analytics settings: %w", err)
+	}
+	raw, ok := all[spec.sim]
+	if !ok {
+		return nil
+	}
+	if cur, err := g.video.leases.Settings(ctx, spec.id); err == nil && len(cur.Zones) > 0 {
+		return nil
+	}
+	set, err := lease.ParseSettings(raw)
+	if err != nil {
+		return fmt.Errorf("demo analytics settings for %s: %w", spec.id, err)
+	}
+	return g.video.leases.PutSettings(ctx, spec.id, set, "demo")
+}
+
+// startWorker runs the video analytics worker beside the demo gateway. It is a separate cgo
+// binary (OpenCV); "auto" looks for offsite-analytics beside this binary, then on PATH.
+func startWorker(which, base string, df demoFile, logger *slog.Logger, out io.Writer) (stop func(), err error) {
+	if which == "off" {
+		return nil, nil
+	}
+	path := which
+	if which == "auto" {
+		path = ""
+		if exe, err := os.Executable(); err == nil {
+			if p := filepath.Join(filepath.Dir(exe), "offsite-analytics"); isExecutable(p) {
+				path = p
+			}
+		}
+		if path == "" {
+			if p, err := exec.LookPath("offsite-analytics"); err == nil {
+				path = p
+			}
+		}
+		if path == "" {
+			return nil, errors.New("offsite-analytics not found beside offsite or on PATH (make build builds it; it needs libopencv-dev)")
+		}
+	}
+	var pw string
+	for _, u := range df.Users {
+		if u.Role == "service" {
+			pw = u.Password
+		}
+	}
+	cmd := exec.Command(path, "--gateway", base, "--username", "analytics", "--id", "demo-worker-1")
+	cmd.Env = append(os.Environ(), "OFFSITE_ANALYTICS_PASSWORD="+pw)
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	logger.Info("video analytics worker started", "pid", cmd.Process.Pid, "binary", path)
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	return func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	}, nil
+}
+
+func isExecutable(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && !st.IsDir() && st.Mode()&0o111 != 0
+}

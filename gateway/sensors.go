@@ -1,0 +1,266 @@
+package main
+
+import (
+	"context"
+	_ "embed"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/offsite-gw/offsite/analytics/rules"
+	"github.com/offsite-gw/offsite/api"
+	"github.com/offsite-gw/offsite/api/auth"
+	"github.com/offsite-gw/offsite/gateway/errs"
+	"github.com/offsite-gw/offsite/gateway/events"
+	"github.com/offsite-gw/offsite/ingest"
+	"github.com/offsite-gw/offsite/ingest/decode"
+)
+
+// telemetryStore is what the gateway needs of a telemetry backend: a sink for the pipeline and
+// the reads behind the API.
+type telemetryStore interface {
+	ingest.Sink
+	ingest.Telemetry
+	Initialize() error
+	Close()
+}
+
+// sensors is the gateway's side of ingest/ and analytics/rules: MQTT in, decoding, telemetry,
+// presence and rules, and the events they raise.
+type sensors struct {
+	g          *gateway
+	dir        *ingest.Directory
+	quarantine *ingest.Quarantine
+	telemetry  telemetryStore
+	presence   *ingest.Presence
+	pipeline   *ingest.Pipeline
+	broker     *ingest.Broker
+	subscriber *ingest.Subscriber
+	rules      *rules.Engine
+	pending    chan events.Event
+}
+
+func (g *gateway) openSensors(ctx context.Context) error {
+	ic := g.cfg.Ingest
+	s := &sensors{g: g, pending: make(chan events.Event, 4096)}
+	g.sensors = s
+	lg := g.log.With("component", "ingest")
+
+	s.rules = &rules.Engine{DB: g.db, Profiles: g.profiles, Devices: g.devices,
+		Emit: func(ctx context.Context, evs []events.Event) error {
+			for i := range evs {
+				_ = events.Enrich(ctx, g.devices, &evs[i])
+			}
+			_, err := g.events.Append(ctx, evs...)
+			return err
+		},
+		Schedules: g.cfg.Rules.Schedules, Holidays: g.cfg.Rules.Holidays, Overrides: g.cfg.Rules.Overrides,
+		Cooldown: g.cfg.Rules.Cooldown.Std(), Logger: g.log.With("component", "rules"), Registerer: g.reg}
+	if err := s.rules.Initialize(); err != nil {
+		return fmt.Errorf("rules: %w", err)
+	}
+	g.goBackground(s.rules.Run)
+	g.onStop("rules", func(context.Context) error { return s.rules.Close() })
+
+	s.dir = &ingest.Directory{Devices: g.devices, Profiles: g.profiles, RefreshInterval: 10 * time.Second, MaxPayload: int(ic.Broker.MaxPacketBytes), Logger: lg}
+	if err := s.dir.Initialize(); err != nil {
+		return err
+	}
+	g.onStop("ingest directory", func(context.Context) error { s.dir.Close(); return nil })
+	s.quarantine = &ingest.Quarantine{DB: g.db, MaxPayload: ic.Quarantine.MaxPayloadBytes, MaxRows: ic.Quarantine.MaxRows, Registerer: g.reg, Logger: lg}
+	if err := s.quarantine.Initialize(); err != nil {
+		return err
+	}
+	g.onStop("quarantine", func(context.Context) error { s.quarantine.Close(); return nil })
+
+	onDrop := func(n, total int64, reason string) {
+		s.emit(events.Event{Type: "telemetry.dropped", Severity: "major", OccurredAt: time.Now(),
+			Message: fmt.Sprintf("遥测数据存储积压超出上限，已丢弃 %d 条读数（累计 %d 条）：%s。请检查 InfluxDB 与磁盘空间。", n, total, reason)})
+	}
+	switch ic.Telemetry.Backend {
+	case "influx":
+		ix := ic.Telemetry.Influx
+		spool := ix.SpoolDir
+		if spool == "" {
+			spool = filepath.Join(g.cfg.DataDir, "influx-spool")
+		}
+		s.telemetry = &ingest.InfluxStore{URL: ix.URL, Org: ix.Org, Bucket: ix.Bucket, Token: ix.Token, BatchSize: ix.BatchSize,
+			FlushInterval: ix.FlushInterval, MaxPending: ix.MaxPending, SpoolDir: spool, SpoolMaxBytes: ix.SpoolMaxBytes,
+			RetryInterval: ix.RetryInterval, Describe: s.dir.Describe, OnDrop: onDrop, Registerer: g.reg, Logger: lg}
+	default:
+		path := ic.Telemetry.SQLite.Path
+		if path == "" {
+			path = filepath.Join(g.cfg.DataDir, "telemetry.db")
+		}
+		s.telemetry = &ingest.SQLiteTelemetry{Path: path, Retention: ic.Telemetry.SQLite.Retention, OnDrop: onDrop, Registerer: g.reg, Logger: lg}
+	}
+	if err := s.telemetry.Initialize(); err != nil {
+		return fmt.Errorf("telemetry: %w", err)
+	}
+	g.onStop("telemetry", func(context.Context) error { s.telemetry.Close(); return nil })
+
+	s.presence = &ingest.Presence{Directory: s.dir, Factor: ic.Presence.Factor, DefaultHeartbeat: ic.Presence.DefaultHeartbeat,
+		OnChange: s.onPresence, Logger: lg}
+	if err := s.presence.Initialize(); err != nil {
+		return err
+	}
+	g.onStop("presence", func(context.Context) error { s.presence.Close(); return nil })
+
+	s.pipeline = &ingest.Pipeline{Directory: s.dir, Sink: s.telemetry, Quarantine: s.quarantine, Presence: s.presence,
+		OnReadings: s.onReadings, QueueSize: ic.QueueSize, Workers: ic.Workers, EnqueueTimeout: ic.EnqueueTimeout,
+		MaxFutureSkew: ic.MaxFutureSkew, MaxAge: ic.MaxAge, Registerer: g.reg, Logger: lg}
+	if err := s.pipeline.Initialize(); err != nil {
+		return err
+	}
+	// Closing the pipeline drains its queue into the telemetry store, which closes after it.
+	g.onStop("ingest pipeline", func(context.Context) error { s.pipeline.Close(); return nil })
+	g.goBackground(s.appendEvents)
+	return nil
+}
+
+// startInput opens the MQTT side (an input: opened last, closed first).
+func (s *sensors) startInput() error {
+	ic := s.g.cfg.Ingest
+	lg := s.g.log.With("component", "mqtt")
+	if ic.External.URL != "" {
+		ex := ic.External
+		s.subscriber = &ingest.Subscriber{URL: ex.URL, ClientID: ex.ClientID, Username: ex.Username, Password: ex.Password,
+			CAFile: ex.CAFile, CertFile: ex.CertFile, KeyFile: ex.KeyFile, InsecureSkipVerify: ex.InsecureSkipVerify,
+			SharedGroup: ex.SharedGroup, Topics: ex.Topics, QoS: 1, Directory: s.dir, Pipeline: s.pipeline, Profiles: s.g.profiles,
+			Registerer: s.g.reg, Logger: lg}
+		if err := s.subscriber.Initialize(); err != nil {
+			return fmt.Errorf("mqtt: %w", err)
+		}
+		s.g.onStop("mqtt subscriber", func(context.Context) error { s.subscriber.Close(); return nil })
+		return nil
+	}
+	b := ic.Broker
+	var accounts []ingest.ServiceAccount
+	for _, a := range b.ServiceAccounts {
+		accounts = append(accounts, ingest.ServiceAccount{Username: a.Username, Password: a.Password, Publish: a.Publish, Subscribe: a.Subscribe})
+	}
+	s.broker = &ingest.Broker{Listen: b.Listen, Auth: s.g.devices, Directory: s.dir, Pipeline: s.pipeline,
+		MaxPacketSize: uint32(b.MaxPacketBytes), MaxInflight: uint16(b.MaxInflight), MaxClients: int64(b.MaxClients),
+		ConnectRate: b.ConnectRate, ConnectBurst: b.ConnectBurst, AuthCacheTTL: b.AuthCache, ServiceAccounts: accounts,
+		Registerer: s.g.reg, Logger: lg}
+	if err := s.broker.Initialize(); err != nil {
+		return fmt.Errorf("mqtt broker: %w", err)
+	}
+	s.g.onStop("mqtt broker", func(context.Context) error { s.broker.Close(); return nil })
+	if ic.PublishEvents {
+		s.g.goBackground(s.publishEvents)
+	}
+	return nil
+}
+
+// onReadings hands stored readings to the rules engine (in memory, fast, never blocks long).
+func (s *sensors) onReadings(sensor *ingest.Sensor, rs []ingest.Reading) {
+	if len(rs) == 0 {
+		return
+	}
+	batch := make([]decode.Reading, 0, len(rs))
+	at := rs[0].Time
+	for _, r := range rs {
+		if !r.Time.Equal(at) {
+			s.rules.Observe(context.Background(), sensor.ID, batch, at)
+			batch, at = batch[:0], r.Time
+		}
+		batch = append(batch, decode.Reading{Metric: r.Metric, Value: r.Value, Unit: r.Unit})
+	}
+	s.rules.Observe(context.Background(), sensor.ID, batch, at)
+}
+
+// onPresence turns a sensor going silent or coming back into device.offline / device.online.
+func (s *sensors) onPresence(c ingest.PresenceChange) {
+	e := events.Event{Device: &events.Device{ID: c.Device}, AlarmKey: c.Device + "/presence", Rule: "presence", OccurredAt: c.At}
+	if c.Online {
+		e.Type, e.Severity, e.State, e.Message = "device.online", "info", "cleared", "设备恢复在线"
+	} else {
+		e.Type, e.Severity, e.State = "device.offline", "minor", "active"
+		e.Message = "设备离线：" + c.Reason
+		if !c.LastSeen.IsZero() {
+			e.Message += "，最后上报 " + c.LastSeen.In(time.FixedZone("CST", 8*3600)).Format("2006-01-02 15:04:05")
+		}
+	}
+	s.emit(e)
+}
+
+func (s *sensors) emit(e events.Event) {
+	select {
+	case s.pending <- e:
+	default:
+		s.g.log.Error("sensor event queue full; event dropped", "type", e.Type)
+	}
+}
+
+// appendEvents logs presence and telemetry events in order, retrying while the store is busy.
+func (s *sensors) appendEvents(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e := <-s.pending:
+			if e.OccurredAt.IsZero() {
+				e.OccurredAt = time.Now()
+			}
+			e.ID = events.NewID(e.OccurredAt)
+			_ = events.Enrich(ctx, s.g.devices, &e)
+			for {
+				if _, err := s.g.events.Append(ctx, e); err == nil || ctx.Err() != nil {
+					break
+				} else {
+					s.g.log.Warn("sensor event not logged yet; retrying", "type", e.Type, "err", err)
+				}
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(time.Second):
+				}
+			}
+		}
+	}
+}
+
+// publishEvents publishes every event logged from now on to offsite/events/{type} (QoS 1).
+func (s *sensors) publishEvents(ctx context.Context) {
+	head, _ := s.g.events.Head()
+	for e := range s.g.feed.Subscribe(ctx, head, nil) {
+		if err := s.broker.Publish("offsite/events/"+e.Type, e.Raw, false, 1); err != nil && ctx.Err() == nil {
+			s.g.log.Warn("event not published over MQTT", "event_id", e.ID, "type", e.Type, "err", err)
+		}
+	}
+}
+
+// routes mounts readings, presence and quarantine, and the contract's telemetry path.
+func (s *sensors) routes(srv *api.Server) error {
+	a := &ingest.API{Telemetry: s.telemetry, Quarantine: s.quarantine, Presence: s.presence,
+		Authorize: func(c *fiber.Ctx, device string) error {
+			u, _ := api.UserOf(c)
+			if device == "" { // the whole quarantine: only for roles that see every site
+				if !u.Scope().Unlimited() {
+					return errs.E(errs.KindForbidden, "forbidden", "name a device: your role sees only some sites")
+				}
+				return nil
+			}
+			d, err := s.g.devices.GetDevice(c.UserContext(), device)
+			if err != nil {
+				return err
+			}
+			site, err := s.g.devices.GetSite(c.UserContext(), d.SiteID)
+			if err != nil || !u.Scope().AllowsSite(site) {
+				return errs.E(errs.KindNotFound, "device_not_found", "device %q does not exist", device)
+			}
+			return nil
+		}}
+	srv.Mount(func(r fiber.Router) {
+		read := srv.Require(auth.PermDevicesRead)
+		r.Get("/devices/:id/telemetry", read, a.Series) // CONTRACTS.md §3 name of readings/series
+		a.Routes(r, read)
+	})
+	return srv.AddOpenAPIPaths(sensorsOpenAPI)
+}
+
+//go:embed sensors_openapi.json
+var sensorsOpenAPI []byte
