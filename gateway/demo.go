@@ -33,6 +33,9 @@ type demoFile struct {
 	Cameras  []demoCamera `json:"cameras"`
 	Sensors  []demoSensor `json:"sensors"`
 	Province *demoLink    `json:"province,omitempty"`
+	// DevCameraControl takes a simulated camera off line and back (POST, {id} and
+	// {action} = down|up), for the browser tests and for trying the wall's offline tiles.
+	DevCameraControl string `json:"dev_camera_control,omitempty"`
 }
 
 type demoUser struct {
@@ -168,6 +171,11 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	df.Province = &province
 	for i := range df.Cameras {
 		df.Cameras[i].RTSP = g.video.rtspURL(df.Cameras[i].ID)
+	}
+	if ctl, err := startDevControl(g, cams, df, logger); err != nil {
+		logger.Warn("camera control for tests not started", "err", err)
+	} else {
+		df.DevCameraControl = ctl
 	}
 	stopWorker, err := startWorker(*worker, base, df, logger, stderr)
 	if err != nil {

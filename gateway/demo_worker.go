@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -92,4 +94,40 @@ func startWorker(which, base string, df demoFile, logger *slog.Logger, out io.Wr
 func isExecutable(p string) bool {
 	st, err := os.Stat(p)
 	return err == nil && !st.IsDir() && st.Mode()&0o111 != 0
+}
+
+// startDevControl serves, on a loopback port of its own, a way to switch the demo's simulated
+// cameras off and on (POST /_dev/cameras/{id}/down|up) and the number of open WHEP sessions
+// (GET /_dev/sessions). Demo only: production has no simulated cameras.
+func startDevControl(g *gateway, cams *simcam.Server, df demoFile, logger *slog.Logger) (string, error) {
+	simOf := map[string]string{}
+	for _, spec := range demoDevices {
+		if spec.sim != "" {
+			simOf[spec.id] = spec.sim
+		}
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /_dev/cameras/{id}/{action}", func(w http.ResponseWriter, r *http.Request) {
+		path, ok := simOf[r.PathValue("id")]
+		action := r.PathValue("action")
+		if !ok || (action != "down" && action != "up") {
+			http.Error(w, "unknown camera or action (down|up)", http.StatusNotFound)
+			return
+		}
+		cams.SetDown(path, action == "down")
+		logger.Info("simulated camera switched", "camera", r.PathValue("id"), "action", action)
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("GET /_dev/sessions", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]int{"whep_sessions": g.video.whep.Sessions()})
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln) //nolint:errcheck
+	g.onStop("demo camera control", func(ctx context.Context) error { return srv.Shutdown(ctx) })
+	return "http://" + ln.Addr().String() + "/_dev/cameras/{id}/{action}", nil
 }

@@ -1,0 +1,52 @@
+package main_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestDashboardInBrowser runs the dashboard's browser scenarios (api/dashboard/browsertest) in
+// Debian's headless Chromium against a real demo gateway: login, a wall of cameras decoding
+// frames, an MQTT reading over a limit becoming an alert without a reload, claim → feedback →
+// close in the timeline, an officer limited to their department, a camera going offline and
+// recovering, and screenshots of every page in both languages at desktop and phone sizes.
+func TestDashboardInBrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("browser scenarios take a minute or two")
+	}
+	harness, err := filepath.Abs("../api/dashboard/browsertest")
+	require.NoError(t, err)
+	_, errNode := exec.LookPath("node")
+	_, errMods := os.Stat(filepath.Join(harness, "node_modules", "playwright-core"))
+	_, errChromium := os.Stat("/usr/bin/chromium")
+	if errNode != nil || errMods != nil || errChromium != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("browser test needs node, chromium and npm ci in %s (make test installs them)", harness)
+		}
+		t.Skipf("browser test needs node, /usr/bin/chromium and npm ci in %s", harness)
+	}
+	dir := t.TempDir()
+	_, dj, out := startDemo(t, dir)
+
+	artifacts := os.Getenv("OFFSITE_TEST_ARTIFACTS")
+	if artifacts == "" {
+		artifacts = filepath.Join(t.TempDir(), "artifacts")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", "run.mjs", dj.HTTP, filepath.Join(dir, "demo.json"))
+	cmd.Dir = harness
+	cmd.Env = append(os.Environ(), "OFFSITE_TEST_STRICT=1", "OFFSITE_TEST_ARTIFACTS="+filepath.Join(artifacts, "screens"))
+	res, err := cmd.CombinedOutput()
+	t.Logf("browser scenarios:\n%s", res)
+	if err != nil {
+		t.Logf("gateway output:\n%s", out.String())
+	}
+	require.NoError(t, err, "browser scenarios failed")
+}
