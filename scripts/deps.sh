@@ -49,8 +49,20 @@ if [ "$what" = test ]; then
   done
 fi
 
-# Go tools, pinned, into ./bin.
-if [ "$what" = test ] && [ ! -x bin/staticcheck ]; then
-  echo "deps: go install staticcheck" >&2
-  GOBIN="$PWD/bin" go install honnef.co/go/tools/cmd/staticcheck@v0.8.2 >&2
+# Go tools, pinned, built once into a cache shared by clones (CI makes a fresh clone each
+# run) and linked into ./bin.
+if [ "$what" = test ]; then
+  tools="${XDG_CACHE_HOME:-$HOME/.cache}/offsite/tools"
+  mkdir -p "$tools" bin
+  if [ ! -x "$tools/staticcheck" ]; then
+    echo "deps: go install staticcheck" >&2
+    GOBIN="$tools" go install honnef.co/go/tools/cmd/staticcheck@v0.8.2 >&2
+  fi
+  # A real InfluxDB 1.8 (v2 write API and Flux) for the telemetry tests; about 2 minutes once.
+  if [ ! -x "$tools/influxd" ]; then
+    echo "deps: go install influxd 1.8.10 (takes a few minutes, once)" >&2
+    GOBIN="$tools" GOFLAGS=-mod=mod go install github.com/influxdata/influxdb/cmd/influxd@v1.8.10 >&2
+  fi
+  ln -sf "$tools/staticcheck" bin/staticcheck
+  ln -sf "$tools/influxd" bin/influxd
 fi
