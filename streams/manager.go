@@ -316,7 +316,7 @@ func (c *Camera) WaitFormat(ctx context.Context) (*Format, error) {
 				return f, c.problemOr(f)
 			}
 			if c.hub.HasBFrames() {
-				return f, BFramesProblem
+				return f, ErrBFrames
 			}
 			return f, nil
 		}
@@ -391,7 +391,7 @@ func (c *Camera) Status() CameraStatus {
 		if f.Codec != "H264" {
 			perr = c.problemOr(f)
 		} else if c.hub.HasBFrames() {
-			perr = BFramesProblem
+			perr = ErrBFrames
 		}
 		if perr != nil {
 			st.Problem = &Problem{Code: "codec_unsupported", Message: strings.TrimPrefix(perr.Error(), ErrCodec.Error()+": ")}

@@ -91,7 +91,7 @@ func (s *Snapshot) JPEG(ctx context.Context, cameraID string) ([]byte, time.Time
 	ctx, cancel := context.WithTimeout(ctx, s.Timeout)
 	defer cancel()
 
-	if _, err := cam.WaitFormat(ctx); err != nil && errors.Is(err, ErrCodec) && !errors.Is(err, BFramesProblem) {
+	if _, err := cam.WaitFormat(ctx); err != nil && errors.Is(err, ErrCodec) && !errors.Is(err, ErrBFrames) {
 		return nil, time.Time{}, codecError(err)
 	}
 	var gop []*Unit

@@ -365,8 +365,8 @@ func codecProblem(desc *description.Session) error {
 	}
 }
 
-// BFramesProblem is the status of an H.264 stream with B-frames.
-var BFramesProblem = fmt.Errorf("%w: the camera's H.264 stream uses B-frames, which WebRTC players show "+
+// ErrBFrames is the status of an H.264 stream with B-frames.
+var ErrBFrames = fmt.Errorf("%w: the camera's H.264 stream uses B-frames, which WebRTC players show "+
 	"out of order; set the encoder profile to baseline (or B-frames to 0), or choose the sub-stream", ErrCodec)
 
 func (s *Source) validate() error {

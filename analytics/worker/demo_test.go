@@ -34,7 +34,7 @@ func TestDemoClips(t *testing.T) {
 			require.NoError(t, err)
 			twice := append(append([]byte(nil), b...), b...)
 			loop := filepathTemp(t, twice)
-			res := analyzeClip(t, loop, set, monday10, twoSec)
+			res := analyzeClip(t, loop, set, monday10, keyframeEvery)
 			raised := res.of(tc.typ, "active")
 			require.NotEmpty(t, raised)
 			require.Equal(t, tc.key, raised[0].AlarmKey)

@@ -85,7 +85,7 @@ func analyzeClip(t *testing.T, clip string, set lease.CameraSettings, start time
 	return res
 }
 
-const twoSec = 2 * time.Second
+const keyframeEvery = 2 * time.Second
 
 func tamperSettings() lease.CameraSettings {
 	return lease.CameraSettings{Tamper: lease.Tamper{For: lease.Duration(6 * time.Second), FrozenFor: lease.Duration(10 * time.Second)}}
@@ -103,7 +103,7 @@ func TestTamperFires(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			clip := makeClip(t, "tamper-"+tc.name, tc.input, tc.filter)
-			res := analyzeClip(t, clip, tamperSettings(), monday10, twoSec)
+			res := analyzeClip(t, clip, tamperSettings(), monday10, keyframeEvery)
 			raised := res.of(worker.TypeTamper, "active")
 			require.Len(t, raised, 1, "one tamper alarm")
 			require.Equal(t, tc.reason, raised[0].Reason)
@@ -125,7 +125,7 @@ func TestTamperDoesNotFire(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			clip := makeClip(t, "calm", tc.input, tc.filter)
-			res := analyzeClip(t, clip, tamperSettings(), monday10, twoSec)
+			res := analyzeClip(t, clip, tamperSettings(), monday10, keyframeEvery)
 			require.Empty(t, res.of(worker.TypeTamper, ""))
 		})
 	}
@@ -140,24 +140,24 @@ func TestMotion(t *testing.T) {
 	still := makeClip(t, "motion-still", "-f lavfi -i "+bg640, "")
 
 	t.Run("fires after hours", func(t *testing.T) {
-		res := analyzeClip(t, walker, motionSettings(), monday22, twoSec)
+		res := analyzeClip(t, walker, motionSettings(), monday22, keyframeEvery)
 		raised := res.of(worker.TypeMotion, "active")
 		require.Len(t, raised, 1)
 		require.InDelta(t, 22, raised[0].At.Sub(monday22).Seconds(), 2.1)
 		require.Len(t, res.of(worker.TypeMotion, "cleared"), 0, "clears 30 s after the last movement: past the clip")
 	})
 	t.Run("does not fire in working hours", func(t *testing.T) {
-		res := analyzeClip(t, walker, motionSettings(), monday10, twoSec)
+		res := analyzeClip(t, walker, motionSettings(), monday10, keyframeEvery)
 		require.Empty(t, res.of(worker.TypeMotion, ""))
 	})
 	t.Run("does not fire on a still scene", func(t *testing.T) {
-		res := analyzeClip(t, still, motionSettings(), monday22, twoSec)
+		res := analyzeClip(t, still, motionSettings(), monday22, keyframeEvery)
 		require.Empty(t, res.of(worker.TypeMotion, ""))
 	})
 	t.Run("does not fire outside its zone", func(t *testing.T) {
 		set := motionSettings()
 		set.Zones = []lease.Zone{{ID: "door", Kind: lease.ZoneArea, Polygon: [][2]float64{{0.7, 0}, {1, 0}, {1, 0.4}, {0.7, 0.4}}}}
-		res := analyzeClip(t, walker, set, monday22, twoSec)
+		res := analyzeClip(t, walker, set, monday22, keyframeEvery)
 		require.Empty(t, res.of(worker.TypeMotion, ""))
 	})
 }
@@ -176,18 +176,18 @@ func TestStaffAbsent(t *testing.T) {
 	staffed := makeClip(t, "staff-stays", "-f lavfi -i "+bg640+"[bg];"+person+"[p];[bg][p]overlay=x='200+60*sin(t)':y=150[out0]", "")
 
 	t.Run("fires when the counter empties", func(t *testing.T) {
-		res := analyzeClip(t, empties, counterSettings(), monday10, twoSec)
+		res := analyzeClip(t, empties, counterSettings(), monday10, keyframeEvery)
 		raised := res.of(worker.TypeStaffAbsent, "active")
 		require.Len(t, raised, 1)
 		require.Equal(t, "cam-1/staff_absent/w1", raised[0].AlarmKey)
 		require.InDelta(t, 32, raised[0].At.Sub(monday10).Seconds(), 4.1)
 	})
 	t.Run("does not fire while staffed", func(t *testing.T) {
-		res := analyzeClip(t, staffed, counterSettings(), monday10, twoSec)
+		res := analyzeClip(t, staffed, counterSettings(), monday10, keyframeEvery)
 		require.Empty(t, res.of(worker.TypeStaffAbsent, ""))
 	})
 	t.Run("does not fire after hours", func(t *testing.T) {
-		res := analyzeClip(t, empties, counterSettings(), monday22, twoSec)
+		res := analyzeClip(t, empties, counterSettings(), monday22, keyframeEvery)
 		require.Empty(t, res.of(worker.TypeStaffAbsent, ""))
 	})
 }
