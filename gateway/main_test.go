@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -53,14 +54,31 @@ type demoJSON struct {
 }
 
 // startDemo runs `offsite demo` on a free port and waits until demo.json names its address.
-func startDemo(t *testing.T, dataDir string) (*exec.Cmd, demoJSON, *bytes.Buffer) {
+// syncBuffer collects a child process's output while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func startDemo(t *testing.T, dataDir string) (*exec.Cmd, demoJSON, *syncBuffer) {
 	t.Helper()
-	_ = os.Remove(filepath.Join(dataDir, "demo.json.ready"))
-	var out bytes.Buffer
+	out := &syncBuffer{}
 	cmd := exec.Command(offsiteBin, "demo", "--data", dataDir, "--http", "127.0.0.1:0", "--rtsp", "127.0.0.1:0",
 		"--webrtc", "127.0.0.1:0", "--mqtt", "127.0.0.1:0", "--analytics", "off")
-	cmd.Stdout = &out
-	cmd.Stderr = &out
+	cmd.Stdout = out
+	cmd.Stderr = out
 	before := fileMTime(filepath.Join(dataDir, "demo.json"))
 	require.NoError(t, cmd.Start())
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() })
@@ -75,7 +93,7 @@ func startDemo(t *testing.T, dataDir string) (*exec.Cmd, demoJSON, *bytes.Buffer
 				if resp, err := http.Get(dj.HTTP + "/healthz"); err == nil {
 					resp.Body.Close()
 					if resp.StatusCode == 200 {
-						return cmd, dj, &out
+						return cmd, dj, out
 					}
 				}
 			}
@@ -259,10 +277,10 @@ func TestServeFirstStartPrintsAdminPasswordOnce(t *testing.T) {
 	dir := t.TempDir()
 	env := append(loopbackEnv(), "OFFSITE_DATA_DIR="+dir)
 	start := func() string {
-		var out bytes.Buffer
+		out := &syncBuffer{}
 		cmd := exec.Command(offsiteBin, "serve", "--config", "../deploy/offsite.yml")
 		cmd.Env = append(os.Environ(), env...)
-		cmd.Stdout, cmd.Stderr = &out, &out
+		cmd.Stdout, cmd.Stderr = out, out
 		require.NoError(t, cmd.Start())
 		deadline := time.Now().Add(30 * time.Second)
 		for time.Now().Before(deadline) && !strings.Contains(out.String(), "offsite serving") {
