@@ -251,7 +251,8 @@ func (v *video) onState(camera string, st streams.State, reason string) {
 	e := events.Event{Type: typ, Device: &events.Device{ID: camera}, AlarmKey: camera + "/signal", Rule: "video.signal", OccurredAt: time.Now()}
 	if typ == "video.signal_lost" {
 		e.Severity, e.State = "major", "active"
-		e.Message = "摄像机视频信号中断：" + reason
+		_, text := humanReason(reason)
+		e.Message = "摄像机视频信号中断：" + text + "（" + reason + "）"
 	} else {
 		e.Severity, e.State = "info", "cleared"
 		e.Message = "摄像机视频信号恢复"
@@ -318,9 +319,34 @@ func (v *video) mayView(ctx context.Context, u auth.User, id string) (devices.De
 	return d, nil
 }
 
+// humanReason turns a relay's technical reason into a code the dashboard translates and a
+// Chinese sentence for event messages, so a person reads "the camera refuses connections"
+// rather than "describe: bad status code: 503".
+func humanReason(reason string) (code, text string) {
+	r := strings.ToLower(reason)
+	switch {
+	case reason == "":
+		return "", ""
+	case strings.Contains(r, "401") || strings.Contains(r, "unauthorized") || strings.Contains(r, "auth"):
+		return "auth_failed", "摄像机拒绝登录，请核对设备档案中的用户名和密码"
+	case strings.Contains(r, "503") || strings.Contains(r, "bad status code"):
+		return "camera_refused", "摄像机拒绝取流，可能正在重启或连接数已满"
+	case strings.Contains(r, "connection refused") || strings.Contains(r, "no route") || strings.Contains(r, "i/o timeout") || strings.Contains(r, "dial"):
+		return "camera_unreachable", "无法连接摄像机，请检查网络或供电"
+	case strings.Contains(r, "no packets") || strings.Contains(r, "stall"):
+		return "no_data", "摄像机已连接但没有画面数据"
+	case strings.Contains(r, "eof") || strings.Contains(r, "reset") || strings.Contains(r, "lost") || strings.Contains(r, "closed"):
+		return "stream_lost", "视频流被摄像机中断"
+	}
+	return "signal_lost", "视频信号中断"
+}
+
 // cameraView is GET /api/v1/cameras: the device and what the relay knows of it.
 type cameraView struct {
-	ID      string                `json:"id"`
+	// ReasonCode explains a camera that is not online (auth_failed, camera_refused,
+	// camera_unreachable, no_data, stream_lost, signal_lost); the dashboard translates it.
+	ReasonCode string                `json:"reason_code,omitempty"`
+	ID         string                `json:"id"`
 	SiteID  string                `json:"site_id"`
 	Name    string                `json:"name"`
 	Profile string                `json:"profile"`
@@ -352,8 +378,12 @@ func (v *video) routes(srv *api.Server) error {
 		return nil
 	}
 	toView := func(d devices.Device) cameraView {
-		return cameraView{ID: d.ID, SiteID: d.SiteID, Name: d.Name, Profile: d.Profile, Status: statusOf(d.ID),
+		cv := cameraView{ID: d.ID, SiteID: d.SiteID, Name: d.Name, Profile: d.Profile, Status: statusOf(d.ID),
 			WHEP: "/api/v1/cameras/" + d.ID + "/whep", Snap: "/api/v1/cameras/" + d.ID + "/snapshot.jpg"}
+		if cv.Status != nil && cv.Status.State != streams.StateOnline.String() {
+			cv.ReasonCode, _ = humanReason(cv.Status.Reason)
+		}
+		return cv
 	}
 	srv.Mount(func(r fiber.Router) {
 		r.Get("/cameras", func(c *fiber.Ctx) error {

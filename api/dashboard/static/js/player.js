@@ -185,7 +185,7 @@ export class WhepPlayer {
       const c = await api(`cameras/${encodeURIComponent(this.cameraId)}`, { signal: this.abort?.signal });
       const s = c?.status && typeof c.status === 'object' ? c.status : c;
       st = String(s?.state || '');
-      reason = s?.reason || s?.problem?.message || '';
+      reason = c?.reason_code || s?.reason || s?.problem?.message || '';
       if (s?.problem?.code && String(s.problem.code).startsWith('codec')) { if (gen === this.gen) this.set('codec', s.problem.message || ''); return; }
     } catch { /* no status endpoint: say only that no picture arrives */ }
     if (gen !== this.gen) return;
