@@ -55,28 +55,6 @@ func (s *Service) SettingsRoutes(r fiber.Router, read, write fiber.Handler, acto
 	})
 }
 
-// EvidenceRoutes mounts POST /evidence: body image/jpeg (or image/png) → 201
-// {"sha256","url"}. put is events.EvidenceStore.Put. Workers upload the snapshot first and put
-// its sha256 and url in the event they post to /events.
-func EvidenceRoutes(r fiber.Router, guard fiber.Handler, put func(body []byte, ext string) (sum, url string, err error)) {
-	r.Post("/evidence", guard, func(c *fiber.Ctx) error {
-		ct := strings.ToLower(strings.TrimSpace(strings.SplitN(c.Get(fiber.HeaderContentType), ";", 2)[0]))
-		ext := map[string]string{"image/jpeg": ".jpg", "image/png": ".png", "video/mp4": ".mp4"}[ct]
-		if ext == "" {
-			return errs.E(errs.KindInvalid, "invalid_evidence_type", "send evidence as image/jpeg, image/png or video/mp4, not %q", ct)
-		}
-		body := c.Body()
-		if len(body) == 0 {
-			return errs.E(errs.KindInvalid, "empty_evidence", "the evidence body is empty")
-		}
-		sum, url, err := put(body, ext)
-		if err != nil {
-			return err
-		}
-		return c.Status(fiber.StatusCreated).JSON(fiber.Map{"sha256": sum, "url": url})
-	})
-}
-
 type acquireReq struct {
 	WorkerID string `json:"worker_id"`
 	Capacity int    `json:"capacity"`

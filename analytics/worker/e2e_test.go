@@ -82,8 +82,16 @@ func startFakeGateway(t *testing.T, svc *lease.Service) *fakeGateway {
 	service := func(c *fiber.Ctx) error { return c.Next() }
 	svc.Routes(v1, service)
 	svc.SettingsRoutes(v1, service, service, nil)
-	lease.EvidenceRoutes(v1, service, func(body []byte, ext string) (string, string, error) {
-		return g.evidence.Put(bytes.NewReader(body), ext)
+	// The gateway's POST /api/v1/evidence (api/handlers_events.go), reduced to what workers send.
+	v1.Post("/evidence", service, func(c *fiber.Ctx) error {
+		if c.Get(fiber.HeaderContentType) != "image/jpeg" || len(c.Body()) == 0 {
+			return c.Status(400).JSON(fiber.Map{"error": fiber.Map{"code": "invalid_evidence", "message": "send a JPEG"}})
+		}
+		sum, url, err := g.evidence.Put(bytes.NewReader(c.Body()), ".jpg")
+		if err != nil {
+			return err
+		}
+		return c.Status(fiber.StatusCreated).JSON(fiber.Map{"sha256": sum, "url": url})
 	})
 	v1.Post("/events", service, func(c *fiber.Ctx) error {
 		e, err := events.ParseEvent(c.Body())
