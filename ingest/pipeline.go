@@ -32,8 +32,8 @@ type PipelineStats struct {
 // Pipeline decodes MQTT messages by the profile of the device whose topic they came on,
 // validates them and hands the readings to Sink; everything refused goes to Quarantine with a
 // reason. Submit only enqueues into a bounded queue, so the MQTT network loop never waits on
-// decoding or on a database. N workers drain the queue; order between messages is not kept
-// (the store orders readings by time).
+// decoding or on a database. N workers drain N queues, one each; a device's messages stay in order
+// (its rules see its readings in order) and the store orders readings by time.
 type Pipeline struct {
 	Directory  *Directory
 	Sink       Sink
@@ -59,7 +59,10 @@ type Pipeline struct {
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
 
-	queue    chan Message
+	// queues has one bounded queue per worker; a message goes to the queue its topic hashes
+	// to, so one device's messages are processed in the order they arrived (rules see its
+	// readings in order) while different devices still spread over the workers.
+	queues   []chan Message
 	inflight atomic.Int64
 	stats    struct{ submitted, stored, quarantined, status, empty, dropped, readings, bad atomic.Int64 }
 	mMsgs    *prometheus.CounterVec
@@ -105,13 +108,22 @@ func (p *Pipeline) Initialize() error {
 	}))
 	register(p.Registerer, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "offsite_ingest_queue_length", Help: "Messages waiting to be decoded.",
-	}, func() float64 { return float64(len(p.queue)) }))
+	}, func() float64 {
+		n := 0
+		for _, q := range p.queues {
+			n += len(q)
+		}
+		return float64(n)
+	}))
 	p.mStored = p.mMsgs.WithLabelValues("stored")
-	p.queue = make(chan Message, p.QueueSize)
+	p.queues = make([]chan Message, p.Workers)
+	for i := range p.queues {
+		p.queues[i] = make(chan Message, max(1, p.QueueSize/p.Workers))
+	}
 	p.closed = make(chan struct{})
-	for range p.Workers {
+	for _, q := range p.queues {
 		p.wg.Add(1)
-		go p.work()
+		go p.work(q)
 	}
 	return nil
 }
@@ -132,8 +144,9 @@ func (p *Pipeline) Submit(m Message) bool {
 		m.Received = time.Now()
 	}
 	p.inflight.Add(1)
+	queue := p.queues[topicShard(m.Topic, len(p.queues))]
 	select {
-	case p.queue <- m:
+	case queue <- m:
 		p.stats.submitted.Add(1)
 		return true
 	default:
@@ -141,7 +154,7 @@ func (p *Pipeline) Submit(m Message) bool {
 	t := time.NewTimer(p.EnqueueTimeout)
 	defer t.Stop()
 	select {
-	case p.queue <- m:
+	case queue <- m:
 		p.stats.submitted.Add(1)
 		return true
 	case <-t.C:
@@ -175,17 +188,27 @@ func (p *Pipeline) Stats() PipelineStats {
 	}
 }
 
-func (p *Pipeline) work() {
+// topicShard picks a worker queue by FNV-1a of the topic (one topic = one device).
+func topicShard(topic string, n int) int {
+	h := uint32(2166136261)
+	for i := 0; i < len(topic); i++ {
+		h ^= uint32(topic[i])
+		h *= 16777619
+	}
+	return int(h % uint32(n))
+}
+
+func (p *Pipeline) work(queue chan Message) {
 	defer p.wg.Done()
 	for {
 		select {
-		case m := <-p.queue:
+		case m := <-queue:
 			p.process(m)
 			p.inflight.Add(-1)
 		case <-p.closed:
 			for {
 				select {
-				case m := <-p.queue:
+				case m := <-queue:
 					p.process(m)
 					p.inflight.Add(-1)
 				default:
