@@ -469,7 +469,8 @@ func (e *Engine) Tick(ctx context.Context) error {
 	now := e.Now()
 	e.refresh(ctx, now)
 	var (
-		rows    []stateRow
+		urgent  []stateRow // states with events to emit: stored before the events go out
+		rows    []stateRow // the rest (last values, timers): stored after
 		pending []pendingBatch
 		ndev    int64
 	)
@@ -485,7 +486,11 @@ func (e *Engine) Tick(ctx context.Context) error {
 			}
 			for id, st := range ds.states {
 				if st.dirty {
-					rows = append(rows, st.row(ds.id, id, now))
+					if len(st.Pending) > 0 {
+						urgent = append(urgent, st.row(ds.id, id, now))
+					} else {
+						rows = append(rows, st.row(ds.id, id, now))
+					}
 					st.dirty = false
 				}
 				if len(st.Pending) > 0 {
@@ -496,15 +501,24 @@ func (e *Engine) Tick(ctx context.Context) error {
 		sh.mu.Unlock()
 	}
 	e.stats.devices.Store(ndev)
-	if err := e.store(ctx, rows); err != nil {
+	// An alarm must not wait for thousands of unrelated last-value rows: store the states
+	// whose events are pending (crash safety needs only those first), emit, then the rest.
+	if err := e.store(ctx, urgent); err != nil {
 		e.stats.flushFailures.Add(1)
+		e.redirty(urgent)
 		e.redirty(rows)
 		return fmt.Errorf("rules: store state: %w", err)
 	}
-	if len(pending) == 0 || now.Before(e.emitAfter) {
-		return nil
+	var emitErr error
+	if len(pending) > 0 && !now.Before(e.emitAfter) {
+		emitErr = e.emit(ctx, pending, now)
 	}
-	return e.emit(ctx, pending, now)
+	if err := e.store(ctx, rows); err != nil {
+		e.stats.flushFailures.Add(1)
+		e.redirty(rows)
+		return errors.Join(emitErr, fmt.Errorf("rules: store state: %w", err))
+	}
+	return emitErr
 }
 
 type pendingBatch struct {
