@@ -111,6 +111,30 @@ func (g *gateway) stopBackground(ctx context.Context) error {
 	}
 }
 
+// openAlertEvidence tells the evidence sweep which files alerts still open refer to; they are
+// kept whatever their age. The set is read at most once a minute; if it cannot be read,
+// everything is kept.
+func (g *gateway) openAlertEvidence() func(sha256 string) bool {
+	var (
+		mu   sync.Mutex
+		set  map[string]bool
+		read time.Time
+		err  error
+	)
+	return func(sum string) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if time.Since(read) > time.Minute {
+			set, err = g.alerts.OpenEvidence(g.bg)
+			read = time.Now()
+			if err != nil {
+				g.log.Warn("evidence retention keeps every file: open alerts unknown", "err", err)
+			}
+		}
+		return err != nil || set[sum]
+	}
+}
+
 // goBackground runs fn until stop cancels its context; stop waits for it.
 func (g *gateway) goBackground(fn func(ctx context.Context)) {
 	g.bgWG.Add(1)
@@ -190,6 +214,7 @@ func openGateway(ctx context.Context, cfg config.Config, logger *slog.Logger, ou
 	g.goBackground(g.alerts.Run)
 	g.feed = &events.Feed{Log: g.events}
 	g.evidence = cfg.Events.Evidence.EvidenceStore(cfg.DataDir)
+	g.evidence.Keep = g.openAlertEvidence()
 	g.goBackground(func(ctx context.Context) { g.evidence.Run(ctx, cfg.Events.Evidence.SweepEvery, logger) })
 	g.uplinks = &uplink.Set{Configs: append(append([]uplink.Config{}, cfg.Uplinks...), cfg.Webhooks...),
 		GatewayID: cfg.GatewayID, Log: g.events, Logger: logger}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"strings"
 	"time"
 
@@ -623,4 +624,36 @@ func (a *Alerts) Run(ctx context.Context) {
 			}
 		}
 	}
+}
+
+var sha256Hex = regexp.MustCompile(`[0-9a-f]{64}`)
+
+// OpenEvidence returns the sha256 of every evidence file that an alert not yet closed refers
+// to: its source event's snapshots and the attachments of its steps. The evidence store's
+// retention keeps these files however old they are.
+func (a *Alerts) OpenEvidence(ctx context.Context) (map[string]bool, error) {
+	out := map[string]bool{}
+	for _, q := range []string{
+		`SELECT source FROM alerts WHERE state <> 'closed'`,
+		`SELECT s.attachments FROM alert_steps s JOIN alerts a ON a.id = s.alert_id WHERE a.state <> 'closed'`,
+	} {
+		rows, err := a.Log.DB.Query(ctx, q)
+		if err != nil {
+			return nil, fmt.Errorf("events: evidence of open alerts: %w", err)
+		}
+		for rows.Next() {
+			var text string
+			if err := rows.Scan(&text); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			for _, sum := range sha256Hex.FindAllString(text, -1) {
+				out[sum] = true
+			}
+		}
+		if err := rows.Close(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }

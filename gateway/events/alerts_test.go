@@ -267,3 +267,39 @@ func TestEscalation(t *testing.T) {
 		require.Zero(t, n)
 	})
 }
+
+// Evidence of alerts still open is reported so retention keeps it; once the alert is closed
+// its files may age out like any other.
+func TestOpenEvidence(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		now := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+		l, a := newAlerts(t, db, &now)
+		snap, att := strings.Repeat("cd", 32), strings.Repeat("ef", 32)
+		e := reading("dev-9", 300)
+		e.Evidence = []events.Evidence{{Kind: "snapshot", URL: "/api/v1/evidence/cd/cd/" + snap + ".jpg", SHA256: snap}}
+		_, err := l.Append(ctx, e)
+		require.NoError(t, err)
+		list, err := a.List(ctx, devices.Scope{}, events.AlertFilter{State: events.AlertOpened})
+		require.NoError(t, err)
+		require.Len(t, list, 1)
+		id, all := list[0].ID, devices.Scope{}
+		_, err = a.Claim(ctx, all, id, events.Action{Actor: "li"})
+		require.NoError(t, err)
+		_, err = a.Handle(ctx, all, id, events.Action{Actor: "li", Attachments: []string{att}})
+		require.NoError(t, err)
+
+		keep, err := a.OpenEvidence(ctx)
+		require.NoError(t, err)
+		require.True(t, keep[snap], "the alert's snapshot is kept")
+		require.True(t, keep[att], "an attachment of a step is kept")
+
+		_, err = a.Feedback(ctx, all, id, events.Action{Actor: "li", Outcome: "误报"})
+		require.NoError(t, err)
+		_, err = a.Close(ctx, all, id, events.Action{Actor: "li"})
+		require.NoError(t, err)
+		keep, err = a.OpenEvidence(ctx)
+		require.NoError(t, err)
+		require.Empty(t, keep, "nothing is held for a closed alert")
+	})
+}
