@@ -347,12 +347,12 @@ type cameraView struct {
 	// camera_unreachable, no_data, stream_lost, signal_lost); the dashboard translates it.
 	ReasonCode string                `json:"reason_code,omitempty"`
 	ID         string                `json:"id"`
-	SiteID  string                `json:"site_id"`
-	Name    string                `json:"name"`
-	Profile string                `json:"profile"`
-	Status  *streams.CameraStatus `json:"status,omitempty"`
-	WHEP    string                `json:"whep"`
-	Snap    string                `json:"snapshot"`
+	SiteID     string                `json:"site_id"`
+	Name       string                `json:"name"`
+	Profile    string                `json:"profile"`
+	Status     *streams.CameraStatus `json:"status,omitempty"`
+	WHEP       string                `json:"whep"`
+	Snap       string                `json:"snapshot"`
 }
 
 func (v *video) routes(srv *api.Server) error {
