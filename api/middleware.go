@@ -150,8 +150,13 @@ func (s *Server) observe(c *fiber.Ctx) error {
 		size = len(c.Response().Body())
 	}
 	level := slog.LevelInfo
-	if status >= 500 {
+	switch {
+	case status >= 500:
 		level = slog.LevelError
+	case status < 400 && (method == fiber.MethodGet || method == fiber.MethodHead || routine(route)):
+		// Reads and machine heartbeats succeed all day long (a wall polls, workers renew
+		// leases every few seconds): at debug, so the log shows changes and failures.
+		level = slog.LevelDebug
 	}
 	attrs := []any{"method", method, "path", c.Path(), "route", route, "status", status,
 		"duration_ms", float64(elapsed.Microseconds()) / 1000, "ip", c.IP(), "bytes", size}
@@ -160,6 +165,11 @@ func (s *Server) observe(c *fiber.Ctx) error {
 	}
 	Logger(c).Log(c.UserContext(), level, "http request", attrs...) // path only: ?token= must not reach logs
 	return nil
+}
+
+// routine reports machine-to-machine calls that repeat every few seconds.
+func routine(route string) bool {
+	return strings.HasPrefix(route, "/api/v1/analytics/leases")
 }
 
 // recover turns a panic in a handler into a 500 answer and a logged stack; the server keeps

@@ -123,7 +123,7 @@ func (g *gateway) openSensors(ctx context.Context) error {
 // startInput opens the MQTT side (an input: opened last, closed first).
 func (s *sensors) startInput() error {
 	ic := s.g.cfg.Ingest
-	lg := s.g.log.With("component", "mqtt")
+	lg := s.g.log // the broker and the subscriber name their component themselves
 	if ic.External.URL != "" {
 		ex := ic.External
 		s.subscriber = &ingest.Subscriber{URL: ex.URL, ClientID: ex.ClientID, Username: ex.Username, Password: ex.Password,
