@@ -32,27 +32,8 @@ type ErrorDetail struct {
 	Truncated bool               `json:"truncated,omitempty"`
 }
 
-// StatusOf maps an error kind to its HTTP status.
-func StatusOf(k errs.Kind) int {
-	switch k {
-	case errs.KindInvalid:
-		return fiber.StatusBadRequest
-	case errs.KindNotFound:
-		return fiber.StatusNotFound
-	case errs.KindConflict:
-		return fiber.StatusConflict
-	case errs.KindUnauthorized:
-		return fiber.StatusUnauthorized
-	case errs.KindForbidden:
-		return fiber.StatusForbidden
-	case errs.KindLocked:
-		return fiber.StatusTooManyRequests
-	case errs.KindUnavailable:
-		return fiber.StatusServiceUnavailable
-	default:
-		return fiber.StatusInternalServerError
-	}
-}
+// StatusOf maps an error kind to its HTTP status (errs.HTTPStatus).
+func StatusOf(k errs.Kind) int { return errs.HTTPStatus(k) }
 
 // handleError is the fiber ErrorHandler: it writes err as an ErrorBody with the status of its
 // kind. Internal errors are logged with the request id and answered without their details.

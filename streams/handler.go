@@ -159,25 +159,14 @@ func (h *Handler) doSnapshot(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(jpeg)
 }
 
-// StatusOf maps an error kind to its HTTP status.
+// StatusOf maps an error to its HTTP status: an offer or a camera stream that cannot be played
+// (bad SDP, H.265, B-frames) is 422 Unprocessable as WHEP clients expect; everything else as
+// errs.HTTPStatus says.
 func StatusOf(err error) int {
-	switch errs.KindOf(err) {
-	case errs.KindInvalid:
+	if errs.KindOf(err) == errs.KindInvalid {
 		return http.StatusUnprocessableEntity
-	case errs.KindNotFound:
-		return http.StatusNotFound
-	case errs.KindConflict:
-		return http.StatusConflict
-	case errs.KindUnauthorized:
-		return http.StatusUnauthorized
-	case errs.KindForbidden:
-		return http.StatusForbidden
-	case errs.KindLocked:
-		return http.StatusTooManyRequests
-	case errs.KindUnavailable:
-		return http.StatusServiceUnavailable
 	}
-	return http.StatusInternalServerError
+	return errs.HTTPStatus(errs.KindOf(err))
 }
 
 func writeErr(w http.ResponseWriter, err error) {

@@ -69,3 +69,24 @@ func CodeOf(err error) string {
 	}
 	return "internal"
 }
+
+// HTTPStatus is the HTTP status code for a kind: the one mapping every HTTP surface uses.
+func HTTPStatus(k Kind) int {
+	switch k {
+	case KindInvalid:
+		return 400
+	case KindNotFound:
+		return 404
+	case KindConflict:
+		return 409
+	case KindUnauthorized:
+		return 401
+	case KindForbidden:
+		return 403
+	case KindLocked:
+		return 429
+	case KindUnavailable:
+		return 503
+	}
+	return 500
+}
