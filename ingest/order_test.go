@@ -57,3 +57,32 @@ func TestPipelineKeepsEachDeviceInOrder(t *testing.T) {
 		}
 	}
 }
+
+// A device without a clock is stamped with the receive time; a burst received in the same
+// millisecond (a broker replaying a session) must still give one reading per message.
+func TestBurstWithoutDeviceTimeKeepsEveryReading(t *testing.T) {
+	devs := &fakeDevices{}
+	devs.add("s1", "g1", "generic-json")
+	s := newStack(t, devs, discardSink{})
+	var mu sync.Mutex
+	stamps := map[time.Time]bool{}
+	s.pipe.Close()
+	pipe := &ingest.Pipeline{Directory: s.dir, Sink: discardSink{}, Quarantine: s.quar, Presence: s.presence, Workers: 2, QueueSize: 256,
+		Logger: quietLogger(), OnReadings: func(_ *ingest.Sensor, rs []ingest.Reading) {
+			mu.Lock()
+			stamps[rs[0].Time] = true
+			mu.Unlock()
+		}}
+	require.NoError(t, pipe.Initialize())
+	t.Cleanup(pipe.Close)
+	at := time.Now()
+	for i := range 20 {
+		pipe.Submit(ingest.Message{Topic: "offsite/s1/g1/up", Received: at, Payload: fmt.Appendf(nil, `{"values":{"seq":%d}}`, i)})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, pipe.Flush(ctx))
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, stamps, 20, "20 messages received in the same instant keep 20 distinct timestamps")
+}

@@ -200,16 +200,19 @@ func topicShard(topic string, n int) int {
 
 func (p *Pipeline) work(queue chan Message) {
 	defer p.wg.Done()
+	// Devices without a clock are stamped with the receive time; this worker owns its devices,
+	// so it can keep their stamps strictly increasing (see process).
+	last := map[string]time.Time{}
 	for {
 		select {
 		case m := <-queue:
-			p.process(m)
+			p.process(m, last)
 			p.inflight.Add(-1)
 		case <-p.closed:
 			for {
 				select {
 				case m := <-queue:
-					p.process(m)
+					p.process(m, last)
 					p.inflight.Add(-1)
 				default:
 					return
@@ -243,7 +246,7 @@ func sensorID(s *Sensor) string {
 	return s.ID
 }
 
-func (p *Pipeline) process(m Message) {
+func (p *Pipeline) process(m Message, lastStamp map[string]time.Time) {
 	route, ok := p.Directory.Lookup(m.Topic)
 	if !ok {
 		var s *Sensor
@@ -282,7 +285,15 @@ func (p *Pipeline) process(m Message) {
 		return
 	}
 	quality, t := QualityReceiveTime, m.Received
-	if !d.DeviceTime.IsZero() {
+	if d.DeviceTime.IsZero() {
+		// The stores key a reading by device, metric and millisecond: a burst (a broker replaying
+		// a persistent session after a restart) must not collapse into one reading.
+		t = t.Truncate(time.Millisecond)
+		if prev, ok := lastStamp[s.ID]; ok && !t.After(prev) {
+			t = prev.Add(time.Millisecond)
+		}
+		lastStamp[s.ID] = t
+	} else {
 		switch skew := d.DeviceTime.Sub(m.Received); {
 		case skew > p.MaxFutureSkew:
 			p.refuse(m, s, ReasonClockSkew, fmt.Sprintf("device time %s is %s ahead of the receive time", d.DeviceTime.Format(time.RFC3339), skew.Round(time.Second)))
