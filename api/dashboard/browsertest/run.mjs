@@ -296,6 +296,11 @@ await scenario('chain', async () => {
     if (act === 'feedback') await page.selectOption('#feedback-outcome', 'rectify_ordered');
     await page.click(`#action-${act}`);
     await page.waitForFunction((n0) => document.querySelectorAll('#alert-timeline li.tl-item').length > n0, n0, { timeout: 10000 });
+    if (act !== 'handle') {
+      // Other steps (the alarm clearing, an escalation) can arrive live meanwhile: wait for this one's note.
+      await page.waitForFunction((note) => document.querySelector('#alert-timeline')?.textContent.includes(note),
+        `browser test: ${act}`, { timeout: 10000 });
+    }
   }
   const text = await page.textContent('#alert-timeline');
   for (const note of ['claim', 'feedback', 'close']) assert(text.includes(`browser test: ${note}`), `the timeline does not show the ${note} note`);
