@@ -110,7 +110,9 @@ func (g *gateway) openSensors(ctx context.Context) error {
 
 	s.pipeline = &ingest.Pipeline{Directory: s.dir, Sink: s.telemetry, Quarantine: s.quarantine, Presence: s.presence,
 		OnReadings: s.onReadings, QueueSize: ic.QueueSize, Workers: ic.Workers, EnqueueTimeout: ic.EnqueueTimeout,
-		MaxFutureSkew: ic.MaxFutureSkew, MaxAge: ic.MaxAge, Registerer: g.reg, Logger: lg}
+		MaxFutureSkew: ic.MaxFutureSkew, MaxAge: ic.MaxAge, Registerer: g.reg, Logger: lg,
+		// Acknowledged messages survive kill -9: journaled before the PUBACK, replayed on start.
+		Journal: &ingest.Journal{Dir: filepath.Join(g.cfg.DataDir, "ingest-journal")}}
 	if err := s.pipeline.Initialize(); err != nil {
 		return err
 	}

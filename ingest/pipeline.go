@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -56,8 +57,15 @@ type Pipeline struct {
 	// MaxFutureSkew but within MaxAge are kept with quality "late".
 	MaxAge time.Duration
 
+	// Journal, when set, makes every submitted message survive a crash of the process until
+	// it is stored (see Journal).
+	Journal *Journal
+
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
+
+	journalStop context.CancelFunc
+	journalDone chan struct{}
 
 	// queues has one bounded queue per worker; a message goes to the queue its topic hashes
 	// to, so one device's messages are processed in the order they arrived (rules see its
@@ -125,7 +133,65 @@ func (p *Pipeline) Initialize() error {
 		p.wg.Add(1)
 		go p.work(q)
 	}
+	if p.Journal != nil {
+		if err := p.startJournal(); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// startJournal replays what a crashed run left and starts the segment rotation.
+func (p *Pipeline) startJournal() error {
+	j := p.Journal
+	if j.Logger == nil {
+		j.Logger = p.Logger
+	}
+	if err := j.open(); err != nil {
+		return err
+	}
+	old, err := j.leftovers()
+	if err != nil {
+		return err
+	}
+	replayed := 0
+	for _, path := range old {
+		f, err := os.Open(path)
+		if err != nil {
+			return fmt.Errorf("ingest journal: %w", err)
+		}
+		err = readRecords(f, func(m Message) { p.Submit(m); replayed++ })
+		f.Close()
+		if err != nil {
+			p.Logger.Error("ingest journal segment partly unreadable; the rest of it is lost", "file", path, "err", err)
+		}
+	}
+	// Everything replayed is journaled again in the new segment: the old files can go.
+	for _, path := range old {
+		_ = os.Remove(path)
+	}
+	if replayed > 0 {
+		p.Logger.Warn("replayed messages received before an unclean stop", "messages", replayed)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p.journalStop, p.journalDone = cancel, make(chan struct{})
+	go func() {
+		defer close(p.journalDone)
+		j.run(ctx, p.durable)
+	}()
+	return nil
+}
+
+// durable waits until what was handed to the sink and the quarantine is stored.
+func (p *Pipeline) durable(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if f, ok := p.Sink.(interface{ Flush(context.Context) error }); ok {
+		if err := f.Flush(ctx); err != nil {
+			return err
+		}
+	}
+	return p.Quarantine.Flush(ctx)
 }
 
 // Close stops accepting messages, processes those queued and stops the workers.
@@ -133,6 +199,16 @@ func (p *Pipeline) Close() {
 	p.closeOne.Do(func() {
 		close(p.closed)
 		p.wg.Wait()
+		if p.Journal != nil {
+			p.journalStop()
+			<-p.journalDone
+			p.Journal.close()
+			// Everything was processed; what the sink still holds it writes or spools when it
+			// closes, after the pipeline. Only if that flush succeeds are the segments deleted.
+			if p.durable(context.Background()) == nil {
+				p.Journal.removeAll()
+			}
+		}
 	})
 }
 
@@ -144,6 +220,9 @@ func (p *Pipeline) Submit(m Message) bool {
 		m.Received = time.Now()
 	}
 	p.inflight.Add(1)
+	if p.Journal != nil {
+		m.seg = p.Journal.append(&m)
+	}
 	queue := p.queues[topicShard(m.Topic, len(p.queues))]
 	select {
 	case queue <- m:
@@ -164,6 +243,7 @@ func (p *Pipeline) Submit(m Message) bool {
 	p.stats.dropped.Add(1)
 	p.mMsgs.WithLabelValues("dropped").Inc()
 	p.quarantine(m, nil, ReasonQueueOverflow, "", fmt.Sprintf("ingest queue full for %s", p.EnqueueTimeout))
+	p.done(m)
 	return false
 }
 
@@ -188,6 +268,13 @@ func (p *Pipeline) Stats() PipelineStats {
 	}
 }
 
+// done marks m processed in its journal segment.
+func (p *Pipeline) done(m Message) {
+	if m.seg != nil {
+		m.seg.pending.Add(-1)
+	}
+}
+
 // topicShard picks a worker queue by FNV-1a of the topic (one topic = one device).
 func topicShard(topic string, n int) int {
 	h := uint32(2166136261)
@@ -208,11 +295,13 @@ func (p *Pipeline) work(queue chan Message) {
 		case m := <-queue:
 			p.process(m, last)
 			p.inflight.Add(-1)
+			p.done(m)
 		case <-p.closed:
 			for {
 				select {
 				case m := <-queue:
 					p.process(m, last)
+					p.done(m)
 					p.inflight.Add(-1)
 				default:
 					return

@@ -42,6 +42,8 @@ type Message struct {
 	// "" for an external broker (whose own ACL vouches for the topic).
 	Client string
 	Remote string
+
+	seg *segment // the journal segment holding it, if journaled
 }
 
 // Submitter takes raw MQTT messages; *Pipeline is the one that matters. Submit may wait for
