@@ -158,5 +158,7 @@ wait:
 	requireDelivered(t, l, h, events.Filter{})
 	st := h.Stats()
 	t.Logf("receiver: %d received, %d duplicates, %d injected failures, %d batches", st.Received, st.Duplicates, st.Injected, st.Batches)
-	require.Positive(t, st.Duplicates)
+	// The retry path was exercised: failures were injected (whether one of them also produced a
+	// duplicate at the receiver is chance: ~0.9^batches of the runs have none).
+	require.Positive(t, st.Injected)
 }
