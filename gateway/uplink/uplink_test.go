@@ -357,9 +357,7 @@ func TestWebhookFormats(t *testing.T) {
 		t.Cleanup(u.Close)
 		return u
 	}
-	mk("ding", uplink.KindDingTalk, "SECxyz")
-	mk("wecom", uplink.KindWeCom, "")
-	mk("generic", uplink.KindWebhook, "hooksecret")
+	filtered := []*uplink.Uplink{mk("ding", uplink.KindDingTalk, "SECxyz"), mk("wecom", uplink.KindWeCom, ""), mk("generic", uplink.KindWebhook, "hooksecret")}
 	e := ev(1)
 	e.Site = &events.Site{ID: "s", Name: "某农贸市场", RegionCode: "410702"}
 	_, err := l.Append(ctx, e)
@@ -393,7 +391,14 @@ func TestWebhookFormats(t *testing.T) {
 	require.Equal(t, "gw", g.body["gateway_id"])
 	require.Len(t, g.body["events"], 1)
 
-	// A robot without a filter only carries what people must act on.
+	// A robot without a filter only carries what people must act on. The uplinks above would
+	// carry the next reading too, so they stop first.
+	for _, u := range filtered {
+		u.Close()
+	}
+	for len(ch) > 0 {
+		<-ch
+	}
 	def := &uplink.Uplink{Config: uplink.Config{Name: "default", Kind: uplink.KindWeCom, URL: srv.URL + "/hook?key=k"},
 		GatewayID: "gw", Log: l, Logger: quiet}
 	require.NoError(t, def.Initialize())
