@@ -39,19 +39,18 @@ type sensors struct {
 	broker     *ingest.Broker
 	subscriber *ingest.Subscriber
 	rules      *rules.Engine
-	pending    chan events.Event
 }
 
 func (g *gateway) openSensors(ctx context.Context) error {
 	ic := g.cfg.Ingest
-	s := &sensors{g: g, pending: make(chan events.Event, 4096)}
+	s := &sensors{g: g}
 	g.sensors = s
 	lg := g.log.With("component", "ingest")
 
 	s.rules = &rules.Engine{DB: g.db, Profiles: g.profiles, Devices: g.devices,
 		Emit: func(ctx context.Context, evs []events.Event) error {
 			for i := range evs {
-				_ = events.Enrich(ctx, g.devices, &evs[i])
+				g.enrich(ctx, &evs[i])
 			}
 			_, err := g.events.Append(ctx, evs...)
 			return err
@@ -76,7 +75,7 @@ func (g *gateway) openSensors(ctx context.Context) error {
 	g.onStop("quarantine", func(context.Context) error { s.quarantine.Close(); return nil })
 
 	onDrop := func(n, total int64, reason string) {
-		s.emit(events.Event{Type: "telemetry.dropped", Severity: "major", OccurredAt: time.Now(),
+		g.raise(events.Event{Type: "telemetry.dropped", Severity: "major", OccurredAt: time.Now(),
 			Message: fmt.Sprintf("遥测数据存储积压超出上限，已丢弃 %d 条读数（累计 %d 条）：%s。请检查 InfluxDB 与磁盘空间。", n, total, reason)})
 	}
 	switch ic.Telemetry.Backend {
@@ -118,7 +117,6 @@ func (g *gateway) openSensors(ctx context.Context) error {
 	}
 	// Closing the pipeline drains its queue into the telemetry store, which closes after it.
 	g.onStop("ingest pipeline", func(context.Context) error { s.pipeline.Close(); return nil })
-	g.goBackground(s.appendEvents)
 	return nil
 }
 
@@ -186,43 +184,7 @@ func (s *sensors) onPresence(c ingest.PresenceChange) {
 			e.Message += "，最后上报 " + c.LastSeen.In(time.FixedZone("CST", 8*3600)).Format("2006-01-02 15:04:05")
 		}
 	}
-	s.emit(e)
-}
-
-func (s *sensors) emit(e events.Event) {
-	select {
-	case s.pending <- e:
-	default:
-		s.g.log.Error("sensor event queue full; event dropped", "type", e.Type)
-	}
-}
-
-// appendEvents logs presence and telemetry events in order, retrying while the store is busy.
-func (s *sensors) appendEvents(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case e := <-s.pending:
-			if e.OccurredAt.IsZero() {
-				e.OccurredAt = time.Now()
-			}
-			e.ID = events.NewID(e.OccurredAt)
-			_ = events.Enrich(ctx, s.g.devices, &e)
-			for {
-				if _, err := s.g.events.Append(ctx, e); err == nil || ctx.Err() != nil {
-					break
-				} else {
-					s.g.log.Warn("sensor event not logged yet; retrying", "type", e.Type, "err", err)
-				}
-				select {
-				case <-ctx.Done():
-					return
-				case <-time.After(time.Second):
-				}
-			}
-		}
-	}
+	s.g.raise(e)
 }
 
 // publishEvents publishes every event logged from now on to offsite/events/{type} (QoS 1).

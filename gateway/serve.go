@@ -92,6 +92,10 @@ type gateway struct {
 	sensors  *sensors
 	api      *api.Server
 
+	// raised holds events from callbacks that must not block (camera states, presence,
+	// telemetry drops); one goroutine logs them in order.
+	raised chan events.Event
+
 	// bg is cancelled at stop; background loops (escalation, retention) run under it.
 	bg       context.Context
 	cancelBg context.CancelFunc
@@ -135,6 +139,56 @@ func (g *gateway) openAlertEvidence() func(sha256 string) bool {
 	}
 }
 
+// raise hands an event to the log without blocking the caller (a camera source, presence, a
+// telemetry store). A full queue means the store has been unavailable for thousands of events;
+// that is logged as an error rather than stalling video or MQTT.
+func (g *gateway) raise(e events.Event) {
+	select {
+	case g.raised <- e:
+	default:
+		g.log.Error("event queue full; event not logged", "type", e.Type, "alarm_key", e.AlarmKey)
+	}
+}
+
+// appendRaised logs raised events in order, enriched with site and device facts, retrying
+// while the store is unavailable.
+func (g *gateway) appendRaised(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e := <-g.raised:
+			if e.OccurredAt.IsZero() {
+				e.OccurredAt = time.Now()
+			}
+			e.ID = events.NewID(e.OccurredAt)
+			g.enrich(ctx, &e)
+			for attempt := 0; ; attempt++ {
+				_, err := g.events.Append(ctx, e)
+				if err == nil || ctx.Err() != nil {
+					break
+				}
+				if attempt%10 == 0 {
+					g.log.Warn("event not logged yet; retrying", "type", e.Type, "event_id", e.ID, "err", err)
+				}
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(time.Second):
+				}
+			}
+		}
+	}
+}
+
+// enrich fills an event's site, department and device facts from the registry. An event whose
+// device is gone is still logged, without them, and the failure is logged.
+func (g *gateway) enrich(ctx context.Context, e *events.Event) {
+	if err := events.Enrich(ctx, g.devices, e); err != nil {
+		g.log.Warn("event logged without site facts", "type", e.Type, "event_id", e.ID, "err", err)
+	}
+}
+
 // goBackground runs fn until stop cancels its context; stop waits for it.
 func (g *gateway) goBackground(fn func(ctx context.Context)) {
 	g.bgWG.Add(1)
@@ -158,6 +212,7 @@ func (g *gateway) onStop(name string, fn func(ctx context.Context) error) {
 func openGateway(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Writer) (g *gateway, err error) {
 	g = &gateway{cfg: cfg, log: logger, reg: prometheus.NewRegistry()}
 	g.bg, g.cancelBg = context.WithCancel(context.WithoutCancel(ctx))
+	g.raised = make(chan events.Event, 4096)
 	defer func() {
 		if err != nil {
 			g.stop()
@@ -213,6 +268,7 @@ func openGateway(ctx context.Context, cfg config.Config, logger *slog.Logger, ou
 	}
 	g.goBackground(g.alerts.Run)
 	g.feed = &events.Feed{Log: g.events}
+	g.goBackground(g.appendRaised)
 	g.evidence = cfg.Events.Evidence.EvidenceStore(cfg.DataDir)
 	g.evidence.Keep = g.openAlertEvidence()
 	g.goBackground(func(ctx context.Context) { g.evidence.Run(ctx, cfg.Events.Evidence.SweepEvery, logger) })

@@ -44,8 +44,6 @@ type video struct {
 	mu     sync.Mutex
 	state  map[string]streams.State
 	config map[string]streams.CameraConfig
-	// pending holds camera events for the appender, so OnState never blocks a source.
-	pending chan events.Event
 }
 
 // viewerHeader carries the authenticated user from the fiber route to streams.Handler. The
@@ -54,7 +52,7 @@ const viewerHeader = "X-Offsite-Viewer"
 
 func (g *gateway) openVideo(ctx context.Context) error {
 	sc := g.cfg.Streams
-	v := &video{g: g, state: map[string]streams.State{}, config: map[string]streams.CameraConfig{}, pending: make(chan events.Event, 1024)}
+	v := &video{g: g, state: map[string]streams.State{}, config: map[string]streams.CameraConfig{}}
 	g.video = v
 	v.rtspUser = sc.RTSP.Username
 	pass, err := rtspPassword(g.cfg.DataDir, sc.RTSP.Password)
@@ -96,7 +94,6 @@ func (g *gateway) openVideo(ctx context.Context) error {
 	if err := v.sync(ctx); err != nil {
 		return err
 	}
-	g.goBackground(v.appendEvents)
 	g.goBackground(func(ctx context.Context) {
 		t := time.NewTicker(10 * time.Second)
 		defer t.Stop()
@@ -257,36 +254,7 @@ func (v *video) onState(camera string, st streams.State, reason string) {
 		e.Severity, e.State = "info", "cleared"
 		e.Message = "摄像机视频信号恢复"
 	}
-	select {
-	case v.pending <- e:
-	default:
-		v.g.log.Error("camera event queue full; event dropped", "camera", camera, "type", typ)
-	}
-}
-
-// appendEvents logs camera events in order, retrying while the store is unavailable.
-func (v *video) appendEvents(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case e := <-v.pending:
-			e.ID = events.NewID(e.OccurredAt)
-			_ = events.Enrich(ctx, v.g.devices, &e)
-			for attempt := 0; ; attempt++ {
-				if _, err := v.g.events.Append(ctx, e); err == nil || ctx.Err() != nil {
-					break
-				} else if attempt%10 == 0 {
-					v.g.log.Warn("camera event not logged yet; retrying", "camera", e.Device.ID, "type", e.Type, "err", err)
-				}
-				select {
-				case <-ctx.Done():
-					return
-				case <-time.After(time.Second):
-				}
-			}
-		}
-	}
+	v.g.raise(e)
 }
 
 // onSession puts every viewing session into the audit log (等级保护: who watched what, when).
