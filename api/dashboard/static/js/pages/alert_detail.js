@@ -33,17 +33,21 @@ export function mount(main, { id }) {
   main.append(h('div', { class: 'page-head' },
     h('a', { href: '#/alerts', class: 'btn small ghost back' }, `← ${t('alerts.back')}`), h('h1', {}, t('alert.title'))), box);
 
+  // load runs after an action and on every live event of this alert, so several can overlap;
+  // only the newest may render, or a slow older answer would put a stale timeline back.
+  let loads = 0;
   async function load() {
+    const mine = ++loads;
     let a;
-    try { a = await api(`alerts/${encodeURIComponent(id)}`); } catch (e) { if (!disposed) clear(box).append(errorBox(e)); return; }
-    if (disposed) return;
+    try { a = await api(`alerts/${encodeURIComponent(id)}`); } catch (e) { if (!disposed && mine === loads) clear(box).append(errorBox(e)); return; }
+    if (disposed || mine !== loads) return;
     a = a?.alert && !a.id ? Object.assign({}, a.alert, a) : a;
     let site = siteOf(a);
     if (site.id && (!site.uscc || !site.department)) {
       const full = await optional(`sites/${encodeURIComponent(site.id)}`).catch(() => null);
       if (full) site = Object.assign({}, full, site, { uscc: site.uscc || full.uscc, region_code: site.region_code || full.region_code, department: site.department || full.department });
     }
-    if (disposed) return;
+    if (disposed || mine !== loads) return;
     render(a, site);
   }
 
