@@ -7,55 +7,62 @@ import (
 	"errors"
 	"net"
 	"net/netip"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
-// batchConn is the WebRTC UDP port's socket. Viewers' writes are queued and sent by one
-// goroutine that groups the datagrams bound for the same viewer into one sendmsg with UDP
-// generic segmentation offload (UDP_SEGMENT): the packets of one video frame to one viewer
-// cost one system call instead of ten, which is most of the relay's CPU with many viewers.
-// Without GSO support in the kernel it sends datagram by datagram.
+// batchConn is the WebRTC UDP port's socket. It holds back the packets of a video frame bound
+// for one viewer until the frame's last packet (RTP marker bit) and then sends them together,
+// in the writing goroutine, with one sendmsg using UDP generic segmentation offload
+// (UDP_SEGMENT): one system call per frame and viewer instead of one per packet, which is most
+// of the relay's CPU with many viewers. Everything else (STUN, DTLS, RTCP, audio, the last
+// packet of a frame) flushes what that viewer has pending and goes at once, so the order per
+// viewer is kept and nothing waits for the next frame. A frame whose marker never comes is
+// sent by a flusher within flushAfter. Without GSO support in the kernel it sends datagram
+// by datagram.
 type batchConn struct {
 	*net.UDPConn
 	raw syscall.RawConn
 
-	shards  []*sendShard // a destination always uses the same shard, so its order is kept
+	mu      sync.RWMutex
+	dests   map[netip.AddrPort]*destQueue
 	done    chan struct{}
 	wg      sync.WaitGroup
 	noGSO   atomic.Bool
 	dropped atomic.Uint64
 	pool    sync.Pool
-	closeMu sync.Mutex
+	closed  atomic.Bool
 }
 
-// sendShard is one writer goroutine with its queue; several let the kernel's per-datagram
-// work (on loopback it includes the receiver's) use more than one core.
-type sendShard struct {
-	b       *batchConn
-	mu      sync.Mutex
-	drained *sync.Cond // signalled when the writer takes the queue
-	queue   []outDatagram
-	spare   []outDatagram
-	wake    chan struct{}
+// destQueue is one viewer's held-back datagrams.
+type destQueue struct {
+	mu    sync.Mutex
+	sa    unix.Sockaddr
+	q     []outDatagram
+	since time.Time // first held datagram
+	used  time.Time // start of the last batch
+	oob   []byte
+	bufs  [][]byte
 }
 
 type outDatagram struct {
 	buf  *[]byte
-	to   netip.AddrPort
 	size int
 }
 
 const (
-	batchQueueMax   = 8192 // datagrams; beyond this, writers wait (backpressure to the viewers' own queues)
 	gsoMaxSegments  = 40
 	gsoMaxBytes     = 60000
 	batchBufferSize = 1500
+	// holdMax bounds what one viewer holds back (a frame larger than this goes in parts).
+	holdMax    = 4 * gsoMaxSegments
+	flushAfter = 10 * time.Millisecond
+	idleAfter  = 30 * time.Second
 )
 
 func newBatchConn(c *net.UDPConn) (net.PacketConn, error) {
@@ -63,22 +70,14 @@ func newBatchConn(c *net.UDPConn) (net.PacketConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &batchConn{UDPConn: c, raw: raw, done: make(chan struct{})}
+	b := &batchConn{UDPConn: c, raw: raw, done: make(chan struct{}), dests: make(map[netip.AddrPort]*destQueue)}
 	b.pool.New = func() any { s := make([]byte, batchBufferSize); return &s }
-	n := min(max(runtime.GOMAXPROCS(0), 2), 8)
-	for range n {
-		sh := &sendShard{b: b, wake: make(chan struct{}, 1)}
-		sh.drained = sync.NewCond(&sh.mu)
-		b.shards = append(b.shards, sh)
-		b.wg.Add(1)
-		go sh.run()
-	}
+	b.wg.Add(1)
+	go b.flusher()
 	return b, nil
 }
 
-// WriteTo queues a datagram. When the queue is full it waits for the writer, so that a burst
-// (a keyframe to hundreds of viewers at once) slows the viewers' sessions — whose own bounded
-// queues then drop and resync per viewer — instead of losing packets here.
+// WriteTo sends or holds back a datagram.
 func (b *batchConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	ua, ok := addr.(*net.UDPAddr)
 	if !ok {
@@ -87,40 +86,121 @@ func (b *batchConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	return b.WriteToAddrPort(p, ua.AddrPort())
 }
 
+// holdBack reports whether a datagram is an RTP packet that does not end a video frame:
+// RTP version 2, not RTCP (payload types 72–76 under RFC 5761 multiplexing), marker bit clear,
+// and not a static audio payload type (below 35, e.g. G.711's 0 and 8), whose packets go at once.
+func holdBack(p []byte) bool {
+	if len(p) < 12 || p[0]>>6 != 2 {
+		return false // STUN, DTLS
+	}
+	if p[1]&0x80 != 0 {
+		return false // marker: the frame is complete
+	}
+	pt := p[1] & 0x7f
+	return pt >= 35 && (pt < 72 || pt > 76)
+}
+
 // WriteToAddrPort implements ice.AddrPortReaderWriter.
 func (b *batchConn) WriteToAddrPort(p []byte, to netip.AddrPort) (int, error) {
+	if b.closed.Load() {
+		return 0, net.ErrClosed
+	}
 	if len(p) > batchBufferSize {
+		b.flush(b.dest(to))
 		return b.UDPConn.WriteToUDPAddrPort(p, to)
 	}
+	d := b.dest(to)
 	buf := b.pool.Get().(*[]byte)
 	n := copy(*buf, p)
-	a16 := to.Addr().As16()
-	h := uint32(to.Port()) ^ uint32(a16[12])<<8 ^ uint32(a16[13])<<16 ^ uint32(a16[14])<<24 ^ uint32(a16[15])
-	sh := b.shards[h%uint32(len(b.shards))]
-	sh.mu.Lock()
+	d.mu.Lock()
+	if len(d.q) == 0 {
+		d.since = time.Now()
+		d.used = d.since
+	}
+	d.q = append(d.q, outDatagram{buf: buf, size: n})
+	if !holdBack(p) || len(d.q) >= holdMax {
+		b.sendLocked(d)
+	}
+	d.mu.Unlock()
+	return len(p), nil
+}
+
+func (b *batchConn) dest(to netip.AddrPort) *destQueue {
+	b.mu.RLock()
+	d := b.dests[to]
+	b.mu.RUnlock()
+	if d != nil {
+		return d
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if d = b.dests[to]; d == nil {
+		d = &destQueue{sa: sockaddr(to), oob: make([]byte, unix.CmsgSpace(2))}
+		b.dests[to] = d
+	}
+	return d
+}
+
+func (b *batchConn) flush(d *destQueue) {
+	d.mu.Lock()
+	b.sendLocked(d)
+	d.mu.Unlock()
+}
+
+// sendLocked sends what d holds; d.mu is held.
+func (b *batchConn) sendLocked(d *destQueue) {
+	if len(d.q) == 0 {
+		return
+	}
+	b.sendTo(d)
+	for i := range d.q {
+		b.pool.Put(d.q[i].buf)
+		d.q[i] = outDatagram{}
+	}
+	d.q = d.q[:0]
+}
+
+// flusher sends frames whose last packet never came, and forgets departed viewers.
+func (b *batchConn) flusher() {
+	defer b.wg.Done()
+	tick := time.NewTicker(flushAfter / 2)
+	defer tick.Stop()
+	var ds []*destQueue
+	var keys []netip.AddrPort
+	lastSweep := time.Now()
 	for {
 		select {
 		case <-b.done:
-			sh.mu.Unlock()
-			b.pool.Put(buf)
-			return 0, net.ErrClosed
-		default:
+			return
+		case now := <-tick.C:
+			ds, keys = ds[:0], keys[:0]
+			b.mu.RLock()
+			for k, d := range b.dests {
+				ds = append(ds, d)
+				keys = append(keys, k)
+			}
+			b.mu.RUnlock()
+			sweep := now.Sub(lastSweep) > idleAfter
+			for i, d := range ds {
+				d.mu.Lock()
+				if len(d.q) > 0 && now.Sub(d.since) >= flushAfter {
+					b.sendLocked(d)
+				}
+				idle := len(d.q) == 0 && now.Sub(d.used) > idleAfter
+				d.mu.Unlock()
+				if sweep && idle {
+					b.mu.Lock()
+					if b.dests[keys[i]] == d {
+						delete(b.dests, keys[i])
+					}
+					b.mu.Unlock()
+				}
+			}
+			if sweep {
+				lastSweep = now
+			}
 		}
-		if len(sh.queue) < batchQueueMax/len(b.shards) {
-			break
-		}
-		sh.drained.Wait()
 	}
-	sh.queue = append(sh.queue, outDatagram{buf: buf, to: to, size: n})
-	first := len(sh.queue) == 1
-	sh.mu.Unlock()
-	if first {
-		select {
-		case sh.wake <- struct{}{}:
-		default:
-		}
-	}
-	return len(p), nil
 }
 
 // Dropped counts datagrams the kernel refused to send.
@@ -132,87 +212,22 @@ func (b *batchConn) ReadFromAddrPort(p []byte) (int, netip.AddrPort, error) {
 }
 
 func (b *batchConn) Close() error {
-	b.closeMu.Lock()
-	select {
-	case <-b.done:
-	default:
-		close(b.done)
+	if b.closed.Swap(true) {
+		return nil
 	}
-	b.closeMu.Unlock()
-	for _, sh := range b.shards {
-		sh.mu.Lock()
-		sh.drained.Broadcast()
-		sh.mu.Unlock()
-	}
+	close(b.done)
 	b.wg.Wait()
 	return b.UDPConn.Close()
 }
 
-func (sh *sendShard) run() {
-	b := sh.b
-	defer b.wg.Done()
-	var byDest map[netip.AddrPort][]outDatagram
-	var order []netip.AddrPort
-	oob := make([]byte, unix.CmsgSpace(2))
-	for {
-		select {
-		case <-b.done:
-			return
-		case <-sh.wake:
-		}
-		sh.mu.Lock()
-		batch := sh.queue
-		sh.queue, sh.spare = sh.spare[:0], batch
-		sh.drained.Broadcast()
-		sh.mu.Unlock()
-		if len(batch) == 0 {
-			continue
-		}
-		if byDest == nil {
-			byDest = make(map[netip.AddrPort][]outDatagram)
-		}
-		// per destination, in order; destinations in order of first appearance
-		order = order[:0]
-		for _, d := range batch {
-			l := byDest[d.to]
-			if len(l) == 0 {
-				order = append(order, d.to)
-			}
-			byDest[d.to] = append(l, d)
-		}
-		for _, to := range order {
-			b.sendTo(to, byDest[to], oob)
-			byDest[to] = byDest[to][:0]
-		}
-		if len(byDest) > 1024 {
-			byDest = nil // forget departed viewers
-		}
-		for i := range batch {
-			b.pool.Put(batch[i].buf)
-			batch[i] = outDatagram{}
-		}
-		// more may have queued while sending
-		sh.mu.Lock()
-		more := len(sh.queue) > 0
-		sh.mu.Unlock()
-		if more {
-			select {
-			case sh.wake <- struct{}{}:
-			default:
-			}
-		}
-	}
-}
-
-// sendTo sends one destination's datagrams, in GSO groups of equal-size segments (the last of
-// a group may be shorter).
-func (b *batchConn) sendTo(to netip.AddrPort, ds []outDatagram, oob []byte) {
-	sa := sockaddr(to)
-	var bufs [][]byte
+// sendTo sends d's datagrams in order, in GSO groups of equal-size segments (the last of a
+// group may be shorter). d.mu is held.
+func (b *batchConn) sendTo(d *destQueue) {
+	ds := d.q
 	for i := 0; i < len(ds); {
 		seg := ds[i].size
 		j, total := i, 0
-		bufs = bufs[:0]
+		bufs := d.bufs[:0]
 		for j < len(ds) && len(bufs) < gsoMaxSegments && total+ds[j].size <= gsoMaxBytes && !b.noGSO.Load() {
 			if ds[j].size > seg {
 				break
@@ -224,8 +239,9 @@ func (b *batchConn) sendTo(to netip.AddrPort, ds []outDatagram, oob []byte) {
 				break // a shorter segment ends the group
 			}
 		}
+		d.bufs = bufs[:0]
 		if len(bufs) > 1 {
-			if err := b.sendmsg(bufs, gsoOOB(oob, seg), sa); err == nil {
+			if err := b.sendmsg(bufs, gsoOOB(d.oob, seg), d.sa); err == nil {
 				i = j
 				continue
 			} else if errors.Is(err, unix.EIO) || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOPROTOOPT) || errors.Is(err, unix.EOPNOTSUPP) {
@@ -236,7 +252,7 @@ func (b *batchConn) sendTo(to netip.AddrPort, ds []outDatagram, oob []byte) {
 				continue
 			}
 		}
-		if b.sendmsg([][]byte{(*ds[i].buf)[:ds[i].size]}, nil, sa) != nil {
+		if b.sendmsg([][]byte{(*ds[i].buf)[:ds[i].size]}, nil, d.sa) != nil {
 			b.dropped.Add(1)
 		}
 		i++

@@ -71,6 +71,10 @@ type WHEP struct {
 	OnSession func(SessionEvent)
 	Logger    *slog.Logger
 
+	// FirstKeyframe is the time from a viewer's connection (ICE and DTLS done) to its first
+	// keyframe handed to the socket.
+	FirstKeyframe *Histogram
+
 	api      *webrtc.API
 	udpConn  net.PacketConn
 	tcpLn    net.Listener
@@ -111,6 +115,7 @@ func (w *WHEP) Initialize() error {
 		w.Logger = slog.Default()
 	}
 	w.sessions = make(map[string]*whepSession)
+	w.FirstKeyframe = NewHistogram()
 
 	me := &webrtc.MediaEngine{}
 	fb := []webrtc.RTCPFeedback{{Type: "nack", Parameter: "pli"}, {Type: "ccm", Parameter: "fir"}}
@@ -469,6 +474,7 @@ func (s *whepSession) watch() {
 	lat := s.w.Manager.Latency
 	pace := pacer{rate: catchUpRate, burst: catchUpBurst, last: joined, tokens: catchUpBurst}
 	skipping := false // behind by more than MaxLag: skip to the next fresh keyframe
+	firstKey := true
 	s.reader.Store(r)
 	for {
 		select {
@@ -521,6 +527,10 @@ func (s *whepSession) watch() {
 				}
 			}
 			s.sent.Add(uint64(len(u.Packets)))
+			if firstKey && u.Kind == UnitVideo && u.Keyframe {
+				firstKey = false
+				s.w.FirstKeyframe.Observe(time.Since(joined))
+			}
 			if u.Kind == UnitVideo && lat != nil && u.Received.After(joined) {
 				lat.Observe(time.Since(u.Received))
 			}

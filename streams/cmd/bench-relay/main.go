@@ -153,6 +153,8 @@ func runN(exe, endpoint string, n int, steady time.Duration, m *streams.Manager,
 	ingest := collectIngest(cam)
 	_, _ = io.WriteString(stdin, "window\n")
 	m.Latency.Reset()
+	fk50, fk99 := w.FirstKeyframe.Quantile(0.5), w.FirstKeyframe.Quantile(0.99)
+	w.FirstKeyframe.Reset()
 	drop0 := w.Stats().PacketsDropped
 	sendDrop0, rcvErr0 := w.SendDropped(), udpRcvbufErrors()
 	if profCPU != "" {
@@ -200,11 +202,11 @@ func runN(exe, endpoint string, n int, steady time.Duration, m *streams.Manager,
 	perViewerRSS := (rss - baseRSS) / float64(n)
 	fmt.Printf("N=%d: sessions %d (ok %d, failed %d), relay cpu %.1f%% (%.3f%%/viewer), rss %.1f MB (%.3f MB/viewer), dropped %d, lost at viewers in the window %d, "+
 		"(send errors %d, kernel UDP receive-buffer drops %d), added latency camera RTP in → viewer RTP in p50 %.1f ms p99 %.1f ms "+
-		"(in → handed to the UDP port p50 %.1f ms p99 %.1f ms), POST→first keyframe p50 %.0f ms p99 %.0f ms (connected→keyframe p99 %.0f ms), viewer process cpu %.1f%%, sessions left after %d\n",
+		"(in → handed to the UDP port p50 %.1f ms p99 %.1f ms), POST→first keyframe p50 %.0f ms p99 %.0f ms (connected→keyframe p99 %.0f ms; at the relay, connected→keyframe sent p50 %.1f ms p99 %.1f ms), viewer process cpu %.1f%%, sessions left after %d\n",
 		n, sessions, res.OK, res.Failed, cpu, perViewerCPU, rss, perViewerRSS, dropped, res.Lost, sendDropped, rcvErr,
-		res.LatP50, res.LatP99, ms(p50), ms(p99), res.FirstKeyP50, res.FirstKeyP99, res.ConnToKeyP99, res.CPU, left)
-	return fmt.Sprintf("BENCH relay_n%d viewers=%d cpu_pct=%.1f cpu_per_viewer_pct=%.3f rss_mb=%.1f rss_per_viewer_mb=%.3f dropped=%d lost=%d p50_ms=%.2f p99_ms=%.2f relay_p99_ms=%.2f first_keyframe_p50_ms=%.0f first_keyframe_p99_ms=%.0f connected_to_keyframe_p99_ms=%.0f viewer_failures=%d",
-		n, res.OK, cpu, perViewerCPU, rss, perViewerRSS, dropped, res.Lost, res.LatP50, res.LatP99, ms(p99), res.FirstKeyP50, res.FirstKeyP99, res.ConnToKeyP99, res.Failed)
+		res.LatP50, res.LatP99, ms(p50), ms(p99), res.FirstKeyP50, res.FirstKeyP99, res.ConnToKeyP99, ms(fk50), ms(fk99), res.CPU, left)
+	return fmt.Sprintf("BENCH relay_n%d viewers=%d cpu_pct=%.1f cpu_per_viewer_pct=%.3f rss_mb=%.1f rss_per_viewer_mb=%.3f dropped=%d lost=%d p50_ms=%.2f p99_ms=%.2f relay_p99_ms=%.2f first_keyframe_p50_ms=%.0f first_keyframe_p99_ms=%.0f connected_to_keyframe_p99_ms=%.0f relay_keyframe_sent_p99_ms=%.1f viewer_failures=%d",
+		n, res.OK, cpu, perViewerCPU, rss, perViewerRSS, dropped, res.Lost, res.LatP50, res.LatP99, ms(p99), res.FirstKeyP50, res.FirstKeyP99, res.ConnToKeyP99, ms(fk99), res.Failed)
 }
 
 // ingestLog records when each video frame (by its RTP timestamp on the hub's timeline, which

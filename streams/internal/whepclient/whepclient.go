@@ -46,7 +46,7 @@ func NewAPI(tcp bool) (*webrtc.API, error) {
 	lf.DefaultLogLevel = logging.LogLevelError
 	se := webrtc.SettingEngine{LoggerFactory: lf}
 	if n, err := stdnet.NewNet(); err == nil {
-		se.SetNet(bigBufferNet{n})
+		se.SetNet(bigBufferNet{Net: n, gro: true})
 	}
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
@@ -320,16 +320,23 @@ func (c *Client) Close(del bool) error {
 	return err
 }
 
-// bigBufferNet gives each viewer socket a 1 MiB receive buffer, so that a viewer process
+// bigBufferNet gives each viewer socket a 1 MiB receive buffer (and UDP GRO, see groConn), so that a viewer process
 // briefly starved of CPU (hundreds of viewers on two cores) loses fewer packets in the kernel.
-type bigBufferNet struct{ transport.Net }
+type bigBufferNet struct {
+	transport.Net
+	gro bool
+}
 
 func (b bigBufferNet) ListenUDP(network string, laddr *net.UDPAddr) (transport.UDPConn, error) {
 	c, err := b.Net.ListenUDP(network, laddr)
-	if err == nil {
-		_ = c.SetReadBuffer(1 << 20)
+	if err != nil {
+		return c, err
 	}
-	return c, err
+	_ = c.SetReadBuffer(1 << 20)
+	if b.gro {
+		c = withGRO(c)
+	}
+	return c, nil
 }
 
 func (b bigBufferNet) ListenPacket(network, address string) (net.PacketConn, error) {

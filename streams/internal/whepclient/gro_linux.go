@@ -1,0 +1,85 @@
+//go:build linux
+
+package whepclient
+
+import (
+	"encoding/binary"
+	"net"
+	"net/netip"
+
+	"github.com/pion/transport/v5"
+	"golang.org/x/sys/unix"
+)
+
+// groConn receives with UDP generic receive offload: a burst the relay sent to this viewer as
+// one GSO datagram train arrives as one buffer that is split here. On loopback the kernel
+// would otherwise cut the train into datagrams in the sender's system call, charging the
+// viewers' receive work to the relay; with GRO each side pays for its own work, as with a
+// network card between them.
+type groConn struct {
+	transport.UDPConn
+	udp     *net.UDPConn
+	buf     []byte
+	oob     []byte
+	pending []byte
+	seg     int
+	from    netip.AddrPort
+}
+
+func withGRO(c transport.UDPConn) transport.UDPConn {
+	udp, ok := c.(*net.UDPConn)
+	if !ok {
+		return c
+	}
+	raw, err := udp.SyscallConn()
+	if err != nil {
+		return c
+	}
+	var serr error
+	if err := raw.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_UDP, unix.UDP_GRO, 1) }); err != nil || serr != nil {
+		return c
+	}
+	return &groConn{UDPConn: c, udp: udp, buf: make([]byte, 65536), oob: make([]byte, unix.CmsgSpace(4))}
+}
+
+// ReadFromAddrPort returns the next datagram (ice.AddrPortReaderWriter).
+func (g *groConn) ReadFromAddrPort(p []byte) (int, netip.AddrPort, error) {
+	if len(g.pending) == 0 {
+		n, oobn, _, from, err := g.udp.ReadMsgUDPAddrPort(g.buf, g.oob)
+		if err != nil {
+			return 0, from, err
+		}
+		g.pending, g.seg, g.from = g.buf[:n], n, from
+		if msgs, err := unix.ParseSocketControlMessage(g.oob[:oobn]); err == nil {
+			for _, m := range msgs {
+				if m.Header.Level == unix.SOL_UDP && m.Header.Type == unix.UDP_GRO && len(m.Data) >= 2 {
+					if len(m.Data) >= 4 {
+						g.seg = int(binary.NativeEndian.Uint32(m.Data))
+					} else {
+						g.seg = int(binary.NativeEndian.Uint16(m.Data))
+					}
+				}
+			}
+		}
+		if g.seg <= 0 {
+			g.seg = n
+		}
+	}
+	k := min(g.seg, len(g.pending))
+	n := copy(p, g.pending[:k])
+	g.pending = g.pending[k:]
+	return n, g.from, nil
+}
+
+// WriteToAddrPort sends one datagram (ice.AddrPortReaderWriter).
+func (g *groConn) WriteToAddrPort(p []byte, to netip.AddrPort) (int, error) {
+	return g.udp.WriteToUDPAddrPort(p, to)
+}
+
+func (g *groConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	n, from, err := g.ReadFromAddrPort(p)
+	if err != nil {
+		return n, nil, err
+	}
+	return n, net.UDPAddrFromAddrPort(from), nil
+}
