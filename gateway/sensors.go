@@ -100,7 +100,7 @@ func (g *gateway) openSensors(ctx context.Context) error {
 	}
 	g.onStop("telemetry", func(context.Context) error { s.telemetry.Close(); return nil })
 
-	s.presence = &ingest.Presence{Directory: s.dir, Factor: ic.Presence.Factor, DefaultHeartbeat: ic.Presence.DefaultHeartbeat,
+	s.presence = &ingest.Presence{Directory: s.dir, DB: g.db, Factor: ic.Presence.Factor, DefaultHeartbeat: ic.Presence.DefaultHeartbeat,
 		OnChange: s.onPresence, Logger: lg}
 	if err := s.presence.Initialize(); err != nil {
 		return err

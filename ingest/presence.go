@@ -1,12 +1,15 @@
 package ingest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/offsite-gw/offsite/gateway/store"
 )
 
 // PresenceChange is a device going online or offline.
@@ -53,11 +56,20 @@ type Presence struct {
 	// Transitions from unknown to online are not reported: they happen at every start.
 	// It is called without locks held, from the checker or an ingest worker: do not block.
 	OnChange func(PresenceChange)
-	Now      func() time.Time
-	Logger   *slog.Logger
+	// DB, if set, keeps each sensor's state and last data across restarts (table
+	// ingest_presence, written every SaveInterval and at Close): a sensor known to be offline
+	// stays offline without a second device.offline, and one that was online gets a full
+	// heartbeat from the restart before it is declared silent — the gateway's own downtime is
+	// not the sensor's fault.
+	DB *store.DB
+	// SaveInterval is how often changed states are written to DB (default 10s).
+	SaveInterval time.Duration
+	Now          func() time.Time
+	Logger       *slog.Logger
 
 	mu      sync.Mutex
 	devs    map[string]*presenceEntry
+	removed []string // forgotten sensors whose saved rows are to be deleted
 	version uint64
 	stop    chan struct{}
 	done    chan struct{}
@@ -70,6 +82,8 @@ type presenceEntry struct {
 	since    time.Time
 	lastSeen time.Time
 	reason   string
+	grace    time.Time // restored online at this start: silence counts from here at the earliest
+	dirty    bool      // changed since the last save
 }
 
 // Initialize starts watching every sensor of the Directory.
@@ -92,19 +106,29 @@ func (p *Presence) Initialize() error {
 	if p.Logger == nil {
 		p.Logger = slog.Default()
 	}
+	if p.SaveInterval <= 0 {
+		p.SaveInterval = 10 * time.Second
+	}
 	p.devs = map[string]*presenceEntry{}
-	p.sync(p.Now())
+	now := p.Now()
+	p.sync(now)
+	if err := p.restore(now); err != nil {
+		return err
+	}
 	p.stop, p.done = make(chan struct{}), make(chan struct{})
 	go p.run()
 	return nil
 }
 
-// Close stops the checker.
+// Close stops the checker and saves the states.
 func (p *Presence) Close() {
 	if p.stop != nil {
 		close(p.stop)
 		<-p.done
 		p.stop = nil
+		if err := p.Save(context.Background()); err != nil {
+			p.Logger.Warn("ingest: presence not saved at stop", "err", err)
+		}
 	}
 }
 
@@ -112,14 +136,128 @@ func (p *Presence) run() {
 	defer close(p.done)
 	t := time.NewTicker(p.Tick)
 	defer t.Stop()
+	lastSave := time.Now()
 	for {
 		select {
 		case <-p.stop:
 			return
 		case <-t.C:
 			p.Check()
+			if time.Since(lastSave) >= p.SaveInterval {
+				lastSave = time.Now()
+				if err := p.Save(context.Background()); err != nil {
+					p.Logger.Warn("ingest: presence not saved; retrying", "err", err)
+				}
+			}
 		}
 	}
+}
+
+// restore applies the saved states of the sensors being watched.
+func (p *Presence) restore(now time.Time) error {
+	if p.DB == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rows, err := p.DB.Query(ctx, `SELECT device_id, state, since, last_seen, reason FROM ingest_presence`)
+	if err != nil {
+		return fmt.Errorf("ingest: load presence: %w", err)
+	}
+	defer rows.Close()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for rows.Next() {
+		var id, state, reason string
+		var since, seen int64
+		if err := rows.Scan(&id, &state, &since, &seen, &reason); err != nil {
+			return fmt.Errorf("ingest: load presence: %w", err)
+		}
+		e, ok := p.devs[id]
+		if !ok {
+			p.removed = append(p.removed, id)
+			continue
+		}
+		if seen > 0 {
+			e.lastSeen = time.UnixMilli(seen)
+		}
+		switch state {
+		case StateOnline:
+			e.state, e.since, e.reason, e.grace = StateOnline, time.UnixMilli(since), reason, now
+		case StateOffline:
+			e.state, e.since, e.reason = StateOffline, time.UnixMilli(since), reason
+		default:
+			continue
+		}
+		n++
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("ingest: load presence: %w", err)
+	}
+	p.Logger.Info("ingest: presence restored", "sensors", n)
+	return nil
+}
+
+// Save writes the states changed since the last save (the checker calls it every
+// SaveInterval, Close at the end).
+func (p *Presence) Save(ctx context.Context) error {
+	if p.DB == nil {
+		return nil
+	}
+	type row struct {
+		id, state, reason string
+		since, seen       int64
+	}
+	p.mu.Lock()
+	var rows []row
+	for id, e := range p.devs {
+		if e.dirty && e.state != StateUnknown {
+			rows = append(rows, row{id, e.state, e.reason, e.since.UnixMilli(), msOrZero(e.lastSeen)})
+			e.dirty = false
+		}
+	}
+	removed := p.removed
+	p.removed = nil
+	p.mu.Unlock()
+	if len(rows) == 0 && len(removed) == 0 {
+		return nil
+	}
+	err := p.DB.InTx(ctx, func(tx *store.Tx) error {
+		for _, r := range rows {
+			if _, err := tx.Exec(ctx, `INSERT INTO ingest_presence (device_id, state, since, last_seen, reason) VALUES (?, ?, ?, ?, ?)
+				ON CONFLICT (device_id) DO UPDATE SET state = excluded.state, since = excluded.since,
+				last_seen = excluded.last_seen, reason = excluded.reason`, r.id, r.state, r.since, r.seen, r.reason); err != nil {
+				return err
+			}
+		}
+		for _, id := range removed {
+			if _, err := tx.Exec(ctx, `DELETE FROM ingest_presence WHERE device_id = ?`, id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		// keep them for the next attempt
+		p.mu.Lock()
+		for _, r := range rows {
+			if e, ok := p.devs[r.id]; ok {
+				e.dirty = true
+			}
+		}
+		p.removed = append(p.removed, removed...)
+		p.mu.Unlock()
+		return fmt.Errorf("ingest: save presence: %w", err)
+	}
+	return nil
+}
+
+func msOrZero(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
 }
 
 // sync adds sensors new in the Directory and forgets removed ones.
@@ -148,6 +286,7 @@ func (p *Presence) sync(now time.Time) {
 	for id := range p.devs {
 		if !keep[id] {
 			delete(p.devs, id)
+			p.removed = append(p.removed, id)
 		}
 	}
 }
@@ -166,12 +305,15 @@ func (p *Presence) Check() {
 		if ref.IsZero() || ref.Before(e.since) && e.state == StateUnknown {
 			ref = e.since
 		}
+		if ref.Before(e.grace) {
+			ref = e.grace
+		}
 		if gap := now.Sub(ref); gap > e.hb {
 			reason := fmt.Sprintf("no data for %s (heartbeat %s)", gap.Round(time.Second), e.hb)
 			if e.lastSeen.IsZero() {
 				reason = fmt.Sprintf("no data since watching started %s ago (heartbeat %s)", gap.Round(time.Second), e.hb)
 			}
-			e.state, e.since, e.reason = StateOffline, now, reason
+			e.state, e.since, e.reason, e.dirty = StateOffline, now, reason, true
 			changes = append(changes, PresenceChange{Device: id, Site: e.site, Online: false, Reason: reason, LastSeen: e.lastSeen, At: now})
 		}
 	}
@@ -189,13 +331,14 @@ func (p *Presence) Seen(device string, t time.Time) {
 	}
 	if t.After(e.lastSeen) {
 		e.lastSeen = t
+		e.dirty = true
 	}
 	if e.state == StateOnline {
 		p.mu.Unlock()
 		return
 	}
 	was := e.state
-	e.state, e.since, e.reason = StateOnline, t, "data received"
+	e.state, e.since, e.reason, e.dirty = StateOnline, t, "data received", true
 	ch := PresenceChange{Device: device, Site: e.site, Online: true, Reason: "data received", LastSeen: t, At: t}
 	p.mu.Unlock()
 	if was == StateOffline {
@@ -216,13 +359,14 @@ func (p *Presence) Report(device string, online bool, reason string) {
 	if online {
 		target = StateOnline
 		e.lastSeen = now
+		e.dirty = true
 	}
 	if e.state == target {
 		p.mu.Unlock()
 		return
 	}
 	was := e.state
-	e.state, e.since, e.reason = target, now, reason
+	e.state, e.since, e.reason, e.dirty = target, now, reason, true
 	ch := PresenceChange{Device: device, Site: e.site, Online: online, Reason: reason, LastSeen: e.lastSeen, At: now}
 	p.mu.Unlock()
 	if online && was == StateUnknown {
