@@ -205,8 +205,17 @@ func runN(exe, endpoint string, n int, steady time.Duration, m *streams.Manager,
 		"(in → handed to the UDP port p50 %.1f ms p99 %.1f ms), POST→first keyframe p50 %.0f ms p99 %.0f ms (connected→keyframe p99 %.0f ms; at the relay, connected→keyframe sent p50 %.1f ms p99 %.1f ms), viewer process cpu %.1f%%, sessions left after %d\n",
 		n, sessions, res.OK, res.Failed, cpu, perViewerCPU, rss, perViewerRSS, dropped, res.Lost, sendDropped, rcvErr,
 		res.LatP50, res.LatP99, ms(p50), ms(p99), res.FirstKeyP50, res.FirstKeyP99, res.ConnToKeyP99, ms(fk50), ms(fk99), res.CPU, left)
-	return fmt.Sprintf("BENCH relay_n%d viewers=%d cpu_pct=%.1f cpu_per_viewer_pct=%.3f rss_mb=%.1f rss_per_viewer_mb=%.3f dropped=%d lost=%d p50_ms=%.2f p99_ms=%.2f relay_p99_ms=%.2f first_keyframe_p50_ms=%.0f first_keyframe_p99_ms=%.0f connected_to_keyframe_p99_ms=%.0f relay_keyframe_sent_p99_ms=%.1f viewer_failures=%d",
-		n, res.OK, cpu, perViewerCPU, rss, perViewerRSS, dropped, res.Lost, res.LatP50, res.LatP99, ms(p99), res.FirstKeyP50, res.FirstKeyP99, res.ConnToKeyP99, ms(fk99), res.Failed)
+	// p50_ms/p99_ms: the relay's added latency, camera RTP in → the frame's last packet to
+	// this viewer handed to the kernel (sendmsg returned); viewer_*: camera RTP in → RTP read by
+	// the viewer process (adds loopback delivery and the viewers' own scheduling on the shared
+	// cores). keyframe_*: the relay's connected → first keyframe sent; viewer_post_to_keyframe:
+	// WHEP POST → first keyframe complete at the viewer (ICE and DTLS included).
+	return fmt.Sprintf("BENCH relay_n%d viewers=%d cpu_pct=%.1f cpu_per_viewer_pct=%.3f rss_mb=%.1f rss_per_viewer_mb=%.3f dropped=%d lost=%d "+
+		"p50_ms=%.2f p99_ms=%.2f viewer_p50_ms=%.2f viewer_p99_ms=%.2f keyframe_p50_ms=%.1f keyframe_p99_ms=%.1f "+
+		"viewer_connected_to_keyframe_p99_ms=%.0f viewer_post_to_keyframe_p50_ms=%.0f viewer_post_to_keyframe_p99_ms=%.0f viewer_cpu_pct=%.1f viewer_failures=%d",
+		n, res.OK, cpu, perViewerCPU, rss, perViewerRSS, dropped, res.Lost,
+		ms(p50), ms(p99), res.LatP50, res.LatP99, ms(fk50), ms(fk99),
+		res.ConnToKeyP99, res.FirstKeyP50, res.FirstKeyP99, res.CPU, res.Failed)
 }
 
 // ingestLog records when each video frame (by its RTP timestamp on the hub's timeline, which
