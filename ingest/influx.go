@@ -1,15 +1,20 @@
 package ingest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
+	"net/http"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
@@ -18,17 +23,20 @@ import (
 )
 
 // InfluxStore keeps readings in InfluxDB (2.x, or 1.8+ through its v2-compatible API: Bucket
-// "db/rp", Token "user:password" or empty). Write only appends to an in-memory buffer; one
-// writer goroutine sends batches of BatchSize readings as line protocol. When InfluxDB fails or
-// is too slow, batches go to a disk spool under SpoolDir (at most SpoolMaxBytes) and are
-// replayed oldest first when it answers again; while the spool is not empty new batches queue
-// behind it, so replay keeps the order. Readings that fit neither in memory nor in the spool are
-// dropped, counted and reported through OnDrop so the gateway can raise a maintainer event.
+// "db/rp", Token "user:password" or empty). Write only encodes the readings as line protocol
+// into an in-memory buffer; one writer goroutine POSTs it in requests of about BatchSize
+// readings. When InfluxDB fails or is too slow, those requests go to a disk spool under
+// SpoolDir (at most SpoolMaxBytes) and are replayed oldest first when it answers again; while
+// the spool is not empty new requests queue behind it, so replay keeps the order. Readings that
+// fit neither in memory nor in the spool are dropped, counted and reported through OnDrop so
+// the gateway can raise a maintainer event.
 //
 // Points: measurement Measurement (default "reading"), one point per device and time (one
 // message) with tag device, tag quality only when not "good", one float field per metric, and
-// recv_ms (receive time, unix ms) with ReceiveTimeField; timestamp = Reading.Time. Site and unit
-// follow from the device and its profile (Describe), so they are not stored on every point.
+// recv_ms (receive time, unix ms) with ReceiveTimeField; timestamp = Reading.Time, in
+// nanoseconds (device times may carry sub-millisecond digits, and the spool keeps what was
+// encoded). Site and unit follow from the device and its profile (Describe), so they are not
+// stored on every point.
 type InfluxStore struct {
 	URL    string
 	Org    string // ignored by InfluxDB 1.8
@@ -57,28 +65,55 @@ type InfluxStore struct {
 	// OnDrop is called (from the writer, must not block) when readings are lost because the
 	// spool is full or damaged: n this time, total since start.
 	OnDrop func(n, total int64, reason string)
-	// OnStored is called after readings reached InfluxDB: rs for a direct write, replayed for
-	// the count of a spooled batch. For benchmarks and tests; must not block.
-	OnStored func(rs []Reading, replayed int)
+	// OnStored is called after a write request reached InfluxDB, with the readings it carried,
+	// whether it was replayed from the spool and, for a direct write, the timestamp (unix ns)
+	// of each point in it. For benchmarks and tests; must not block or keep pointTimes.
+	OnStored func(readings int, replayed bool, pointTimes []int64)
 
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
 
-	client   influxdb2.Client
-	write    api.WriteAPIBlocking
+	client   influxdb2.Client // queries
 	query    api.QueryAPI
-	buf      *batcher
+	http     *http.Client // writes: the encoded bytes as they are, no copy into a string
+	writeURL string
 	spool    *spool
-	spillMu  sync.Mutex
-	dropped  int64 // writer goroutine only
+	spillMu  sync.Mutex // orders taking from the buffer with spooling, so the spool stays in order
+	dropped  int64      // writer goroutine only
 	cancel   context.CancelFunc
 	done     chan struct{}
 	closeOne sync.Once
+
+	// The buffer: encoded readings in chunks of about BatchSize readings, oldest first. A
+	// chunk is sealed when full (or when the writer wants everything: a tick, Flush, Close);
+	// Write appends to the last chunk while it is open.
+	mu       sync.Mutex
+	chunks   []*pointChunk
+	free     []*pointChunk // sent chunks, kept for their capacity
+	pending  int           // readings in chunks
+	scratch  sync.Pool     // *pointChunk: one Write's encoding before it takes mu
+	notify   chan struct{}
+	flushAll atomic.Bool  // the writer should seal and send the open chunk too
+	accepted atomic.Int64 // readings ever accepted
+	handled  atomic.Int64 // readings stored, spooled or dropped
 
 	mWritten prometheus.Counter
 	mErrors  prometheus.Counter
 	mDropped prometheus.Counter
 	mSpooled prometheus.Counter
+}
+
+// pointChunk is readings encoded as line protocol: one write request or spool record.
+type pointChunk struct {
+	data     []byte
+	readings int
+	times    []int64 // timestamp of each point, only with OnStored
+	sealed   bool
+}
+
+func (c *pointChunk) reset() *pointChunk {
+	c.data, c.times, c.readings, c.sealed = c.data[:0], c.times[:0], 0, false
+	return c
 }
 
 // Initialize opens the spool and starts the writer. It does not need InfluxDB to be up.
@@ -113,6 +148,12 @@ func (s *InfluxStore) Initialize() error {
 	if s.Logger == nil {
 		s.Logger = slog.Default()
 	}
+	base, err := url.Parse(strings.TrimSuffix(s.URL, "/") + "/api/v2/write")
+	if err != nil {
+		return fmt.Errorf("ingest: InfluxStore URL: %w", err)
+	}
+	base.RawQuery = url.Values{"org": {s.Org}, "bucket": {s.Bucket}, "precision": {"ns"}}.Encode()
+	s.writeURL = base.String()
 	sp, err := openSpool(s.SpoolDir, s.SpoolMaxBytes)
 	if err != nil {
 		return err
@@ -123,9 +164,10 @@ func (s *InfluxStore) Initialize() error {
 	}
 	opts := influxdb2.DefaultOptions().SetHTTPRequestTimeout(uint(s.WriteTimeout / time.Second)).SetUseGZip(false)
 	s.client = influxdb2.NewClientWithOptions(s.URL, s.Token, opts)
-	s.write = s.client.WriteAPIBlocking(s.Org, s.Bucket)
 	s.query = s.client.QueryAPI(s.Org)
-	s.buf = newBatcher(s.BatchSize)
+	s.http = &http.Client{Timeout: s.WriteTimeout, Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	s.notify = make(chan struct{}, 1)
+	s.scratch.New = func() any { return new(pointChunk) }
 
 	s.mWritten = register(s.Registerer, prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "offsite_telemetry_influx_written_total", Help: "Readings written to InfluxDB (direct and replayed)."}))
@@ -145,18 +187,108 @@ func (s *InfluxStore) Initialize() error {
 	return nil
 }
 
-// Write implements Sink. It never waits on InfluxDB.
+// Write implements Sink. It never waits on InfluxDB and does not keep rs.
 func (s *InfluxStore) Write(rs []Reading) {
-	if n := s.buf.add(rs); n > s.MaxPending {
+	if len(rs) == 0 {
+		return
+	}
+	// Encoded before taking the lock, so the workers calling Write overlap.
+	enc := s.scratch.Get().(*pointChunk).reset()
+	enc.data, enc.times = appendLines(enc.data, enc.times, s.Measurement, s.ReceiveTimeField, rs, s.OnStored != nil)
+	s.mu.Lock()
+	c := s.openChunk()
+	c.data = append(c.data, enc.data...)
+	c.times = append(c.times, enc.times...)
+	c.readings += len(rs)
+	c.sealed = c.readings >= s.BatchSize
+	s.pending += len(rs)
+	s.accepted.Add(int64(len(rs)))
+	full, backlog := c.sealed, s.pending > s.MaxPending
+	s.mu.Unlock()
+	s.scratch.Put(enc)
+	switch {
+	case backlog:
 		// InfluxDB is slower than the input: move the backlog to disk now rather than hold it.
 		s.spillMu.Lock()
-		s.spoolReadings(s.buf.take(n), "backlog")
+		s.sealOpen()
+		for c := s.take(); c != nil; c = s.take() {
+			s.spoolChunk(c, "backlog")
+		}
 		s.spillMu.Unlock()
+	case full:
+		s.wake()
+	}
+}
+
+// openChunk returns the chunk Write appends to. Callers hold mu.
+func (s *InfluxStore) openChunk() *pointChunk {
+	if n := len(s.chunks); n > 0 && !s.chunks[n-1].sealed {
+		return s.chunks[n-1]
+	}
+	var c *pointChunk
+	if n := len(s.free); n > 0 {
+		c, s.free = s.free[n-1].reset(), s.free[:n-1]
+	} else {
+		c = &pointChunk{data: make([]byte, 0, s.BatchSize*20)}
+	}
+	s.chunks = append(s.chunks, c)
+	return c
+}
+
+// sealOpen closes the open chunk, so take returns it.
+func (s *InfluxStore) sealOpen() {
+	s.mu.Lock()
+	if n := len(s.chunks); n > 0 {
+		s.chunks[n-1].sealed = true
+	}
+	s.mu.Unlock()
+}
+
+// take removes the oldest chunk if it is sealed.
+func (s *InfluxStore) take() *pointChunk {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.chunks) == 0 || !s.chunks[0].sealed {
+		return nil
+	}
+	c := s.chunks[0]
+	n := copy(s.chunks, s.chunks[1:])
+	s.chunks[n] = nil
+	s.chunks = s.chunks[:n]
+	s.pending -= c.readings
+	return c
+}
+
+// recycle keeps a few handled chunks for their buffers.
+func (s *InfluxStore) recycle(c *pointChunk) {
+	s.mu.Lock()
+	if len(s.free) < 4 && cap(c.data) <= 4*s.BatchSize*40 {
+		s.free = append(s.free, c)
+	}
+	s.mu.Unlock()
+}
+
+func (s *InfluxStore) wake() {
+	select {
+	case s.notify <- struct{}{}:
+	default:
 	}
 }
 
 // Flush waits until what Write accepted before the call is in InfluxDB or in the spool.
-func (s *InfluxStore) Flush(ctx context.Context) error { return s.buf.wait(ctx) }
+func (s *InfluxStore) Flush(ctx context.Context) error {
+	target := s.accepted.Load()
+	for s.handled.Load() < target {
+		s.flushAll.Store(true)
+		s.wake()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return nil
+}
 
 // Backlog returns the bytes and readings waiting in the spool.
 func (s *InfluxStore) Backlog() (bytes, readings int64) { return s.spool.size() }
@@ -171,6 +303,7 @@ func (s *InfluxStore) Close() {
 		<-s.done
 		s.spool.close()
 		s.client.Close()
+		s.http.CloseIdleConnections()
 	})
 }
 
@@ -180,43 +313,53 @@ func (s *InfluxStore) run(ctx context.Context) {
 	defer tick.Stop()
 	var nextTry time.Time
 	for {
-		stopping := false
+		// Full chunks go at once; on a tick, Flush or Close the open one too, so a reading
+		// waits at most FlushInterval.
+		stopping, all := false, false
 		select {
 		case <-ctx.Done():
-			stopping = true
+			stopping, all = true, true
 		case <-tick.C:
-		case <-s.buf.notify:
+			all = true
+		case <-s.notify:
+		}
+		if s.flushAll.Swap(false) {
+			all = true
+		}
+		if all {
+			s.sealOpen()
 		}
 		for {
-			batch := s.buf.take(s.BatchSize)
-			if len(batch) == 0 {
+			s.spillMu.Lock()
+			c := s.take()
+			if c == nil {
+				s.spillMu.Unlock()
 				break
 			}
-			s.spillMu.Lock()
 			direct := !stopping && s.spool.empty() && !time.Now().Before(nextTry)
 			if !direct {
 				// Behind the spool: keep the order.
-				s.spoolReadings(batch, "influx unavailable")
+				s.spoolChunk(c, "influx unavailable")
 			}
 			s.spillMu.Unlock()
-			if direct {
-				// Not under spillMu: a slow InfluxDB must not hold up Write's spill path.
-				if err := s.send(encodeLines(s.Measurement, s.ReceiveTimeField, batch), len(batch)); err != nil {
-					s.Logger.Warn("ingest: InfluxDB write failed; spooling to disk", "readings", len(batch), "err", err)
-					nextTry = time.Now().Add(s.RetryInterval)
-					s.spillMu.Lock()
-					s.spoolReadings(batch, "influx unavailable")
-					s.spillMu.Unlock()
-				} else {
-					s.buf.handled.Add(int64(len(batch)))
-					if s.OnStored != nil {
-						s.OnStored(batch, 0)
-					}
+			if !direct {
+				s.recycle(c)
+				continue
+			}
+			// Not under spillMu: a slow InfluxDB must not hold up Write's spill path.
+			if err := s.send(c.data, c.readings); err != nil {
+				s.Logger.Warn("ingest: InfluxDB write failed; spooling to disk", "readings", c.readings, "err", err)
+				nextTry = time.Now().Add(s.RetryInterval)
+				s.spillMu.Lock()
+				s.spoolChunk(c, "influx unavailable")
+				s.spillMu.Unlock()
+			} else {
+				if s.OnStored != nil {
+					s.OnStored(c.readings, false, c.times)
 				}
+				s.handled.Add(int64(c.readings))
 			}
-			if len(batch) < s.BatchSize {
-				break
-			}
+			s.recycle(c)
 		}
 		if stopping {
 			return
@@ -243,22 +386,25 @@ func (s *InfluxStore) replay(ctx context.Context) error {
 			s.Logger.Info("ingest: InfluxDB spool replayed")
 			return nil
 		}
-		if err := s.send(string(data), n); err != nil {
+		if err := s.send(data, n); err != nil {
 			s.Logger.Warn("ingest: InfluxDB still unavailable; spool kept", "err", err)
 			return err
 		}
 		s.spool.pop(data, n)
 		if s.OnStored != nil {
-			s.OnStored(nil, n)
+			s.OnStored(n, true, nil)
 		}
 	}
 	return nil
 }
 
-func (s *InfluxStore) send(lines string, n int) error {
+// send POSTs line protocol to the v2 write endpoint (1.8 serves it too), as the client
+// library's blocking writer did: token auth, nanosecond precision, any non-2xx is an error.
+func (s *InfluxStore) send(lines []byte, n int) error {
 	ctx, cancel := context.WithTimeout(context.Background(), s.WriteTimeout)
 	defer cancel()
-	if err := s.write.WriteRecord(ctx, lines); err != nil {
+	err := s.post(ctx, lines)
+	if err != nil {
 		s.mErrors.Inc()
 		return err
 	}
@@ -266,19 +412,40 @@ func (s *InfluxStore) send(lines string, n int) error {
 	return nil
 }
 
-// spoolReadings appends batch to the spool, or drops and reports it. Callers hold spillMu.
-func (s *InfluxStore) spoolReadings(batch []Reading, why string) {
-	defer s.buf.handled.Add(int64(len(batch)))
-	for len(batch) > 0 {
-		n := min(len(batch), s.BatchSize)
-		if err := s.spool.append([]byte(encodeLines(s.Measurement, s.ReceiveTimeField, batch[:n])), n); err != nil {
-			s.Logger.Error("ingest: InfluxDB spool cannot take readings; they are lost", "readings", len(batch), "why", why, "err", err)
-			s.drop(int64(len(batch)), err.Error())
-			return
-		}
-		s.mSpooled.Add(float64(n))
-		batch = batch[n:]
+func (s *InfluxStore) post(ctx context.Context, lines []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.writeURL, bytes.NewReader(lines))
+	if err != nil {
+		return err
 	}
+	req.Header.Set("Content-Type", "text/plain; charset=utf-8")
+	if s.Token != "" {
+		req.Header.Set("Authorization", "Token "+s.Token)
+	}
+	resp, err := s.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("influx write: %s: %s", resp.Status, bytes.TrimSpace(msg))
+	}
+	_, _ = io.Copy(io.Discard, resp.Body) // so the connection is reused
+	return nil
+}
+
+// spoolChunk appends c to the spool, or drops and reports it. Callers hold spillMu.
+func (s *InfluxStore) spoolChunk(c *pointChunk, why string) {
+	defer s.handled.Add(int64(c.readings))
+	if len(c.data) == 0 {
+		return
+	}
+	if err := s.spool.append(c.data, c.readings); err != nil {
+		s.Logger.Error("ingest: InfluxDB spool cannot take readings; they are lost", "readings", c.readings, "why", why, "err", err)
+		s.drop(int64(c.readings), err.Error())
+		return
+	}
+	s.mSpooled.Add(float64(c.readings))
 }
 
 func (s *InfluxStore) drop(n int64, reason string) {
@@ -292,75 +459,80 @@ func (s *InfluxStore) drop(n int64, reason string) {
 	}
 }
 
-var tagEscaper = strings.NewReplacer(",", `\,`, "=", `\=`, " ", `\ `, "\n", `\n`, "\\", `\\`)
-
-// encodeLines renders readings as InfluxDB line protocol, nanosecond timestamps: one point per
+// appendLines appends readings as InfluxDB line protocol, nanosecond timestamps: one point per
 // device and time with one field per metric (a message's readings share both), which costs
-// InfluxDB one series lookup per message instead of one per reading.
-func encodeLines(measurement string, receiveTime bool, rs []Reading) string {
-	var b strings.Builder
-	b.Grow(len(rs) * 40)
+// InfluxDB one series lookup per message instead of one per reading. With withTimes it also
+// appends each point's timestamp to times.
+func appendLines(b []byte, times []int64, measurement string, receiveTime bool, rs []Reading, withTimes bool) ([]byte, []int64) {
 	for i := 0; i < len(rs); {
-		r := rs[i]
-		j := i
-		b.WriteString(measurement)
-		writeTag(&b, "device", r.Device)
+		r := &rs[i]
+		start := len(b)
+		b = append(b, measurement...)
+		b = appendTag(b, "device", r.Device)
 		if r.Quality != "" && r.Quality != QualityGood {
-			writeTag(&b, "quality", string(r.Quality))
+			b = appendTag(b, "quality", string(r.Quality))
 		}
 		sep := byte(' ')
+		j := i
 		for ; j < len(rs) && rs[j].Device == r.Device && rs[j].Time.Equal(r.Time) && rs[j].Quality == r.Quality; j++ {
 			v := rs[j].Value
 			if math.IsNaN(v) || math.IsInf(v, 0) {
 				continue // validation refuses these; never send a line InfluxDB would reject
 			}
-			b.WriteByte(sep)
+			b = append(b, sep)
 			sep = ','
-			writeKey(&b, rs[j].Metric)
-			b.WriteByte('=')
-			b.WriteString(strconv.FormatFloat(v, 'g', -1, 64))
+			b = appendKey(b, rs[j].Metric)
+			b = append(b, '=')
+			b = strconv.AppendFloat(b, v, 'g', -1, 64)
 		}
+		i = j
 		if sep == ' ' {
-			// Nothing finite: drop the half-written line.
-			str := b.String()
-			b.Reset()
-			b.WriteString(str[:strings.LastIndexByte(str, '\n')+1])
-			i = j
+			b = b[:start] // nothing finite: drop the half-written line
 			continue
 		}
 		if receiveTime {
-			b.WriteString(",recv_ms=")
-			b.WriteString(strconv.FormatInt(r.ReceiveTime.UnixMilli(), 10))
-			b.WriteByte('i')
+			b = append(b, ",recv_ms="...)
+			b = strconv.AppendInt(b, r.ReceiveTime.UnixMilli(), 10)
+			b = append(b, 'i')
 		}
-		b.WriteByte(' ')
-		b.WriteString(strconv.FormatInt(r.Time.UnixNano(), 10))
-		b.WriteByte('\n')
-		i = j
+		ns := r.Time.UnixNano()
+		b = append(b, ' ')
+		b = strconv.AppendInt(b, ns, 10)
+		b = append(b, '\n')
+		if withTimes {
+			times = append(times, ns)
+		}
 	}
-	return b.String()
+	return b, times
 }
 
-func writeKey(b *strings.Builder, k string) {
-	if strings.ContainsAny(k, ", =\\\n") {
-		tagEscaper.WriteString(b, k)
-	} else {
-		b.WriteString(k)
+const lineSpecial = ", =\\\n"
+
+func appendKey(b []byte, k string) []byte {
+	if !strings.ContainsAny(k, lineSpecial) {
+		return append(b, k...)
 	}
+	for i := 0; i < len(k); i++ {
+		switch c := k[i]; c {
+		case ',', '=', ' ', '\\':
+			b = append(b, '\\', c)
+		case '\n':
+			b = append(b, '\\', 'n')
+		default:
+			b = append(b, c)
+		}
+	}
+	return b
 }
 
-func writeTag(b *strings.Builder, k, v string) {
+func appendTag(b []byte, k, v string) []byte {
 	if v == "" {
-		return
+		return b
 	}
-	b.WriteByte(',')
-	b.WriteString(k)
-	b.WriteByte('=')
-	if strings.ContainsAny(v, ", =\\\n") {
-		tagEscaper.WriteString(b, v)
-	} else {
-		b.WriteString(v)
-	}
+	b = append(b, ',')
+	b = append(b, k...)
+	b = append(b, '=')
+	return appendKey(b, v)
 }
 
 // fluxString quotes s as a Flux string literal.

@@ -21,7 +21,13 @@ func TestInfluxKilledMidRun(t *testing.T) {
 	var direct, replayed atomic.Int64
 	tel := &ingest.InfluxStore{URL: db.url, Bucket: "offsite/autogen", SpoolDir: t.TempDir(), Logger: quietLogger(),
 		FlushInterval: 50 * time.Millisecond, RetryInterval: 300 * time.Millisecond, WriteTimeout: 3 * time.Second,
-		OnStored: func(rs []ingest.Reading, n int) { direct.Add(int64(len(rs))); replayed.Add(int64(n)) }}
+		OnStored: func(n int, fromSpool bool, _ []int64) {
+			if fromSpool {
+				replayed.Add(int64(n))
+			} else {
+				direct.Add(int64(n))
+			}
+		}}
 	require.NoError(t, tel.Initialize())
 	t.Cleanup(tel.Close)
 	s := newStack(t, sensorFleet(), tel)

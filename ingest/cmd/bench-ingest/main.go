@@ -217,16 +217,15 @@ func newIngest(c config, influx *influxd, devs *devicesStore, measurement string
 	return s, nil
 }
 
-func (s *ingestStack) stored(rs []ingest.Reading, replayed int) {
+func (s *ingestStack) stored(readings int, _ bool, points []int64) {
 	now := time.Now()
-	s.count.Add(int64(len(rs) + replayed))
+	s.count.Add(int64(readings))
 	s.first.CompareAndSwap(0, now.UnixNano())
 	s.last.Store(now.UnixNano())
-	var l []float64
-	for _, r := range rs {
-		if r.Metric == "pm25" { // one sample per message
-			l = append(l, float64(now.Sub(r.DeviceTime).Microseconds())/1000)
-		}
+	// One point per message: its timestamp is the device time the publisher set.
+	l := make([]float64, len(points))
+	for i, t := range points {
+		l[i] = float64(now.UnixNano()-t) / 1e6
 	}
 	s.mu.Lock()
 	s.lat = append(s.lat, l...)

@@ -1,0 +1,134 @@
+package ingest
+
+import (
+	"context"
+	"io"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestAppendLines(t *testing.T) {
+	at := time.Unix(1764210904, 123456789)
+	recv := time.UnixMilli(1764210905000)
+	r := func(dev, metric string, v float64, q Quality) Reading {
+		return Reading{Device: dev, Metric: metric, Value: v, Quality: q, Time: at, ReceiveTime: recv}
+	}
+	for _, tc := range []struct {
+		name string
+		recv bool
+		rs   []Reading
+		want string
+	}{
+		{"one message is one point", false, []Reading{r("d1", "pm25", 35.5, QualityGood), r("d1", "pm10", 88, QualityGood)},
+			"m,device=d1 pm25=35.5,pm10=88 1764210904123456789\n"},
+		{"quality tag unless good", false, []Reading{r("d1", "t", -1.25, QualityLate), r("d2", "t", 1e21, QualityReceiveTime)},
+			"m,device=d1,quality=late t=-1.25 1764210904123456789\nm,device=d2,quality=receive_time t=1e+21 1764210904123456789\n"},
+		{"escaping", false, []Reading{r("a b,c=d\\e\nf", "x y", 1, "")},
+			"m,device=a\\ b\\,c\\=d\\\\e\\nf x\\ y=1 1764210904123456789\n"},
+		{"not finite values skipped", false, []Reading{r("d1", "a", math.NaN(), ""), r("d1", "b", 2, "")},
+			"m,device=d1 b=2 1764210904123456789\n"},
+		{"a point with nothing finite is left out", false, []Reading{r("d1", "a", math.Inf(1), ""), r("d2", "b", 3, "")},
+			"m,device=d2 b=3 1764210904123456789\n"},
+		{"receive time field", true, []Reading{r("d1", "a", 1, "")},
+			"m,device=d1 a=1,recv_ms=1764210905000i 1764210904123456789\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, times := appendLines([]byte("keep\n"), nil, "m", tc.recv, tc.rs, true)
+			require.Equal(t, "keep\n"+tc.want, string(b))
+			require.Len(t, times, strings.Count(tc.want, "\n"))
+		})
+	}
+}
+
+// The write request is what the client library sent: the v2 endpoint with org, bucket and
+// nanosecond precision, token auth, the line protocol as the body; a non-2xx answer is an
+// error carrying InfluxDB's message.
+func TestInfluxWriteRequest(t *testing.T) {
+	var mu sync.Mutex
+	var got []*http.Request
+	var bodies []string
+	fail := true
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		defer mu.Unlock()
+		got, bodies = append(got, r), append(bodies, string(b))
+		if fail {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = io.WriteString(w, `{"error":"partial write: field type conflict"}`)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	s := &InfluxStore{URL: srv.URL + "/", Org: "o", Bucket: "db/rp", Token: "u:p", SpoolDir: t.TempDir()}
+	require.NoError(t, s.Initialize())
+	defer s.Close()
+	lines := []byte("m,device=d1 a=1 1\n")
+	err := s.send(lines, 1)
+	require.ErrorContains(t, err, "400 Bad Request")
+	require.ErrorContains(t, err, "field type conflict")
+	mu.Lock()
+	fail = false
+	mu.Unlock()
+	require.NoError(t, s.send(lines, 1))
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, got, 2)
+	r := got[1]
+	require.Equal(t, http.MethodPost, r.Method)
+	require.Equal(t, "/api/v2/write", r.URL.Path)
+	require.Equal(t, "o", r.URL.Query().Get("org"))
+	require.Equal(t, "db/rp", r.URL.Query().Get("bucket"))
+	require.Equal(t, "ns", r.URL.Query().Get("precision"))
+	require.Equal(t, "Token u:p", r.Header.Get("Authorization"))
+	require.Equal(t, string(lines), bodies[1])
+}
+
+// Write batches: full chunks go at once, the rest on Flush, in the order written.
+func TestInfluxWriteBatches(t *testing.T) {
+	var mu sync.Mutex
+	var bodies []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		bodies = append(bodies, string(b))
+		mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	var stored, points atomic.Int64
+	s := &InfluxStore{URL: srv.URL, Bucket: "b", SpoolDir: t.TempDir(), BatchSize: 10, FlushInterval: time.Hour,
+		OnStored: func(n int, replayed bool, times []int64) { stored.Add(int64(n)); points.Add(int64(len(times))) }}
+	require.NoError(t, s.Initialize())
+	defer s.Close()
+	at := time.Unix(100, 0)
+	for i := range 25 {
+		// Two readings a message.
+		s.Write([]Reading{{Device: "d", Metric: "a", Value: float64(i), Time: at.Add(time.Duration(i))},
+			{Device: "d", Metric: "b", Value: 1, Time: at.Add(time.Duration(i))}})
+	}
+	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(bodies) == 5 }, 5*time.Second, time.Millisecond,
+		"five full chunks of ten readings go without waiting for FlushInterval")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(t, s.Flush(ctx))
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, bodies, 5, "nothing left after the full chunks")
+	all := strings.Join(bodies, "")
+	require.Equal(t, 25, strings.Count(all, "\n"))
+	require.True(t, strings.HasPrefix(all, "reading,device=d a=0,b=1 100000000000\n"))
+	require.True(t, strings.HasSuffix(all, "reading,device=d a=24,b=1 100000000024\n"))
+	require.EqualValues(t, 50, stored.Load())
+	require.EqualValues(t, 25, points.Load())
+}
