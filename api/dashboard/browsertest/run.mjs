@@ -172,7 +172,8 @@ await scenario('wall', async () => {
 function thresholdReading(profile, sensor) {
   if (profile?.decoder && profile.decoder.kind !== 'json') return null; // binary payloads: not built here
   const ops = ['>', '>=', '<', '<='];
-  const rules = (profile?.rules || []).filter((r) => r.kind === 'threshold' && r.metric && typeof r.value === 'number' && ops.includes(r.op || '>'));
+  // a single reading must be enough: no duration ("for") to wait out
+  const rules = (profile?.rules || []).filter((r) => r.kind === 'threshold' && r.metric && typeof r.value === 'number' && ops.includes(r.op || '>') && !r.for);
   const sevRank = { critical: 0, major: 1, minor: 2, info: 3 };
   rules.sort((a, b) => (sevRank[a.severity] ?? 9) - (sevRank[b.severity] ?? 9));
   const rule = rules.find((r) => !sensor.metrics || sensor.metrics.includes(r.metric)) || rules[0];
@@ -319,22 +320,82 @@ await scenario('scope', async () => {
   const me = await apiGet(tok, 'auth/me');
   const depts = officer.departments || me?.departments || me?.user?.departments || [];
   if (!depts.length) return { skip: 'the officer has no department limit' };
+  // Make sure there is something to hide and something to show: an alert of the officer's
+  // department and one of another department (a reading over the limit for a sensor of each).
+  const admTok = adminToken || await apiToken(admin);
+  const sitesAll = await apiGet(admTok, 'sites');
+  const siteItems = (x) => (Array.isArray(x) ? x : x?.sites || x?.items || []);
+  const deptOf = new Map(siteItems(sitesAll).map((x) => [x.id, x.department]));
+  assert(deptOf.size > 0, 'GET /sites as admin listed no sites');
+  const alertsOf = async (token) => {
+    const l = await apiGet(token, 'alerts?limit=500');
+    return Array.isArray(l) ? l : l?.items || l?.alerts || [];
+  };
+  const published = [];
+  for (const own of [true, false]) {
+    const have = (await alertsOf(admTok)).some((a) => a.department && depts.includes(a.department) === own);
+    if (have) continue;
+    const candidates = (demo.sensors || []).filter((sn) => deptOf.get(sn.site) && depts.includes(deptOf.get(sn.site)) === own);
+    let done = false;
+    for (const sn of candidates) {
+      const profile = await apiGet(admTok, `profiles/${encodeURIComponent(sn.profile)}`);
+      const reading = thresholdReading(profile, sn);
+      // a rule may hand its alarm to another department (elevators go to market supervision)
+      const rule = (profile?.rules || []).find((r) => r.id === reading?.rule);
+      if (!reading || (rule?.department && depts.includes(rule.department) !== own)) continue;
+      await publishReading(sn, reading, profile);
+      published.push(`${sn.id} ${reading.metric}=${reading.value} over MQTT`);
+      done = true;
+      break;
+    }
+    if (!done && candidates.length) {
+      // No sensor there alarms on a single reading (construction dust rules need ten minutes):
+      // report the event as an outside system would, through POST /events.
+      const sn = candidates[0];
+      const res = await fetch(`${BASE}/api/v1/events`, { method: 'POST', headers: { Authorization: `Bearer ${admTok}`, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ type: 'sensor.threshold', severity: 'major', state: 'active', alarm_key: `browsertest/scope/${sn.id}/${Date.now()}`,
+          occurred_at: new Date().toISOString(), device: { id: sn.id }, message: '浏览器测试：数据范围检查', reading: { metric: 'pm10', value: 182, limit: 150 } }) });
+      assert(res.status === 201, `POST /events for ${sn.id}: ${res.status} ${await res.text()}`);
+      published.push(`${sn.id} via POST /events`);
+    }
+  }
+  const deadline = Date.now() + 15000;
+  let all = [];
+  for (;;) {
+    all = await alertsOf(admTok);
+    const ownN = all.filter((a) => depts.includes(a.department)).length;
+    const foreignN = all.filter((a) => a.department && !depts.includes(a.department)).length;
+    if ((ownN > 0 && foreignN > 0) || Date.now() > deadline) break;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  const foreignAll = all.filter((a) => a.department && !depts.includes(a.department));
+  const ownAll = all.filter((a) => depts.includes(a.department));
+  assert(ownAll.length > 0 && foreignAll.length > 0,
+    `could not get alerts of both the officer's and another department (own ${ownAll.length}, other ${foreignAll.length}; published ${published.join(', ') || 'nothing'})`);
+
   const { ctx, page } = await newPage();
   await login(page, officer);
   await page.goto(`${BASE}/#/alerts`);
   await page.selectOption('#filter-state', '');
   await waitAlertsList(page);
-  await page.waitForTimeout(500);
-  const seen = await page.$$eval('tr.alert-row', (rs) => rs.map((r) => r.dataset.department));
-  const foreign = seen.filter((d) => d && !depts.includes(d));
-  assert(foreign.length === 0, `officer of ${depts.join(',')} sees alerts of ${[...new Set(foreign)].join(', ')}`);
+  await page.waitForFunction(() => document.querySelectorAll('tr.alert-row').length > 0, null, { timeout: 10000 })
+    .catch(() => { throw new Error(`the officer sees none of the ${ownAll.length} alerts of ${depts.join(',')}`); });
+  const seen = await page.$$eval('tr.alert-row', (rs) => rs.map((r) => ({ id: r.dataset.id, d: r.dataset.department })));
+  const foreign = seen.filter((x) => x.d && !depts.includes(x.d));
+  assert(foreign.length === 0, `officer of ${depts.join(',')} sees alerts of ${[...new Set(foreign.map((x) => x.d))].join(', ')}`);
+  const hidden = foreignAll.filter((a) => seen.some((x) => x.id === a.id));
+  assert(hidden.length === 0, `officer sees foreign alert ${hidden.map((a) => a.id).join(', ')}`);
+  // The API answers the same: another department's alert is not found for the officer.
+  const foreignViaAPI = (await alertsOf(tok)).filter((a) => !depts.includes(a.department));
+  assert(foreignViaAPI.length === 0, `the API lists ${foreignViaAPI.length} foreign alerts to the officer`);
   // And the wall tree only lists cameras of the officer's sites.
   const sites = await apiGet(tok, 'sites');
-  const siteList = Array.isArray(sites) ? sites : sites?.items || [];
-  const bad = siteList.filter((s) => s.department && !depts.includes(s.department));
-  assert(bad.length === 0, `officer sees sites of other departments: ${bad.map((s) => s.id).join(', ')}`);
+  const siteList = siteItems(sites);
+  assert(siteList.length > 0 && siteList.length < deptOf.size, `officer sees ${siteList.length} of ${deptOf.size} sites`);
+  const bad = siteList.filter((x) => !depts.includes(x.department));
+  assert(bad.length === 0, `officer sees sites of other departments: ${bad.map((x) => x.id).join(', ')}`);
   await ctx.close();
-  return { msg: `${seen.length} alerts, all of ${depts.join(', ')}` };
+  return { msg: `officer sees ${seen.length} alerts and ${siteList.length} of ${deptOf.size} sites, all of ${depts.join(', ')}; ${foreignAll.length} alerts of other departments hidden${published.length ? `; published ${published.join(', ')}` : ''}` };
 });
 
 function cameraCommand(kind, id) {
