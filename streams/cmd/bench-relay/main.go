@@ -104,11 +104,11 @@ func runRelay(nsFlag string, steady time.Duration, clipPath string) {
 	cpu0, t0 := cpuTicks(), time.Now()
 	time.Sleep(4 * time.Second)
 	baseCPU := cpuPct(cpu0, cpuTicks(), time.Since(t0))
+	pps := float64(cam.Status().PacketsIn-in0) / time.Since(t0).Seconds()
 	kbps := float64(bytesPerSec(cam, 4*time.Second)) * 8 / 1000
 	runtime.GC()
 	debug.FreeOSMemory()
 	baseRSS := rssMB()
-	pps := float64(cam.Status().PacketsIn-in0) / 4
 	fmt.Printf("relay baseline: camera 1280x720 25 fps ~%.0f kbit/s (%.0f RTP packets/s in), keyframe every 4 s; cpu %.1f%% rss %.1f MB; GOMAXPROCS %d\n",
 		kbps, pps, baseCPU, baseRSS, runtime.GOMAXPROCS(0))
 
