@@ -178,16 +178,18 @@ func (j *Journal) removeAll() {
 // u16-prefixed topic, client, remote, i64 receive time (unix ns), and the payload.
 
 func encodeRecord(b []byte, m *Message) []byte {
-	body := make([]byte, 0, 16+len(m.Topic)+len(m.Client)+len(m.Remote)+len(m.Payload))
+	at := len(b)
+	b = append(b, 0, 0, 0, 0, 0, 0, 0, 0) // length and CRC, filled in below
 	for _, s := range []string{m.Topic, m.Client, m.Remote} {
-		body = binary.BigEndian.AppendUint16(body, uint16(min(len(s), 65535)))
-		body = append(body, s[:min(len(s), 65535)]...)
+		b = binary.BigEndian.AppendUint16(b, uint16(min(len(s), 65535)))
+		b = append(b, s[:min(len(s), 65535)]...)
 	}
-	body = binary.BigEndian.AppendUint64(body, uint64(m.Received.UnixNano()))
-	body = append(body, m.Payload...)
-	b = binary.BigEndian.AppendUint32(b, uint32(len(body)))
-	b = binary.BigEndian.AppendUint32(b, crc32.Checksum(body, crcTable))
-	return append(b, body...)
+	b = binary.BigEndian.AppendUint64(b, uint64(m.Received.UnixNano()))
+	b = append(b, m.Payload...)
+	body := b[at+8:]
+	binary.BigEndian.PutUint32(b[at:], uint32(len(body)))
+	binary.BigEndian.PutUint32(b[at+4:], crc32.Checksum(body, crcTable))
+	return b
 }
 
 // readRecords reads a segment's messages, stopping quietly at a torn or corrupt tail (the
