@@ -42,7 +42,7 @@ type Pipeline struct {
 	// Presence, when set, is told of every message of a known sensor.
 	Presence *Presence
 	// OnReadings, when set, receives the stored readings of each message (for analytics). It
-	// runs on a worker: it must not block.
+	// runs on a worker: it must not block, nor keep rs after it returns (it is reused).
 	OnReadings func(s *Sensor, rs []Reading)
 
 	QueueSize int // messages waiting to be decoded (default 65536)
@@ -285,22 +285,29 @@ func topicShard(topic string, n int) int {
 	return int(h % uint32(n))
 }
 
+// worker is the state of one worker goroutine.
+type worker struct {
+	// Devices without a clock are stamped with the receive time; a worker owns its devices,
+	// so it can keep their stamps strictly increasing (see process).
+	last map[string]time.Time
+	// rs holds one message's readings: the sink and OnReadings do not keep the slice.
+	rs []Reading
+}
+
 func (p *Pipeline) work(queue chan Message) {
 	defer p.wg.Done()
-	// Devices without a clock are stamped with the receive time; this worker owns its devices,
-	// so it can keep their stamps strictly increasing (see process).
-	last := map[string]time.Time{}
+	w := &worker{last: map[string]time.Time{}}
 	for {
 		select {
 		case m := <-queue:
-			p.process(m, last)
+			p.process(m, w)
 			p.inflight.Add(-1)
 			p.done(m)
 		case <-p.closed:
 			for {
 				select {
 				case m := <-queue:
-					p.process(m, last)
+					p.process(m, w)
 					p.done(m)
 					p.inflight.Add(-1)
 				default:
@@ -335,7 +342,7 @@ func sensorID(s *Sensor) string {
 	return s.ID
 }
 
-func (p *Pipeline) process(m Message, lastStamp map[string]time.Time) {
+func (p *Pipeline) process(m Message, w *worker) {
 	route, ok := p.Directory.Lookup(m.Topic)
 	if !ok {
 		var s *Sensor
@@ -378,10 +385,10 @@ func (p *Pipeline) process(m Message, lastStamp map[string]time.Time) {
 		// The stores key a reading by device, metric and millisecond: a burst (a broker replaying
 		// a persistent session after a restart) must not collapse into one reading.
 		t = t.Truncate(time.Millisecond)
-		if prev, ok := lastStamp[s.ID]; ok && !t.After(prev) {
+		if prev, ok := w.last[s.ID]; ok && !t.After(prev) {
 			t = prev.Add(time.Millisecond)
 		}
-		lastStamp[s.ID] = t
+		w.last[s.ID] = t
 	} else {
 		switch skew := d.DeviceTime.Sub(m.Received); {
 		case skew > p.MaxFutureSkew:
@@ -409,7 +416,7 @@ func (p *Pipeline) process(m Message, lastStamp map[string]time.Time) {
 			bad[pr.Index] = true
 		}
 	}
-	rs := make([]Reading, 0, len(d.Values)-len(bad))
+	rs := w.rs[:0]
 	for i, v := range d.Values {
 		if bad[i] {
 			continue
@@ -429,6 +436,7 @@ func (p *Pipeline) process(m Message, lastStamp map[string]time.Time) {
 		p.stats.bad.Add(1)
 		p.quarantine(m, s, pr.Reason, pr.Reading.Metric, pr.Error())
 	}
+	w.rs = rs[:0]
 	p.Sink.Write(rs)
 	p.stats.stored.Add(1)
 	p.stats.readings.Add(int64(len(rs)))

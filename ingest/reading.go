@@ -53,7 +53,8 @@ type Submitter interface {
 }
 
 // Sink takes decoded readings. Write must not block on a slow database: implementations
-// buffer, spool or count, never stall the caller.
+// buffer, spool or count, never stall the caller. rs is only lent for the call (the pipeline
+// reuses it for the next message): keep copies, not the slice.
 type Sink interface {
 	Write(rs []Reading)
 }
