@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net"
 	"net/http"
 	"net/url"
 	"sort"
@@ -211,9 +212,7 @@ func (s *InfluxStore) Write(rs []Reading) {
 		// InfluxDB is slower than the input: move the backlog to disk now rather than hold it.
 		s.spillMu.Lock()
 		s.sealOpen()
-		for c := s.take(); c != nil; c = s.take() {
-			s.spoolChunk(c, "backlog")
-		}
+		s.spoolChunks(s.take(nil, math.MaxInt), "backlog")
 		s.spillMu.Unlock()
 	case full:
 		s.wake()
@@ -244,19 +243,28 @@ func (s *InfluxStore) sealOpen() {
 	s.mu.Unlock()
 }
 
-// take removes the oldest chunk if it is sealed.
-func (s *InfluxStore) take() *pointChunk {
+// take removes the sealed chunks at the head, oldest first, as long as they hold at most
+// maxReadings together (at least one chunk, however large).
+func (s *InfluxStore) take(dst []*pointChunk, maxReadings int) []*pointChunk {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.chunks) == 0 || !s.chunks[0].sealed {
-		return nil
+	n := 0
+	for i, c := range s.chunks {
+		if !c.sealed || i > 0 && n+c.readings > maxReadings {
+			break
+		}
+		n += c.readings
+		dst = append(dst, c)
 	}
-	c := s.chunks[0]
-	n := copy(s.chunks, s.chunks[1:])
-	s.chunks[n] = nil
-	s.chunks = s.chunks[:n]
-	s.pending -= c.readings
-	return c
+	taken := len(dst)
+	if taken == 0 {
+		return dst
+	}
+	rest := copy(s.chunks, s.chunks[taken:])
+	clear(s.chunks[rest:])
+	s.chunks = s.chunks[:rest]
+	s.pending -= n
+	return dst
 }
 
 // recycle keeps a few handled chunks for their buffers.
@@ -312,6 +320,7 @@ func (s *InfluxStore) run(ctx context.Context) {
 	tick := time.NewTicker(s.FlushInterval)
 	defer tick.Stop()
 	var nextTry time.Time
+	var batch []*pointChunk
 	for {
 		// Full chunks go at once; on a tick, Flush or Close the open one too, so a reading
 		// waits at most FlushInterval.
@@ -330,36 +339,27 @@ func (s *InfluxStore) run(ctx context.Context) {
 			s.sealOpen()
 		}
 		for {
+			// Full chunks waiting behind one another go in one request: when InfluxDB is the
+			// bottleneck its cost per request (a WAL fsync, HTTP) is paid once for several.
 			s.spillMu.Lock()
-			c := s.take()
-			if c == nil {
+			batch = s.take(batch[:0], maxChunksPerWrite*s.BatchSize)
+			if len(batch) == 0 {
 				s.spillMu.Unlock()
 				break
 			}
 			direct := !stopping && s.spool.empty() && !time.Now().Before(nextTry)
 			if !direct {
 				// Behind the spool: keep the order.
-				s.spoolChunk(c, "influx unavailable")
+				s.spoolChunks(batch, "influx unavailable")
 			}
 			s.spillMu.Unlock()
-			if !direct {
+			if direct {
+				// Not under spillMu: a slow InfluxDB must not hold up Write's spill path.
+				s.sendChunks(batch, &nextTry)
+			}
+			for _, c := range batch {
 				s.recycle(c)
-				continue
 			}
-			// Not under spillMu: a slow InfluxDB must not hold up Write's spill path.
-			if err := s.send(c.data, c.readings); err != nil {
-				s.Logger.Warn("ingest: InfluxDB write failed; spooling to disk", "readings", c.readings, "err", err)
-				nextTry = time.Now().Add(s.RetryInterval)
-				s.spillMu.Lock()
-				s.spoolChunk(c, "influx unavailable")
-				s.spillMu.Unlock()
-			} else {
-				if s.OnStored != nil {
-					s.OnStored(c.readings, false, c.times)
-				}
-				s.handled.Add(int64(c.readings))
-			}
-			s.recycle(c)
 		}
 		if stopping {
 			return
@@ -369,6 +369,32 @@ func (s *InfluxStore) run(ctx context.Context) {
 				nextTry = time.Now().Add(s.RetryInterval)
 			}
 		}
+	}
+}
+
+// maxChunksPerWrite bounds one write request to that many times BatchSize readings.
+const maxChunksPerWrite = 8
+
+// sendChunks writes batch to InfluxDB in one request, or spools it.
+func (s *InfluxStore) sendChunks(batch []*pointChunk, nextTry *time.Time) {
+	bufs, n := make([][]byte, len(batch)), 0
+	for i, c := range batch {
+		bufs[i] = c.data
+		n += c.readings
+	}
+	if err := s.send(bufs, n); err != nil {
+		s.Logger.Warn("ingest: InfluxDB write failed; spooling to disk", "readings", n, "err", err)
+		*nextTry = time.Now().Add(s.RetryInterval)
+		s.spillMu.Lock()
+		s.spoolChunks(batch, "influx unavailable")
+		s.spillMu.Unlock()
+		return
+	}
+	for _, c := range batch {
+		if s.OnStored != nil {
+			s.OnStored(c.readings, false, c.times)
+		}
+		s.handled.Add(int64(c.readings))
 	}
 }
 
@@ -386,7 +412,7 @@ func (s *InfluxStore) replay(ctx context.Context) error {
 			s.Logger.Info("ingest: InfluxDB spool replayed")
 			return nil
 		}
-		if err := s.send(data, n); err != nil {
+		if err := s.send([][]byte{data}, n); err != nil {
 			s.Logger.Warn("ingest: InfluxDB still unavailable; spool kept", "err", err)
 			return err
 		}
@@ -400,7 +426,8 @@ func (s *InfluxStore) replay(ctx context.Context) error {
 
 // send POSTs line protocol to the v2 write endpoint (1.8 serves it too), as the client
 // library's blocking writer did: token auth, nanosecond precision, any non-2xx is an error.
-func (s *InfluxStore) send(lines []byte, n int) error {
+// The body is the buffers one after the other, not copied.
+func (s *InfluxStore) send(lines [][]byte, n int) error {
 	ctx, cancel := context.WithTimeout(context.Background(), s.WriteTimeout)
 	defer cancel()
 	err := s.post(ctx, lines)
@@ -412,11 +439,17 @@ func (s *InfluxStore) send(lines []byte, n int) error {
 	return nil
 }
 
-func (s *InfluxStore) post(ctx context.Context, lines []byte) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.writeURL, bytes.NewReader(lines))
+func (s *InfluxStore) post(ctx context.Context, lines [][]byte) error {
+	size := 0
+	for _, l := range lines {
+		size += len(l)
+	}
+	body := net.Buffers(lines)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.writeURL, &body)
 	if err != nil {
 		return err
 	}
+	req.ContentLength = int64(size)
 	req.Header.Set("Content-Type", "text/plain; charset=utf-8")
 	if s.Token != "" {
 		req.Header.Set("Authorization", "Token "+s.Token)
@@ -434,18 +467,36 @@ func (s *InfluxStore) post(ctx context.Context, lines []byte) error {
 	return nil
 }
 
-// spoolChunk appends c to the spool, or drops and reports it. Callers hold spillMu.
-func (s *InfluxStore) spoolChunk(c *pointChunk, why string) {
-	defer s.handled.Add(int64(c.readings))
-	if len(c.data) == 0 {
-		return
+// spoolChunks appends the chunks to the spool with one fsync, or drops and reports what does
+// not fit. Callers hold spillMu.
+func (s *InfluxStore) spoolChunks(cs []*pointChunk, why string) {
+	recs := make([]spoolRecord, 0, len(cs))
+	for _, c := range cs {
+		if len(c.data) > 0 {
+			recs = append(recs, spoolRecord{c.data, c.readings})
+		}
 	}
-	if err := s.spool.append(c.data, c.readings); err != nil {
-		s.Logger.Error("ingest: InfluxDB spool cannot take readings; they are lost", "readings", c.readings, "why", why, "err", err)
-		s.drop(int64(c.readings), err.Error())
-		return
+	written, err := s.spool.append(recs...)
+	for i, r := range recs {
+		if i < written {
+			s.mSpooled.Add(float64(r.readings))
+		} else {
+			s.drop(int64(r.readings), err.Error())
+		}
 	}
-	s.mSpooled.Add(float64(c.readings))
+	switch {
+	case written < len(recs):
+		lost := 0
+		for _, r := range recs[written:] {
+			lost += r.readings
+		}
+		s.Logger.Error("ingest: InfluxDB spool cannot take readings; they are lost", "readings", lost, "why", why, "err", err)
+	case err != nil:
+		s.Logger.Error("ingest: InfluxDB spool written but not synced to disk", "why", why, "err", err)
+	}
+	for _, c := range cs {
+		s.handled.Add(int64(c.readings))
+	}
 }
 
 func (s *InfluxStore) drop(n int64, reason string) {

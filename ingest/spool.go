@@ -93,6 +93,7 @@ type spool struct {
 	peeked  []byte
 	peekedN int
 	hasPeek bool
+	scratch []byte // one encoded record
 }
 
 func openSpool(dir string, maxBytes int64) (*spool, error) {
@@ -156,16 +157,43 @@ func (s *spool) size() (bytes, readings int64) {
 	return s.bytes, s.readings
 }
 
-// append writes one record and syncs it. errSpoolFull when it would pass maxBytes.
-func (s *spool) append(data []byte, readings int) error {
-	rec := appendSpoolRecord(make([]byte, 0, spoolHeader+len(data)), data, readings)
+// spoolRecord is one batch to spool: line protocol and the readings in it.
+type spoolRecord struct {
+	data     []byte
+	readings int
+}
+
+// append writes recs in order and syncs them once. It returns how many it wrote; past
+// maxBytes it stops with errSpoolFull.
+func (s *spool) append(recs ...spoolRecord) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.bytes+int64(len(rec)) > s.maxBytes {
+	written, err := 0, error(nil)
+	for _, r := range recs {
+		if err = s.appendLocked(r); err != nil {
+			break
+		}
+		written++
+	}
+	if s.w != nil && written > 0 {
+		if serr := s.w.Sync(); serr != nil && err == nil {
+			err = fmt.Errorf("ingest: spool: %w", serr)
+		}
+	}
+	return written, err
+}
+
+func (s *spool) appendLocked(r spoolRecord) error {
+	size := int64(spoolHeader + len(r.data))
+	if s.bytes+size > s.maxBytes {
 		return errSpoolFull
 	}
 	if s.w == nil || s.segs[len(s.segs)-1].size >= spoolSegmentMax {
 		if s.w != nil {
+			// The segment is complete: make it durable before starting the next one.
+			if err := s.w.Sync(); err != nil {
+				return fmt.Errorf("ingest: spool: %w", err)
+			}
 			_ = s.w.Close()
 			s.w = nil
 		}
@@ -180,15 +208,13 @@ func (s *spool) append(data []byte, readings int) error {
 		s.w = f
 		s.segs = append(s.segs, spoolSegment{seq: seq})
 	}
-	if _, err := s.w.Write(rec); err != nil {
+	s.scratch = appendSpoolRecord(s.scratch[:0], r.data, r.readings)
+	if _, err := s.w.Write(s.scratch); err != nil {
 		return fmt.Errorf("ingest: spool: %w", err)
 	}
-	if err := s.w.Sync(); err != nil {
-		return fmt.Errorf("ingest: spool: %w", err)
-	}
-	s.segs[len(s.segs)-1].size += int64(len(rec))
-	s.bytes += int64(len(rec))
-	s.readings += int64(readings)
+	s.segs[len(s.segs)-1].size += size
+	s.bytes += size
+	s.readings += int64(r.readings)
 	return nil
 }
 

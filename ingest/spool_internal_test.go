@@ -15,7 +15,8 @@ func TestSpoolOrderAndReopen(t *testing.T) {
 	s, err := openSpool(dir, 1<<30)
 	require.NoError(t, err)
 	for i := range 100 {
-		require.NoError(t, s.append(fmt.Appendf(nil, "batch %d", i), 1))
+		_, err := s.append(spoolRecord{fmt.Appendf(nil, "batch %d", i), 1})
+		require.NoError(t, err)
 	}
 	// A failed send leaves the record in place: peek again returns the same one.
 	d, _, ok, _ := s.peek()
@@ -51,8 +52,9 @@ func TestSpoolOrderAndReopen(t *testing.T) {
 func TestSpoolBoundAndCorruption(t *testing.T) {
 	s, err := openSpool(t.TempDir(), 100)
 	require.NoError(t, err)
-	require.NoError(t, s.append(bytes.Repeat([]byte("x"), 50), 1))
-	require.ErrorIs(t, s.append(bytes.Repeat([]byte("x"), 50), 1), errSpoolFull)
+	n, err := s.append(spoolRecord{bytes.Repeat([]byte("x"), 50), 1}, spoolRecord{bytes.Repeat([]byte("x"), 50), 1})
+	require.Equal(t, 1, n, "the first record fits, the second does not")
+	require.ErrorIs(t, err, errSpoolFull)
 
 	var buf []byte
 	buf = appendSpoolRecord(buf, []byte("hello"), 1)
