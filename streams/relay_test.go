@@ -33,6 +33,19 @@ func TestWHEPViewerKeyframeFirst(t *testing.T) {
 			require.True(t, st.FirstKeyframeHadSPSPPS, "SPS/PPS must be in-band before the IDR")
 			require.Equal(t, 1, r.whep.Sessions())
 
+			// Sender reports (for audio/video sync) come about once a second, counting what was
+			// sent, with the wall clock and the matching RTP time of the video timeline.
+			waitFor(t, 5*time.Second, "a sender report", func() bool { _, _, n := v.SenderReport(); return n >= 2 })
+			sr, at, _ := v.SenderReport()
+			require.Positive(t, sr.PacketCount)
+			require.LessOrEqual(t, int64(sr.PacketCount), v.Stats().Packets)
+			require.Positive(t, sr.OctetCount)
+			ntpSecs := int64(sr.NTPTime>>32) - 2208988800
+			require.InDelta(t, at.Unix(), ntpSecs, 2, "sender report wall clock")
+			// the report's RTP time is "now" on the video timeline: within a second of the last frame
+			d := int32(sr.RTPTime - v.LastFrameTimestamp())
+			require.InDelta(t, 0, float64(d), 90000, "sender report RTP time %d vs last frame %d", sr.RTPTime, v.LastFrameTimestamp())
+
 			cs, ok := r.m.Camera("cam1")
 			require.True(t, ok)
 			status := cs.Status()

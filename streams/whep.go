@@ -16,6 +16,7 @@ import (
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/logging"
+	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/offsite-gw/offsite/gateway/errs"
@@ -142,12 +143,11 @@ func (w *WHEP) Initialize() error {
 			return err
 		}
 	}
-	// Sender reports only: no NACK buffers (a copy of every packet per viewer would cost about
-	// 1 MB each) and no congestion control — the relay does not transcode, so it cannot adapt.
+	// No interceptors: no NACK buffers (a copy of every packet per viewer would cost about
+	// 1 MB each), no congestion control — the relay does not transcode, so it cannot adapt —
+	// and sender reports come from each session's own counters once a second (see
+	// senderReports) instead of bookkeeping on every packet.
 	ir := &interceptor.Registry{}
-	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
-		return err
-	}
 
 	var err error
 	w.udpConn, err = net.ListenPacket("udp", w.UDPListen)
@@ -327,6 +327,7 @@ func (w *WHEP) Offer(ctx context.Context, cameraID, offer string, v Viewer) (ans
 		return fail(err)
 	}
 	senders = append(senders, vs)
+	s.videoSR.ssrc, s.videoSR.clock = senderSSRC(vs), 90000
 	if f != nil && f.Audio != nil && oi.Audio[audioMime(f.Audio)] {
 		s.audio, err = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{
 			MimeType: audioMime(f.Audio), ClockRate: 8000, Channels: 1,
@@ -339,6 +340,7 @@ func (w *WHEP) Offer(ctx context.Context, cameraID, offer string, v Viewer) (ans
 			return fail(err)
 		}
 		senders = append(senders, as)
+		s.audioSR.ssrc, s.audioSR.clock = senderSSRC(as), 8000
 	}
 	pc.OnConnectionStateChange(s.onState)
 
@@ -422,6 +424,8 @@ type whepSession struct {
 	start  time.Time
 	video  *webrtc.TrackLocalStaticRTP
 	audio  *webrtc.TrackLocalStaticRTP
+	// sender report state per track (watch goroutine only)
+	videoSR, audioSR srState
 
 	done       chan struct{}
 	once       sync.Once
@@ -476,6 +480,8 @@ func (s *whepSession) watch() {
 	skipping := false // behind by more than MaxLag: skip to the next fresh keyframe
 	firstKey := true
 	s.reader.Store(r)
+	srTick := time.NewTicker(time.Second)
+	defer srTick.Stop()
 	for {
 		select {
 		case <-s.done:
@@ -483,11 +489,14 @@ func (s *whepSession) watch() {
 		case <-r.Done():
 			s.close("camera removed")
 			return
+		case now := <-srTick.C:
+			s.senderReports(now)
 		case u := <-r.C():
 			track := s.video
 			seq := &vseq
+			sr := &s.videoSR
 			if u.Kind == UnitAudio {
-				track, seq = s.audio, &aseq
+				track, seq, sr = s.audio, &aseq, &s.audioSR
 				if track == nil {
 					continue
 				}
@@ -525,7 +534,11 @@ func (s *whepSession) watch() {
 					s.close("write failed: " + err.Error())
 					return
 				}
+				sr.packets++
+				sr.octets += uint32(len(p.Payload))
+				sr.lastTS = p.Timestamp
 			}
+			sr.lastWall = u.Received
 			s.sent.Add(uint64(len(u.Packets)))
 			if firstKey && u.Kind == UnitVideo && u.Keyframe {
 				firstKey = false
@@ -536,6 +549,48 @@ func (s *whepSession) watch() {
 			}
 		}
 	}
+}
+
+// srState is what a sender report tells about one track.
+type srState struct {
+	ssrc            uint32
+	clock           int64 // RTP clock rate
+	packets, octets uint32
+	lastTS          uint32    // RTP timestamp of the last packet sent
+	lastWall        time.Time // when that packet's frame came from the camera
+}
+
+func senderSSRC(s *webrtc.RTPSender) uint32 {
+	if p := s.GetParameters(); len(p.Encodings) > 0 {
+		return uint32(p.Encodings[0].SSRC)
+	}
+	return 0
+}
+
+// senderReports sends an RTCP sender report per track that has sent something (RFC 3550
+// §6.4.1): the wall clock now, the RTP timestamp that corresponds to it on the track's
+// timeline, and what was sent. Browsers use it to keep audio and video in sync.
+func (s *whepSession) senderReports(now time.Time) {
+	var pkts []rtcp.Packet
+	for _, st := range []*srState{&s.videoSR, &s.audioSR} {
+		if st.ssrc == 0 || st.packets == 0 {
+			continue
+		}
+		rtpNow := st.lastTS + uint32(now.Sub(st.lastWall).Nanoseconds()*st.clock/int64(time.Second))
+		pkts = append(pkts, &rtcp.SenderReport{SSRC: st.ssrc, NTPTime: ntpTime(now), RTPTime: rtpNow,
+			PacketCount: st.packets, OctetCount: st.octets})
+	}
+	if len(pkts) > 0 {
+		_ = s.pc.WriteRTCP(pkts) // best effort, like the packets themselves
+	}
+}
+
+// ntpTime is t as a 64-bit NTP timestamp (seconds since 1900 in the upper half).
+func ntpTime(t time.Time) uint64 {
+	const unixToNTP = 2208988800
+	secs := uint64(t.Unix()) + unixToNTP
+	frac := uint64(t.Nanosecond()) << 32 / uint64(time.Second)
+	return secs<<32 | frac
 }
 
 // Catch-up pacing of a new viewer's GOP burst: 16 Mbit/s with a 192 KiB burst (the IDR of a

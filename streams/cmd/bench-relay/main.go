@@ -409,7 +409,7 @@ func runViewers(endpoint string, n int) {
 			defer wg.Done()
 			defer func() { <-sem }()
 			arr := &arrivals[i]
-			c := &whepclient.Client{API: api, Endpoint: endpoint, Token: token, OnFrame: func(ts uint32, at time.Time) {
+			c := &whepclient.Client{API: api, Endpoint: endpoint, Token: token, HeaderOnly: true, OnFrame: func(ts uint32, at time.Time) {
 				if measuring.Load() {
 					arr.mu.Lock()
 					arr.v = append(arr.v, frameArrival{ts, at.UnixNano()})

@@ -6,6 +6,9 @@ import (
 	"encoding/binary"
 	"net"
 	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/pion/transport/v5"
 	"golang.org/x/sys/unix"
@@ -24,6 +27,29 @@ type groConn struct {
 	pending []byte
 	seg     int
 	from    netip.AddrPort
+	// tap, when set, takes the RTP packets (not RTCP, STUN or DTLS) instead of pion: their
+	// headers are in the clear, so a viewer can count frames and losses without decrypting.
+	tap atomic.Pointer[func(rtp []byte, at time.Time)]
+}
+
+// conns are the viewers' sockets by local port, for tapFor.
+var conns sync.Map
+
+// tapFor makes the socket bound to local port hand its RTP packets to fn from now on.
+func tapFor(port int, fn func(rtp []byte, at time.Time)) bool {
+	v, ok := conns.Load(port)
+	if !ok {
+		return false
+	}
+	v.(*groConn).tap.Store(&fn)
+	return true
+}
+
+func (g *groConn) Close() error {
+	if a, ok := g.udp.LocalAddr().(*net.UDPAddr); ok {
+		conns.CompareAndDelete(a.Port, g)
+	}
+	return g.UDPConn.Close()
 }
 
 func withGRO(c transport.UDPConn) transport.UDPConn {
@@ -39,11 +65,34 @@ func withGRO(c transport.UDPConn) transport.UDPConn {
 	if err := raw.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_UDP, unix.UDP_GRO, 1) }); err != nil || serr != nil {
 		return c
 	}
-	return &groConn{UDPConn: c, udp: udp, buf: make([]byte, 65536), oob: make([]byte, unix.CmsgSpace(4))}
+	g := &groConn{UDPConn: c, udp: udp, buf: make([]byte, 65536), oob: make([]byte, unix.CmsgSpace(4))}
+	if a, ok := udp.LocalAddr().(*net.UDPAddr); ok {
+		conns.Store(a.Port, g)
+	}
+	return g
+}
+
+// isRTP: RTP version 2 and not an RTCP payload type (RFC 5761).
+func isRTP(p []byte) bool {
+	return len(p) >= 12 && p[0]>>6 == 2 && (p[1]&0x7f < 72 || p[1]&0x7f > 76)
 }
 
 // ReadFromAddrPort returns the next datagram (ice.AddrPortReaderWriter).
 func (g *groConn) ReadFromAddrPort(p []byte) (int, netip.AddrPort, error) {
+	for {
+		n, from, err := g.next(p)
+		if err != nil {
+			return n, from, err
+		}
+		if tap := g.tap.Load(); tap != nil && isRTP(p[:n]) {
+			(*tap)(p[:n], time.Now())
+			continue
+		}
+		return n, from, nil
+	}
+}
+
+func (g *groConn) next(p []byte) (int, netip.AddrPort, error) {
 	if len(g.pending) == 0 {
 		n, oobn, _, from, err := g.udp.ReadMsgUDPAddrPort(g.buf, g.oob)
 		if err != nil {

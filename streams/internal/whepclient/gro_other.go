@@ -2,6 +2,12 @@
 
 package whepclient
 
-import "github.com/pion/transport/v5"
+import (
+	"time"
+
+	"github.com/pion/transport/v5"
+)
+
+func tapFor(int, func([]byte, time.Time)) bool { return false }
 
 func withGRO(c transport.UDPConn) transport.UDPConn { return c }

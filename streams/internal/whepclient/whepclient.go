@@ -6,6 +6,7 @@ package whepclient
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +21,7 @@ import (
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/logging"
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/transport/v5"
 	"github.com/pion/transport/v5/stdnet"
@@ -70,6 +72,10 @@ type Client struct {
 	// DecodeAll keeps depacketizing after the first keyframe (tests); the benchmark stops
 	// after it to spare CPU.
 	DecodeAll bool
+	// HeaderOnly (benchmark): after the first keyframe was decrypted and decoded, read only
+	// the RTP headers (in the clear under SRTP) at the socket for frames, arrival times and
+	// losses, sparing the viewer process the decryption of every packet. Linux, UDP only.
+	HeaderOnly bool
 	// OnFrame, if set, is called with the RTP timestamp and arrival of each complete video frame.
 	OnFrame func(ts uint32, at time.Time)
 
@@ -90,6 +96,11 @@ type Client struct {
 	lost           atomic.Int64
 	state          atomic.Int32
 	frameCh        chan struct{}
+	videoPT        uint8
+	lastSR         rtcp.SenderReport
+	lastSRAt       time.Time
+	senderReports  int
+	lastFrameTS    atomic.Uint32
 }
 
 // Start posts the offer and sets the answer.
@@ -123,11 +134,13 @@ func (c *Client) Start(ctx context.Context) error {
 			c.mu.Unlock()
 		}
 	})
-	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+	pc.OnTrack(func(tr *webrtc.TrackRemote, rcv *webrtc.RTPReceiver) {
 		if tr.Kind() == webrtc.RTPCodecTypeAudio {
 			go c.readAudio(tr)
 			return
 		}
+		go c.readRTCP(rcv)
+		c.videoPT = uint8(tr.PayloadType())
 		go c.readVideo(tr)
 	})
 	offer, err := pc.CreateOffer(nil)
@@ -225,6 +238,7 @@ func (c *Client) readVideo(tr *webrtc.TrackRemote) {
 		if err != nil {
 			continue
 		}
+		c.lastFrameTS.Store(pkt.Timestamp)
 		c.frames.Add(1)
 		if c.OnFrame != nil {
 			c.OnFrame(pkt.Timestamp, now)
@@ -242,6 +256,7 @@ func (c *Client) readVideo(tr *webrtc.TrackRemote) {
 		if !c.gotFirst {
 			c.gotFirst, c.firstWasKey, c.firstHadParams = true, key, params == 2
 		}
+		tap := false
 		if key {
 			c.keyframes.Add(1)
 			if c.firstKey == 0 {
@@ -249,14 +264,75 @@ func (c *Client) readVideo(tr *webrtc.TrackRemote) {
 			}
 			if !c.DecodeAll {
 				decoding = false
+				tap = c.HeaderOnly
 			}
 		}
 		c.mu.Unlock()
+		if tap && c.tapHeaders(lastSeq) {
+			select {
+			case c.frameCh <- struct{}{}:
+			default:
+			}
+			return // the socket takes the RTP packets from now on
+		}
 		select {
 		case c.frameCh <- struct{}{}:
 		default:
 		}
 	}
+}
+
+// tapHeaders hands this viewer's RTP packets to a header reader at its socket.
+func (c *Client) tapHeaders(lastSeq uint16) bool {
+	ice := c.pc.SCTP().Transport().ICETransport()
+	pair, err := ice.GetSelectedCandidatePair()
+	if err != nil || pair == nil || pair.Local == nil {
+		return false
+	}
+	seq := lastSeq
+	return tapFor(int(pair.Local.Port), func(p []byte, at time.Time) {
+		if p[1]&0x7f != c.videoPT {
+			return
+		}
+		c.packets.Add(1)
+		s := binary.BigEndian.Uint16(p[2:])
+		if s != seq+1 {
+			c.lost.Add(int64(uint16(s - seq - 1)))
+		}
+		seq = s
+		if p[1]&0x80 != 0 {
+			c.frames.Add(1)
+			if c.OnFrame != nil {
+				c.OnFrame(binary.BigEndian.Uint32(p[4:]), at)
+			}
+		}
+	})
+}
+
+// readRTCP keeps the video sender's last report.
+func (c *Client) readRTCP(rcv *webrtc.RTPReceiver) {
+	for {
+		pkts, _, err := rcv.ReadRTCP()
+		if err != nil {
+			return
+		}
+		for _, p := range pkts {
+			if sr, ok := p.(*rtcp.SenderReport); ok {
+				c.mu.Lock()
+				c.lastSR, c.lastSRAt = *sr, time.Now()
+				c.senderReports++
+				c.mu.Unlock()
+			}
+		}
+	}
+}
+
+// SenderReport returns the last RTCP sender report of the video track, when it came, and
+// how many came.
+func (c *Client) SenderReport() (rtcp.SenderReport, time.Time, int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lastSR, c.lastSRAt, c.senderReports
 }
 
 // Stats is what a viewer saw.
@@ -269,6 +345,9 @@ type Stats struct {
 	Connected                                time.Duration // since POST
 	State                                    webrtc.PeerConnectionState
 }
+
+// LastFrameTimestamp is the RTP timestamp of the last complete video frame (DecodeAll).
+func (c *Client) LastFrameTimestamp() uint32 { return c.lastFrameTS.Load() }
 
 // Stats returns the counters.
 func (c *Client) Stats() Stats {
