@@ -29,8 +29,7 @@ type batchConn struct {
 	*net.UDPConn
 	raw syscall.RawConn
 
-	mu      sync.RWMutex
-	dests   map[netip.AddrPort]*destQueue
+	dests   sync.Map // netip.AddrPort → *destQueue; read on every packet, so lock-free
 	done    chan struct{}
 	wg      sync.WaitGroup
 	noGSO   atomic.Bool
@@ -70,7 +69,7 @@ func newBatchConn(c *net.UDPConn) (net.PacketConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &batchConn{UDPConn: c, raw: raw, done: make(chan struct{}), dests: make(map[netip.AddrPort]*destQueue)}
+	b := &batchConn{UDPConn: c, raw: raw, done: make(chan struct{})}
 	b.pool.New = func() any { s := make([]byte, batchBufferSize); return &s }
 	b.wg.Add(1)
 	go b.flusher()
@@ -126,19 +125,11 @@ func (b *batchConn) WriteToAddrPort(p []byte, to netip.AddrPort) (int, error) {
 }
 
 func (b *batchConn) dest(to netip.AddrPort) *destQueue {
-	b.mu.RLock()
-	d := b.dests[to]
-	b.mu.RUnlock()
-	if d != nil {
-		return d
+	if d, ok := b.dests.Load(to); ok {
+		return d.(*destQueue)
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if d = b.dests[to]; d == nil {
-		d = &destQueue{sa: sockaddr(to), oob: make([]byte, unix.CmsgSpace(2))}
-		b.dests[to] = d
-	}
-	return d
+	d, _ := b.dests.LoadOrStore(to, &destQueue{sa: sockaddr(to), oob: make([]byte, unix.CmsgSpace(2))})
+	return d.(*destQueue)
 }
 
 func (b *batchConn) flush(d *destQueue) {
@@ -165,23 +156,15 @@ func (b *batchConn) flusher() {
 	defer b.wg.Done()
 	tick := time.NewTicker(flushAfter / 2)
 	defer tick.Stop()
-	var ds []*destQueue
-	var keys []netip.AddrPort
 	lastSweep := time.Now()
 	for {
 		select {
 		case <-b.done:
 			return
 		case now := <-tick.C:
-			ds, keys = ds[:0], keys[:0]
-			b.mu.RLock()
-			for k, d := range b.dests {
-				ds = append(ds, d)
-				keys = append(keys, k)
-			}
-			b.mu.RUnlock()
 			sweep := now.Sub(lastSweep) > idleAfter
-			for i, d := range ds {
+			b.dests.Range(func(k, v any) bool {
+				d := v.(*destQueue)
 				d.mu.Lock()
 				if len(d.q) > 0 && now.Sub(d.since) >= flushAfter {
 					b.sendLocked(d)
@@ -189,13 +172,10 @@ func (b *batchConn) flusher() {
 				idle := len(d.q) == 0 && now.Sub(d.used) > idleAfter
 				d.mu.Unlock()
 				if sweep && idle {
-					b.mu.Lock()
-					if b.dests[keys[i]] == d {
-						delete(b.dests, keys[i])
-					}
-					b.mu.Unlock()
+					b.dests.CompareAndDelete(k, d)
 				}
-			}
+				return true
+			})
 			if sweep {
 				lastSweep = now
 			}
