@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # make bench-ingest: sensor ingest end to end on loopback — K simulated devices publish QoS 1
-# through the embedded broker and through Mosquitto into a real InfluxDB 1.8; prints one BENCH
-# line per broker (readings/s, p50/p99 publish→stored, CPU, RSS, loss, ratio to a do-nothing
-# consumer on the same broker). Bounded: about 2–3 minutes.
+# through the embedded broker and through Mosquitto into a real InfluxDB 1.8, with the ingest
+# journal on as in the gateway; prints one BENCH line per broker (readings/s, p50/p99
+# publish→stored, CPU, RSS, loss, ratio to a do-nothing consumer on the same broker: a counting
+# subscriber on Mosquitto, a counting publish hook on the embedded broker — see
+# ingest/cmd/bench-ingest). Bounded: about 2–3 minutes.
 #
-# Environment: DEVICES (default 40), DURATION per phase (default 5s), ROUNDS (default 2),
-# WINDOW unacknowledged
-# publishes per device (default 64), BROKERS (default embedded,mosquitto),
+# Environment: DEVICES (default 40), DURATION of publishing per phase (default 10s: the drain
+# after it counts against the pipeline, so short phases overweight it), ROUNDS (default 2),
+# WINDOW unacknowledged publishes per device (default 64), BROKERS (default embedded,mosquitto),
 # OFFSITE_TEST_INFLUXD (default bin/influxd, installed there if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,5 +26,5 @@ fi
 
 go build -o bin/bench-ingest ./ingest/cmd/bench-ingest
 timeout 600 bin/bench-ingest -influxd "$INFLUXD" \
-	-devices "${DEVICES:-40}" -duration "${DURATION:-5s}" -rounds "${ROUNDS:-2}" -window "${WINDOW:-64}" \
+	-devices "${DEVICES:-40}" -duration "${DURATION:-10s}" -rounds "${ROUNDS:-2}" -window "${WINDOW:-64}" \
 	-brokers "${BROKERS:-embedded,mosquitto}"
