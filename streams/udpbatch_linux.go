@@ -34,24 +34,22 @@ type batchConn struct {
 	wg      sync.WaitGroup
 	noGSO   atomic.Bool
 	dropped atomic.Uint64
-	pool    sync.Pool
 	closed  atomic.Bool
 }
 
-// destQueue is one viewer's held-back datagrams.
+// destQueue is one viewer's held-back datagrams, back to back in slab (one viewer's frames
+// are written by one session, so the memory is reused frame after frame).
 type destQueue struct {
 	mu    sync.Mutex
 	sa    unix.Sockaddr
-	q     []outDatagram
-	since time.Time // first held datagram
-	used  time.Time // start of the last batch
-	oob   []byte
-	bufs  [][]byte
-}
-
-type outDatagram struct {
-	buf  *[]byte
-	size int
+	slab  []byte
+	sizes []int
+	// heldSince is when the first held datagram came (unix ns, 0 when nothing is held) and
+	// used when the last batch started: read by the flusher without the lock.
+	heldSince atomic.Int64
+	used      atomic.Int64
+	oob       []byte
+	bufs      [][]byte
 }
 
 const (
@@ -62,6 +60,9 @@ const (
 	holdMax    = 4 * gsoMaxSegments
 	flushAfter = 10 * time.Millisecond
 	idleAfter  = 30 * time.Second
+	// slabKeep: a viewer keeps a buffer this large between frames (a P-frame fits); the
+	// larger one a keyframe needed is given back after it was sent.
+	slabKeep = 32 << 10
 )
 
 func newBatchConn(c *net.UDPConn) (net.PacketConn, error) {
@@ -70,7 +71,6 @@ func newBatchConn(c *net.UDPConn) (net.PacketConn, error) {
 		return nil, err
 	}
 	b := &batchConn{UDPConn: c, raw: raw, done: make(chan struct{})}
-	b.pool.New = func() any { s := make([]byte, batchBufferSize); return &s }
 	b.wg.Add(1)
 	go b.flusher()
 	return b, nil
@@ -109,15 +109,18 @@ func (b *batchConn) WriteToAddrPort(p []byte, to netip.AddrPort) (int, error) {
 		return b.UDPConn.WriteToUDPAddrPort(p, to)
 	}
 	d := b.dest(to)
-	buf := b.pool.Get().(*[]byte)
-	n := copy(*buf, p)
 	d.mu.Lock()
-	if len(d.q) == 0 {
-		d.since = time.Now()
-		d.used = d.since
+	if len(d.sizes) == 0 {
+		now := time.Now().UnixNano()
+		d.heldSince.Store(now)
+		d.used.Store(now)
+		if d.slab == nil {
+			d.slab = make([]byte, 0, slabKeep)
+		}
 	}
-	d.q = append(d.q, outDatagram{buf: buf, size: n})
-	if !holdBack(p) || len(d.q) >= holdMax {
+	d.slab = append(d.slab, p...)
+	d.sizes = append(d.sizes, len(p))
+	if !holdBack(p) || len(d.sizes) >= holdMax {
 		b.sendLocked(d)
 	}
 	d.mu.Unlock()
@@ -140,15 +143,17 @@ func (b *batchConn) flush(d *destQueue) {
 
 // sendLocked sends what d holds; d.mu is held.
 func (b *batchConn) sendLocked(d *destQueue) {
-	if len(d.q) == 0 {
+	if len(d.sizes) == 0 {
 		return
 	}
 	b.sendTo(d)
-	for i := range d.q {
-		b.pool.Put(d.q[i].buf)
-		d.q[i] = outDatagram{}
+	d.sizes = d.sizes[:0]
+	if cap(d.slab) > slabKeep {
+		d.slab = nil
+	} else {
+		d.slab = d.slab[:0]
 	}
-	d.q = d.q[:0]
+	d.heldSince.Store(0)
 }
 
 // flusher sends frames whose last packet never came, and forgets departed viewers.
@@ -161,23 +166,25 @@ func (b *batchConn) flusher() {
 		select {
 		case <-b.done:
 			return
-		case now := <-tick.C:
-			sweep := now.Sub(lastSweep) > idleAfter
+		case t := <-tick.C:
+			now := t.UnixNano()
+			sweep := t.Sub(lastSweep) > idleAfter
 			b.dests.Range(func(k, v any) bool {
 				d := v.(*destQueue)
-				d.mu.Lock()
-				if len(d.q) > 0 && now.Sub(d.since) >= flushAfter {
-					b.sendLocked(d)
+				if hs := d.heldSince.Load(); hs != 0 && now-hs >= int64(flushAfter) {
+					d.mu.Lock()
+					if hs := d.heldSince.Load(); hs != 0 && now-hs >= int64(flushAfter) {
+						b.sendLocked(d)
+					}
+					d.mu.Unlock()
 				}
-				idle := len(d.q) == 0 && now.Sub(d.used) > idleAfter
-				d.mu.Unlock()
-				if sweep && idle {
+				if sweep && d.heldSince.Load() == 0 && now-d.used.Load() > int64(idleAfter) {
 					b.dests.CompareAndDelete(k, d)
 				}
 				return true
 			})
 			if sweep {
-				lastSweep = now
+				lastSweep = t
 			}
 		}
 	}
@@ -203,38 +210,39 @@ func (b *batchConn) Close() error {
 // sendTo sends d's datagrams in order, in GSO groups of equal-size segments (the last of a
 // group may be shorter). d.mu is held.
 func (b *batchConn) sendTo(d *destQueue) {
-	ds := d.q
-	for i := 0; i < len(ds); {
-		seg := ds[i].size
+	sizes, off := d.sizes, 0
+	for i := 0; i < len(sizes); {
+		seg := sizes[i]
 		j, total := i, 0
 		bufs := d.bufs[:0]
-		for j < len(ds) && len(bufs) < gsoMaxSegments && total+ds[j].size <= gsoMaxBytes && !b.noGSO.Load() {
-			if ds[j].size > seg {
+		for j < len(sizes) && len(bufs) < gsoMaxSegments && total+sizes[j] <= gsoMaxBytes && !b.noGSO.Load() {
+			if sizes[j] > seg {
 				break
 			}
-			bufs = append(bufs, (*ds[j].buf)[:ds[j].size])
-			total += ds[j].size
+			bufs = append(bufs, d.slab[off+total:off+total+sizes[j]])
+			total += sizes[j]
 			j++
-			if ds[j-1].size < seg {
+			if sizes[j-1] < seg {
 				break // a shorter segment ends the group
 			}
 		}
 		d.bufs = bufs[:0]
 		if len(bufs) > 1 {
 			if err := b.sendmsg(bufs, gsoOOB(d.oob, seg), d.sa); err == nil {
-				i = j
+				i, off = j, off+total
 				continue
 			} else if errors.Is(err, unix.EIO) || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOPROTOOPT) || errors.Is(err, unix.EOPNOTSUPP) {
 				b.noGSO.Store(true) // kernel without UDP GSO: datagram by datagram from now on
 			} else {
 				b.dropped.Add(uint64(len(bufs))) // a send error on UDP is a lost datagram, as on any network
-				i = j
+				i, off = j, off+total
 				continue
 			}
 		}
-		if b.sendmsg([][]byte{(*ds[i].buf)[:ds[i].size]}, nil, d.sa) != nil {
+		if b.sendmsg([][]byte{d.slab[off : off+sizes[i]]}, nil, d.sa) != nil {
 			b.dropped.Add(1)
 		}
+		off += sizes[i]
 		i++
 	}
 }
