@@ -542,12 +542,54 @@ func (s *scanner) float(field string) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
+	if v, ok := exactDecimal(raw); ok {
+		return v, nil
+	}
 	// The string does not outlive the call: ParseFloat copies what it keeps in its error.
 	v, err := strconv.ParseFloat(unsafe.String(&raw[0], len(raw)), 64)
 	if err != nil || math.IsInf(v, 0) {
 		return 0, &Error{Reason: ReasonOutOfRange, Field: field, Msg: fmt.Sprintf("number %.40s does not fit a float64", raw)}
 	}
 	return v, nil
+}
+
+// pow10 are the powers of ten a float64 holds exactly.
+var pow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+	1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22}
+
+// exactDecimal is the common case of a sensor value, a valid JSON number without exponent
+// and with at most 15 digits ("35.5", "-12", "1764210904123.456"): digits/10^decimals, both
+// exact in a float64, so one correctly rounded division gives what ParseFloat would. ok is
+// false for anything else.
+func exactDecimal(raw []byte) (float64, bool) {
+	neg := len(raw) > 0 && raw[0] == '-'
+	if neg {
+		raw = raw[1:]
+	}
+	var mant uint64
+	digits, decimals, point := 0, 0, false
+	for _, c := range raw {
+		switch {
+		case c >= '0' && c <= '9':
+			mant = mant*10 + uint64(c-'0')
+			digits++
+			if point {
+				decimals++
+			}
+		case c == '.' && !point:
+			point = true
+		default:
+			return 0, false // an exponent
+		}
+	}
+	if digits == 0 || digits > 15 {
+		return 0, false
+	}
+	v := float64(mant) / pow10[decimals]
+	if neg {
+		v = -v
+	}
+	return v, true
 }
 
 // scalar reads a reading's value: a number, or true/false as 1/0. ok is false for null.
