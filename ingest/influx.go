@@ -534,7 +534,7 @@ func appendLines(b []byte, times []int64, measurement string, receiveTime bool, 
 			sep = ','
 			b = appendKey(b, rs[j].Metric)
 			b = append(b, '=')
-			b = strconv.AppendFloat(b, v, 'g', -1, 64)
+			b = appendFloat(b, v)
 		}
 		i = j
 		if sep == ' ' {
@@ -557,10 +557,57 @@ func appendLines(b []byte, times []int64, measurement string, receiveTime bool, 
 	return b, times
 }
 
-const lineSpecial = ", =\\\n"
+// pow10 are the powers of ten a float64 holds exactly.
+var pow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6}
+
+// appendFloat appends v as a line protocol float. Sensor values mostly have a few decimals:
+// when m/10^k (m below 2^53, k ≤ 6, the smallest such k) is exactly v — that division is
+// correctly rounded, as InfluxDB's parse of the same decimal is — it writes m with k decimals,
+// which reads back as v; anything else goes through strconv's shortest form.
+func appendFloat(b []byte, v float64) []byte {
+	if v != 0 && v > -1e9 && v < 1e9 {
+		for k, p := range pow10 {
+			m := math.Round(v * p)
+			if m/p != v {
+				continue
+			}
+			neg := m < 0
+			u := uint64(math.Abs(m))
+			if neg {
+				b = append(b, '-')
+			}
+			if k == 0 {
+				return strconv.AppendUint(b, u, 10)
+			}
+			var d [24]byte
+			digits := strconv.AppendUint(d[:0], u, 10)
+			if len(digits) <= k {
+				b = append(b, '0', '.')
+				for range k - len(digits) {
+					b = append(b, '0')
+				}
+				return append(b, digits...)
+			}
+			b = append(b, digits[:len(digits)-k]...)
+			b = append(b, '.')
+			return append(b, digits[len(digits)-k:]...)
+		}
+	}
+	return strconv.AppendFloat(b, v, 'g', -1, 64)
+}
+
+// lineEscaped marks the bytes a tag key, tag value or field key must escape.
+var lineEscaped = [256]bool{',': true, '=': true, ' ': true, '\\': true, '\n': true}
 
 func appendKey(b []byte, k string) []byte {
-	if !strings.ContainsAny(k, lineSpecial) {
+	plain := true
+	for i := 0; i < len(k); i++ {
+		if lineEscaped[k[i]] {
+			plain = false
+			break
+		}
+	}
+	if plain {
 		return append(b, k...)
 	}
 	for i := 0; i < len(k); i++ {

@@ -6,6 +6,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -171,4 +172,25 @@ func TestInfluxWriteMergesBacklog(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	require.Equal(t, []int{10, 80, 80, 40}, perRequest)
+}
+
+// FuzzAppendFloat: every finite value is written so that InfluxDB's parse (strconv) gives it
+// back bit for bit.
+func FuzzAppendFloat(f *testing.F) {
+	for _, v := range []float64{0, math.Copysign(0, -1), 35.5, -12.25, 150, 0.05, 2.1, 1e-7, 123456789.123456, 999999999.5, 1e9, 1e21, 0.1 + 0.2, -0.000001} {
+		f.Add(v)
+	}
+	f.Fuzz(func(t *testing.T, v float64) {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return
+		}
+		s := string(appendFloat(nil, v))
+		got, err := strconv.ParseFloat(s, 64)
+		if err != nil || math.Float64bits(got) != math.Float64bits(v) {
+			t.Fatalf("%v written as %q reads back as %v (%v)", v, s, got, err)
+		}
+		if strings.HasSuffix(s, ".") || strings.HasPrefix(strings.TrimPrefix(s, "-"), ".") {
+			t.Fatalf("%v written as %q", v, s)
+		}
+	})
 }
