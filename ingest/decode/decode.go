@@ -125,6 +125,7 @@ func (p Problem) Error() string {
 func Validate(p profiles.Profile, d Decoded) []Problem {
 	open := p.Decoder != nil && p.Decoder.OpenMetrics
 	var out []Problem
+	next := 0 // readings mostly come in the order the profile declares the metrics
 	for i, r := range d.Values {
 		bad := func(reason, format string, args ...any) {
 			out = append(out, Problem{Index: i, Reading: r, Reason: reason, Msg: fmt.Sprintf(format, args...)})
@@ -133,7 +134,19 @@ func Validate(p profiles.Profile, d Decoded) []Problem {
 			bad(ReasonNotFinite, "value %v is not a finite number", r.Value)
 			continue
 		}
-		m, ok := p.Metric(r.Metric)
+		var m profiles.Metric
+		ok := false
+		if next < len(p.Metrics) && p.Metrics[next].Name == r.Metric {
+			m, ok = p.Metrics[next], true
+			next++
+		} else {
+			for j := range p.Metrics {
+				if p.Metrics[j].Name == r.Metric {
+					m, ok, next = p.Metrics[j], true, j+1
+					break
+				}
+			}
+		}
 		if !ok {
 			switch {
 			case !open:
