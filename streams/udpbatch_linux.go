@@ -35,14 +35,15 @@ type batchConn struct {
 	noGSO   atomic.Bool
 	dropped atomic.Uint64
 	closed  atomic.Bool
+	slabs   sync.Pool // *[]byte of slabSize
 }
 
-// destQueue is one viewer's held-back datagrams, back to back in slab (one viewer's frames
-// are written by one session, so the memory is reused frame after frame).
+// destQueue is one viewer's held-back datagrams, back to back in a slab taken from the pool
+// for the time they are held (at most one GSO send's worth).
 type destQueue struct {
 	mu    sync.Mutex
 	sa    unix.Sockaddr
-	slab  []byte
+	slab  *[]byte
 	sizes []int
 	// heldSince is when the first held datagram came (unix ns, 0 when nothing is held) and
 	// used when the last batch started: read by the flusher without the lock.
@@ -56,13 +57,9 @@ const (
 	gsoMaxSegments  = 50 // 50 × 1200 bytes fits gsoMaxBytes; the kernel allows 64
 	gsoMaxBytes     = 60000
 	batchBufferSize = 1500
-	// holdMax bounds what one viewer holds back (a frame larger than this goes in parts).
-	holdMax    = 4 * gsoMaxSegments
-	flushAfter = 10 * time.Millisecond
-	idleAfter  = 30 * time.Second
-	// slabKeep: a viewer keeps a buffer this large between frames (a P-frame fits); the
-	// larger one a keyframe needed is given back after it was sent.
-	slabKeep = 32 << 10
+	flushAfter      = 10 * time.Millisecond
+	idleAfter       = 30 * time.Second
+	slabSize        = gsoMaxBytes
 )
 
 func newBatchConn(c *net.UDPConn) (net.PacketConn, error) {
@@ -71,6 +68,7 @@ func newBatchConn(c *net.UDPConn) (net.PacketConn, error) {
 		return nil, err
 	}
 	b := &batchConn{UDPConn: c, raw: raw, done: make(chan struct{})}
+	b.slabs.New = func() any { s := make([]byte, 0, slabSize); return &s }
 	b.wg.Add(1)
 	go b.flusher()
 	return b, nil
@@ -110,17 +108,18 @@ func (b *batchConn) WriteToAddrPort(p []byte, to netip.AddrPort) (int, error) {
 	}
 	d := b.dest(to)
 	d.mu.Lock()
-	if len(d.sizes) == 0 {
+	if d.slab != nil && (len(*d.slab)+len(p) > slabSize || len(d.sizes) == gsoMaxSegments) {
+		b.sendLocked(d) // a frame larger than one send goes in parts
+	}
+	if d.slab == nil {
 		now := time.Now().UnixNano()
 		d.heldSince.Store(now)
 		d.used.Store(now)
-		if d.slab == nil {
-			d.slab = make([]byte, 0, slabKeep)
-		}
+		d.slab = b.slabs.Get().(*[]byte)
 	}
-	d.slab = append(d.slab, p...)
+	*d.slab = append(*d.slab, p...)
 	d.sizes = append(d.sizes, len(p))
-	if !holdBack(p) || len(d.sizes) >= holdMax {
+	if !holdBack(p) {
 		b.sendLocked(d)
 	}
 	d.mu.Unlock()
@@ -148,11 +147,9 @@ func (b *batchConn) sendLocked(d *destQueue) {
 	}
 	b.sendTo(d)
 	d.sizes = d.sizes[:0]
-	if cap(d.slab) > slabKeep {
-		d.slab = nil
-	} else {
-		d.slab = d.slab[:0]
-	}
+	*d.slab = (*d.slab)[:0]
+	b.slabs.Put(d.slab)
+	d.slab = nil
 	d.heldSince.Store(0)
 }
 
@@ -210,7 +207,7 @@ func (b *batchConn) Close() error {
 // sendTo sends d's datagrams in order, in GSO groups of equal-size segments (the last of a
 // group may be shorter). d.mu is held.
 func (b *batchConn) sendTo(d *destQueue) {
-	sizes, off := d.sizes, 0
+	sizes, off, slab := d.sizes, 0, *d.slab
 	for i := 0; i < len(sizes); {
 		seg := sizes[i]
 		j, total := i, 0
@@ -219,7 +216,7 @@ func (b *batchConn) sendTo(d *destQueue) {
 			if sizes[j] > seg {
 				break
 			}
-			bufs = append(bufs, d.slab[off+total:off+total+sizes[j]])
+			bufs = append(bufs, slab[off+total:off+total+sizes[j]])
 			total += sizes[j]
 			j++
 			if sizes[j-1] < seg {
@@ -239,7 +236,7 @@ func (b *batchConn) sendTo(d *destQueue) {
 				continue
 			}
 		}
-		if b.sendmsg([][]byte{d.slab[off : off+sizes[i]]}, nil, d.sa) != nil {
+		if b.sendmsg([][]byte{slab[off : off+sizes[i]]}, nil, d.sa) != nil {
 			b.dropped.Add(1)
 		}
 		off += sizes[i]
