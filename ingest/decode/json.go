@@ -557,10 +557,10 @@ func (s *scanner) float(field string) (float64, error) {
 var pow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
 	1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22}
 
-// exactDecimal is the common case of a sensor value, a valid JSON number without exponent
-// and with at most 15 digits ("35.5", "-12", "1764210904123.456"): digits/10^decimals, both
-// exact in a float64, so one correctly rounded division gives what ParseFloat would. ok is
-// false for anything else.
+// exactDecimal is the common case of a sensor value or a time in unix ms, a valid JSON
+// number without exponent whose digits make an integer below 2^53 ("35.5", "-12",
+// "1764210904123.456"): digits/10^decimals, both exact in a float64, so one correctly
+// rounded division gives what ParseFloat would. ok is false for anything else.
 func exactDecimal(raw []byte) (float64, bool) {
 	neg := len(raw) > 0 && raw[0] == '-'
 	if neg {
@@ -582,7 +582,7 @@ func exactDecimal(raw []byte) (float64, bool) {
 			return 0, false // an exponent
 		}
 	}
-	if digits == 0 || digits > 15 {
+	if digits == 0 || digits > 19 || mant >= 1<<53 { // 19 digits cannot overflow a uint64
 		return 0, false
 	}
 	v := float64(mant) / pow10[decimals]
