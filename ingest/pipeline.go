@@ -290,8 +290,10 @@ type worker struct {
 	// Devices without a clock are stamped with the receive time; a worker owns its devices,
 	// so it can keep their stamps strictly increasing (see process).
 	last map[string]time.Time
-	// rs holds one message's readings: the sink and OnReadings do not keep the slice.
-	rs []Reading
+	// vals and rs hold one message's decoded values and readings: the sink and OnReadings do
+	// not keep the slice.
+	vals []decode.Reading
+	rs   []Reading
 }
 
 func (p *Pipeline) work(queue chan Message) {
@@ -370,7 +372,7 @@ func (p *Pipeline) process(m Message, w *worker) {
 		p.refuse(m, s, ReasonNoDecoder, fmt.Sprintf("profile %s: %v", s.Profile.ID, s.DecoderErr))
 		return
 	}
-	d, err := s.Decoder.Decode(m.Payload)
+	d, err := s.Decoder.DecodeInto(w.vals, m.Payload)
 	if err != nil {
 		reason := "decode_error"
 		var de *decode.Error
@@ -379,6 +381,9 @@ func (p *Pipeline) process(m Message, w *worker) {
 		}
 		p.refuse(m, s, reason, err.Error())
 		return
+	}
+	if cap(d.Values) > cap(w.vals) {
+		w.vals = d.Values[:0]
 	}
 	quality, t := QualityReceiveTime, m.Received
 	if d.DeviceTime.IsZero() {

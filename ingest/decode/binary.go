@@ -98,7 +98,10 @@ func newBinary(p profiles.Profile, o options) (*binaryDecoder, error) {
 }
 
 // Decode reads one frame.
-func (d *binaryDecoder) Decode(payload []byte) (Decoded, error) {
+func (d *binaryDecoder) Decode(payload []byte) (Decoded, error) { return d.DecodeInto(nil, payload) }
+
+// DecodeInto implements Decoder.
+func (d *binaryDecoder) DecodeInto(dst []Reading, payload []byte) (Decoded, error) {
 	if len(payload) > d.maxSize {
 		return Decoded{}, &Error{Reason: ReasonTooLarge, Msg: fmt.Sprintf("payload is %d bytes, the limit is %d", len(payload), d.maxSize)}
 	}
@@ -108,7 +111,7 @@ func (d *binaryDecoder) Decode(payload []byte) (Decoded, error) {
 	if !bytes.HasPrefix(payload, d.magic) {
 		return Decoded{}, &Error{Reason: ReasonBadMagic, Msg: fmt.Sprintf("frame starts with %x, expected %x", payload[:len(d.magic)], d.magic)}
 	}
-	out := make([]Reading, len(d.fields))
+	out := readings(dst, len(d.fields))
 	for i := range d.fields {
 		f := &d.fields[i]
 		b := payload[f.offset : f.offset+f.size]

@@ -34,6 +34,20 @@ type Decoded struct {
 // Decoder decodes the payloads of one profile. Implementations are safe for concurrent use.
 type Decoder interface {
 	Decode(payload []byte) (Decoded, error)
+	// DecodeInto is Decode with the readings in dst's storage when it is large enough, so a
+	// caller decoding message after message does not allocate; Values is valid until the
+	// caller reuses dst.
+	DecodeInto(dst []Reading, payload []byte) (Decoded, error)
+}
+
+// readings returns dst's storage as n zero readings, allocated only if it is too small.
+func readings(dst []Reading, n int) []Reading {
+	if cap(dst) < n {
+		return make([]Reading, n)
+	}
+	dst = dst[:n]
+	clear(dst)
+	return dst
 }
 
 // Reasons of *Error (decoding) and Problem (validation). They are stable: ingest counts and

@@ -491,3 +491,32 @@ func TestDecodersAreSafeForConcurrentUse(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// DecodeInto gives what Decode gives, whatever an earlier message left in the reused storage:
+// a message without the optional fields after one with all of them, open metrics after more
+// of them, a binary frame after another.
+func TestDecodeIntoReusesStorage(t *testing.T) {
+	elevator := elevatorFrame{floor: 3, door: 1, speed: 150, load: 420, carTemp: 235, counter: 7}
+	for _, tt := range []struct {
+		profile  string
+		payloads [][]byte
+	}{
+		{"dust-noise-monitor", [][]byte{dustPayload,
+			[]byte(`{"ts": 1764210904123, "data": {"pm25": 35.2, "pm10": 88.1, "noise": 62.4}}`), dustPayload}},
+		{"generic-json", [][]byte{genericPayload, []byte(`{"values": {"co2": 700}}`), []byte(`{"values": {}}`), genericPayload}},
+		{"elevator-monitor", [][]byte{elevator.bytes(), elevatorFrame{floor: 1, speed: 0, load: 0, carTemp: -50, counter: 8, alarms: 1}.bytes()}},
+	} {
+		t.Run(tt.profile, func(t *testing.T) {
+			d := decoder(t, shipped(t, tt.profile))
+			var dst []decode.Reading
+			for _, p := range tt.payloads {
+				want, err := d.Decode(p)
+				require.NoError(t, err)
+				got, err := d.DecodeInto(dst, p)
+				require.NoError(t, err)
+				require.Equal(t, want, got)
+				dst = got.Values
+			}
+		})
+	}
+}

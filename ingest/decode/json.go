@@ -16,7 +16,8 @@ import (
 // The JSON decoder walks the payload once with a small hand-written scanner, guided by a tree
 // of the profile's paths: values on a path are parsed, everything else is only checked for
 // syntax and skipped. No map[string]any, no reflection; the only allocation of a good
-// payload is the slice of readings. Payloads run at 40,000 a second on two cores.
+// payload is the slice of readings, and none with DecodeInto once the caller's storage is
+// large enough.
 
 // Device times before this are taken for a clock that was never set, or for unix seconds
 // sent where milliseconds belong (1e11 ms is March 1973).
@@ -167,13 +168,16 @@ func (d *jsonDecoder) add(path string) (*pathNode, error) {
 }
 
 // Decode reads one payload.
-func (d *jsonDecoder) Decode(payload []byte) (Decoded, error) {
+func (d *jsonDecoder) Decode(payload []byte) (Decoded, error) { return d.DecodeInto(nil, payload) }
+
+// DecodeInto implements Decoder.
+func (d *jsonDecoder) DecodeInto(dst []Reading, payload []byte) (Decoded, error) {
 	if len(payload) > d.maxSize {
 		return Decoded{}, &Error{Reason: ReasonTooLarge, Msg: fmt.Sprintf("payload is %d bytes, the limit is %d", len(payload), d.maxSize)}
 	}
-	s := scanner{d: d, buf: payload}
+	s := scanner{d: d, buf: payload, dst: dst}
 	if !d.open {
-		s.out = make([]Reading, len(d.fields))
+		s.out = readings(dst, len(d.fields))
 	}
 	s.skipWS()
 	if s.pos == len(s.buf) {
@@ -211,6 +215,7 @@ type scanner struct {
 	pos        int
 	depth      int
 	out        []Reading
+	dst        []Reading                        // the caller's storage for out
 	seen       [(maxPathNodes + 64) / 64]uint64 // path nodes met, to refuse duplicate keys
 	valuesSeen bool
 	devTime    time.Time
@@ -680,7 +685,10 @@ func (s *scanner) openValues(n *pathNode) error {
 	if err := s.enter(); err != nil {
 		return err
 	}
-	s.out = make([]Reading, 0, 8)
+	s.out = s.dst[:0]
+	if s.out == nil {
+		s.out = make([]Reading, 0, 8)
+	}
 	s.skipWS()
 	if s.peek() == '}' {
 		s.pos++
