@@ -300,24 +300,34 @@ func (p *Pipeline) work(queue chan Message) {
 	defer p.wg.Done()
 	w := &worker{last: map[string]time.Time{}}
 	for {
+		var m Message
 		select {
-		case m := <-queue:
-			p.process(m, w)
-			p.inflight.Add(-1)
-			p.done(m)
-		case <-p.closed:
-			for {
-				select {
-				case m := <-queue:
-					p.process(m, w)
-					p.done(m)
-					p.inflight.Add(-1)
-				default:
-					return
+		case m = <-queue:
+			// Under load there is always a message: a plain receive, no select over two
+			// channels per message.
+		default:
+			select {
+			case m = <-queue:
+			case <-p.closed:
+				for {
+					select {
+					case m := <-queue:
+						p.handle(m, w)
+					default:
+						return
+					}
 				}
 			}
 		}
+		p.handle(m, w)
 	}
+}
+
+// handle processes m and marks it done.
+func (p *Pipeline) handle(m Message, w *worker) {
+	p.process(m, w)
+	p.inflight.Add(-1)
+	p.done(m)
 }
 
 func (p *Pipeline) quarantine(m Message, s *Sensor, reason, metric, detail string) {
