@@ -7,7 +7,7 @@
 # ingest/cmd/bench-ingest). Bounded: about 2–3 minutes.
 #
 # Environment: DEVICES (default 40), DURATION of publishing per phase (default 10s: the drain
-# after it counts against the pipeline, so short phases overweight it), ROUNDS (default 2),
+# after it counts against the pipeline, so short phases overweight it), ROUNDS (default 3),
 # WINDOW unacknowledged publishes per device (default 64), BROKERS (default embedded,mosquitto),
 # OFFSITE_TEST_INFLUXD (default bin/influxd, installed there if missing).
 set -euo pipefail
@@ -26,5 +26,5 @@ fi
 
 go build -o bin/bench-ingest ./ingest/cmd/bench-ingest
 timeout 600 bin/bench-ingest -influxd "$INFLUXD" \
-	-devices "${DEVICES:-40}" -duration "${DURATION:-10s}" -rounds "${ROUNDS:-2}" -window "${WINDOW:-64}" \
+	-devices "${DEVICES:-40}" -duration "${DURATION:-10s}" -rounds "${ROUNDS:-3}" -window "${WINDOW:-64}" \
 	-brokers "${BROKERS:-embedded,mosquitto}"

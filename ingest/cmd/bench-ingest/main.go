@@ -72,7 +72,7 @@ func main() {
 	flag.StringVar(&c.influxd, "influxd", "bin/influxd", "influxd 1.8 binary")
 	flag.StringVar(&c.mosquitto, "mosquitto", "mosquitto", "mosquitto binary")
 	flag.StringVar(&c.brokers, "brokers", "embedded,mosquitto", "brokers to measure")
-	flag.IntVar(&c.rounds, "rounds", 2, "alternations of the do-nothing consumer and the pipeline")
+	flag.IntVar(&c.rounds, "rounds", 3, "alternations of the do-nothing consumer and the pipeline")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run here")
 	flag.Parse()
 	if *cpuprofile != "" {
