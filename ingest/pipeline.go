@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -70,16 +72,17 @@ type Pipeline struct {
 	// queues has one bounded queue per worker; a message goes to the queue its topic hashes
 	// to, so one device's messages are processed in the order they arrived (rules see its
 	// readings in order) while different devices still spread over the workers.
-	queues   []chan Message
-	inflight atomic.Int64
-	stats    struct{ submitted, stored, quarantined, status, empty, dropped, readings, bad atomic.Int64 }
-	mMsgs    *prometheus.CounterVec
-	mStored  prometheus.Counter // resolved once: WithLabelValues per message is a map lookup
-	mQuar    *prometheus.CounterVec
-	mRead    prometheus.Counter
-	wg       sync.WaitGroup
-	closed   chan struct{}
-	closeOne sync.Once
+	queues          []chan Message
+	inflight        atomic.Int64
+	stats           struct{ submitted, stored, quarantined, status, empty, dropped, readings, bad atomic.Int64 }
+	mMsgs           *prometheus.CounterVec
+	mStored         prometheus.Counter // resolved once: WithLabelValues per message is a map lookup
+	mQuar           *prometheus.CounterVec
+	mRead           prometheus.Counter
+	mJournalDamaged prometheus.Counter
+	wg              sync.WaitGroup
+	closed          chan struct{}
+	closeOne        sync.Once
 }
 
 // Initialize starts the workers.
@@ -113,6 +116,9 @@ func (p *Pipeline) Initialize() error {
 	}, []string{"reason"}))
 	p.mRead = register(p.Registerer, prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "offsite_ingest_readings_total", Help: "Readings handed to the telemetry store.",
+	}))
+	p.mJournalDamaged = register(p.Registerer, prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "offsite_ingest_journal_damaged_segments_total", Help: "Journal segments found damaged at start (kept under the journal's damaged/ folder).",
 	}))
 	register(p.Registerer, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "offsite_ingest_queue_length", Help: "Messages waiting to be decoded.",
@@ -155,6 +161,7 @@ func (p *Pipeline) startJournal() error {
 		return err
 	}
 	replayed := 0
+	var damaged []string
 	for _, path := range old {
 		f, err := os.Open(path)
 		if err != nil {
@@ -163,11 +170,21 @@ func (p *Pipeline) startJournal() error {
 		err = readRecords(f, func(m Message) { p.Submit(m); replayed++ })
 		f.Close()
 		if err != nil {
-			p.Logger.Error("ingest journal segment partly unreadable; the rest of it is lost", "file", path, "err", err)
+			damaged = append(damaged, path)
+			p.mJournalDamaged.Inc()
+			p.Logger.Error("ingest journal segment damaged: the messages before the damage were replayed, the file is kept for inspection",
+				"file", path, "kept_in", filepath.Join(j.Dir, "damaged"), "err", err)
 		}
 	}
-	// Everything replayed is journaled again in the new segment: the old files can go.
+	// Everything replayed is journaled again in the new segment: the old files can go, except
+	// damaged ones, which are kept aside for a person to look at.
 	for _, path := range old {
+		if slices.Contains(damaged, path) {
+			keep := filepath.Join(j.Dir, "damaged", fmt.Sprintf("%s.%d", filepath.Base(path), time.Now().Unix()))
+			if err := os.MkdirAll(filepath.Dir(keep), 0o750); err == nil && os.Rename(path, keep) == nil {
+				continue
+			}
+		}
 		_ = os.Remove(path)
 	}
 	if replayed > 0 {
