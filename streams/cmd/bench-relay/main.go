@@ -100,6 +100,12 @@ func runRelay(nsFlag string, steady time.Duration, clipPath string) {
 	}
 	time.Sleep(4500 * time.Millisecond) // a full GOP in the cache
 
+	exe, err := os.Executable()
+	must(err)
+	// One viewer comes and goes before the baseline, so that pion's one-time setup (codec
+	// tables, DTLS certificate, pools) is not charged to the first N's viewers.
+	warmUp(exe, endpoint, w)
+
 	in0 := cam.Status().PacketsIn
 	cpu0, t0 := cpuTicks(), time.Now()
 	time.Sleep(4 * time.Second)
@@ -112,8 +118,6 @@ func runRelay(nsFlag string, steady time.Duration, clipPath string) {
 	fmt.Printf("relay baseline: camera 1280x720 25 fps ~%.0f kbit/s (%.0f RTP packets/s in), keyframe every 4 s; cpu %.1f%% rss %.1f MB; GOMAXPROCS %d\n",
 		kbps, pps, baseCPU, baseRSS, runtime.GOMAXPROCS(0))
 
-	exe, err := os.Executable()
-	must(err)
 	var bench []string
 	for _, f := range strings.Split(nsFlag, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
@@ -216,6 +220,31 @@ func runN(exe, endpoint string, n int, steady time.Duration, m *streams.Manager,
 		n, res.OK, cpu, perViewerCPU, rss, perViewerRSS, dropped, res.Lost,
 		ms(p50), ms(p99), res.LatP50, res.LatP99, ms(fk50), ms(fk99),
 		res.ConnToKeyP99, res.FirstKeyP50, res.FirstKeyP99, res.CPU, res.Failed)
+}
+
+// warmUp runs one viewer session to its first keyframe and ends it.
+func warmUp(exe, endpoint string, w *streams.WHEP) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, exe, "-viewers", "-endpoint", endpoint, "-n", "1")
+	cmd.Stderr = os.Stderr
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	must(cmd.Start())
+	sc := bufio.NewScanner(stdout)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	if !sc.Scan() || !strings.HasPrefix(sc.Text(), "READY") {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		log.Fatalf("bench-relay: warm-up viewer did not get ready: %s", sc.Text())
+	}
+	_, _ = io.WriteString(stdin, "window\nstop\n{}\n")
+	for sc.Scan() {
+	}
+	_ = cmd.Wait()
+	for deadline := time.Now().Add(20 * time.Second); w.Sessions() > 0 && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // ingestLog records when each video frame (by its RTP timestamp on the hub's timeline, which
