@@ -431,8 +431,8 @@ func (g *Generator) binaryPayload(now time.Time) ([]byte, error) {
 			scale = 1
 		}
 		raw := math.Round((g.Value(f.Metric, now) - f.Add) / scale)
-		if f.Offset+size(f.Type) > len(buf) {
-			return nil, fmt.Errorf("sim: field %s beyond the frame", f.Metric)
+		if n := profiles.TypeSize(f.Type); n == 0 || f.Offset+n > len(buf) {
+			return nil, fmt.Errorf("sim: field %s: type %q unknown or beyond the frame", f.Metric, f.Type)
 		}
 		b := buf[f.Offset:]
 		switch f.Type {
@@ -454,16 +454,4 @@ func (g *Generator) binaryPayload(now time.Time) ([]byte, error) {
 		}
 	}
 	return buf, nil
-}
-
-func size(t string) int {
-	switch t {
-	case "u16", "i16":
-		return 2
-	case "u32", "i32", "f32":
-		return 4
-	case "f64":
-		return 8
-	}
-	return 1
 }
