@@ -136,23 +136,7 @@ func runRelay(nsFlag string, steady time.Duration, clipPath string) {
 func runN(exe, endpoint string, n int, steady time.Duration, m *streams.Manager, cam *streams.Camera, w *streams.WHEP, baseCPU, baseRSS float64) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	args := []string{exe, "-viewers", "-endpoint", endpoint, "-n", strconv.Itoa(n)}
-	if nice, err := exec.LookPath("nice"); err == nil && viewerNice > 0 {
-		// the viewers stand in for browsers on other machines: they get the CPU after the relay
-		args = append([]string{nice, "-n", strconv.Itoa(viewerNice)}, args...)
-	}
-	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
-	cmd.Stderr = os.Stderr
-	stdin, _ := cmd.StdinPipe()
-	stdout, _ := cmd.StdoutPipe()
-	must(cmd.Start())
-	sc := bufio.NewScanner(stdout)
-	sc.Buffer(make([]byte, 1<<20), 16<<20)
-	if !sc.Scan() || !strings.HasPrefix(sc.Text(), "READY") {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		log.Fatalf("bench-relay: viewers for N=%d did not get ready: %s", n, sc.Text())
-	}
+	cmd, stdin, sc := startViewers(ctx, exe, endpoint, n)
 	time.Sleep(2 * time.Second) // let the GOP bursts of the last joiners pass
 	ingest := collectIngest(cam)
 	_, _ = io.WriteString(stdin, "window\n")
@@ -194,10 +178,7 @@ func runN(exe, endpoint string, n int, steady time.Duration, m *streams.Manager,
 		_ = json.Unmarshal(sc.Bytes(), &res)
 	}
 	_ = cmd.Wait()
-	deadline := time.Now().Add(20 * time.Second)
-	for w.Sessions() > 0 && time.Now().Before(deadline) {
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitSessionsGone(w)
 	left := w.Sessions()
 	runtime.GC()
 	debug.FreeOSMemory()
@@ -222,11 +203,14 @@ func runN(exe, endpoint string, n int, steady time.Duration, m *streams.Manager,
 		res.ConnToKeyP99, res.FirstKeyP50, res.FirstKeyP99, res.CPU, res.Failed)
 }
 
-// warmUp runs one viewer session to its first keyframe and ends it.
-func warmUp(exe, endpoint string, w *streams.WHEP) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, exe, "-viewers", "-endpoint", endpoint, "-n", "1")
+// startViewers starts the viewer process for n viewers and waits until all are playing.
+func startViewers(ctx context.Context, exe, endpoint string, n int) (*exec.Cmd, io.WriteCloser, *bufio.Scanner) {
+	args := []string{exe, "-viewers", "-endpoint", endpoint, "-n", strconv.Itoa(n)}
+	if nice, err := exec.LookPath("nice"); err == nil && viewerNice > 0 {
+		// the viewers stand in for browsers on other machines: they get the CPU after the relay
+		args = append([]string{nice, "-n", strconv.Itoa(viewerNice)}, args...)
+	}
+	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
 	cmd.Stderr = os.Stderr
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()
@@ -236,15 +220,28 @@ func warmUp(exe, endpoint string, w *streams.WHEP) {
 	if !sc.Scan() || !strings.HasPrefix(sc.Text(), "READY") {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
-		log.Fatalf("bench-relay: warm-up viewer did not get ready: %s", sc.Text())
+		log.Fatalf("bench-relay: viewers for N=%d did not get ready: %s", n, sc.Text())
 	}
+	return cmd, stdin, sc
+}
+
+// waitSessionsGone waits (at most 20 s) until the relay has ended every session.
+func waitSessionsGone(w *streams.WHEP) {
+	for deadline := time.Now().Add(20 * time.Second); w.Sessions() > 0 && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// warmUp runs one viewer session to its first keyframe and ends it.
+func warmUp(exe, endpoint string, w *streams.WHEP) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd, stdin, sc := startViewers(ctx, exe, endpoint, 1)
 	_, _ = io.WriteString(stdin, "window\nstop\n{}\n")
 	for sc.Scan() {
 	}
 	_ = cmd.Wait()
-	for deadline := time.Now().Add(20 * time.Second); w.Sessions() > 0 && time.Now().Before(deadline); {
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitSessionsGone(w)
 }
 
 // ingestLog records when each video frame (by its RTP timestamp on the hub's timeline, which
