@@ -11,6 +11,9 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -427,10 +430,20 @@ func (s *InfluxStore) replay(ctx context.Context) error {
 // send POSTs line protocol to the v2 write endpoint (1.8 serves it too), as the client
 // library's blocking writer did: token auth, nanosecond precision, any non-2xx is an error.
 // The body is the buffers one after the other, not copied.
+//
+// A write InfluxDB refuses as bad data (400, 422: a field type conflict, a line it cannot
+// parse) is not retried — it would hold up the spool behind it forever. InfluxDB has stored the
+// request's other points; the request is kept under SpoolDir/rejected for a person to look at,
+// and its readings are counted as dropped (OnDrop), so a maintainer hears of it.
 func (s *InfluxStore) send(lines [][]byte, n int) error {
 	ctx, cancel := context.WithTimeout(context.Background(), s.WriteTimeout)
 	defer cancel()
 	err := s.post(ctx, lines)
+	var rej *influxRejected
+	if errors.As(err, &rej) {
+		s.reject(lines, n, rej)
+		return nil
+	}
 	if err != nil {
 		s.mErrors.Inc()
 		return err
@@ -439,12 +452,45 @@ func (s *InfluxStore) send(lines [][]byte, n int) error {
 	return nil
 }
 
+// influxRejected is InfluxDB refusing a write's content (not its own trouble).
+type influxRejected struct {
+	status string
+	msg    string
+}
+
+func (e *influxRejected) Error() string {
+	return fmt.Sprintf("influx write refused: %s: %s", e.status, e.msg)
+}
+
+// rejectedKeep bounds the rejected requests kept on disk (the oldest go first).
+const rejectedKeep = 100
+
+func (s *InfluxStore) reject(lines [][]byte, n int, rej *influxRejected) {
+	s.mErrors.Inc()
+	dir := filepath.Join(s.SpoolDir, "rejected")
+	name := filepath.Join(dir, fmt.Sprintf("%d.lp", time.Now().UnixNano()))
+	kept := name
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		kept = "not kept: " + err.Error()
+	} else if err := os.WriteFile(name, bytes.Join(lines, nil), 0o640); err != nil {
+		kept = "not kept: " + err.Error()
+	}
+	if old, _ := filepath.Glob(filepath.Join(dir, "*.lp")); len(old) > rejectedKeep {
+		sort.Strings(old)
+		for _, f := range old[:len(old)-rejectedKeep] {
+			_ = os.Remove(f)
+		}
+	}
+	s.Logger.Error("ingest: InfluxDB refused a write as bad data; not retried", "readings", n, "kept", kept, "err", rej)
+	s.drop(int64(n), fmt.Sprintf("InfluxDB refused a write (%s), kept in %s", rej.msg, kept))
+}
+
 func (s *InfluxStore) post(ctx context.Context, lines [][]byte) error {
 	size := 0
 	for _, l := range lines {
 		size += len(l)
 	}
-	body := net.Buffers(lines)
+	body := net.Buffers(slices.Clone(lines)) // reading consumes the slice headers; lines stay whole
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.writeURL, &body)
 	if err != nil {
 		return err
@@ -461,6 +507,9 @@ func (s *InfluxStore) post(ctx context.Context, lines [][]byte) error {
 	defer resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		if resp.StatusCode == http.StatusBadRequest || resp.StatusCode == http.StatusUnprocessableEntity {
+			return &influxRejected{status: resp.Status, msg: string(bytes.TrimSpace(msg))}
+		}
 		return fmt.Errorf("influx write: %s: %s", resp.Status, bytes.TrimSpace(msg))
 	}
 	_, _ = io.Copy(io.Discard, resp.Body) // so the connection is reused
