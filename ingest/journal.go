@@ -236,8 +236,11 @@ func encodeRecord(b []byte, m *Message) []byte {
 	b = binary.BigEndian.AppendUint64(b, uint64(m.Received.UnixNano()))
 	b = append(b, m.Payload...)
 	body := b[at+8:]
-	binary.BigEndian.PutUint32(b[at:], uint32(len(body)))
+	// The checksum before the length: in a mapped segment a record is complete once its
+	// length is not zero, so a process killed in between leaves a zero length (the end of the
+	// records), never a whole-looking record with a wrong checksum (a damaged segment).
 	binary.BigEndian.PutUint32(b[at+4:], crc32.Checksum(body, crcTable))
+	binary.BigEndian.PutUint32(b[at:], uint32(len(body)))
 	return b
 }
 
