@@ -97,6 +97,12 @@ func (l *sessionLog) all() []streams.SessionEvent {
 
 func newRelay(t *testing.T, tune func(m *streams.Manager)) *relay {
 	t.Helper()
+	return newRelayWHEP(t, tune, nil)
+}
+
+// newRelayWHEP is newRelay with a hook to set WHEP options before it starts.
+func newRelayWHEP(t *testing.T, tune func(m *streams.Manager), tuneWHEP func(w *streams.WHEP)) *relay {
+	t.Helper()
 	r := &relay{states: &stateLog{}, sessions: &sessionLog{}}
 	r.m = &streams.Manager{
 		StallTimeout: time.Second, OfflineTimeout: 3 * time.Second,
@@ -109,6 +115,9 @@ func newRelay(t *testing.T, tune func(m *streams.Manager)) *relay {
 	require.NoError(t, r.m.Initialize())
 	r.whep = &streams.WHEP{Manager: r.m, UDPListen: "127.0.0.1:0", TCPListen: "127.0.0.1:0",
 		DisconnectTimeout: 3 * time.Second, OnSession: r.sessions.add, Logger: quietLogger()}
+	if tuneWHEP != nil {
+		tuneWHEP(r.whep)
+	}
 	require.NoError(t, r.whep.Initialize())
 	r.snap = &streams.Snapshot{Manager: r.m}
 	require.NoError(t, r.snap.Initialize())

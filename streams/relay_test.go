@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/offsite-gw/offsite/streams"
+	"github.com/offsite-gw/offsite/streams/internal/whepclient"
 	"github.com/offsite-gw/offsite/streams/simcam"
 )
 
@@ -142,4 +143,44 @@ func TestCodecProblems(t *testing.T) {
 	require.Contains(t, bf.Status().Problem.Message, "B-frames")
 	err := r.viewerErr(ctx, "bf")
 	require.True(t, isHTTPStatus(err, 422), "%v", err)
+}
+
+// A UDP viewer's media goes out on the direct SRTP path (the session derives the SRTP keys from
+// the DTLS handshake and writes to the UDP port itself); a viewer over ICE-TCP, or any viewer
+// with the direct path off, goes through pion. Either way the viewer decrypts video and audio
+// and starts with a whole keyframe — keys derived wrongly would leave it with nothing.
+func TestWHEPDirectSRTP(t *testing.T) {
+	sim := &simcam.Server{Username: "admin", Password: "cam-pass",
+		Cameras: []simcam.Camera{{Path: "hall", Clip: demoClip(t, "waiting-area"), Audio: true}}}
+	startSim(t, sim)
+	for _, tc := range []struct {
+		name       string
+		disable    bool
+		tcp        bool
+		wantDirect int
+	}{
+		{name: "udp", wantDirect: 1},
+		{name: "udp-direct-off", disable: true},
+		{name: "ice-tcp", tcp: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRelayWHEP(t, nil, func(w *streams.WHEP) { w.DisableDirectSRTP = tc.disable })
+			require.NoError(t, r.m.AddCamera(streams.CameraConfig{ID: "cam1", URL: sim.URL("hall"),
+				Username: "admin", Password: "cam-pass"}))
+			api, err := whepclient.NewAPI(tc.tcp)
+			require.NoError(t, err)
+			v := &whepclient.Client{API: api, Endpoint: r.endpoint("cam1"), Token: testToken, DecodeAll: true, Audio: true}
+			require.NoError(t, v.Start(ctxT(t, 10*time.Second)))
+			t.Cleanup(func() { _ = v.Close(false) })
+			require.NoError(t, v.WaitFrames(ctxT(t, 15*time.Second), 30))
+			st := v.Stats()
+			require.True(t, st.FirstFrameWasKeyframe, "first frame must be a keyframe")
+			require.True(t, st.FirstKeyframeHadSPSPPS, "SPS/PPS must be in-band before the IDR")
+			require.Zero(t, st.Lost, "video packets lost on loopback")
+			waitFor(t, 5*time.Second, "audio", func() bool { return v.Stats().AudioPackets > 10 })
+			require.Equal(t, tc.wantDirect, r.whep.Stats().DirectSessions)
+			// RTCP still flows through pion on every path: sender reports arrive
+			waitFor(t, 5*time.Second, "a sender report", func() bool { _, _, n := v.SenderReport(); return n >= 1 })
+		})
+	}
 }

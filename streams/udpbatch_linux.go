@@ -5,6 +5,7 @@ package streams
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"sync"
@@ -126,6 +127,54 @@ func (b *batchConn) WriteToAddrPort(p []byte, to netip.AddrPort) (int, error) {
 	return len(p), nil
 }
 
+// writeEncoded is WriteToAddrPort for a datagram that e encodes straight into the held-back
+// frame (direct SRTP: encrypted into the send buffer instead of a scratch buffer first).
+func (b *batchConn) writeEncoded(to netip.AddrPort, maxLen int, e datagramEncoder) error {
+	if b.closed.Load() {
+		return net.ErrClosed
+	}
+	if maxLen > batchBufferSize {
+		out, err := e.encodeDatagram(nil)
+		if err != nil {
+			return err
+		}
+		_, err = b.WriteToAddrPort(out, to)
+		return err
+	}
+	d := b.dest(to)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.slab != nil && (len(*d.slab)+maxLen > slabSize || len(d.sizes) == gsoMaxSegments) {
+		b.sendLocked(d)
+	}
+	if d.slab == nil {
+		now := time.Now().UnixNano()
+		d.heldSince.Store(now)
+		d.used.Store(now)
+		d.slab = b.slabs.Get().(*[]byte)
+	}
+	start := len(*d.slab)
+	out, err := e.encodeDatagram((*d.slab)[start : start : start+maxLen])
+	if err == nil && len(out) > maxLen {
+		err = fmt.Errorf("batchConn: encoded datagram of %d bytes, more than the %d promised", len(out), maxLen)
+	}
+	if err != nil {
+		if len(d.sizes) == 0 {
+			b.sendLocked(d) // nothing held: the slab goes back to the pool
+		}
+		return err
+	}
+	if len(out) > 0 && unsafe.SliceData(out) != unsafe.SliceData((*d.slab)[start:start+1]) {
+		copy((*d.slab)[start:start+len(out)], out) // encoded elsewhere after all
+	}
+	*d.slab = (*d.slab)[:start+len(out)]
+	d.sizes = append(d.sizes, len(out))
+	if !holdBack(out) {
+		b.sendLocked(d)
+	}
+	return nil
+}
+
 func (b *batchConn) dest(to netip.AddrPort) *destQueue {
 	if d, ok := b.dests.Load(to); ok {
 		return d.(*destQueue)
@@ -142,10 +191,12 @@ func (b *batchConn) flush(d *destQueue) {
 
 // sendLocked sends what d holds; d.mu is held.
 func (b *batchConn) sendLocked(d *destQueue) {
-	if len(d.sizes) == 0 {
+	if d.slab == nil {
 		return
 	}
-	b.sendTo(d)
+	if len(d.sizes) > 0 {
+		b.sendTo(d)
+	}
 	d.sizes = d.sizes[:0]
 	*d.slab = (*d.slab)[:0]
 	b.slabs.Put(d.slab)

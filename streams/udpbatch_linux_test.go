@@ -144,3 +144,65 @@ func TestHoldBack(t *testing.T) {
 		}
 	}
 }
+
+// encodeFunc adapts a function to datagramEncoder.
+type encodeFunc func(dst []byte) ([]byte, error)
+
+func (f encodeFunc) encodeDatagram(dst []byte) ([]byte, error) { return f(dst) }
+
+// Datagrams encoded straight into the held-back frame (direct SRTP) are held and sent like
+// written ones, in order with them; an encoder that fails or writes more than it promised
+// gets an error and leaves nothing half-held.
+func TestBatchConnWriteEncoded(t *testing.T) {
+	rx, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rx.Close()
+	uc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := newBatchConn(uc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	bc := pc.(*batchConn)
+	to := rx.LocalAddr().(*net.UDPAddr).AddrPort()
+	encode := func(p []byte) encodeFunc {
+		return func(dst []byte) ([]byte, error) { return append(dst, p...), nil }
+	}
+
+	if err := bc.writeEncoded(to, 1216, encodeFunc(func([]byte) ([]byte, error) { return nil, errors.New("no key") })); err == nil {
+		t.Fatal("an encoder error must be returned")
+	}
+	if err := bc.writeEncoded(to, 100, encode(rtpPacket(0, 102, false, 200))); err == nil {
+		t.Fatal("a datagram longer than promised must be refused")
+	}
+	for i := range 20 {
+		p := rtpPacket(uint16(i), 102, i == 19, 1200)
+		if i%2 == 0 {
+			err = bc.writeEncoded(to, len(p)+16, encode(p))
+		} else {
+			_, err = bc.WriteToAddrPort(p, to)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 18 {
+			if got := recvAll(t, rx, 3*time.Millisecond); len(got) != 0 {
+				t.Fatalf("%d packets left before the frame was complete", len(got))
+			}
+		}
+	}
+	got := recvAll(t, rx, 50*time.Millisecond)
+	if len(got) != 20 {
+		t.Fatalf("got %d packets of the frame, want 20", len(got))
+	}
+	for i, p := range got {
+		if seq := binary.BigEndian.Uint16(p[2:]); int(seq) != i || len(p) != 1200 {
+			t.Fatalf("packet %d: seq %d, %d bytes", i, seq, len(p))
+		}
+	}
+}
