@@ -36,6 +36,7 @@ type Unit struct {
 	Packets  []*rtp.Packet
 	PTS      int64     // on the hub's timeline, in the track's clock rate
 	Received time.Time // when the last packet of the unit arrived from the camera
+	seq      uint64    // publication order, from 1
 }
 
 // AudioFormat describes a G.711 track passed through.
@@ -102,6 +103,7 @@ type Hub struct {
 	pktsDrop  atomic.Uint64
 	audioSeq  uint16
 	audioSSRC uint32
+	seq       uint64 // units published
 }
 
 // timeline maps a source's timestamps onto the hub's own, so that readers see continuous RTP
@@ -334,6 +336,8 @@ func (h *Hub) WriteAudio(pkt *rtp.Packet, pts int64, received time.Time) {
 }
 
 func (h *Hub) publishLocked(u *Unit) {
+	h.seq++
+	u.seq = h.seq
 	h.unitsIn.Add(1)
 	h.lastUnit = u.Received
 	n := uint64(len(u.Packets))
@@ -367,7 +371,10 @@ func (h *Hub) LastUnit() time.Time {
 // Stats returns the hub's counters.
 func (h *Hub) Stats() HubStats {
 	h.mu.Lock()
-	n, g := len(h.readers), len(h.gop)
+	n, g := 0, len(h.gop)
+	for r := range h.readers {
+		n += r.consumers()
+	}
 	h.mu.Unlock()
 	return HubStats{Readers: n, UnitsIn: h.unitsIn.Load(), PacketsOut: h.pktsOut.Load(), PacketsDropped: h.pktsDrop.Load(), GOPUnits: g}
 }
@@ -380,6 +387,12 @@ type ReaderOptions struct {
 	NoGOP bool
 	// Passive readers do not count for keeping an on-demand camera pulled.
 	Passive bool
+	// FromNow: no GOP and no wait for a keyframe; the reader takes the next unit published
+	// (a fan-out group, whose members join already in step).
+	FromNow bool
+	// Shared: the reader serves a changing number of consumers (SetConsumers), which is what
+	// it counts as in Stats and ActiveReaders; it starts with none.
+	Shared bool
 }
 
 // AddReader attaches a reader. Unless NoGOP, its queue starts with the cached GOP (from the last
@@ -389,13 +402,13 @@ func (h *Hub) AddReader(opts ReaderOptions) *Reader {
 	if q <= 0 {
 		q = h.QueueSize
 	}
-	r := &Reader{hub: h, ch: make(chan *Unit, q), waitKey: true, passive: opts.Passive}
+	r := &Reader{hub: h, ch: make(chan *Unit, q), waitKey: !opts.FromNow, synced: opts.FromNow, passive: opts.Passive, shared: opts.Shared}
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
 		return r
 	}
-	if !opts.NoGOP && h.gopValid && len(h.gop) > 0 && len(h.gop) < q {
+	if !opts.NoGOP && !opts.FromNow && h.gopValid && len(h.gop) > 0 && len(h.gop) < q {
 		for _, u := range h.gop {
 			r.ch <- u
 		}
@@ -416,10 +429,30 @@ func (h *Hub) ActiveReaders() int {
 	n := 0
 	for r := range h.readers {
 		if !r.passive {
-			n++
+			n += r.consumers()
 		}
 	}
 	return n
+}
+
+// handover passes r's place in the stream to another consumer without a gap or an overlap:
+// when r has caught up (nothing queued, not waiting for a keyframe), take is called — with
+// the hub's lock held, so nothing is published meanwhile — with the sequence number of the next
+// unit to be published, and if it accepts, r is detached. Called from r's consumer goroutine,
+// which has then handled every unit up to that one.
+func (h *Hub) handover(r *Reader, take func(next uint64) bool) bool {
+	h.mu.Lock()
+	_, ok := h.readers[r]
+	if !ok || h.closed || len(r.ch) > 0 || r.waitKey || !take(h.seq+1) {
+		h.mu.Unlock()
+		return false
+	}
+	delete(h.readers, r)
+	h.mu.Unlock()
+	if h.OnReadersChanged != nil {
+		h.OnReadersChanged()
+	}
+	return true
 }
 
 func (h *Hub) removeReader(r *Reader) {
@@ -439,8 +472,25 @@ type Reader struct {
 	waitKey bool // guarded by hub.mu
 	synced  bool // has had its first unit; waiting for the first keyframe is not a loss
 	passive bool
+	shared  bool
+	members atomic.Int64 // consumers of a shared reader
 	dropped atomic.Uint64
 	once    sync.Once
+}
+
+func (r *Reader) consumers() int {
+	if r.shared {
+		return int(r.members.Load())
+	}
+	return 1
+}
+
+// SetConsumers sets how many consumers a Shared reader serves.
+func (r *Reader) SetConsumers(n int) {
+	r.members.Store(int64(n))
+	if h := r.hub; h.OnReadersChanged != nil {
+		h.OnReadersChanged()
+	}
 }
 
 type offerResult int

@@ -156,15 +156,18 @@ func TestWHEPDirectSRTP(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
 		disable    bool
+		noFanout   bool
 		tcp        bool
 		wantDirect int
+		wantFanout int
 	}{
-		{name: "udp", wantDirect: 1},
+		{name: "udp", wantDirect: 1, wantFanout: 1},
+		{name: "udp-own-goroutine", noFanout: true, wantDirect: 1},
 		{name: "udp-direct-off", disable: true},
 		{name: "ice-tcp", tcp: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := newRelayWHEP(t, nil, func(w *streams.WHEP) { w.DisableDirectSRTP = tc.disable })
+			r := newRelayWHEP(t, nil, func(w *streams.WHEP) { w.DisableDirectSRTP, w.DisableFanout = tc.disable, tc.noFanout })
 			require.NoError(t, r.m.AddCamera(streams.CameraConfig{ID: "cam1", URL: sim.URL("hall"),
 				Username: "admin", Password: "cam-pass"}))
 			api, err := whepclient.NewAPI(tc.tcp)
@@ -179,6 +182,15 @@ func TestWHEPDirectSRTP(t *testing.T) {
 			require.Zero(t, st.Lost, "video packets lost on loopback")
 			waitFor(t, 5*time.Second, "audio", func() bool { return v.Stats().AudioPackets > 10 })
 			require.Equal(t, tc.wantDirect, r.whep.Stats().DirectSessions)
+			// caught up on the direct path, the session is handed to the camera's fan-out group
+			// and the frames keep coming from there, none lost
+			if tc.wantFanout > 0 {
+				waitFor(t, 5*time.Second, "the hand-over to the fan-out group", func() bool { return r.whep.Stats().FanoutSessions == tc.wantFanout })
+			}
+			before := v.Stats().Frames
+			require.NoError(t, v.WaitFrames(ctxT(t, 10*time.Second), before+25))
+			require.Zero(t, v.Stats().Lost, "video packets lost after the hand-over")
+			require.Equal(t, tc.wantFanout, r.whep.Stats().FanoutSessions)
 			// RTCP still flows through pion on every path: sender reports arrive
 			waitFor(t, 5*time.Second, "a sender report", func() bool { _, _, n := v.SenderReport(); return n >= 1 })
 		})

@@ -114,8 +114,8 @@ func (d *dtlsSecrets) ExportKeyingMaterial(label string, context []byte, length 
 	return prf.PHash(d.masterSecret, seed, length, h)
 }
 
-// context derives the relay's outbound SRTP context and wipes the secrets.
-func (d *dtlsSecrets) context() (*srtp.Context, error) {
+// sealer derives the relay's outbound SRTP keys and wipes the secrets.
+func (d *dtlsSecrets) sealer() (rtpSealer, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	defer func() { wipe(d.masterSecret); d.masterSecret = nil }()
@@ -132,10 +132,16 @@ func (d *dtlsSecrets) context() (*srtp.Context, error) {
 	if err := cfg.ExtractSessionKeysFromDTLS(d, false); err != nil {
 		return nil, err
 	}
+	defer wipe(cfg.Keys.LocalMasterKey)
+	defer wipe(cfg.Keys.RemoteMasterKey)
+	if d.profile == srtp.ProtectionProfileAeadAes128Gcm || d.profile == srtp.ProtectionProfileAeadAes256Gcm {
+		return newGCMSealer(cfg.Keys.LocalMasterKey, cfg.Keys.LocalMasterSalt)
+	}
 	ctx, err := srtp.CreateContext(cfg.Keys.LocalMasterKey, cfg.Keys.LocalMasterSalt, d.profile)
-	wipe(cfg.Keys.LocalMasterKey)
-	wipe(cfg.Keys.RemoteMasterKey)
-	return ctx, err
+	if err != nil {
+		return nil, err
+	}
+	return &contextSealer{ctx: ctx}, nil
 }
 
 func wipe(b []byte) {
@@ -180,12 +186,11 @@ type addrPortWriter interface {
 // directWriter encrypts and sends one session's media packets (session goroutine only, except
 // dst, which the ICE agent updates when the selected candidate pair changes).
 type directWriter struct {
-	ctx   *srtp.Context
-	conn  addrPortWriter
-	dst   atomic.Pointer[netip.AddrPort] // nil: no UDP pair selected, use pion's path
-	hdr   rtp.Header
-	plain []byte
-	enc   []byte
+	sealer rtpSealer
+	conn   addrPortWriter
+	dst    atomic.Pointer[netip.AddrPort] // nil: no UDP pair selected, use pion's path
+	enc    []byte
+	ref    destRef // the UDP port's queue for dst
 	// the packet being written
 	pkt  *rtp.Packet
 	ssrc uint32
@@ -221,7 +226,7 @@ func (d *directWriter) write(p *rtp.Packet, ssrc uint32, pt uint8, seq uint16) (
 	// the datagram: header, payload and at most a 16-byte tag (AES-GCM; HMAC-SHA1-80 adds 10)
 	maxLen := p.Header.MarshalSize() + len(p.Payload) + srtpMaxTag
 	if ew, ok := d.conn.(encodingWriter); ok {
-		err = ew.writeEncoded(*dst, maxLen, d)
+		err = ew.writeEncoded(&d.ref, *dst, maxLen, d)
 	} else {
 		var out []byte
 		if out, err = d.encodeDatagram(d.enc[:0]); err == nil {
@@ -242,23 +247,13 @@ func (d *directWriter) encodeDatagram(dst []byte) ([]byte, error) {
 	h := d.pkt.Header
 	h.SSRC, h.PayloadType, h.SequenceNumber = d.ssrc, d.pt, d.seq
 	h.Padding, h.PaddingSize = false, 0 // the payload is copied without the camera's padding
-	n := h.MarshalSize()
-	need := n + len(d.pkt.Payload)
-	if cap(d.plain) < need {
-		d.plain = make([]byte, need+256)
-	}
-	plain := d.plain[:need]
-	if _, err := h.MarshalTo(plain); err != nil {
-		return nil, err
-	}
-	copy(plain[n:], d.pkt.Payload)
-	return d.ctx.EncryptRTP(dst, plain, &d.hdr)
+	return d.sealer.seal(dst, &h, d.pkt.Payload)
 }
 
 // encodingWriter is a UDP port that lets a datagram be encoded straight into its send buffer
 // (batchConn on Linux), saving a copy per packet and viewer.
 type encodingWriter interface {
-	writeEncoded(to netip.AddrPort, maxLen int, e datagramEncoder) error
+	writeEncoded(ref *destRef, to netip.AddrPort, maxLen int, e datagramEncoder) error
 }
 
 // datagramEncoder writes one datagram into dst, whose capacity is at least the maxLen given to

@@ -26,11 +26,18 @@ import (
 // viewer is kept and nothing waits for the next frame. A frame whose marker never comes is
 // sent by a flusher within flushAfter. Without GSO support in the kernel it sends datagram
 // by datagram.
+// destRef caches a viewer's queue for writeEncoded.
+type destRef struct{ d *destQueue }
+
 type batchConn struct {
 	*net.UDPConn
 	raw syscall.RawConn
 
-	dests   sync.Map // netip.AddrPort → *destQueue; read on every packet, so lock-free
+	dests sync.Map // netip.AddrPort → *destQueue; read on every packet, so lock-free
+	// held lists the queues that started holding a frame since the flusher last looked (a
+	// queue may appear twice), so the flusher need not walk every viewer every few ms
+	heldMu  sync.Mutex
+	held    []*destQueue
 	done    chan struct{}
 	wg      sync.WaitGroup
 	noGSO   atomic.Bool
@@ -42,10 +49,12 @@ type batchConn struct {
 // destQueue is one viewer's held-back datagrams, back to back in a slab taken from the pool
 // for the time they are held (at most one GSO send's worth).
 type destQueue struct {
-	mu    sync.Mutex
-	sa    unix.Sockaddr
-	slab  *[]byte
-	sizes []int
+	mu        sync.Mutex
+	to        netip.AddrPort
+	forgotten atomic.Bool // removed from dests after idleAfter
+	sa        unix.Sockaddr
+	slab      *[]byte
+	sizes     []int
 	// heldSince is when the first held datagram came (unix ns, 0 when nothing is held) and
 	// used when the last batch started: read by the flusher without the lock.
 	heldSince atomic.Int64
@@ -122,14 +131,25 @@ func (b *batchConn) WriteToAddrPort(p []byte, to netip.AddrPort) (int, error) {
 	d.sizes = append(d.sizes, len(p))
 	if !holdBack(p) {
 		b.sendLocked(d)
+	} else if len(d.sizes) == 1 {
+		b.noteHeld(d)
 	}
 	d.mu.Unlock()
 	return len(p), nil
 }
 
+// noteHeld tells the flusher that d holds a frame now.
+func (b *batchConn) noteHeld(d *destQueue) {
+	b.heldMu.Lock()
+	b.held = append(b.held, d)
+	b.heldMu.Unlock()
+}
+
 // writeEncoded is WriteToAddrPort for a datagram that e encodes straight into the held-back
 // frame (direct SRTP: encrypted into the send buffer instead of a scratch buffer first).
-func (b *batchConn) writeEncoded(to netip.AddrPort, maxLen int, e datagramEncoder) error {
+// ref remembers the viewer's queue between calls (it is looked up again when the address
+// changed or the flusher forgot the queue).
+func (b *batchConn) writeEncoded(ref *destRef, to netip.AddrPort, maxLen int, e datagramEncoder) error {
 	if b.closed.Load() {
 		return net.ErrClosed
 	}
@@ -141,7 +161,11 @@ func (b *batchConn) writeEncoded(to netip.AddrPort, maxLen int, e datagramEncode
 		_, err = b.WriteToAddrPort(out, to)
 		return err
 	}
-	d := b.dest(to)
+	d := ref.d
+	if d == nil || d.to != to || d.forgotten.Load() {
+		d = b.dest(to)
+		ref.d = d
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.slab != nil && (len(*d.slab)+maxLen > slabSize || len(d.sizes) == gsoMaxSegments) {
@@ -171,6 +195,8 @@ func (b *batchConn) writeEncoded(to netip.AddrPort, maxLen int, e datagramEncode
 	d.sizes = append(d.sizes, len(out))
 	if !holdBack(out) {
 		b.sendLocked(d)
+	} else if len(d.sizes) == 1 {
+		b.noteHeld(d)
 	}
 	return nil
 }
@@ -179,7 +205,7 @@ func (b *batchConn) dest(to netip.AddrPort) *destQueue {
 	if d, ok := b.dests.Load(to); ok {
 		return d.(*destQueue)
 	}
-	d, _ := b.dests.LoadOrStore(to, &destQueue{sa: sockaddr(to), oob: make([]byte, unix.CmsgSpace(2))})
+	d, _ := b.dests.LoadOrStore(to, &destQueue{to: to, sa: sockaddr(to), oob: make([]byte, unix.CmsgSpace(2))})
 	return d.(*destQueue)
 }
 
@@ -210,29 +236,42 @@ func (b *batchConn) flusher() {
 	tick := time.NewTicker(flushAfter / 2)
 	defer tick.Stop()
 	lastSweep := time.Now()
+	var list []*destQueue
 	for {
 		select {
 		case <-b.done:
 			return
 		case t := <-tick.C:
 			now := t.UnixNano()
-			sweep := t.Sub(lastSweep) > idleAfter
-			b.dests.Range(func(k, v any) bool {
-				d := v.(*destQueue)
+			b.heldMu.Lock()
+			list, b.held = b.held, list[:0]
+			b.heldMu.Unlock()
+			for _, d := range list {
+				hs := d.heldSince.Load()
+				if hs == 0 {
+					continue // sent since (or listed twice)
+				}
+				if now-hs < int64(flushAfter) {
+					b.noteHeld(d) // not due yet: look again next tick
+					continue
+				}
+				d.mu.Lock()
 				if hs := d.heldSince.Load(); hs != 0 && now-hs >= int64(flushAfter) {
-					d.mu.Lock()
-					if hs := d.heldSince.Load(); hs != 0 && now-hs >= int64(flushAfter) {
-						b.sendLocked(d)
-					}
-					d.mu.Unlock()
+					b.sendLocked(d)
 				}
-				if sweep && d.heldSince.Load() == 0 && now-d.used.Load() > int64(idleAfter) {
-					b.dests.CompareAndDelete(k, d)
-				}
-				return true
-			})
-			if sweep {
+				d.mu.Unlock()
+			}
+			clear(list) // do not keep departed viewers' queues alive
+			if t.Sub(lastSweep) > idleAfter {
 				lastSweep = t
+				b.dests.Range(func(k, v any) bool {
+					if d := v.(*destQueue); d.heldSince.Load() == 0 && now-d.used.Load() > int64(idleAfter) {
+						if b.dests.CompareAndDelete(k, d) {
+							d.forgotten.Store(true)
+						}
+					}
+					return true
+				})
 			}
 		}
 	}

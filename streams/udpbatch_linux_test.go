@@ -170,20 +170,21 @@ func TestBatchConnWriteEncoded(t *testing.T) {
 	defer pc.Close()
 	bc := pc.(*batchConn)
 	to := rx.LocalAddr().(*net.UDPAddr).AddrPort()
+	var ref destRef
 	encode := func(p []byte) encodeFunc {
 		return func(dst []byte) ([]byte, error) { return append(dst, p...), nil }
 	}
 
-	if err := bc.writeEncoded(to, 1216, encodeFunc(func([]byte) ([]byte, error) { return nil, errors.New("no key") })); err == nil {
+	if err := bc.writeEncoded(&ref, to, 1216, encodeFunc(func([]byte) ([]byte, error) { return nil, errors.New("no key") })); err == nil {
 		t.Fatal("an encoder error must be returned")
 	}
-	if err := bc.writeEncoded(to, 100, encode(rtpPacket(0, 102, false, 200))); err == nil {
+	if err := bc.writeEncoded(&ref, to, 100, encode(rtpPacket(0, 102, false, 200))); err == nil {
 		t.Fatal("a datagram longer than promised must be refused")
 	}
 	for i := range 20 {
 		p := rtpPacket(uint16(i), 102, i == 19, 1200)
 		if i%2 == 0 {
-			err = bc.writeEncoded(to, len(p)+16, encode(p))
+			err = bc.writeEncoded(&ref, to, len(p)+16, encode(p))
 		} else {
 			_, err = bc.WriteToAddrPort(p, to)
 		}

@@ -73,6 +73,9 @@ type WHEP struct {
 	// session encrypting its packets and writing them to the UDP port itself (see
 	// srtpdirect.go); the direct path costs about a fifth less CPU per packet.
 	DisableDirectSRTP bool
+	// DisableFanout keeps every session on its own goroutine instead of handing caught-up
+	// direct-path sessions to per-camera fan-out groups (fanout.go).
+	DisableFanout bool
 	// OnSession receives start and end of every session (audit log).
 	OnSession func(SessionEvent)
 	Logger    *slog.Logger
@@ -90,6 +93,8 @@ type WHEP struct {
 	tcpMux   ice.TCPMux
 	mu       sync.Mutex
 	sessions map[string]*whepSession
+	fanouts  map[*Hub][]*fanout
+	quit     chan struct{} // closed by Close
 	closed   bool
 	// counters of ended sessions
 	endedSent, endedDropped uint64
@@ -123,6 +128,8 @@ func (w *WHEP) Initialize() error {
 		w.Logger = slog.Default()
 	}
 	w.sessions = make(map[string]*whepSession)
+	w.fanouts = make(map[*Hub][]*fanout)
+	w.quit = make(chan struct{})
 	w.FirstKeyframe = NewHistogram()
 
 	me := &webrtc.MediaEngine{}
@@ -239,6 +246,9 @@ func (w *WHEP) UDPAddr() net.Addr { return w.udpConn.LocalAddr() }
 // Close ends every session and closes the ports.
 func (w *WHEP) Close() {
 	w.mu.Lock()
+	if !w.closed {
+		close(w.quit)
+	}
 	w.closed = true
 	ss := make([]*whepSession, 0, len(w.sessions))
 	for _, s := range w.sessions {
@@ -268,6 +278,8 @@ type WHEPStats struct {
 	// DirectSessions: live sessions whose last packet went out on the direct SRTP path
 	// (srtpdirect.go) rather than through pion.
 	DirectSessions int
+	// FanoutSessions: live sessions served by a camera's fan-out groups (fanout.go).
+	FanoutSessions int
 }
 
 // Stats returns the counters over all sessions, live and ended.
@@ -280,6 +292,9 @@ func (w *WHEP) Stats() WHEPStats {
 		st.PacketsDropped += s.droppedPackets()
 		if s.directNow.Load() {
 			st.DirectSessions++
+		}
+		if s.inGroup.Load() {
+			st.FanoutSessions++
 		}
 	}
 	return st
@@ -468,8 +483,15 @@ type whepSession struct {
 	direct    *directWriter
 	ice       *webrtc.ICETransport
 	directNow atomic.Bool
-	// sender report state per track (watch goroutine only)
+	inGroup   atomic.Bool
+	// send state, guarded by sendMu: the session's goroutine or its fan-out group writes
+	sendMu           sync.Mutex
+	group            *fanout
 	videoSR, audioSR srState
+	vseq, aseq       uint16
+	dw               *directWriter
+	joined           time.Time
+	firstKey         bool
 
 	done       chan struct{}
 	once       sync.Once
@@ -503,7 +525,9 @@ func (s *whepSession) onState(st webrtc.PeerConnectionState) {
 	}
 }
 
-// watch waits for the peer to connect, then pumps the camera's hub into the tracks.
+// watch waits for the peer to connect, then pumps the camera's hub into the tracks: from its
+// own hub reader while it catches up, then, on the direct path, as a member of a fan-out group
+// (fanout.go) — back on its own reader if it ever leaves the direct path.
 func (s *whepSession) watch() {
 	defer s.w.wg.Done()
 	select {
@@ -514,39 +538,44 @@ func (s *whepSession) watch() {
 		s.close("viewer never connected")
 		return
 	}
-	// Attach only now, so the first thing the viewer gets is the cached GOP from its keyframe.
-	r := s.cam.Hub().AddReader(ReaderOptions{})
-	defer r.Close()
-	joined := time.Now()
-	var vseq, aseq uint16 = uint16(joined.UnixNano()), 0
-	lat := s.w.Manager.Latency
-	pace := pacer{rate: catchUpRate, burst: catchUpBurst, last: joined, tokens: catchUpBurst}
-	skipping := false // behind by more than MaxLag: skip to the next fresh keyframe
-	firstKey := true
-	dw := s.startDirect()
-	s.reader.Store(r)
+	s.sendMu.Lock()
+	s.joined = time.Now()
+	s.vseq = uint16(s.joined.UnixNano())
+	s.firstKey = true
+	s.dw = s.startDirect()
+	s.sendMu.Unlock()
 	srTick := time.NewTicker(time.Second)
 	defer srTick.Stop()
 	for {
+		g := s.own(srTick)
+		if g == nil || !s.member(g, srTick) {
+			return
+		}
+	}
+}
+
+// own pumps the session's own hub reader until the session ends (nil) or has handed its place
+// over to a fan-out group (returned).
+func (s *whepSession) own(srTick *time.Ticker) *fanout {
+	// Attach only now, so the first thing the viewer gets is the cached GOP from its keyframe.
+	hub := s.cam.Hub()
+	r := hub.AddReader(ReaderOptions{})
+	defer r.Close()
+	s.reader.Store(r)
+	pace := pacer{rate: catchUpRate, burst: catchUpBurst, last: time.Now(), tokens: catchUpBurst}
+	skipping := false // behind by more than MaxLag: skip to the next fresh keyframe
+	for {
 		select {
 		case <-s.done:
-			return
+			return nil
 		case <-r.Done():
 			s.close("camera removed")
-			return
+			return nil
 		case now := <-srTick.C:
 			s.senderReports(now)
 		case u := <-r.C():
-			track := s.video
-			seq := &vseq
-			sr := &s.videoSR
-			if u.Kind == UnitAudio {
-				track, seq, sr = s.audio, &aseq, &s.audioSR
-				if track == nil {
-					continue
-				}
-			}
-			if u.Received.After(joined) {
+			live := u.Received.After(s.joined)
+			if live {
 				lag := time.Since(u.Received)
 				if !skipping && lag > s.w.MaxLag {
 					skipping = true
@@ -566,48 +595,109 @@ func (s *whepSession) watch() {
 				select {
 				case <-time.After(d):
 				case <-s.done:
-					return
+					return nil
 				}
 			}
-			for _, p := range u.Packets {
-				// per-viewer sequence numbers: what this viewer skipped while behind is not a
-				// loss it should ask for, since it resumes at a keyframe
-				sn := *seq
-				*seq++
-				sent := false
-				if dw != nil && track.bound.Load() {
-					var err error
-					if sent, err = dw.write(p, track.ssrc.Load(), uint8(track.pt.Load()), sn); err != nil {
-						s.close("write failed: " + err.Error())
-						return
+			s.sendMu.Lock()
+			err := s.writeUnit(u, false)
+			direct := s.dw != nil && s.dw.dst.Load() != nil && !s.firstKey
+			s.sendMu.Unlock()
+			if err != nil {
+				s.close("write failed: " + err.Error())
+				return nil
+			}
+			// caught up on the direct path: hand the place over to a fan-out group
+			if live && direct && !skipping && !s.w.DisableFanout && len(r.C()) == 0 {
+				if g := s.w.fanoutFor(hub); g != nil && hub.handover(r, func(next uint64) bool {
+					s.sendMu.Lock()
+					s.group = g
+					s.sendMu.Unlock()
+					if g.add(s, next) {
+						return true
 					}
+					s.sendMu.Lock()
+					s.group = nil
+					s.sendMu.Unlock()
+					return false
+				}) {
+					return g
+				} else if g != nil {
+					g.stopIfEmpty()
 				}
-				if sent != s.directNow.Load() {
-					s.directNow.Store(sent)
-				}
-				if !sent {
-					cp := *p
-					cp.SequenceNumber = sn
-					if err := track.WriteRTP(&cp); err != nil {
-						s.close("write failed: " + err.Error())
-						return
-					}
-				}
-				sr.packets++
-				sr.octets += uint32(len(p.Payload))
-				sr.lastTS = p.Timestamp
-			}
-			sr.lastWall = u.Received
-			s.sent.Add(uint64(len(u.Packets)))
-			if firstKey && u.Kind == UnitVideo && u.Keyframe {
-				firstKey = false
-				s.w.FirstKeyframe.Observe(time.Since(joined))
-			}
-			if u.Kind == UnitVideo && lat != nil && u.Received.After(joined) {
-				lat.Observe(time.Since(u.Received))
 			}
 		}
 	}
+}
+
+// member waits while the group sends; false when the session ended, true when it left the
+// group because its media no longer go out directly (it then resumes on its own reader).
+func (s *whepSession) member(g *fanout, srTick *time.Ticker) bool {
+	s.inGroup.Store(true)
+	defer s.inGroup.Store(false)
+	for {
+		select {
+		case <-s.done:
+			g.remove(s)
+			return false
+		case now := <-srTick.C:
+			s.senderReports(now)
+			if s.dw.dst.Load() == nil {
+				g.remove(s)
+				return true
+			}
+		}
+	}
+}
+
+// writeUnit sends one unit to the viewer; s.sendMu is held. In a group (shared), a session
+// without a direct path gets errNoDirect instead of a write through pion.
+func (s *whepSession) writeUnit(u *Unit, shared bool) error {
+	track, seq, sr := s.video, &s.vseq, &s.videoSR
+	if u.Kind == UnitAudio {
+		track, seq, sr = s.audio, &s.aseq, &s.audioSR
+		if track == nil {
+			return nil
+		}
+	}
+	for _, p := range u.Packets {
+		// per-viewer sequence numbers: what this viewer skipped while behind is not a loss it
+		// should ask for, since it resumes at a keyframe
+		sn := *seq
+		sent := false
+		if s.dw != nil && track.bound.Load() {
+			var err error
+			if sent, err = s.dw.write(p, track.ssrc.Load(), uint8(track.pt.Load()), sn); err != nil {
+				return err
+			}
+		}
+		if sent != s.directNow.Load() {
+			s.directNow.Store(sent)
+		}
+		if !sent {
+			if shared {
+				return errNoDirect
+			}
+			cp := *p
+			cp.SequenceNumber = sn
+			if err := track.WriteRTP(&cp); err != nil {
+				return err
+			}
+		}
+		*seq++
+		sr.packets++
+		sr.octets += uint32(len(p.Payload))
+		sr.lastTS = p.Timestamp
+	}
+	sr.lastWall = u.Received
+	s.sent.Add(uint64(len(u.Packets)))
+	if s.firstKey && u.Kind == UnitVideo && u.Keyframe {
+		s.firstKey = false
+		s.w.FirstKeyframe.Observe(time.Since(s.joined))
+	}
+	if lat := s.w.Manager.Latency; u.Kind == UnitVideo && lat != nil && u.Received.After(s.joined) {
+		lat.Observe(time.Since(u.Received))
+	}
+	return nil
 }
 
 // startDirect derives the session's SRTP keys for the direct path once the peer is connected;
@@ -616,13 +706,13 @@ func (s *whepSession) startDirect() *directWriter {
 	if s.direct == nil {
 		return nil
 	}
-	ctx, err := s.secrets.context()
+	sealer, err := s.secrets.sealer()
 	s.secrets = nil
 	if err != nil {
 		s.w.Logger.Info("whep session sends through pion", "session", s.id, "reason", err.Error())
 		return nil
 	}
-	s.direct.ctx = ctx
+	s.direct.sealer = sealer
 	if s.direct.dst.Load() == nil {
 		if p, err := s.ice.GetSelectedCandidatePair(); err == nil && p != nil {
 			s.direct.setPair(p)
@@ -651,6 +741,8 @@ func senderSSRC(s *webrtc.RTPSender) uint32 {
 // §6.4.1): the wall clock now, the RTP timestamp that corresponds to it on the track's
 // timeline, and what was sent. Browsers use it to keep audio and video in sync.
 func (s *whepSession) senderReports(now time.Time) {
+	s.sendMu.Lock()
+	defer s.sendMu.Unlock()
 	var pkts []rtcp.Packet
 	for _, st := range []*srState{&s.videoSR, &s.audioSR} {
 		if st.ssrc == 0 || st.packets == 0 {
