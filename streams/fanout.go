@@ -32,6 +32,11 @@ type fanout struct {
 	list    []fanMember             // snapshot of members for the goroutine; nil when stale
 	stopped bool
 	quit    chan struct{}
+
+	// the goroutine's own state
+	skipping bool
+	work     []fanWork
+	pending  []*Unit
 }
 
 type fanMember struct {
@@ -144,7 +149,6 @@ func (g *fanout) run() {
 		}
 		g.w.mu.Unlock()
 	}()
-	skipping := false
 	for {
 		select {
 		case <-g.quit:
@@ -163,37 +167,113 @@ func (g *fanout) run() {
 			}
 			return
 		case u := <-g.r.C():
-			// a group behind by more than MaxLag skips to the next fresh keyframe, as a
-			// single viewer would
-			lag := time.Since(u.Received)
-			if !skipping && lag > g.w.MaxLag {
-				skipping = true
+			g.dispatch(u)
+		}
+	}
+}
+
+// fanWork is a member's progress through the units of one dispatch.
+type fanWork struct {
+	fanMember
+	done int // units of pending written (or not due) to this member
+}
+
+// maxPending bounds how many units one dispatch takes on while it runs, so that a group that
+// cannot keep up still returns to its loop (and its lag rule skips ahead).
+const maxPending = 8
+
+// dispatch writes u, and the units that arrive meanwhile, to every member. A unit that arrives
+// while an earlier one is still going out — typically a small frame behind a keyframe, which is
+// about a hundred packets per member — goes at once to the members that already have
+// everything before it, and to the others right after the earlier unit. Every member still gets
+// its units in order, but the frames after a keyframe do not all wait for its last viewer.
+func (g *fanout) dispatch(u *Unit) {
+	work := g.work[:0]
+	for _, m := range g.snapshot() {
+		work = append(work, fanWork{fanMember: m})
+	}
+	pending := g.pending[:0]
+	if g.admit(u, work) {
+		pending = append(pending, u)
+	}
+	for pos := 0; pos < len(work) && len(pending) > 0; pos++ {
+		g.deliver(&work[pos], pending)
+		for len(pending) < maxPending && len(g.r.C()) > 0 {
+			v := <-g.r.C() // this goroutine is the only receiver
+			if !g.admit(v, work) {
+				continue
 			}
-			if skipping && u.Kind == UnitVideo && u.Keyframe && lag < g.w.MaxLag/2 {
-				skipping = false
+			pending = append(pending, v)
+			work = g.addJoined(work)
+			for j := 0; j <= pos; j++ {
+				g.deliver(&work[j], pending)
 			}
-			for _, m := range g.snapshot() {
-				if u.seq < m.from {
-					continue // the member sent it itself before the hand-over
-				}
-				if skipping {
-					m.s.lagDropped.Add(uint64(len(u.Packets)))
-					continue
-				}
-				s := m.s
-				s.sendMu.Lock()
-				var err error
-				if s.group == g {
-					err = s.writeUnit(u, true)
-				}
-				s.sendMu.Unlock()
-				switch {
-				case errors.Is(err, errNoDirect):
-					s.lagDropped.Add(uint64(len(u.Packets)))
-				case err != nil:
-					go s.close("write failed: " + err.Error())
-				}
-			}
+		}
+	}
+	clear(pending)
+	clear(work)
+	g.pending, g.work = pending[:0], work[:0]
+}
+
+// admit applies the group's lag rule to a unit just received: a group behind by more than
+// MaxLag skips to the next fresh keyframe, as a single viewer would; a skipped unit is counted
+// for every member it was due to.
+func (g *fanout) admit(u *Unit, work []fanWork) bool {
+	lag := time.Since(u.Received)
+	if !g.skipping && lag > g.w.MaxLag {
+		g.skipping = true
+	}
+	if g.skipping && u.Kind == UnitVideo && u.Keyframe && lag < g.w.MaxLag/2 {
+		g.skipping = false
+	}
+	if !g.skipping {
+		return true
+	}
+	for i := range work {
+		if u.seq >= work[i].from {
+			work[i].s.lagDropped.Add(uint64(len(u.Packets)))
+		}
+	}
+	return false
+}
+
+// addJoined appends the members that joined since work was made.
+func (g *fanout) addJoined(work []fanWork) []fanWork {
+	list := g.snapshot()
+	if len(list) == 0 {
+		return work
+	}
+	known := make(map[*whepSession]bool, len(work))
+	for i := range work {
+		known[work[i].s] = true
+	}
+	for _, m := range list {
+		if !known[m.s] {
+			work = append(work, fanWork{fanMember: m})
+		}
+	}
+	return work
+}
+
+// deliver writes to one member the pending units it does not have yet.
+func (g *fanout) deliver(w *fanWork, pending []*Unit) {
+	for ; w.done < len(pending); w.done++ {
+		u := pending[w.done]
+		if u.seq < w.from {
+			continue // the member sent it itself before the hand-over
+		}
+		s := w.s
+		s.sendMu.Lock()
+		var err error
+		if s.group == g {
+			err = s.writeUnit(u, true)
+		}
+		s.sendMu.Unlock()
+		switch {
+		case errors.Is(err, errNoDirect):
+			s.lagDropped.Add(uint64(len(u.Packets)))
+		case err != nil:
+			go s.close("write failed: " + err.Error())
 		}
 	}
 }

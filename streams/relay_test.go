@@ -190,6 +190,7 @@ func TestWHEPDirectSRTP(t *testing.T) {
 			before := v.Stats().Frames
 			require.NoError(t, v.WaitFrames(ctxT(t, 10*time.Second), before+25))
 			require.Zero(t, v.Stats().Lost, "video packets lost after the hand-over")
+			require.Zero(t, v.Stats().Reordered, "frames out of order")
 			require.Equal(t, tc.wantFanout, r.whep.Stats().FanoutSessions)
 			// RTCP still flows through pion on every path: sender reports arrive
 			waitFor(t, 5*time.Second, "a sender report", func() bool { _, _, n := v.SenderReport(); return n >= 1 })

@@ -195,10 +195,10 @@ func runN(exe, endpoint string, n int, steady time.Duration, m *streams.Manager,
 	// the viewer process (adds loopback delivery and the viewers' own scheduling on the shared
 	// cores). keyframe_*: the relay's connected → first keyframe sent; viewer_post_to_keyframe:
 	// WHEP POST → first keyframe complete at the viewer (ICE and DTLS included).
-	return fmt.Sprintf("BENCH relay_n%d viewers=%d cpu_pct=%.1f cpu_per_viewer_pct=%.3f rss_mb=%.1f rss_per_viewer_mb=%.3f dropped=%d lost=%d "+
+	return fmt.Sprintf("BENCH relay_n%d viewers=%d cpu_pct=%.1f cpu_per_viewer_pct=%.3f rss_mb=%.1f rss_per_viewer_mb=%.3f dropped=%d lost=%d reordered=%d "+
 		"p50_ms=%.2f p99_ms=%.2f viewer_p50_ms=%.2f viewer_p99_ms=%.2f keyframe_p50_ms=%.1f keyframe_p99_ms=%.1f "+
 		"viewer_connected_to_keyframe_p99_ms=%.0f viewer_post_to_keyframe_p50_ms=%.0f viewer_post_to_keyframe_p99_ms=%.0f viewer_cpu_pct=%.1f viewer_failures=%d",
-		n, res.OK, cpu, perViewerCPU, rss, perViewerRSS, dropped, res.Lost,
+		n, res.OK, cpu, perViewerCPU, rss, perViewerRSS, dropped, res.Lost, res.Reordered,
 		ms(p50), ms(p99), res.LatP50, res.LatP99, ms(fk50), ms(fk99),
 		res.ConnToKeyP99, res.FirstKeyP50, res.FirstKeyP99, res.CPU, res.Failed)
 }
@@ -408,6 +408,7 @@ func must(err error) {
 type viewerResult struct {
 	OK, Failed   int
 	Lost         int64
+	Reordered    int64 // frames out of order at the viewers (whole run)
 	LatP50       float64
 	LatP99       float64
 	FirstKeyP50  float64
@@ -508,6 +509,7 @@ func runViewers(endpoint string, n int) {
 			res.Failed++
 		}
 		res.Lost += lost1[i] - lost0[i]
+		res.Reordered += st.Reordered
 	}
 	res.FirstKeyP50, res.FirstKeyP99 = quantile(fk, 0.5), quantile(fk, 0.99)
 	res.ConnToKeyP99 = quantile(ck, 0.99)

@@ -101,6 +101,8 @@ type Client struct {
 	lastSRAt       time.Time
 	senderReports  int
 	lastFrameTS    atomic.Uint32
+	reordered      atomic.Int64  // frames whose RTP time is not after the previous frame's
+	prevFrameTS    atomic.Uint64 // 1<<32 | RTP time of the last frame; 0 before the first
 }
 
 // Start posts the offer and sets the answer.
@@ -228,6 +230,7 @@ func (c *Client) readVideo(tr *webrtc.TrackRemote) {
 		if !decoding {
 			if pkt.Marker {
 				c.frames.Add(1)
+				c.frameOrder(pkt.Timestamp)
 				if c.OnFrame != nil {
 					c.OnFrame(pkt.Timestamp, now)
 				}
@@ -240,6 +243,7 @@ func (c *Client) readVideo(tr *webrtc.TrackRemote) {
 		}
 		c.lastFrameTS.Store(pkt.Timestamp)
 		c.frames.Add(1)
+		c.frameOrder(pkt.Timestamp)
 		if c.OnFrame != nil {
 			c.OnFrame(pkt.Timestamp, now)
 		}
@@ -282,6 +286,14 @@ func (c *Client) readVideo(tr *webrtc.TrackRemote) {
 	}
 }
 
+// frameOrder counts a frame that does not come after the previous one in RTP time (the relay
+// must hand every viewer its frames in order).
+func (c *Client) frameOrder(ts uint32) {
+	if prev := c.prevFrameTS.Swap(1<<32 | uint64(ts)); prev != 0 && int32(ts-uint32(prev)) <= 0 {
+		c.reordered.Add(1)
+	}
+}
+
 // tapHeaders hands this viewer's RTP packets to a header reader at its socket.
 func (c *Client) tapHeaders(lastSeq uint16) bool {
 	ice := c.pc.SCTP().Transport().ICETransport()
@@ -302,6 +314,7 @@ func (c *Client) tapHeaders(lastSeq uint16) bool {
 		seq = s
 		if p[1]&0x80 != 0 {
 			c.frames.Add(1)
+			c.frameOrder(binary.BigEndian.Uint32(p[4:]))
 			if c.OnFrame != nil {
 				c.OnFrame(binary.BigEndian.Uint32(p[4:]), at)
 			}
@@ -339,6 +352,7 @@ func (c *Client) SenderReport() (rtcp.SenderReport, time.Time, int) {
 type Stats struct {
 	Frames, Keyframes, Packets, AudioPackets int64
 	Lost                                     int64 // gaps in the video sequence numbers
+	Reordered                                int64 // frames not after the previous one in RTP time
 	FirstFrameWasKeyframe                    bool
 	FirstKeyframeHadSPSPPS                   bool
 	FirstKeyframe                            time.Duration // since POST
@@ -354,7 +368,7 @@ func (c *Client) Stats() Stats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return Stats{Frames: c.frames.Load(), Keyframes: c.keyframes.Load(), Packets: c.packets.Load(),
-		AudioPackets: c.audioPackets.Load(), Lost: c.lost.Load(), FirstFrameWasKeyframe: c.firstWasKey, FirstKeyframeHadSPSPPS: c.firstHadParams,
+		AudioPackets: c.audioPackets.Load(), Lost: c.lost.Load(), Reordered: c.reordered.Load(), FirstFrameWasKeyframe: c.firstWasKey, FirstKeyframeHadSPSPPS: c.firstHadParams,
 		FirstKeyframe: c.firstKey, Connected: c.connectedAfter, State: webrtc.PeerConnectionState(c.state.Load())}
 }
 
