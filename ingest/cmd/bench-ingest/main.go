@@ -36,7 +36,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime/pprof"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -45,6 +44,7 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"gopkg.in/yaml.v3"
 
 	"github.com/offsite-gw/offsite/devices"
 	profiles "github.com/offsite-gw/offsite/firmware-profiles"
@@ -62,6 +62,14 @@ type config struct {
 	brokers   string
 	rounds    int
 	workdir   string
+	// profileDir, when set, receives CPU profiles of the first round's phases on the first
+	// broker: this process during the do-nothing consumer (null.pprof) and during the pipeline
+	// (pipeline.pprof), and influxd during the pipeline (influxd.pprof, from its /debug/pprof).
+	profileDir string
+	// deploy is the folder of the shipped configuration: influxd runs with its influxdb.conf
+	// and influxdb.default, ingest with the ingest section of its offsite.yml.
+	deploy  string
+	shipped shippedIngest
 }
 
 func main() {
@@ -74,6 +82,8 @@ func main() {
 	flag.StringVar(&c.brokers, "brokers", "embedded,mosquitto", "brokers to measure")
 	flag.IntVar(&c.rounds, "rounds", 3, "alternations of the do-nothing consumer and the pipeline")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run here")
+	flag.StringVar(&c.deploy, "deploy", "deploy", "folder of the shipped configuration (influxdb.conf, influxdb.default, offsite.yml)")
+	flag.StringVar(&c.profileDir, "profiledir", "", "write CPU profiles of the first round's phases (this process and influxd) here")
 	flag.Parse()
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
@@ -98,13 +108,22 @@ func run(c config) error {
 	}
 	defer os.RemoveAll(dir)
 	c.workdir = dir
-	influx, err := startInflux(c.influxd, filepath.Join(dir, "influx"))
+	if c.shipped, err = readShippedIngest(c.deploy); err != nil {
+		return err
+	}
+	influx, err := startInflux(c.influxd, c.deploy, filepath.Join(dir, "influx"))
 	if err != nil {
 		return err
 	}
 	defer influx.stop()
-	for _, b := range strings.Split(c.brokers, ",") {
+	in := c.shipped.Telemetry.Influx
+	fmt.Printf("bench-ingest: influxd with %s/influxdb.conf and %s (%s/influxdb.default); ingest as %s/offsite.yml: queue_size=%d workers=%d batch_size=%d flush_interval=%s max_pending=%d\n",
+		c.deploy, strings.Join(influx.env, " "), c.deploy, c.deploy, c.shipped.QueueSize, c.shipped.Workers, in.BatchSize, c.shipped.flushInterval, in.MaxPending)
+	for i, b := range strings.Split(c.brokers, ",") {
 		var r result
+		if i > 0 {
+			c.profileDir = ""
+		}
 		switch b {
 		case "embedded":
 			r, err = benchEmbedded(c, influx)
@@ -120,9 +139,9 @@ func run(c config) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", b, err)
 		}
-		fmt.Printf("BENCH ingest_%s msgs_per_s=%.0f readings_per_s=%.0f p50_ms=%.1f p99_ms=%.1f cpu_pct=%.0f influxd_cpu_pct=%.0f rss_mb=%.0f lost=%d ratio_vs_null=%.2f null_msgs_per_s=%.0f null_not_received=%d devices=%d published=%d stored_msgs=%d quarantined=%d influx_count=%d%s\n",
+		fmt.Printf("BENCH ingest_%s msgs_per_s=%.0f readings_per_s=%.0f p50_ms=%.1f p99_ms=%.1f cpu_pct=%.0f influxd_cpu_pct=%.0f rss_mb=%.0f lost=%d ratio_vs_null=%.2f null_msgs_per_s=%.0f null_not_received=%d devices=%d published=%d stored_msgs=%d quarantined=%d influx_count=%d%s cpu_us_per_msg=%.1f influxd_us_per_msg=%.1f null_cpu_us_per_msg=%.1f\n",
 			b, r.msgsPerS, r.readingsPerS, r.p50, r.p99, r.cpuPct, r.influxCPUPct, r.rssMB, r.lost, r.msgsPerS/r.nullPerS, r.nullPerS, r.nullMissed,
-			c.devices, r.published, r.stored, r.quarantined, r.influxCount, subField(r))
+			c.devices, r.published, r.stored, r.quarantined, r.influxCount, subField(r), r.cpuPerMsg*1e6, r.influxPerMsg*1e6, r.nullCPUPerMsg*1e6)
 	}
 	return nil
 }
@@ -143,6 +162,9 @@ type result struct {
 	subPerS                          float64
 	subMissed                        int64
 	influxCPUPct                     float64
+	// CPU seconds per message over all measured processes (this one, influxd, mosquitto):
+	// the pipeline's, influxd's part of it, and the do-nothing consumer's.
+	cpuPerMsg, influxPerMsg, nullCPUPerMsg float64
 }
 
 // devicesStore is the part of devices.Store ingest uses: K dust monitors.
@@ -186,16 +208,18 @@ func (discard) Submit(ingest.Message) bool { return true }
 
 // ingestStack is the real pipeline into InfluxDB with latency sampling.
 type ingestStack struct {
-	dir   *ingest.Directory
-	quar  *ingest.Quarantine
-	pipe  *ingest.Pipeline
-	tel   *ingest.InfluxStore
-	db    *store.DB
-	mu    sync.Mutex
-	lat   []float64
-	first atomic.Int64
-	last  atomic.Int64
-	count atomic.Int64
+	influxURL string
+	dir       *ingest.Directory
+	quar      *ingest.Quarantine
+	pres      *ingest.Presence
+	pipe      *ingest.Pipeline
+	tel       *ingest.InfluxStore
+	db        *store.DB
+	mu        sync.Mutex
+	lat       []int64 // stored points by publish→stored latency, in latBucket steps
+	first     atomic.Int64
+	last      atomic.Int64
+	count     atomic.Int64
 }
 
 func newIngest(c config, influx *influxd, devs *devicesStore, measurement string) (*ingestStack, error) {
@@ -204,7 +228,7 @@ func newIngest(c config, influx *influxd, devs *devicesStore, measurement string
 	if err != nil {
 		return nil, err
 	}
-	s := &ingestStack{}
+	s := &ingestStack{influxURL: influx.url}
 	s.dir = &ingest.Directory{Devices: devs, Profiles: reg, Logger: log, RefreshInterval: -1}
 	if err := s.dir.Initialize(); err != nil {
 		return nil, err
@@ -217,14 +241,22 @@ func newIngest(c config, influx *influxd, devs *devicesStore, measurement string
 	if err := s.quar.Initialize(); err != nil {
 		return nil, err
 	}
+	in := c.shipped.Telemetry.Influx
 	s.tel = &ingest.InfluxStore{URL: influx.url, Bucket: "bench/autogen", Measurement: measurement,
-		SpoolDir: filepath.Join(c.workdir, "spool-"+measurement), Logger: log, BatchSize: 10000, FlushInterval: 100 * time.Millisecond,
+		SpoolDir: filepath.Join(c.workdir, "spool-"+measurement), Logger: log,
+		BatchSize: in.BatchSize, FlushInterval: c.shipped.flushInterval, MaxPending: in.MaxPending,
 		OnStored: s.stored}
 	if err := s.tel.Initialize(); err != nil {
 		return nil, err
 	}
-	// As the gateway runs it (gateway/sensors.go): every message journaled before the PUBACK.
-	s.pipe = &ingest.Pipeline{Directory: s.dir, Sink: s.tel, Quarantine: s.quar, Logger: log, QueueSize: 100000,
+	// As the gateway runs it (gateway/sensors.go): presence from every message (kept in the
+	// metadata DB), every message journaled before the PUBACK. OnReadings (the analytics feed)
+	// is analytics' cost, not ingest's, and is left out.
+	s.pres = &ingest.Presence{Directory: s.dir, DB: s.db, Logger: log}
+	if err := s.pres.Initialize(); err != nil {
+		return nil, err
+	}
+	s.pipe = &ingest.Pipeline{Directory: s.dir, Sink: s.tel, Quarantine: s.quar, Presence: s.pres, Logger: log, QueueSize: c.shipped.QueueSize, Workers: c.shipped.Workers,
 		Journal: &ingest.Journal{Dir: filepath.Join(c.workdir, "journal-"+measurement)}}
 	if err := s.pipe.Initialize(); err != nil {
 		return nil, err
@@ -237,20 +269,44 @@ func (s *ingestStack) stored(readings int, _ bool, points []int64) {
 	s.count.Add(int64(readings))
 	s.first.CompareAndSwap(0, now.UnixNano())
 	s.last.Store(now.UnixNano())
-	// One point per message: its timestamp is the device time the publisher set.
-	l := make([]float64, len(points))
-	for i, t := range points {
-		l[i] = float64(now.UnixNano()-t) / 1e6
-	}
+	// One point per message: its timestamp is the device time the publisher set. Counted into
+	// fixed buckets, so the measuring allocates nothing per point during the phase.
 	s.mu.Lock()
-	s.lat = append(s.lat, l...)
+	if s.lat == nil {
+		s.lat = make([]int64, latBuckets)
+	}
+	for _, t := range points {
+		s.lat[min(max(now.UnixNano()-t, 0)/int64(latBucket), latBuckets-1)]++
+	}
 	s.mu.Unlock()
+}
+
+// Latencies are counted in 0.1 ms steps up to a minute.
+const (
+	latBucket  = 100 * time.Microsecond
+	latBuckets = int64(time.Minute / latBucket)
+)
+
+// latPercentile returns the q-th fraction of the counted latencies in ms.
+func latPercentile(lat []int64, q float64) float64 {
+	var total int64
+	for _, n := range lat {
+		total += n
+	}
+	want, seen := int64(float64(total)*q), int64(0)
+	for i, n := range lat {
+		if seen += n; seen > want {
+			return float64(i) * latBucket.Seconds() * 1e3
+		}
+	}
+	return 0
 }
 
 func (s *ingestStack) close() {
 	s.pipe.Close()
 	s.tel.Close()
 	s.quar.Close()
+	s.pres.Close()
 	s.dir.Close()
 	_ = s.db.Close()
 }
@@ -319,9 +375,24 @@ func measure(c config, r *result, nulls []nullTarget, realURL string, s *ingestS
 	nullSecs := make([]float64, len(nulls))
 	nullMsgs := make([]int64, len(nulls))
 	cpu := startCPU(pids...)
-	for range c.rounds {
+	// influxd is idle during the do-nothing phases; mosquitto (the last helper) works in both.
+	nullCPU := startCPU(pids[1:]...)
+	for round := range c.rounds {
+		prof := round == 0 && c.profileDir != ""
 		for i, nt := range nulls {
+			if i == 0 {
+				nullCPU.resume()
+				if prof {
+					startProfile(filepath.Join(c.profileDir, "null.pprof"))
+				}
+			}
 			secs, got, missed, err := nt.run(c)
+			if i == 0 {
+				nullCPU.pause()
+				if prof {
+					pprof.StopCPUProfile()
+				}
+			}
 			if err != nil {
 				return err
 			}
@@ -332,6 +403,14 @@ func measure(c config, r *result, nulls []nullTarget, realURL string, s *ingestS
 			} else {
 				r.subMissed += missed
 			}
+		}
+		var influxProf chan error
+		if prof {
+			startProfile(filepath.Join(c.profileDir, "pipeline.pprof"))
+			influxProf = make(chan error, 1)
+			go func() {
+				influxProf <- fetchProfile(s.influxURL, c.duration, filepath.Join(c.profileDir, "influxd.pprof"))
+			}()
 		}
 		cpu.resume()
 		t0 := time.Now()
@@ -345,6 +424,12 @@ func measure(c config, r *result, nulls []nullTarget, realURL string, s *ingestS
 		}
 		realSecs += time.Since(t0).Seconds()
 		cpu.pause()
+		if prof {
+			pprof.StopCPUProfile()
+			if err := <-influxProf; err != nil {
+				fmt.Fprintln(os.Stderr, "bench-ingest: influxd profile:", err)
+			}
+		}
 	}
 	st := s.pipe.Stats()
 	r.nullPerS = float64(nullMsgs[0]) / nullSecs[0]
@@ -357,6 +442,8 @@ func measure(c config, r *result, nulls []nullTarget, realURL string, s *ingestS
 	r.readingsPerS = float64(s.count.Load()) / realSecs
 	r.cpuPct, r.rssMB = cpu.result()
 	r.influxCPUPct = cpu.influx / cpu.sec * 100
+	r.cpuPerMsg, r.influxPerMsg = cpu.cpu/float64(st.Stored), cpu.influx/float64(st.Stored)
+	r.nullCPUPerMsg = nullCPU.cpu / float64(nullMsgs[0])
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	n, err := s.tel.Count(ctx, "", time.Now().Add(-24*time.Hour), time.Now().Add(time.Hour))
@@ -368,11 +455,7 @@ func measure(c config, r *result, nulls []nullTarget, realURL string, s *ingestS
 		r.lost += (st.Readings - n + 7) / 8
 	}
 	s.mu.Lock()
-	slices.Sort(s.lat)
-	if len(s.lat) > 0 {
-		r.p50 = s.lat[len(s.lat)/2]
-		r.p99 = s.lat[len(s.lat)*99/100]
-	}
+	r.p50, r.p99 = latPercentile(s.lat, 0.5), latPercentile(s.lat, 0.99)
 	s.mu.Unlock()
 	return nil
 }
@@ -539,6 +622,39 @@ func benchMosquitto(c config, influx *influxd) (result, error) {
 	return r, err
 }
 
+// startProfile starts a CPU profile of this process into path (the -cpuprofile of the whole
+// run, if any, must not be on: only one profile runs at a time).
+func startProfile(path string) {
+	f, err := os.Create(path)
+	if err == nil {
+		err = pprof.StartCPUProfile(f)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench-ingest: profile:", err)
+	}
+}
+
+// fetchProfile saves a CPU profile of influxd over the publishing time d (its /debug/pprof).
+func fetchProfile(influxURL string, d time.Duration, path string) error {
+	resp, err := http.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", influxURL, int(d.Seconds())))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s", resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
 func waitSubscribed(s *ingest.Subscriber) {
 	for deadline := time.Now().Add(10 * time.Second); !s.Subscribed() && time.Now().Before(deadline); {
 		time.Sleep(10 * time.Millisecond)
@@ -629,6 +745,7 @@ func (p *proc) stop() {
 type influxd struct {
 	proc
 	url string
+	env []string
 }
 
 func freePort() int {
@@ -640,45 +757,43 @@ func freePort() int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-func startInflux(bin, dir string) (*influxd, error) {
+// startInflux runs influxd with the shipped deploy/influxdb.conf and the environment of
+// deploy/influxdb.default — what we recommend to operators — with only its directories and
+// ports moved into dir.
+func startInflux(bin, deployDir, dir string) (*influxd, error) {
 	if _, err := os.Stat(bin); err != nil {
 		return nil, fmt.Errorf("influxd not found at %s (go install github.com/influxdata/influxdb/cmd/influxd@v1.8.10)", bin)
 	}
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, err
 	}
+	shipped, err := os.ReadFile(filepath.Join(deployDir, "influxdb.conf"))
+	if err != nil {
+		return nil, err
+	}
+	env, err := readEnvFile(filepath.Join(deployDir, "influxdb.default"))
+	if err != nil {
+		return nil, err
+	}
 	port := freePort()
+	text := string(shipped)
+	for _, r := range [][2]string{{"/var/lib/influxdb", dir}, {"127.0.0.1:8086", fmt.Sprintf("127.0.0.1:%d", port)},
+		{"127.0.0.1:8088", fmt.Sprintf("127.0.0.1:%d", freePort())}} {
+		if !strings.Contains(text, r[0]) {
+			return nil, fmt.Errorf("%s/influxdb.conf no longer mentions %s; update the benchmark", deployDir, r[0])
+		}
+		text = strings.ReplaceAll(text, r[0], r[1])
+	}
 	conf := filepath.Join(dir, "influxdb.conf")
-	if err := os.WriteFile(conf, fmt.Appendf(nil, `reporting-disabled = true
-bind-address = "127.0.0.1:%d"
-[meta]
-  dir = "%[2]s/meta"
-  logging-enabled = false
-[data]
-  dir = "%[2]s/data"
-  wal-dir = "%[2]s/wal"
-  query-log-enabled = false
-  index-version = "inmem"
-[http]
-  enabled = true
-  bind-address = "127.0.0.1:%d"
-  log-enabled = false
-  flux-enabled = true
-  max-body-size = 0
-[monitor]
-  store-enabled = false
-[continuous_queries]
-  enabled = false
-[logging]
-  level = "error"
-`, freePort(), dir, port), 0o600); err != nil {
+	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(bin, "run", "-config", conf)
+	cmd.Env = append(os.Environ(), env...)
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	d := &influxd{proc: proc{cmd: cmd}, url: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	d := &influxd{proc: proc{cmd: cmd}, url: fmt.Sprintf("http://127.0.0.1:%d", port), env: env}
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		resp, err := http.PostForm(d.url+"/query", url.Values{"q": {"CREATE DATABASE bench"}})
 		if err == nil {
@@ -690,6 +805,64 @@ bind-address = "127.0.0.1:%d"
 	}
 	d.stop()
 	return nil, fmt.Errorf("influxd did not start")
+}
+
+// readEnvFile reads KEY=VALUE lines (an EnvironmentFile of systemd), skipping comments.
+func readEnvFile(path string) ([]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var env []string
+	for _, l := range strings.Split(string(b), "\n") {
+		l = strings.TrimSpace(l)
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		if !strings.Contains(l, "=") {
+			return nil, fmt.Errorf("%s: %q is not KEY=VALUE", path, l)
+		}
+		env = append(env, l)
+	}
+	return env, nil
+}
+
+// shippedIngest is what the benchmark takes from deploy/offsite.yml, the reference
+// configuration (equal to the gateway's defaults, a test in gateway/config checks that), so the
+// pipeline and the InfluxDB writer run as the gateway runs them.
+type shippedIngest struct {
+	QueueSize int `yaml:"queue_size"`
+	Workers   int `yaml:"workers"`
+	Telemetry struct {
+		Influx struct {
+			BatchSize     int    `yaml:"batch_size"`
+			FlushInterval string `yaml:"flush_interval"`
+			MaxPending    int    `yaml:"max_pending"`
+		} `yaml:"influx"`
+	} `yaml:"telemetry"`
+	flushInterval time.Duration
+}
+
+func readShippedIngest(deployDir string) (shippedIngest, error) {
+	var doc struct {
+		Ingest shippedIngest `yaml:"ingest"`
+	}
+	path := filepath.Join(deployDir, "offsite.yml")
+	b, err := os.ReadFile(path)
+	if err == nil {
+		err = yaml.Unmarshal(b, &doc)
+	}
+	if err != nil {
+		return doc.Ingest, fmt.Errorf("%s: %w", path, err)
+	}
+	in := &doc.Ingest
+	if in.flushInterval, err = time.ParseDuration(in.Telemetry.Influx.FlushInterval); err != nil {
+		return *in, fmt.Errorf("%s: ingest.telemetry.influx.flush_interval: %w", path, err)
+	}
+	if in.QueueSize <= 0 || in.Telemetry.Influx.BatchSize <= 0 || in.Telemetry.Influx.MaxPending <= 0 {
+		return *in, fmt.Errorf("%s: ingest.queue_size, ingest.telemetry.influx.batch_size and max_pending must be set", path)
+	}
+	return *in, nil
 }
 
 type mosquitto struct {
