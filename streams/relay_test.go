@@ -192,6 +192,17 @@ func TestWHEPDirectSRTP(t *testing.T) {
 			require.Zero(t, v.Stats().Lost, "video packets lost after the hand-over")
 			require.Zero(t, v.Stats().Reordered, "frames out of order")
 			require.Equal(t, tc.wantFanout, r.whep.Stats().FanoutSessions)
+			if tc.wantFanout == 0 {
+				return
+			}
+			// the viewer's pair leaves the direct path (as on a move to ICE-TCP): the session
+			// leaves its group, goes on through pion from the next keyframe, in order
+			require.Equal(t, 1, streams.LoseDirectPathForTest(r.whep))
+			waitFor(t, 5*time.Second, "the session to leave its group", func() bool { return r.whep.Stats().FanoutSessions == 0 })
+			before = v.Stats().Frames
+			require.NoError(t, v.WaitFrames(ctxT(t, 10*time.Second), before+25))
+			require.Zero(t, r.whep.Stats().DirectSessions)
+			require.Zero(t, v.Stats().Reordered, "frames out of order after leaving the group")
 			// RTCP still flows through pion on every path: sender reports arrive
 			waitFor(t, 5*time.Second, "a sender report", func() bool { _, _, n := v.SenderReport(); return n >= 1 })
 		})

@@ -546,8 +546,8 @@ func (s *whepSession) watch() {
 	s.sendMu.Unlock()
 	srTick := time.NewTicker(time.Second)
 	defer srTick.Stop()
-	for {
-		g := s.own(srTick)
+	for again := false; ; again = true {
+		g := s.own(srTick, again)
 		if g == nil || !s.member(g, srTick) {
 			return
 		}
@@ -555,11 +555,12 @@ func (s *whepSession) watch() {
 }
 
 // own pumps the session's own hub reader until the session ends (nil) or has handed its place
-// over to a fan-out group (returned).
-func (s *whepSession) own(srTick *time.Ticker) *fanout {
+// over to a fan-out group (returned). again: back from a group, the viewer has the current GOP
+// already and resumes at the next keyframe.
+func (s *whepSession) own(srTick *time.Ticker, again bool) *fanout {
 	// Attach only now, so the first thing the viewer gets is the cached GOP from its keyframe.
 	hub := s.cam.Hub()
-	r := hub.AddReader(ReaderOptions{})
+	r := hub.AddReader(ReaderOptions{NoGOP: again})
 	defer r.Close()
 	s.reader.Store(r)
 	pace := pacer{rate: catchUpRate, burst: catchUpBurst, last: time.Now(), tokens: catchUpBurst}
