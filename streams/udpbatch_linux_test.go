@@ -36,15 +36,14 @@ func recvAll(t *testing.T, c *net.UDPConn, quiet time.Duration) [][]byte {
 	}
 }
 
-// A viewer gets a video frame's packets when the frame is complete, all of them, in order,
-// each as its own datagram of its own size; control traffic and audio are never held back;
-// a frame without a last packet still leaves within the flush delay.
-func TestBatchConnSendsFramesWholeAndInOrder(t *testing.T) {
+// batchPair returns a receiving socket and a batchConn to send to it, both on loopback.
+func batchPair(t *testing.T) (*net.UDPConn, net.PacketConn) {
+	t.Helper()
 	rx, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rx.Close()
+	t.Cleanup(func() { rx.Close() })
 	uc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
@@ -53,6 +52,14 @@ func TestBatchConnSendsFramesWholeAndInOrder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return rx, pc
+}
+
+// A viewer gets a video frame's packets when the frame is complete, all of them, in order,
+// each as its own datagram of its own size; control traffic and audio are never held back;
+// a frame without a last packet still leaves within the flush delay.
+func TestBatchConnSendsFramesWholeAndInOrder(t *testing.T) {
+	rx, pc := batchPair(t)
 	to := rx.LocalAddr()
 
 	// a frame of 45 packets (more than one GSO group), the last two shorter
@@ -154,21 +161,10 @@ func (f encodeFunc) encodeDatagram(dst []byte) ([]byte, error) { return f(dst) }
 // written ones, in order with them; an encoder that fails or writes more than it promised
 // gets an error and leaves nothing half-held.
 func TestBatchConnWriteEncoded(t *testing.T) {
-	rx, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rx.Close()
-	uc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc, err := newBatchConn(uc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rx, pc := batchPair(t)
 	defer pc.Close()
 	bc := pc.(*batchConn)
+	var err error
 	to := rx.LocalAddr().(*net.UDPAddr).AddrPort()
 	var ref destRef
 	encode := func(p []byte) encodeFunc {
