@@ -71,7 +71,7 @@ func (g *gateway) openVideo(ctx context.Context) error {
 
 	v.whep = &streams.WHEP{Manager: v.manager, UDPListen: sc.WebRTC.UDPListen, TCPListen: sc.WebRTC.TCPListen,
 		PublicIPs: sc.WebRTC.PublicIPs, DisconnectTimeout: sc.WebRTC.DisconnectTimeout, MaxLag: sc.WebRTC.MaxLag,
-		MaxSessions: sc.WebRTC.MaxSessions, OnSession: v.onSession, Logger: g.log.With("component", "whep")}
+		MaxSessions: sc.WebRTC.MaxSessions, OnSession: v.onSession, Registerer: g.reg, Logger: g.log.With("component", "whep")}
 	if err := v.whep.Initialize(); err != nil {
 		return fmt.Errorf("webrtc: %w", err)
 	}

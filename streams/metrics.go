@@ -127,3 +127,34 @@ func (x *metrics) Collect(ch chan<- prometheus.Metric) {
 	b, n, sum := x.m.Latency.promBuckets()
 	ch <- prometheus.MustNewConstHistogram(descLatency, n, sum, b)
 }
+
+// whepMetrics exports the WebRTC egress's counters at scrape time.
+type whepMetrics struct{ w *WHEP }
+
+var (
+	descWHEPSessions = prometheus.NewDesc("offsite_streams_whep_sessions", "Live WebRTC (WHEP) viewing sessions.", nil, nil)
+	descWHEPDirect   = prometheus.NewDesc("offsite_streams_whep_direct_sessions", "Live sessions whose media go out on the direct SRTP path.", nil, nil)
+	descWHEPFanout   = prometheus.NewDesc("offsite_streams_whep_fanout_sessions", "Live sessions served by a camera's fan-out groups.", nil, nil)
+	descWHEPSent     = prometheus.NewDesc("offsite_streams_whep_packets_sent_total", "RTP packets written to viewers.", nil, nil)
+	descWHEPDropped  = prometheus.NewDesc("offsite_streams_whep_packets_dropped_total", "Packets viewers missed by falling behind (they resume at the next keyframe).", nil, nil)
+	descWHEPSendErr  = prometheus.NewDesc("offsite_streams_whep_send_errors_total", "Datagrams the kernel refused to send on the WebRTC UDP port.", nil, nil)
+	descWHEPFirstKey = prometheus.NewDesc("offsite_streams_whep_first_keyframe_seconds", "A viewer's connection (ICE and DTLS up) to its first keyframe sent.", nil, nil)
+)
+
+func (x *whepMetrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descWHEPSessions, descWHEPDirect, descWHEPFanout, descWHEPSent, descWHEPDropped, descWHEPSendErr, descWHEPFirstKey} {
+		ch <- d
+	}
+}
+
+func (x *whepMetrics) Collect(ch chan<- prometheus.Metric) {
+	st := x.w.Stats()
+	ch <- prometheus.MustNewConstMetric(descWHEPSessions, prometheus.GaugeValue, float64(st.Sessions))
+	ch <- prometheus.MustNewConstMetric(descWHEPDirect, prometheus.GaugeValue, float64(st.DirectSessions))
+	ch <- prometheus.MustNewConstMetric(descWHEPFanout, prometheus.GaugeValue, float64(st.FanoutSessions))
+	ch <- prometheus.MustNewConstMetric(descWHEPSent, prometheus.CounterValue, float64(st.PacketsSent))
+	ch <- prometheus.MustNewConstMetric(descWHEPDropped, prometheus.CounterValue, float64(st.PacketsDropped))
+	ch <- prometheus.MustNewConstMetric(descWHEPSendErr, prometheus.CounterValue, float64(x.w.SendDropped()))
+	b, n, sum := x.w.FirstKeyframe.promBuckets()
+	ch <- prometheus.MustNewConstHistogram(descWHEPFirstKey, n, sum, b)
+}

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/offsite-gw/offsite/streams"
@@ -167,7 +168,10 @@ func TestWHEPDirectSRTP(t *testing.T) {
 		{name: "ice-tcp", tcp: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := newRelayWHEP(t, nil, func(w *streams.WHEP) { w.DisableDirectSRTP, w.DisableFanout = tc.disable, tc.noFanout })
+			reg := prometheus.NewRegistry()
+			r := newRelayWHEP(t, nil, func(w *streams.WHEP) {
+				w.DisableDirectSRTP, w.DisableFanout, w.Registerer = tc.disable, tc.noFanout, reg
+			})
 			require.NoError(t, r.m.AddCamera(streams.CameraConfig{ID: "cam1", URL: sim.URL("hall"),
 				Username: "admin", Password: "cam-pass"}))
 			api, err := whepclient.NewAPI(tc.tcp)
@@ -192,6 +196,13 @@ func TestWHEPDirectSRTP(t *testing.T) {
 			require.Zero(t, v.Stats().Lost, "video packets lost after the hand-over")
 			require.Zero(t, v.Stats().Reordered, "frames out of order")
 			require.Equal(t, tc.wantFanout, r.whep.Stats().FanoutSessions)
+			// the same figures reach Prometheus
+			m := gatherMetrics(t, reg)
+			require.Equal(t, 1.0, m["offsite_streams_whep_sessions"])
+			require.Equal(t, float64(tc.wantDirect), m["offsite_streams_whep_direct_sessions"])
+			require.Equal(t, float64(tc.wantFanout), m["offsite_streams_whep_fanout_sessions"])
+			require.Positive(t, m["offsite_streams_whep_packets_sent_total"])
+			require.Equal(t, 1.0, m["offsite_streams_whep_first_keyframe_seconds_count"])
 			if tc.wantFanout == 0 {
 				return
 			}
@@ -207,4 +218,26 @@ func TestWHEPDirectSRTP(t *testing.T) {
 			waitFor(t, 5*time.Second, "a sender report", func() bool { _, _, n := v.SenderReport(); return n >= 1 })
 		})
 	}
+}
+
+// gatherMetrics returns each gauge and counter of reg by name, and each histogram's count as
+// name_count.
+func gatherMetrics(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			switch {
+			case m.GetGauge() != nil:
+				out[mf.GetName()] = m.GetGauge().GetValue()
+			case m.GetCounter() != nil:
+				out[mf.GetName()] = m.GetCounter().GetValue()
+			case m.GetHistogram() != nil:
+				out[mf.GetName()+"_count"] = float64(m.GetHistogram().GetSampleCount())
+			}
+		}
+	}
+	return out
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/pion/logging"
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/offsite-gw/offsite/gateway/errs"
 )
@@ -79,6 +80,9 @@ type WHEP struct {
 	// OnSession receives start and end of every session (audit log).
 	OnSession func(SessionEvent)
 	Logger    *slog.Logger
+	// Registerer, if set, receives the WebRTC egress's Prometheus metrics
+	// (offsite_streams_whep_*).
+	Registerer prometheus.Registerer
 
 	// FirstKeyframe is the time from a viewer's connection (ICE and DTLS done) to its first
 	// keyframe handed to the socket.
@@ -95,6 +99,7 @@ type WHEP struct {
 	sessions map[string]*whepSession
 	fanouts  map[*Hub][]*fanout
 	quit     chan struct{} // closed by Close
+	metrics  *whepMetrics
 	closed   bool
 	// counters of ended sessions
 	endedSent, endedDropped uint64
@@ -222,6 +227,13 @@ func (w *WHEP) Initialize() error {
 		}
 	}
 	w.se = se
+	if w.Registerer != nil {
+		w.metrics = &whepMetrics{w: w}
+		if err := w.Registerer.Register(w.metrics); err != nil {
+			w.closePorts()
+			return fmt.Errorf("whep metrics: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -260,6 +272,9 @@ func (w *WHEP) Close() {
 	}
 	w.wg.Wait()
 	w.closePorts()
+	if w.metrics != nil {
+		w.Registerer.Unregister(w.metrics)
+	}
 }
 
 // SendDropped counts datagrams the kernel refused to send on the WebRTC UDP port.
