@@ -191,6 +191,7 @@ type directWriter struct {
 	dst    atomic.Pointer[netip.AddrPort] // nil: no UDP pair selected, use pion's path
 	enc    []byte
 	ref    destRef // the UDP port's queue for dst
+	hdr    rtp.Header
 	// the packet being written
 	pkt  *rtp.Packet
 	ssrc uint32
@@ -244,10 +245,11 @@ const srtpMaxTag = 16
 
 // encodeDatagram writes the SRTP packet of d.pkt into dst (in place when dst has room).
 func (d *directWriter) encodeDatagram(dst []byte) ([]byte, error) {
-	h := d.pkt.Header
+	d.hdr = d.pkt.Header // a field, not a local: a header passed by pointer would escape per packet
+	h := &d.hdr
 	h.SSRC, h.PayloadType, h.SequenceNumber = d.ssrc, d.pt, d.seq
 	h.Padding, h.PaddingSize = false, 0 // the payload is copied without the camera's padding
-	return d.sealer.seal(dst, &h, d.pkt.Payload)
+	return d.sealer.seal(dst, h, d.pkt.Payload)
 }
 
 // encodingWriter is a UDP port that lets a datagram be encoded straight into its send buffer

@@ -52,7 +52,6 @@ type destQueue struct {
 	mu        sync.Mutex
 	to        netip.AddrPort
 	forgotten atomic.Bool // removed from dests after idleAfter
-	sa        unix.Sockaddr
 	slab      *[]byte
 	sizes     []int
 	// heldSince is when the first held datagram came (unix ns, 0 when nothing is held) and
@@ -61,6 +60,13 @@ type destQueue struct {
 	used      atomic.Int64
 	oob       []byte
 	bufs      [][]byte
+	// one sendmsg's arguments, kept with the queue so that a send allocates nothing
+	iov    []unix.Iovec
+	msg    unix.Msghdr
+	rsa4   unix.RawSockaddrInet4
+	rsa6   unix.RawSockaddrInet6
+	sendFn func(fd uintptr) bool
+	errno  unix.Errno
 }
 
 const (
@@ -205,8 +211,28 @@ func (b *batchConn) dest(to netip.AddrPort) *destQueue {
 	if d, ok := b.dests.Load(to); ok {
 		return d.(*destQueue)
 	}
-	d, _ := b.dests.LoadOrStore(to, &destQueue{to: to, sa: sockaddr(to), oob: make([]byte, unix.CmsgSpace(2))})
+	d, _ := b.dests.LoadOrStore(to, newDestQueue(to))
 	return d.(*destQueue)
+}
+
+func newDestQueue(to netip.AddrPort) *destQueue {
+	d := &destQueue{to: to, oob: make([]byte, unix.CmsgSpace(2)), iov: make([]unix.Iovec, 0, gsoMaxSegments)}
+	a := to.Addr()
+	if a.Is4() || a.Is4In6() {
+		d.rsa4 = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: a.Unmap().As4()}
+		binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&d.rsa4.Port))[:], to.Port())
+		d.msg.Name, d.msg.Namelen = (*byte)(unsafe.Pointer(&d.rsa4)), unix.SizeofSockaddrInet4
+	} else {
+		d.rsa6 = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: a.As16()}
+		binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&d.rsa6.Port))[:], to.Port())
+		d.msg.Name, d.msg.Namelen = (*byte)(unsafe.Pointer(&d.rsa6)), unix.SizeofSockaddrInet6
+	}
+	d.sendFn = func(fd uintptr) bool {
+		_, _, e := unix.Syscall(unix.SYS_SENDMSG, fd, uintptr(unsafe.Pointer(&d.msg)), 0)
+		d.errno = e
+		return e != unix.EAGAIN
+	}
+	return d
 }
 
 func (b *batchConn) flush(d *destQueue) {
@@ -315,7 +341,7 @@ func (b *batchConn) sendTo(d *destQueue) {
 		}
 		d.bufs = bufs[:0]
 		if len(bufs) > 1 {
-			if err := b.sendmsg(bufs, gsoOOB(d.oob, seg), d.sa); err == nil {
+			if err := b.sendmsg(d, bufs, gsoOOB(d.oob, seg)); err == nil {
 				i, off = j, off+total
 				continue
 			} else if errors.Is(err, unix.EIO) || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOPROTOOPT) || errors.Is(err, unix.EOPNOTSUPP) {
@@ -326,7 +352,7 @@ func (b *batchConn) sendTo(d *destQueue) {
 				continue
 			}
 		}
-		if b.sendmsg([][]byte{slab[off : off+sizes[i]]}, nil, d.sa) != nil {
+		if b.sendmsg(d, append(d.bufs[:0], slab[off:off+sizes[i]]), nil) != nil {
 			b.dropped.Add(1)
 		}
 		off += sizes[i]
@@ -334,16 +360,33 @@ func (b *batchConn) sendTo(d *destQueue) {
 	}
 }
 
-func (b *batchConn) sendmsg(bufs [][]byte, oob []byte, sa unix.Sockaddr) error {
-	var serr error
-	err := b.raw.Write(func(fd uintptr) bool {
-		_, serr = unix.SendmsgBuffers(int(fd), bufs, oob, sa, 0)
-		return serr != unix.EAGAIN
-	})
+// sendmsg sends bufs as one message to d's address, with oob as control data (the GSO
+// segment size) if set; d.mu is held.
+func (b *batchConn) sendmsg(d *destQueue, bufs [][]byte, oob []byte) error {
+	d.iov = d.iov[:0]
+	for _, p := range bufs {
+		v := unix.Iovec{Base: unsafe.SliceData(p)}
+		v.SetLen(len(p))
+		d.iov = append(d.iov, v)
+	}
+	d.msg.Iov = unsafe.SliceData(d.iov)
+	d.msg.SetIovlen(len(d.iov))
+	d.msg.Control = nil
+	d.msg.SetControllen(0)
+	if len(oob) > 0 {
+		d.msg.Control = unsafe.SliceData(oob)
+		d.msg.SetControllen(len(oob))
+	}
+	err := b.raw.Write(d.sendFn)
+	clear(d.iov) // do not keep the slab reachable through the iovecs
+	d.msg.Iov, d.msg.Control = nil, nil
 	if err != nil {
 		return err
 	}
-	return serr
+	if d.errno != 0 {
+		return d.errno
+	}
+	return nil
 }
 
 func gsoOOB(oob []byte, seg int) []byte {
@@ -353,12 +396,4 @@ func gsoOOB(oob []byte, seg int) []byte {
 	h.SetLen(unix.CmsgLen(2))
 	binary.NativeEndian.PutUint16(oob[unix.CmsgLen(0):], uint16(seg))
 	return oob
-}
-
-func sockaddr(ap netip.AddrPort) unix.Sockaddr {
-	a := ap.Addr()
-	if a.Is4() || a.Is4In6() {
-		return &unix.SockaddrInet4{Port: int(ap.Port()), Addr: a.Unmap().As4()}
-	}
-	return &unix.SockaddrInet6{Port: int(ap.Port()), Addr: a.As16()}
 }

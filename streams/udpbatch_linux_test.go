@@ -203,3 +203,30 @@ func TestBatchConnWriteEncoded(t *testing.T) {
 		}
 	}
 }
+
+// Viewers on IPv6 get their frames the same way.
+func TestBatchConnIPv6(t *testing.T) {
+	rx, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
+	if err != nil {
+		t.Skip("no IPv6 loopback:", err)
+	}
+	defer rx.Close()
+	uc, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := newBatchConn(uc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	for i := range 3 {
+		if _, err := pc.WriteTo(rtpPacket(uint16(i), 102, i == 2, 1200), rx.LocalAddr()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := recvAll(t, rx, 50*time.Millisecond)
+	if len(got) != 3 {
+		t.Fatalf("got %d packets of the frame, want 3", len(got))
+	}
+}
