@@ -103,8 +103,11 @@ func (f *Fleet) run(s Sensor, g *Generator) {
 	defer f.wg.Done()
 	up := expand(s.Profile.MQTT.Up, s.Site, s.Device)
 	status := ""
+	// A clean session, as most field sensors use: paho v1.5.1, resuming a persistent session,
+	// marks the stored publishes as duplicates while its sender may be writing them (a data
+	// race under -race when the on-connect handler has just published the status).
 	opts := paho.NewClientOptions().AddBroker(f.BrokerURL).SetClientID("sim-" + s.Device).
-		SetUsername(s.Username).SetPassword(s.Password).SetCleanSession(false).SetProtocolVersion(4).
+		SetUsername(s.Username).SetPassword(s.Password).SetCleanSession(true).SetProtocolVersion(4).
 		SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(2 * time.Second).SetMaxReconnectInterval(30 * time.Second)
 	if s.Profile.MQTT.Status != "" {
 		status = expand(s.Profile.MQTT.Status, s.Site, s.Device)
