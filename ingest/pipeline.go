@@ -181,11 +181,19 @@ func (p *Pipeline) startJournal() error {
 	for _, path := range old {
 		if slices.Contains(damaged, path) {
 			keep := filepath.Join(j.Dir, "damaged", fmt.Sprintf("%s.%d", filepath.Base(path), time.Now().Unix()))
-			if err := os.MkdirAll(filepath.Dir(keep), 0o750); err == nil && os.Rename(path, keep) == nil {
+			err := os.MkdirAll(filepath.Dir(keep), 0o750)
+			if err == nil {
+				err = os.Rename(path, keep)
+			}
+			if err == nil {
 				continue
 			}
+			// left where it is, it would be replayed again at every start
+			p.Logger.Error("ingest journal: the damaged segment could not be kept aside and is removed", "file", path, "err", err)
 		}
-		_ = os.Remove(path)
+		if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
+			p.Logger.Error("ingest journal: a replayed segment could not be removed; it will be replayed again at the next start", "file", path, "err", err)
+		}
 	}
 	if replayed > 0 {
 		p.Logger.Warn("replayed messages received before an unclean stop", "messages", replayed)
