@@ -44,10 +44,10 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
-	"gopkg.in/yaml.v3"
 
 	"github.com/offsite-gw/offsite/devices"
 	profiles "github.com/offsite-gw/offsite/firmware-profiles"
+	gwconfig "github.com/offsite-gw/offsite/gateway/config"
 	"github.com/offsite-gw/offsite/gateway/errs"
 	"github.com/offsite-gw/offsite/gateway/store"
 	"github.com/offsite-gw/offsite/ingest"
@@ -69,7 +69,7 @@ type config struct {
 	// deploy is the folder of the shipped configuration: influxd runs with its influxdb.conf
 	// and influxdb.default, ingest with the ingest section of its offsite.yml.
 	deploy  string
-	shipped shippedIngest
+	shipped gwconfig.Ingest
 }
 
 func main() {
@@ -108,9 +108,12 @@ func run(c config) error {
 	}
 	defer os.RemoveAll(dir)
 	c.workdir = dir
-	if c.shipped, err = readShippedIngest(c.deploy); err != nil {
+	// the gateway's own loader: its defaults and checks, not a second reading of the file
+	shipped, err := gwconfig.Load(filepath.Join(c.deploy, "offsite.yml"), nil)
+	if err != nil {
 		return err
 	}
+	c.shipped = shipped.Ingest
 	influx, err := startInflux(c.influxd, c.deploy, filepath.Join(dir, "influx"))
 	if err != nil {
 		return err
@@ -118,7 +121,7 @@ func run(c config) error {
 	defer influx.stop()
 	in := c.shipped.Telemetry.Influx
 	fmt.Printf("bench-ingest: influxd with %s/influxdb.conf and %s (%s/influxdb.default); ingest as %s/offsite.yml: queue_size=%d workers=%d batch_size=%d flush_interval=%s max_pending=%d\n",
-		c.deploy, strings.Join(influx.env, " "), c.deploy, c.deploy, c.shipped.QueueSize, c.shipped.Workers, in.BatchSize, c.shipped.flushInterval, in.MaxPending)
+		c.deploy, strings.Join(influx.env, " "), c.deploy, c.deploy, c.shipped.QueueSize, c.shipped.Workers, in.BatchSize, c.shipped.Telemetry.Influx.FlushInterval, in.MaxPending)
 	for i, b := range strings.Split(c.brokers, ",") {
 		var r result
 		if i > 0 {
@@ -244,7 +247,7 @@ func newIngest(c config, influx *influxd, devs *devicesStore, measurement string
 	in := c.shipped.Telemetry.Influx
 	s.tel = &ingest.InfluxStore{URL: influx.url, Bucket: "bench/autogen", Measurement: measurement,
 		SpoolDir: filepath.Join(c.workdir, "spool-"+measurement), Logger: log,
-		BatchSize: in.BatchSize, FlushInterval: c.shipped.flushInterval, MaxPending: in.MaxPending,
+		BatchSize: in.BatchSize, FlushInterval: c.shipped.Telemetry.Influx.FlushInterval, MaxPending: in.MaxPending,
 		OnStored: s.stored}
 	if err := s.tel.Initialize(); err != nil {
 		return nil, err
@@ -825,44 +828,6 @@ func readEnvFile(path string) ([]string, error) {
 		env = append(env, l)
 	}
 	return env, nil
-}
-
-// shippedIngest is what the benchmark takes from deploy/offsite.yml, the reference
-// configuration (equal to the gateway's defaults, a test in gateway/config checks that), so the
-// pipeline and the InfluxDB writer run as the gateway runs them.
-type shippedIngest struct {
-	QueueSize int `yaml:"queue_size"`
-	Workers   int `yaml:"workers"`
-	Telemetry struct {
-		Influx struct {
-			BatchSize     int    `yaml:"batch_size"`
-			FlushInterval string `yaml:"flush_interval"`
-			MaxPending    int    `yaml:"max_pending"`
-		} `yaml:"influx"`
-	} `yaml:"telemetry"`
-	flushInterval time.Duration
-}
-
-func readShippedIngest(deployDir string) (shippedIngest, error) {
-	var doc struct {
-		Ingest shippedIngest `yaml:"ingest"`
-	}
-	path := filepath.Join(deployDir, "offsite.yml")
-	b, err := os.ReadFile(path)
-	if err == nil {
-		err = yaml.Unmarshal(b, &doc)
-	}
-	if err != nil {
-		return doc.Ingest, fmt.Errorf("%s: %w", path, err)
-	}
-	in := &doc.Ingest
-	if in.flushInterval, err = time.ParseDuration(in.Telemetry.Influx.FlushInterval); err != nil {
-		return *in, fmt.Errorf("%s: ingest.telemetry.influx.flush_interval: %w", path, err)
-	}
-	if in.QueueSize <= 0 || in.Telemetry.Influx.BatchSize <= 0 || in.Telemetry.Influx.MaxPending <= 0 {
-		return *in, fmt.Errorf("%s: ingest.queue_size, ingest.telemetry.influx.batch_size and max_pending must be set", path)
-	}
-	return *in, nil
 }
 
 type mosquitto struct {
