@@ -168,6 +168,9 @@ func TestWHEPDirectSRTP(t *testing.T) {
 		{name: "ice-tcp", tcp: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			// the tracks' sequence numbers wrap within the first second, before the viewer
+			// changes paths below: the rollover counter must then agree on both paths
+			t.Cleanup(streams.SetInitialSeqForTest(0xfff0))
 			reg := prometheus.NewRegistry()
 			r := newRelayWHEP(t, nil, func(w *streams.WHEP) {
 				w.DisableDirectSRTP, w.DisableFanout, w.Registerer = tc.disable, tc.noFanout, reg
@@ -207,13 +210,28 @@ func TestWHEPDirectSRTP(t *testing.T) {
 				return
 			}
 			// the viewer's pair leaves the direct path (as on a move to ICE-TCP): the session
-			// leaves its group, goes on through pion from the next keyframe, in order
-			require.Equal(t, 1, streams.LoseDirectPathForTest(r.whep))
-			waitFor(t, 5*time.Second, "the session to leave its group", func() bool { return r.whep.Stats().FanoutSessions == 0 })
-			before = v.Stats().Frames
-			require.NoError(t, v.WaitFrames(ctxT(t, 10*time.Second), before+25))
-			require.Zero(t, r.whep.Stats().DirectSessions)
-			require.Zero(t, v.Stats().Reordered, "frames out of order after leaving the group")
+			// leaves its group, goes on through pion from the next keyframe, in order; pion's
+			// SRTP context seals with the rollover counter the viewer has reached (after the
+			// wrap above), else the viewer could authenticate nothing more. Then the pair comes
+			// back: direct again, back in a group, and off once more.
+			for round := range 2 {
+				require.Equal(t, 1, streams.LoseDirectPathForTest(r.whep))
+				waitFor(t, 5*time.Second, "the session to leave its group", func() bool { return r.whep.Stats().FanoutSessions == 0 })
+				before, audio := v.Stats().Frames, v.Stats().AudioPackets
+				require.NoError(t, v.WaitFrames(ctxT(t, 10*time.Second), before+25), "video through pion, round %d", round)
+				waitFor(t, 5*time.Second, "audio through pion", func() bool { return v.Stats().AudioPackets > audio+10 })
+				require.Zero(t, r.whep.Stats().DirectSessions)
+				require.Zero(t, v.Stats().Reordered, "frames out of order after leaving the group")
+				if round == 1 {
+					break
+				}
+				require.Equal(t, 1, streams.RestoreDirectPathForTest(r.whep))
+				waitFor(t, 10*time.Second, "the session back in a group", func() bool { return r.whep.Stats().FanoutSessions == 1 })
+				before, audio = v.Stats().Frames, v.Stats().AudioPackets
+				require.NoError(t, v.WaitFrames(ctxT(t, 10*time.Second), before+25), "video direct again")
+				waitFor(t, 5*time.Second, "audio direct again", func() bool { return v.Stats().AudioPackets > audio+10 })
+				require.Equal(t, 1, r.whep.Stats().DirectSessions)
+			}
 			// RTCP still flows through pion on every path: sender reports arrive
 			waitFor(t, 5*time.Second, "a sender report", func() bool { _, _, n := v.SenderReport(); return n >= 1 })
 		})

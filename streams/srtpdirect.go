@@ -196,7 +196,7 @@ type directWriter struct {
 	pkt  *rtp.Packet
 	ssrc uint32
 	pt   uint8
-	seq  uint16
+	idx  uint64 // SRTP packet index: rollover counter << 16 | sequence number
 }
 
 // setPair points the writer at a newly selected candidate pair: a UDP pair on the relay's
@@ -215,14 +215,15 @@ func (d *directWriter) setPair(p *webrtc.ICECandidatePair) {
 	d.dst.Store(&ap)
 }
 
-// write sends p with the given SSRC, payload type and sequence number. ok is false when the
-// session has no directly writable pair now and the caller must use pion's track.
-func (d *directWriter) write(p *rtp.Packet, ssrc uint32, pt uint8, seq uint16) (ok bool, err error) {
+// write sends p with the given SSRC, payload type and SRTP packet index (whose low 16 bits
+// are the sequence number). ok is false when the session has no directly writable pair now
+// and the caller must use pion's track.
+func (d *directWriter) write(p *rtp.Packet, ssrc uint32, pt uint8, idx uint64) (ok bool, err error) {
 	dst := d.dst.Load()
 	if dst == nil {
 		return false, nil
 	}
-	d.pkt, d.ssrc, d.pt, d.seq = p, ssrc, pt, seq
+	d.pkt, d.ssrc, d.pt, d.idx = p, ssrc, pt, idx
 	defer func() { d.pkt = nil }()
 	// the datagram: header, payload and at most a 16-byte tag (AES-GCM; HMAC-SHA1-80 adds 10)
 	maxLen := p.Header.MarshalSize() + len(p.Payload) + srtpMaxTag
@@ -247,9 +248,9 @@ const srtpMaxTag = 16
 func (d *directWriter) encodeDatagram(dst []byte) ([]byte, error) {
 	d.hdr = d.pkt.Header // a field, not a local: a header passed by pointer would escape per packet
 	h := &d.hdr
-	h.SSRC, h.PayloadType, h.SequenceNumber = d.ssrc, d.pt, d.seq
+	h.SSRC, h.PayloadType, h.SequenceNumber = d.ssrc, d.pt, uint16(d.idx)
 	h.Padding, h.PaddingSize = false, 0 // the payload is copied without the camera's padding
-	return d.sealer.seal(dst, h, d.pkt.Payload)
+	return d.sealer.seal(dst, h, d.pkt.Payload, uint32(d.idx>>16))
 }
 
 // encodingWriter is a UDP port that lets a datagram be encoded straight into its send buffer

@@ -11,9 +11,11 @@ import (
 )
 
 // rtpSealer turns an RTP header and payload into an SRTP packet, written into dst (in place
-// when dst has room).
+// when dst has room). roc is the packet's rollover counter (RFC 3711 §3.3.1): the session
+// numbers its packets itself and knows each one's full index, whichever path sent the ones
+// before it, so the sealer never has to guess it from the sequence numbers it happened to see.
 type rtpSealer interface {
-	seal(dst []byte, h *rtp.Header, payload []byte) ([]byte, error)
+	seal(dst []byte, h *rtp.Header, payload []byte, roc uint32) ([]byte, error)
 }
 
 // gcmSealer is the sending half of SRTP under the AEAD_AES_128_GCM and AEAD_AES_256_GCM
@@ -24,17 +26,7 @@ type rtpSealer interface {
 type gcmSealer struct {
 	aead cipher.AEAD
 	salt [12]byte // session salt (RFC 7714 §8.1)
-	rocs [2]rocState
 	iv   [12]byte
-}
-
-// rocState is the rollover counter of one SSRC (RFC 3711 §3.3.1): the relay numbers its own
-// packets one by one, so the counter goes up exactly when the sequence number wraps.
-type rocState struct {
-	ssrc    uint32
-	used    bool
-	lastSeq uint16
-	roc     uint32
 }
 
 // SRTP key derivation labels (RFC 3711 §4.3.2).
@@ -90,31 +82,7 @@ func srtpKDF(masterKey, masterSalt []byte, label byte, n int) ([]byte, error) {
 	return out[:n], nil
 }
 
-// roc returns the rollover counter for a packet the relay sends next on ssrc.
-func (g *gcmSealer) roc(ssrc uint32, seq uint16) (uint32, error) {
-	for i := range g.rocs {
-		r := &g.rocs[i]
-		if r.used && r.ssrc != ssrc {
-			continue
-		}
-		if !r.used {
-			*r = rocState{ssrc: ssrc, used: true, lastSeq: seq}
-			return 0, nil
-		}
-		if seq < r.lastSeq && r.lastSeq-seq > 0x8000 {
-			r.roc++ // wrapped
-		}
-		r.lastSeq = seq
-		return r.roc, nil
-	}
-	return 0, errors.New("srtp gcm: more than two SSRCs in one session")
-}
-
-func (g *gcmSealer) seal(dst []byte, h *rtp.Header, payload []byte) ([]byte, error) {
-	roc, err := g.roc(h.SSRC, h.SequenceNumber)
-	if err != nil {
-		return nil, err
-	}
+func (g *gcmSealer) seal(dst []byte, h *rtp.Header, payload []byte, roc uint32) ([]byte, error) {
 	n := h.MarshalSize()
 	need := n + len(payload) + g.aead.Overhead()
 	if cap(dst) < need {
@@ -144,7 +112,10 @@ type contextSealer struct {
 	plain []byte
 }
 
-func (c *contextSealer) seal(dst []byte, h *rtp.Header, payload []byte) ([]byte, error) {
+func (c *contextSealer) seal(dst []byte, h *rtp.Header, payload []byte, roc uint32) ([]byte, error) {
+	// the context would otherwise guess the counter from the last sequence number it sealed,
+	// which is wrong after packets that went out through pion
+	c.ctx.SetROC(h.SSRC, roc)
 	n := h.MarshalSize()
 	need := n + len(payload)
 	if cap(c.plain) < need {

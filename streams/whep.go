@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
 	"net"
 	"strings"
 	"sync"
@@ -410,6 +411,7 @@ func (w *WHEP) Offer(ctx context.Context, cameraID, offer string, v Viewer) (ans
 			ice := vs.Transport().ICETransport()
 			ice.OnSelectedCandidatePairChange(s.direct.setPair)
 			s.ice = ice
+			s.dtls = vs.Transport()
 		}
 	}
 
@@ -497,13 +499,14 @@ type whepSession struct {
 	secrets   *dtlsSecrets
 	direct    *directWriter
 	ice       *webrtc.ICETransport
+	dtls      *webrtc.DTLSTransport
 	directNow atomic.Bool
 	inGroup   atomic.Bool
 	// send state, guarded by sendMu: the session's goroutine or its fan-out group writes
 	sendMu           sync.Mutex
 	group            *fanout
 	videoSR, audioSR srState
-	vseq, aseq       uint16
+	vout, aout       outTrack
 	dw               *directWriter
 	joined           time.Time
 	firstKey         bool
@@ -555,7 +558,7 @@ func (s *whepSession) watch() {
 	}
 	s.sendMu.Lock()
 	s.joined = time.Now()
-	s.vseq = uint16(s.joined.UnixNano())
+	s.vout.idx, s.aout.idx = uint64(initialSeq()), uint64(initialSeq())
 	s.firstKey = true
 	s.dw = s.startDirect()
 	s.sendMu.Unlock()
@@ -668,9 +671,9 @@ func (s *whepSession) member(g *fanout, srTick *time.Ticker) bool {
 // writeUnit sends one unit to the viewer; s.sendMu is held. In a group (shared), a session
 // without a direct path gets errNoDirect instead of a write through pion.
 func (s *whepSession) writeUnit(u *Unit, shared bool) error {
-	track, seq, sr := s.video, &s.vseq, &s.videoSR
+	track, out, sr := s.video, &s.vout, &s.videoSR
 	if u.Kind == UnitAudio {
-		track, seq, sr = s.audio, &s.aseq, &s.audioSR
+		track, out, sr = s.audio, &s.aout, &s.audioSR
 		if track == nil {
 			return nil
 		}
@@ -678,28 +681,36 @@ func (s *whepSession) writeUnit(u *Unit, shared bool) error {
 	for _, p := range u.Packets {
 		// per-viewer sequence numbers: what this viewer skipped while behind is not a loss it
 		// should ask for, since it resumes at a keyframe
-		sn := *seq
+		idx := out.idx
 		sent := false
 		if s.dw != nil && track.bound.Load() {
 			var err error
-			if sent, err = s.dw.write(p, track.ssrc.Load(), uint8(track.pt.Load()), sn); err != nil {
+			if sent, err = s.dw.write(p, track.ssrc.Load(), uint8(track.pt.Load()), idx); err != nil {
 				return err
 			}
 		}
 		if sent != s.directNow.Load() {
 			s.directNow.Store(sent)
 		}
-		if !sent {
+		if sent {
+			out.pionBehind = true
+		} else {
 			if shared {
 				return errNoDirect
 			}
+			if out.pionBehind {
+				if err := setPionROC(s.dtls, track.ssrc.Load(), uint32(idx>>16)); err != nil {
+					return err
+				}
+				out.pionBehind = false
+			}
 			cp := *p
-			cp.SequenceNumber = sn
+			cp.SequenceNumber = uint16(idx)
 			if err := track.WriteRTP(&cp); err != nil {
 				return err
 			}
 		}
-		*seq++
+		out.idx++
 		sr.packets++
 		sr.octets += uint32(len(p.Payload))
 		sr.lastTS = p.Timestamp
@@ -736,6 +747,17 @@ func (s *whepSession) startDirect() *directWriter {
 	}
 	return s.direct
 }
+
+// outTrack is the numbering of one track's packets to the viewer.
+type outTrack struct {
+	idx uint64 // SRTP index of the next packet: rollover counter << 16 | sequence number
+	// packets went out on the direct path since pion's SRTP context last sealed one: before
+	// pion seals the next, it is told the rollover counter (pionsrtp.go)
+	pionBehind bool
+}
+
+// initialSeq is a track's first sequence number, random as RFC 3550 §5.1 asks.
+var initialSeq = func() uint16 { return uint16(mrand.Uint32()) }
 
 // srState is what a sender report tells about one track.
 type srState struct {
