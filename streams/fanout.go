@@ -37,6 +37,7 @@ type fanout struct {
 	skipping bool
 	work     []fanWork
 	pending  []*Unit
+	batch    sendBatch
 }
 
 type fanMember struct {
@@ -210,6 +211,7 @@ func (g *fanout) dispatch(u *Unit) {
 			}
 		}
 	}
+	g.batch.flush()
 	clear(pending)
 	clear(work)
 	g.pending, g.work = pending[:0], work[:0]
@@ -266,7 +268,7 @@ func (g *fanout) deliver(w *fanWork, pending []*Unit) {
 		s.sendMu.Lock()
 		var err error
 		if s.group == g {
-			err = s.writeUnit(u, true)
+			err = s.writeUnit(u, &g.batch)
 		}
 		s.sendMu.Unlock()
 		switch {
@@ -275,5 +277,8 @@ func (g *fanout) deliver(w *fanWork, pending []*Unit) {
 		case err != nil:
 			go s.close("write failed: " + err.Error())
 		}
+	}
+	if g.batch.full() {
+		g.batch.flush()
 	}
 }
