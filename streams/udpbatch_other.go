@@ -2,7 +2,10 @@
 
 package streams
 
-import "net"
+import (
+	"net"
+	"time"
+)
 
 func newBatchConn(c *net.UDPConn) (net.PacketConn, error) { return c, nil }
 
@@ -11,7 +14,7 @@ type destRef struct{}
 
 // sendBatch is the Linux batchConn's deferred sends of a fan-out group; elsewhere every
 // datagram goes at once.
-type sendBatch struct{}
+type sendBatch struct{ received []time.Time }
 
 func (*sendBatch) full() bool { return false }
 func (*sendBatch) flush()     {}
