@@ -211,7 +211,7 @@ func (g *fanout) dispatch(u *Unit) {
 			}
 		}
 	}
-	g.flush()
+	g.batch.flush()
 	clear(pending)
 	clear(work)
 	g.pending, g.work = pending[:0], work[:0]
@@ -279,17 +279,6 @@ func (g *fanout) deliver(w *fanWork, pending []*Unit) {
 		}
 	}
 	if g.batch.full() {
-		g.flush()
+		g.batch.flush()
 	}
-}
-
-// flush sends the batched frames, then counts their added latency, which ends only now.
-func (g *fanout) flush() {
-	g.batch.flush()
-	if lat := g.w.Manager.Latency; lat != nil {
-		for _, t := range g.batch.received {
-			lat.Observe(time.Since(t))
-		}
-	}
-	g.batch.received = g.batch.received[:0]
 }

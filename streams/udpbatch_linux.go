@@ -82,8 +82,6 @@ type destQueue struct {
 type sendBatch struct {
 	b      *batchConn
 	queued []*destQueue
-	// when the camera's frames in the batch arrived, for the latency they add (fanout.flush)
-	received []time.Time
 }
 
 const batchViewers = 16

@@ -2,10 +2,7 @@
 
 package streams
 
-import (
-	"net"
-	"time"
-)
+import "net"
 
 func newBatchConn(c *net.UDPConn) (net.PacketConn, error) { return c, nil }
 
@@ -14,7 +11,7 @@ type destRef struct{}
 
 // sendBatch is the Linux batchConn's deferred sends of a fan-out group; elsewhere every
 // datagram goes at once.
-type sendBatch struct{ received []time.Time }
+type sendBatch struct{}
 
 func (*sendBatch) full() bool { return false }
 func (*sendBatch) flush()     {}

@@ -722,12 +722,8 @@ func (s *whepSession) writeUnit(u *Unit, batch *sendBatch) error {
 		s.firstKey = false
 		s.w.FirstKeyframe.Observe(time.Since(s.joined))
 	}
-	if u.Kind == UnitVideo && u.Received.After(s.joined) {
-		if batch != nil {
-			batch.received = append(batch.received, u.Received) // the group counts it once sent
-		} else if lat := s.w.Manager.Latency; lat != nil {
-			lat.Observe(time.Since(u.Received))
-		}
+	if lat := s.w.Manager.Latency; u.Kind == UnitVideo && lat != nil && u.Received.After(s.joined) {
+		lat.Observe(time.Since(u.Received))
 	}
 	return nil
 }
