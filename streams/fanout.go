@@ -37,7 +37,6 @@ type fanout struct {
 	skipping bool
 	work     []fanWork
 	pending  []*Unit
-	batch    sendBatch
 }
 
 type fanMember struct {
@@ -211,7 +210,6 @@ func (g *fanout) dispatch(u *Unit) {
 			}
 		}
 	}
-	g.batch.flush()
 	clear(pending)
 	clear(work)
 	g.pending, g.work = pending[:0], work[:0]
@@ -268,7 +266,7 @@ func (g *fanout) deliver(w *fanWork, pending []*Unit) {
 		s.sendMu.Lock()
 		var err error
 		if s.group == g {
-			err = s.writeUnit(u, &g.batch)
+			err = s.writeUnit(u, true)
 		}
 		s.sendMu.Unlock()
 		switch {
@@ -277,8 +275,5 @@ func (g *fanout) deliver(w *fanWork, pending []*Unit) {
 		case err != nil:
 			go s.close("write failed: " + err.Error())
 		}
-	}
-	if g.batch.full() {
-		g.batch.flush()
 	}
 }

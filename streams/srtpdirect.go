@@ -216,9 +216,9 @@ func (d *directWriter) setPair(p *webrtc.ICECandidatePair) {
 }
 
 // write sends p with the given SSRC, payload type and SRTP packet index (whose low 16 bits
-// are the sequence number), or leaves it to batch (if not nil) to send. ok is false when the
-// session has no directly writable pair now and the caller must use pion's track.
-func (d *directWriter) write(p *rtp.Packet, ssrc uint32, pt uint8, idx uint64, batch *sendBatch) (ok bool, err error) {
+// are the sequence number). ok is false when the session has no directly writable pair now
+// and the caller must use pion's track.
+func (d *directWriter) write(p *rtp.Packet, ssrc uint32, pt uint8, idx uint64) (ok bool, err error) {
 	dst := d.dst.Load()
 	if dst == nil {
 		return false, nil
@@ -228,7 +228,7 @@ func (d *directWriter) write(p *rtp.Packet, ssrc uint32, pt uint8, idx uint64, b
 	// the datagram: header, payload and at most a 16-byte tag (AES-GCM; HMAC-SHA1-80 adds 10)
 	maxLen := p.Header.MarshalSize() + len(p.Payload) + srtpMaxTag
 	if ew, ok := d.conn.(encodingWriter); ok {
-		err = ew.writeEncoded(&d.ref, *dst, maxLen, d, batch)
+		err = ew.writeEncoded(&d.ref, *dst, maxLen, d)
 	} else {
 		var out []byte
 		if out, err = d.encodeDatagram(d.enc[:0]); err == nil {
@@ -256,7 +256,7 @@ func (d *directWriter) encodeDatagram(dst []byte) ([]byte, error) {
 // encodingWriter is a UDP port that lets a datagram be encoded straight into its send buffer
 // (batchConn on Linux), saving a copy per packet and viewer.
 type encodingWriter interface {
-	writeEncoded(ref *destRef, to netip.AddrPort, maxLen int, e datagramEncoder, batch *sendBatch) error
+	writeEncoded(ref *destRef, to netip.AddrPort, maxLen int, e datagramEncoder) error
 }
 
 // datagramEncoder writes one datagram into dst, whose capacity is at least the maxLen given to

@@ -67,39 +67,6 @@ type destQueue struct {
 	rsa6   unix.RawSockaddrInet6
 	sendFn func(fd uintptr) bool
 	errno  unix.Errno
-	// deferred: it holds a complete frame that a fan-out group's sendBatch sends
-	deferred bool
-}
-
-// sendBatch lets a fan-out group send several viewers' complete frames back to back instead
-// of each as soon as it is sealed. Between two viewers the group seals the next one's frame
-// (a keyframe is about a hundred packets), long enough for a receiving process to drain its
-// sockets and go back to sleep, so that every send wakes it again. Sent back to back, one
-// wake-up serves the batch: on loopback, where the receivers' kernel work is charged to the
-// sender, this is a tenth of the relay's CPU with hundreds of viewers; on a network it still
-// spares the receivers' host one interrupt per viewer and frame. A viewer's frame waits for
-// at most batchViewers-1 others to be sealed (about a millisecond for keyframes).
-type sendBatch struct {
-	b      *batchConn
-	queued []*destQueue
-}
-
-const batchViewers = 16
-
-// full reports whether the batch should be sent now.
-func (s *sendBatch) full() bool { return len(s.queued) >= batchViewers }
-
-// flush sends the frames of the batch, in the order they were completed.
-func (s *sendBatch) flush() {
-	for i, d := range s.queued {
-		d.mu.Lock()
-		if d.deferred { // else already sent, e.g. ahead of an RTCP packet
-			s.b.sendLocked(d)
-		}
-		d.mu.Unlock()
-		s.queued[i] = nil
-	}
-	s.queued = s.queued[:0]
 }
 
 const (
@@ -187,9 +154,8 @@ func (b *batchConn) noteHeld(d *destQueue) {
 // writeEncoded is WriteToAddrPort for a datagram that e encodes straight into the held-back
 // frame (direct SRTP: encrypted into the send buffer instead of a scratch buffer first).
 // ref remembers the viewer's queue between calls (it is looked up again when the address
-// changed or the flusher forgot the queue). With a batch, a datagram that would be sent at
-// once (the frame's last) is left for batch.flush instead.
-func (b *batchConn) writeEncoded(ref *destRef, to netip.AddrPort, maxLen int, e datagramEncoder, batch *sendBatch) error {
+// changed or the flusher forgot the queue).
+func (b *batchConn) writeEncoded(ref *destRef, to netip.AddrPort, maxLen int, e datagramEncoder) error {
 	if b.closed.Load() {
 		return net.ErrClosed
 	}
@@ -233,19 +199,9 @@ func (b *batchConn) writeEncoded(ref *destRef, to netip.AddrPort, maxLen int, e 
 	}
 	*d.slab = (*d.slab)[:start+len(out)]
 	d.sizes = append(d.sizes, len(out))
-	switch {
-	case !holdBack(out) && batch == nil:
+	if !holdBack(out) {
 		b.sendLocked(d)
-	case !holdBack(out):
-		if !d.deferred {
-			d.deferred = true
-			batch.b = b
-			batch.queued = append(batch.queued, d)
-		}
-		if len(d.sizes) == 1 {
-			b.noteHeld(d) // the flusher sends it should the batch never be flushed
-		}
-	case len(d.sizes) == 1:
+	} else if len(d.sizes) == 1 {
 		b.noteHeld(d)
 	}
 	return nil
@@ -298,7 +254,6 @@ func (b *batchConn) sendLocked(d *destQueue) {
 	b.slabs.Put(d.slab)
 	d.slab = nil
 	d.heldSince.Store(0)
-	d.deferred = false
 }
 
 // flusher sends frames whose last packet never came, and forgets departed viewers.

@@ -171,16 +171,16 @@ func TestBatchConnWriteEncoded(t *testing.T) {
 		return func(dst []byte) ([]byte, error) { return append(dst, p...), nil }
 	}
 
-	if err := bc.writeEncoded(&ref, to, 1216, encodeFunc(func([]byte) ([]byte, error) { return nil, errors.New("no key") }), nil); err == nil {
+	if err := bc.writeEncoded(&ref, to, 1216, encodeFunc(func([]byte) ([]byte, error) { return nil, errors.New("no key") })); err == nil {
 		t.Fatal("an encoder error must be returned")
 	}
-	if err := bc.writeEncoded(&ref, to, 100, encode(rtpPacket(0, 102, false, 200)), nil); err == nil {
+	if err := bc.writeEncoded(&ref, to, 100, encode(rtpPacket(0, 102, false, 200))); err == nil {
 		t.Fatal("a datagram longer than promised must be refused")
 	}
 	for i := range 20 {
 		p := rtpPacket(uint16(i), 102, i == 19, 1200)
 		if i%2 == 0 {
-			err = bc.writeEncoded(&ref, to, len(p)+16, encode(p), nil)
+			err = bc.writeEncoded(&ref, to, len(p)+16, encode(p))
 		} else {
 			_, err = bc.WriteToAddrPort(p, to)
 		}
@@ -228,59 +228,5 @@ func TestBatchConnIPv6(t *testing.T) {
 	got := recvAll(t, rx, 50*time.Millisecond)
 	if len(got) != 3 {
 		t.Fatalf("got %d packets of the frame, want 3", len(got))
-	}
-}
-
-// A fan-out group's batch keeps complete frames of several viewers until it is flushed, then
-// sends each viewer its frames whole and in order; a datagram written meanwhile outside the
-// batch (an RTCP report) goes after the frame held before it, not ahead of it.
-func TestBatchConnSendBatch(t *testing.T) {
-	rx1, pc := batchPair(t)
-	defer pc.Close()
-	bc := pc.(*batchConn)
-	rx2, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rx2.Close()
-	encode := func(p []byte) encodeFunc {
-		return func(dst []byte) ([]byte, error) { return append(dst, p...), nil }
-	}
-	var batch sendBatch
-	refs := make([]destRef, 2)
-	for v, rx := range []*net.UDPConn{rx1, rx2} {
-		to := rx.LocalAddr().(*net.UDPAddr).AddrPort()
-		for i := range 6 { // two frames of three packets
-			p := rtpPacket(uint16(i), 102, i%3 == 2, 1000)
-			if err := bc.writeEncoded(&refs[v], to, len(p)+16, encode(p), &batch); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if got := recvAll(t, rx1, 3*time.Millisecond); len(got) != 0 {
-		t.Fatalf("%d packets left before the batch was flushed", len(got))
-	}
-	// an RTCP packet to the first viewer sends what is held for it first
-	rtcp := []byte{0x80, 200, 0, 6, 1, 2, 3, 4}
-	if _, err := bc.WriteToAddrPort(rtcp, rx1.LocalAddr().(*net.UDPAddr).AddrPort()); err != nil {
-		t.Fatal(err)
-	}
-	batch.flush()
-	got1, got2 := recvAll(t, rx1, 50*time.Millisecond), recvAll(t, rx2, 50*time.Millisecond)
-	if len(got1) != 7 || len(got2) != 6 {
-		t.Fatalf("got %d and %d datagrams, want 7 and 6", len(got1), len(got2))
-	}
-	for i := range 6 {
-		for v, got := range [][][]byte{got1, got2} {
-			if seq := binary.BigEndian.Uint16(got[i][2:]); int(seq) != i {
-				t.Fatalf("viewer %d datagram %d: seq %d", v, i, seq)
-			}
-		}
-	}
-	if got1[6][1] != 200 {
-		t.Fatal("the RTCP packet did not come after the held frames")
-	}
-	if len(batch.queued) != 0 {
-		t.Fatal("the batch keeps queues after its flush")
 	}
 }

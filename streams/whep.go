@@ -618,7 +618,7 @@ func (s *whepSession) own(srTick *time.Ticker, again bool) *fanout {
 				}
 			}
 			s.sendMu.Lock()
-			err := s.writeUnit(u, nil)
+			err := s.writeUnit(u, false)
 			direct := s.dw != nil && s.dw.dst.Load() != nil && !s.firstKey
 			s.sendMu.Unlock()
 			if err != nil {
@@ -668,10 +668,9 @@ func (s *whepSession) member(g *fanout, srTick *time.Ticker) bool {
 	}
 }
 
-// writeUnit sends one unit to the viewer; s.sendMu is held. A fan-out group passes its
-// sendBatch; a member without a direct path then gets errNoDirect instead of a write through
-// pion.
-func (s *whepSession) writeUnit(u *Unit, batch *sendBatch) error {
+// writeUnit sends one unit to the viewer; s.sendMu is held. In a group (shared), a session
+// without a direct path gets errNoDirect instead of a write through pion.
+func (s *whepSession) writeUnit(u *Unit, shared bool) error {
 	track, out, sr := s.video, &s.vout, &s.videoSR
 	if u.Kind == UnitAudio {
 		track, out, sr = s.audio, &s.aout, &s.audioSR
@@ -686,7 +685,7 @@ func (s *whepSession) writeUnit(u *Unit, batch *sendBatch) error {
 		sent := false
 		if s.dw != nil && track.bound.Load() {
 			var err error
-			if sent, err = s.dw.write(p, track.ssrc.Load(), uint8(track.pt.Load()), idx, batch); err != nil {
+			if sent, err = s.dw.write(p, track.ssrc.Load(), uint8(track.pt.Load()), idx); err != nil {
 				return err
 			}
 		}
@@ -696,7 +695,7 @@ func (s *whepSession) writeUnit(u *Unit, batch *sendBatch) error {
 		if sent {
 			out.pionBehind = true
 		} else {
-			if batch != nil {
+			if shared {
 				return errNoDirect
 			}
 			if out.pionBehind {
