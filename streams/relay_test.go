@@ -194,9 +194,11 @@ func TestWHEPDirectSRTP(t *testing.T) {
 			if tc.wantFanout > 0 {
 				waitFor(t, 5*time.Second, "the hand-over to the fan-out group", func() bool { return r.whep.Stats().FanoutSessions == tc.wantFanout })
 			}
-			before := v.Stats().Frames
+			before, counted := v.Stats().Frames, r.m.Latency.Count()
 			require.NoError(t, v.WaitFrames(ctxT(t, 10*time.Second), before+25))
 			require.Zero(t, v.Stats().Lost, "video packets lost after the hand-over")
+			// each frame sent counts once in the relay's added-latency histogram, also from a group
+			require.GreaterOrEqual(t, r.m.Latency.Count()-counted, uint64(20), "frames counted in the latency histogram")
 			require.Zero(t, v.Stats().Reordered, "frames out of order")
 			require.Equal(t, tc.wantFanout, r.whep.Stats().FanoutSessions)
 			// the same figures reach Prometheus
