@@ -9,24 +9,31 @@ import (
 	"github.com/pion/srtp/v3"
 )
 
+// srtpContexts returns a random master key and salt for prof and two pion contexts made from
+// them: one to seal reference packets (or to be wrapped), one to decrypt.
+func srtpContexts(t *testing.T, prof srtp.ProtectionProfile) (key, salt []byte, a, b *srtp.Context) {
+	t.Helper()
+	keyLen, _ := prof.KeyLen()
+	saltLen, _ := prof.SaltLen()
+	key, salt = make([]byte, keyLen), make([]byte, saltLen)
+	_, _ = rand.Read(key)
+	_, _ = rand.Read(salt)
+	var err error
+	if a, err = srtp.CreateContext(key, salt, prof); err != nil {
+		t.Fatal(err)
+	}
+	if b, err = srtp.CreateContext(key, salt, prof); err != nil {
+		t.Fatal(err)
+	}
+	return key, salt, a, b
+}
+
 // The relay's own AES-GCM SRTP sealer produces exactly the packets pion's SRTP context does
 // for the same keys — for both GCM profiles, two SSRCs, header extensions, and across a
 // sequence-number wrap (where the rollover counter enters the IV) — and pion decrypts them.
 func TestGCMSealerMatchesPion(t *testing.T) {
 	for _, prof := range []srtp.ProtectionProfile{srtp.ProtectionProfileAeadAes128Gcm, srtp.ProtectionProfileAeadAes256Gcm} {
-		keyLen, _ := prof.KeyLen()
-		saltLen, _ := prof.SaltLen()
-		key, salt := make([]byte, keyLen), make([]byte, saltLen)
-		_, _ = rand.Read(key)
-		_, _ = rand.Read(salt)
-		ref, err := srtp.CreateContext(key, salt, prof)
-		if err != nil {
-			t.Fatal(err)
-		}
-		dec, err := srtp.CreateContext(key, salt, prof)
-		if err != nil {
-			t.Fatal(err)
-		}
+		key, salt, ref, dec := srtpContexts(t, prof)
 		own, err := newGCMSealer(key, salt)
 		if err != nil {
 			t.Fatal(err)
@@ -76,20 +83,7 @@ func TestGCMSealerMatchesPion(t *testing.T) {
 // that the context did not see (packets that went out through pion meanwhile), where only the
 // rollover counter the session hands in is right.
 func TestContextSealerRoundTrip(t *testing.T) {
-	prof := srtp.ProtectionProfileAes128CmHmacSha1_80
-	keyLen, _ := prof.KeyLen()
-	saltLen, _ := prof.SaltLen()
-	key, salt := make([]byte, keyLen), make([]byte, saltLen)
-	_, _ = rand.Read(key)
-	_, _ = rand.Read(salt)
-	enc, err := srtp.CreateContext(key, salt, prof)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dec, err := srtp.CreateContext(key, salt, prof)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, _, enc, dec := srtpContexts(t, srtp.ProtectionProfileAes128CmHmacSha1_80)
 	c := &contextSealer{ctx: enc}
 	payload := make([]byte, 1200)
 	_, _ = rand.Read(payload)
