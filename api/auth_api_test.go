@@ -10,13 +10,13 @@ import (
 
 	"github.com/offsite-gw/offsite/api"
 	"github.com/offsite-gw/offsite/api/auth"
-	"github.com/offsite-gw/offsite/gateway/audit"
-	"github.com/offsite-gw/offsite/gateway/store"
-	"github.com/offsite-gw/offsite/gateway/store/storetest"
+	"github.com/offsite-gw/offsite/internal/audit"
+	"github.com/offsite-gw/offsite/internal/store"
+	"github.com/offsite-gw/offsite/internal/store/storetest"
 )
 
 func TestLogin(t *testing.T) {
-	storetest.Each(t, func(t *testing.T, db *store.DB) {
+	storetest.Each(t, testSchema, func(t *testing.T, db *store.DB) {
 		h := newHarness(t, db, nil)
 
 		r := h.do("POST", "/api/v1/auth/login", "", map[string]string{"username": "Admin", "password": h.adminPW})
@@ -73,7 +73,7 @@ func TestLogin(t *testing.T) {
 }
 
 func TestLockoutSurvivesRestart(t *testing.T) {
-	storetest.Each(t, func(t *testing.T, db *store.DB) {
+	storetest.Each(t, testSchema, func(t *testing.T, db *store.DB) {
 		tune := func(s *auth.Service) { s.LockoutAfter, s.LockoutFor = 3, 10*time.Minute }
 		h := newHarness(t, db, tune)
 		_, _ = h.user("ops", auth.RoleMaintainer, nil, nil)
@@ -127,7 +127,7 @@ func TestLockoutSurvivesRestart(t *testing.T) {
 }
 
 func TestLoginThrottledPerIP(t *testing.T) {
-	h := newHarness(t, storetest.SQLite(t), func(s *auth.Service) { s.IPBurst, s.IPEvery = 3, time.Minute })
+	h := newHarness(t, storetest.SQLite(t, testSchema...), func(s *auth.Service) { s.IPBurst, s.IPEvery = 3, time.Minute })
 	// newHarness used one attempt for the admin login.
 	bad := map[string]string{"username": "x", "password": "Not-the-password-1"}
 	require.Equal(t, 401, h.do("POST", "/api/v1/auth/login", "", bad).status)
@@ -141,7 +141,7 @@ func TestLoginThrottledPerIP(t *testing.T) {
 }
 
 func TestTokenExpiry(t *testing.T) {
-	storetest.Each(t, func(t *testing.T, db *store.DB) {
+	storetest.Each(t, testSchema, func(t *testing.T, db *store.DB) {
 		h := newHarness(t, db, func(s *auth.Service) { s.TokenTTL = time.Hour })
 		require.Equal(t, 200, h.do("GET", "/api/v1/auth/me", h.admin, nil).status)
 		h.clock.Advance(59 * time.Minute)
@@ -154,7 +154,7 @@ func TestTokenExpiry(t *testing.T) {
 }
 
 func TestUnauthenticated(t *testing.T) {
-	h := newHarness(t, storetest.SQLite(t), nil)
+	h := newHarness(t, storetest.SQLite(t, testSchema...), nil)
 	for _, path := range []string{"/api/v1/sites", "/api/v1/devices", "/api/v1/users", "/api/v1/audit", "/api/v1/auth/me", "/api/v1/openapi.json", "/api/v1/no-such-route"} {
 		r := h.do("GET", path, "", nil)
 		require.Equal(t, 401, r.status, path)
@@ -178,7 +178,7 @@ func TestUnauthenticated(t *testing.T) {
 }
 
 func TestRoles(t *testing.T) {
-	h := newHarness(t, storetest.SQLite(t), nil)
+	h := newHarness(t, storetest.SQLite(t, testSchema...), nil)
 	h.seed()
 	_, officer := h.user("officer1", auth.RoleOfficer, []string{deptEnv}, nil)
 	_, viewer := h.user("viewer1", auth.RoleViewer, nil, nil)
@@ -226,7 +226,7 @@ func TestRoles(t *testing.T) {
 }
 
 func TestUsersCRUD(t *testing.T) {
-	storetest.Each(t, func(t *testing.T, db *store.DB) {
+	storetest.Each(t, testSchema, func(t *testing.T, db *store.DB) {
 		h := newHarness(t, db, nil)
 		adminUser, err := h.auth.GetUserByUsername(context.Background(), "admin")
 		require.NoError(t, err)
@@ -341,7 +341,7 @@ func TestUsersCRUD(t *testing.T) {
 }
 
 func TestEnsureAdminOnlyOnce(t *testing.T) {
-	h := newHarness(t, storetest.SQLite(t), nil)
+	h := newHarness(t, storetest.SQLite(t, testSchema...), nil)
 	pw, created, err := h.auth.EnsureAdmin(context.Background())
 	require.NoError(t, err)
 	require.False(t, created)

@@ -10,9 +10,9 @@ import (
 	"github.com/offsite-gw/offsite/api"
 	"github.com/offsite-gw/offsite/api/auth"
 	"github.com/offsite-gw/offsite/devices"
-	"github.com/offsite-gw/offsite/gateway/audit"
-	"github.com/offsite-gw/offsite/gateway/store"
-	"github.com/offsite-gw/offsite/gateway/store/storetest"
+	"github.com/offsite-gw/offsite/internal/audit"
+	"github.com/offsite-gw/offsite/internal/store"
+	"github.com/offsite-gw/offsite/internal/store/storetest"
 )
 
 type siteList struct{ Sites []devices.Site }
@@ -35,7 +35,7 @@ func deviceIDs(l deviceList) []string {
 }
 
 func TestScope(t *testing.T) {
-	storetest.Each(t, func(t *testing.T, db *store.DB) {
+	storetest.Each(t, testSchema, func(t *testing.T, db *store.DB) {
 		h := newHarness(t, db, nil)
 		h.seed()
 		_, officer := h.user("env.officer", auth.RoleOfficer, []string{deptEnv}, nil)
@@ -76,7 +76,7 @@ func TestScope(t *testing.T) {
 }
 
 func TestSitesAndDevicesCRUD(t *testing.T) {
-	storetest.Each(t, func(t *testing.T, db *store.DB) {
+	storetest.Each(t, testSchema, func(t *testing.T, db *store.DB) {
 		h := newHarness(t, db, nil)
 		h.seed()
 		_, maint := h.user("maint", auth.RoleMaintainer, nil, nil)
@@ -170,7 +170,7 @@ func TestSitesAndDevicesCRUD(t *testing.T) {
 }
 
 func TestSecretsNeverReturned(t *testing.T) {
-	h := newHarness(t, storetest.SQLite(t), nil)
+	h := newHarness(t, storetest.SQLite(t, testSchema...), nil)
 	var bodies []string
 	keep := func(r resp) resp { bodies = append(bodies, string(r.body)); return r }
 
@@ -200,7 +200,7 @@ func TestSecretsNeverReturned(t *testing.T) {
 }
 
 func TestCSVImport(t *testing.T) {
-	storetest.Each(t, func(t *testing.T, db *store.DB) {
+	storetest.Each(t, testSchema, func(t *testing.T, db *store.DB) {
 		h := newHarness(t, db, nil)
 		const header = "site_id,site_name,uscc,region_code,department,device_id,kind,name,profile,firmware,rtsp_host\n"
 		good := uscc("91410702MA44A1B2C")
@@ -252,7 +252,7 @@ func TestCSVImport(t *testing.T) {
 }
 
 func TestFirmwareCheck(t *testing.T) {
-	h := newHarness(t, storetest.SQLite(t), nil)
+	h := newHarness(t, storetest.SQLite(t, testSchema...), nil)
 	h.seed()
 	var d api.DeviceView
 	h.do("GET", "/api/v1/devices/cam-env-2", h.admin, nil).json(t, &d)
@@ -274,7 +274,7 @@ func TestFirmwareCheck(t *testing.T) {
 }
 
 func TestAuditEndpoint(t *testing.T) {
-	storetest.Each(t, func(t *testing.T, db *store.DB) {
+	storetest.Each(t, testSchema, func(t *testing.T, db *store.DB) {
 		h := newHarness(t, db, nil)
 		h.seed()
 		var out struct{ Entries []audit.Entry }

@@ -15,7 +15,7 @@ import (
 
 	"github.com/offsite-gw/offsite/api/auth"
 	"github.com/offsite-gw/offsite/devices"
-	"github.com/offsite-gw/offsite/gateway/errs"
+	"github.com/offsite-gw/offsite/internal/errs"
 )
 
 // ErrorBody is the shape of every error answer: {"error": {"code": …, "message": …}}.

@@ -17,10 +17,11 @@ import (
 
 	"github.com/offsite-gw/offsite/api"
 	"github.com/offsite-gw/offsite/api/auth"
-	"github.com/offsite-gw/offsite/gateway/audit"
-	"github.com/offsite-gw/offsite/gateway/events"
-	"github.com/offsite-gw/offsite/gateway/store"
-	"github.com/offsite-gw/offsite/gateway/store/storetest"
+	"github.com/offsite-gw/offsite/events"
+	"github.com/offsite-gw/offsite/events/event"
+	"github.com/offsite-gw/offsite/internal/audit"
+	"github.com/offsite-gw/offsite/internal/store"
+	"github.com/offsite-gw/offsite/internal/store/storetest"
 )
 
 const deptHouse = "市住房和城乡建设局"
@@ -97,9 +98,9 @@ func (h *evHarness) listEvents(token, query string) api.EventsPage {
 	return p
 }
 
-func decodeEvents(t *testing.T, raws []json.RawMessage) []events.Event {
+func decodeEvents(t *testing.T, raws []json.RawMessage) []event.Event {
 	t.Helper()
-	out := make([]events.Event, len(raws))
+	out := make([]event.Event, len(raws))
 	for i, r := range raws {
 		require.NoError(t, json.Unmarshal(r, &out[i]))
 	}
@@ -107,12 +108,12 @@ func decodeEvents(t *testing.T, raws []json.RawMessage) []events.Event {
 }
 
 func TestPostAndListEvents(t *testing.T) {
-	storetest.Each(t, func(t *testing.T, db *store.DB) {
+	storetest.Each(t, testSchema, func(t *testing.T, db *store.DB) {
 		h := newEventsHarness(t, db, nil)
 
 		r := h.do("POST", "/api/v1/events", h.service, houseEvent("扬尘超标"))
 		require.Equal(t, 201, r.status, string(r.body))
-		var posted events.Event
+		var posted event.Event
 		r.json(t, &posted)
 		require.Len(t, posted.ID, 26)
 		require.Equal(t, "gw-test", posted.GatewayID)
@@ -210,7 +211,7 @@ func TestPostAndListEvents(t *testing.T) {
 // sseFrame is one event frame read from a stream.
 type sseFrame struct {
 	id, typ string
-	event   events.Event
+	event   event.Event
 }
 
 // sseStream is a raw HTTP reader of /events/stream.
@@ -272,15 +273,15 @@ func (s *sseStream) close() {
 	s.resp.Body.Close()
 }
 
-func plainEvent(i int, dept string) events.Event {
-	return events.Event{Type: "sensor.reading", Severity: "info", Department: dept, Message: fmt.Sprintf("n%d", i), OccurredAt: time.Now()}
+func plainEvent(i int, dept string) event.Event {
+	return event.Event{Type: "sensor.reading", Severity: "info", Department: dept, Message: fmt.Sprintf("n%d", i), OccurredAt: time.Now()}
 }
 
 // An officer's client disconnects five times and resumes with Last-Event-ID while events are
 // appended concurrently: it gets every event of its department once, in log order, and none
 // of another department. Short read and idle timeouts do not cut the stream.
 func TestEventStreamResumeAndScope(t *testing.T) {
-	h := newEventsHarness(t, storetest.SQLite(t), func(_ *evHarness, s *api.Server) {
+	h := newEventsHarness(t, storetest.SQLite(t, testSchema...), func(_ *evHarness, s *api.Server) {
 		s.ReadTimeout, s.IdleTimeout = 500*time.Millisecond, 500*time.Millisecond
 	})
 	base := h.start()
@@ -341,7 +342,7 @@ func TestEventStreamResumeAndScope(t *testing.T) {
 
 	// ?type= narrows, ?last_event_id= resumes like the header, an unknown id is 404.
 	s = openStream(t, base, h.admin, "", "&type=sensor.other&last_event_id="+first[0].ID)
-	_, err = h.log.Append(ctx, events.Event{Type: "sensor.other", Department: deptEnv, OccurredAt: time.Now()})
+	_, err = h.log.Append(ctx, event.Event{Type: "sensor.other", Department: deptEnv, OccurredAt: time.Now()})
 	require.NoError(t, err)
 	f, ok = s.next()
 	require.True(t, ok)
@@ -360,7 +361,7 @@ func TestEventStreamResumeAndScope(t *testing.T) {
 
 // Shutdown ends open streams at once instead of waiting for its deadline.
 func TestShutdownEndsEventStreams(t *testing.T) {
-	h := newEventsHarness(t, storetest.SQLite(t), func(_ *evHarness, s *api.Server) { s.Heartbeat = time.Minute })
+	h := newEventsHarness(t, storetest.SQLite(t, testSchema...), func(_ *evHarness, s *api.Server) { s.Heartbeat = time.Minute })
 	require.NoError(t, h.srv.Start())
 	base := "http://" + h.srv.Addr()
 	streams := []*sseStream{openStream(t, base, h.admin, "", ""), openStream(t, base, h.house, "", "")}
@@ -383,7 +384,7 @@ func TestShutdownEndsEventStreams(t *testing.T) {
 }
 
 func TestAlertLifecycleAndScope(t *testing.T) {
-	storetest.Each(t, func(t *testing.T, db *store.DB) {
+	storetest.Each(t, testSchema, func(t *testing.T, db *store.DB) {
 		h := newEventsHarness(t, db, nil)
 		base := h.start()
 		houseStream := openStream(t, base, h.house, "", "")
@@ -530,7 +531,7 @@ var (
 )
 
 func TestEvidenceRoundTripAndTraversal(t *testing.T) {
-	h := newEventsHarness(t, storetest.SQLite(t), func(_ *evHarness, s *api.Server) { s.EvidenceLimit = 1024 })
+	h := newEventsHarness(t, storetest.SQLite(t, testSchema...), func(_ *evHarness, s *api.Server) { s.EvidenceLimit = 1024 })
 	r := h.do("POST", "/api/v1/evidence", h.service, string(jpegBytes), "Content-Type", "image/jpeg")
 	require.Equal(t, 201, r.status, string(r.body))
 	var up struct{ SHA256, URL string }
@@ -581,7 +582,7 @@ func TestEvidenceRoundTripAndTraversal(t *testing.T) {
 
 // A maintainer without a department may read device-health alerts of every department.
 func TestMaintainerSeesDeviceAlerts(t *testing.T) {
-	h := newEventsHarness(t, storetest.SQLite(t), nil)
+	h := newEventsHarness(t, storetest.SQLite(t, testSchema...), nil)
 	r := h.do("POST", "/api/v1/events", h.service, map[string]any{"type": "device.offline", "severity": "major", "state": "active",
 		"alarm_key": "sen-mkt-1/offline", "device": map[string]any{"id": "sen-mkt-1"}, "message": "设备离线"})
 	require.Equal(t, 201, r.status, string(r.body))
@@ -597,7 +598,7 @@ func TestMaintainerSeesDeviceAlerts(t *testing.T) {
 
 // With every component set, the OpenAPI document describes exactly what is served.
 func TestEventsOpenAPI(t *testing.T) {
-	h := newEventsHarness(t, storetest.SQLite(t), nil)
+	h := newEventsHarness(t, storetest.SQLite(t, testSchema...), nil)
 	missing, err := h.srv.UndocumentedRoutes()
 	require.NoError(t, err)
 	require.Empty(t, missing)

@@ -20,8 +20,9 @@ import (
 
 	"github.com/offsite-gw/offsite/api/auth"
 	"github.com/offsite-gw/offsite/devices"
-	"github.com/offsite-gw/offsite/gateway/errs"
-	"github.com/offsite-gw/offsite/gateway/events"
+	"github.com/offsite-gw/offsite/events"
+	"github.com/offsite-gw/offsite/events/event"
+	"github.com/offsite-gw/offsite/internal/errs"
 )
 
 // Defaults of the event routes.
@@ -131,7 +132,7 @@ func (s *Server) postEvent(c *fiber.Ctx) error {
 	if err == nil {
 		err = s.enrich(ctx, &e)
 	}
-	var out []events.Event
+	var out []event.Event
 	if err == nil {
 		out, err = s.Events.Append(ctx, e)
 	}
@@ -162,7 +163,7 @@ func requireJSON(c *fiber.Ctx) error {
 
 // enrich fills the event from the registry; a device or site that is not registered is the
 // producer's mistake (400), not a missing resource of this URL.
-func (s *Server) enrich(ctx context.Context, e *events.Event) error {
+func (s *Server) enrich(ctx context.Context, e *event.Event) error {
 	err := events.Enrich(ctx, s.Devices, e)
 	if errs.Is(err, errs.KindNotFound) {
 		return errs.Wrap(errs.KindInvalid, errs.CodeOf(err), err, "event %s names an unregistered device or site", e.Type)
@@ -271,7 +272,7 @@ func (s *Server) streamEvents(c *fiber.Ctx) error {
 	}
 	scoped := events.ScopeFilter(u.Scope(), events.Filter{Types: types})
 	role := u.Role
-	match := func(e *events.Event) bool { return typeVisible(role, e.Type) && scoped(e) }
+	match := func(e *event.Event) bool { return typeVisible(role, e.Type) && scoped(e) }
 
 	s.streamMu.Lock()
 	if s.closing {
@@ -308,7 +309,7 @@ type deadliner interface{ SetWriteDeadline(time.Time) error }
 
 // writeSSE writes frames until the subscription ends, the context is cancelled or a write
 // fails. It returns how many events it wrote and why it stopped.
-func (s *Server) writeSSE(ctx context.Context, w *bufio.Writer, ch <-chan events.Event, conn deadliner) (int, string) {
+func (s *Server) writeSSE(ctx context.Context, w *bufio.Writer, ch <-chan event.Event, conn deadliner) (int, string) {
 	flush := func() error {
 		_ = conn.SetWriteDeadline(time.Now().Add(sseWriteTimeout))
 		return w.Flush()
@@ -359,7 +360,7 @@ func (s *Server) writeSSE(ctx context.Context, w *bufio.Writer, ch <-chan events
 
 // writeFrame writes one event; Raw is compact JSON, so it fits one data: line. Write errors
 // stick in w and surface at the next Flush.
-func writeFrame(w *bufio.Writer, e *events.Event) {
+func writeFrame(w *bufio.Writer, e *event.Event) {
 	_, _ = w.WriteString("id: ")
 	_, _ = w.WriteString(e.ID)
 	_, _ = w.WriteString("\nevent: ")
@@ -381,8 +382,8 @@ func (s *Server) listAlerts(c *fiber.Ctx) error {
 	if q := c.Query("severity"); q != "" {
 		for _, v := range strings.Split(q, ",") {
 			v = strings.TrimSpace(v)
-			if events.SeverityRank(v) < 0 {
-				return errs.E(errs.KindInvalid, "invalid_severity", "severity must be one or more of %s, comma separated", strings.Join(events.Severities, ", "))
+			if event.SeverityRank(v) < 0 {
+				return errs.E(errs.KindInvalid, "invalid_severity", "severity must be one or more of %s, comma separated", strings.Join(event.Severities, ", "))
 			}
 			severities = append(severities, v)
 		}

@@ -7,8 +7,8 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/offsite-gw/offsite/api/auth"
-	"github.com/offsite-gw/offsite/gateway/errs"
-	"github.com/offsite-gw/offsite/gateway/uplink"
+	"github.com/offsite-gw/offsite/events/uplink"
+	"github.com/offsite-gw/offsite/internal/errs"
 )
 
 // uplinkRoutes registers the delivery status of uplinks and webhooks and their dead letters.

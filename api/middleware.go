@@ -17,8 +17,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/offsite-gw/offsite/api/auth"
-	"github.com/offsite-gw/offsite/gateway/audit"
-	"github.com/offsite-gw/offsite/gateway/errs"
+	"github.com/offsite-gw/offsite/internal/audit"
+	"github.com/offsite-gw/offsite/internal/errs"
 )
 
 type ctxKey int

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/offsite-gw/offsite/gateway/errs"
+	"github.com/offsite-gw/offsite/internal/errs"
 )
 
 // ParseTime reads a time from a query parameter. It accepts RFC 3339 (with or without

@@ -25,11 +25,11 @@ import (
 
 	"github.com/offsite-gw/offsite/api/auth"
 	"github.com/offsite-gw/offsite/devices"
+	"github.com/offsite-gw/offsite/events"
+	"github.com/offsite-gw/offsite/events/uplink"
 	profiles "github.com/offsite-gw/offsite/firmware-profiles"
-	"github.com/offsite-gw/offsite/gateway/audit"
-	"github.com/offsite-gw/offsite/gateway/events"
-	"github.com/offsite-gw/offsite/gateway/store"
-	"github.com/offsite-gw/offsite/gateway/uplink"
+	"github.com/offsite-gw/offsite/internal/audit"
+	"github.com/offsite-gw/offsite/internal/store"
 )
 
 // ProfileCatalog is what the API reads of the firmware-profile registry.

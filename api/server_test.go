@@ -14,12 +14,12 @@ import (
 
 	"github.com/offsite-gw/offsite/api"
 	"github.com/offsite-gw/offsite/api/auth"
-	"github.com/offsite-gw/offsite/gateway/errs"
-	"github.com/offsite-gw/offsite/gateway/store/storetest"
+	"github.com/offsite-gw/offsite/internal/errs"
+	"github.com/offsite-gw/offsite/internal/store/storetest"
 )
 
 func TestHealthz(t *testing.T) {
-	h := newHarness(t, storetest.SQLite(t), nil)
+	h := newHarness(t, storetest.SQLite(t, testSchema...), nil)
 	r := h.do("GET", "/healthz", "", nil)
 	require.Equal(t, 200, r.status)
 	require.JSONEq(t, `{"status":"ok","version":"test"}`, string(r.body))
@@ -33,7 +33,7 @@ func TestHealthz(t *testing.T) {
 // TestOpenAPICoversRoutes keeps the hand-written document honest in both directions: every
 // route under /api/v1 is described, and everything described under /api/v1 is served.
 func TestOpenAPICoversRoutes(t *testing.T) {
-	h := newHarness(t, storetest.SQLite(t), nil)
+	h := newHarness(t, storetest.SQLite(t, testSchema...), nil)
 	r := h.do("GET", "/api/v1/openapi.json", h.admin, nil)
 	require.Equal(t, 200, r.status)
 	var doc struct {
@@ -82,7 +82,7 @@ func TestOpenAPICoversRoutes(t *testing.T) {
 }
 
 func TestMountPanicRecovery(t *testing.T) {
-	h := newHarness(t, storetest.SQLite(t), nil)
+	h := newHarness(t, storetest.SQLite(t, testSchema...), nil)
 	_, viewer := h.user("wall", auth.RoleViewer, nil, nil)
 	h.srv.Mount(func(r fiber.Router) {
 		r.Get("/test/panic", func(c *fiber.Ctx) error { panic("boom") })
@@ -124,7 +124,7 @@ func TestMountPanicRecovery(t *testing.T) {
 }
 
 func TestJSONErrors(t *testing.T) {
-	h := newHarness(t, storetest.SQLite(t), nil)
+	h := newHarness(t, storetest.SQLite(t, testSchema...), nil)
 	for _, tc := range []struct {
 		body, ctype, code string
 		status            int
@@ -154,7 +154,7 @@ func TestJSONErrors(t *testing.T) {
 }
 
 func TestRequestIDAndAccessLog(t *testing.T) {
-	h := newHarness(t, storetest.SQLite(t), nil)
+	h := newHarness(t, storetest.SQLite(t, testSchema...), nil)
 	r := h.do("GET", "/api/v1/sites", h.admin, nil, "X-Request-ID", "wall-42")
 	require.Equal(t, "wall-42", r.header.Get("X-Request-ID"))
 	r = h.do("GET", "/api/v1/sites", h.admin, nil, "X-Request-ID", "bad id\nwith newline")
@@ -184,7 +184,7 @@ func TestRequestIDAndAccessLog(t *testing.T) {
 }
 
 func TestMetrics(t *testing.T) {
-	h := newHarness(t, storetest.SQLite(t), nil)
+	h := newHarness(t, storetest.SQLite(t, testSchema...), nil)
 	h.do("GET", "/healthz", "", nil)
 	h.do("GET", "/api/v1/sites/abc", h.admin, nil)
 	r := h.do("GET", "/metrics", "", nil)
@@ -198,7 +198,7 @@ func TestMetrics(t *testing.T) {
 }
 
 func TestStartAndShutdown(t *testing.T) {
-	h := newHarness(t, storetest.SQLite(t), nil)
+	h := newHarness(t, storetest.SQLite(t, testSchema...), nil)
 	h.srv.Listen = "127.0.0.1:0"
 	require.NoError(t, h.srv.Start())
 	addr := h.srv.Addr()

@@ -11,11 +11,11 @@ import (
 
 	"github.com/offsite-gw/offsite/api"
 	"github.com/offsite-gw/offsite/api/auth"
-	"github.com/offsite-gw/offsite/gateway/audit"
-	"github.com/offsite-gw/offsite/gateway/events"
+	"github.com/offsite-gw/offsite/events/event"
+	"github.com/offsite-gw/offsite/events/uplink"
 	"github.com/offsite-gw/offsite/gateway/provincesim"
-	"github.com/offsite-gw/offsite/gateway/store/storetest"
-	"github.com/offsite-gw/offsite/gateway/uplink"
+	"github.com/offsite-gw/offsite/internal/audit"
+	"github.com/offsite-gw/offsite/internal/store/storetest"
 )
 
 // A provincesim receiver rejects one event: the uplink's status and dead letter show it, and
@@ -37,7 +37,7 @@ func TestUplinksAndDeadLetters(t *testing.T) {
 	t.Cleanup(ps.Stop)
 
 	var ups *uplink.Set
-	h := newEventsHarness(t, storetest.SQLite(t), func(h *evHarness, s *api.Server) {
+	h := newEventsHarness(t, storetest.SQLite(t, testSchema...), func(h *evHarness, s *api.Server) {
 		ups = &uplink.Set{GatewayID: "gw-test", Log: h.log, Configs: []uplink.Config{{Name: "province", BaseURL: ps.URL(),
 			Secret: "province-secret", BackoffMin: 10 * time.Millisecond, BackoffMax: 100 * time.Millisecond}}}
 		require.NoError(t, ups.Initialize())
@@ -49,9 +49,9 @@ func TestUplinksAndDeadLetters(t *testing.T) {
 	require.Empty(t, missing)
 	ctx := context.Background()
 	evs, err := h.log.Append(ctx,
-		events.Event{Type: "sensor.threshold", Department: deptHouse, Message: "超标", OccurredAt: time.Now()},
-		events.Event{Type: "sensor.threshold", Department: deptHouse, Message: "拒收", OccurredAt: time.Now()},
-		events.Event{Type: "device.offline", Department: deptEnv, Message: "离线", OccurredAt: time.Now()})
+		event.Event{Type: "sensor.threshold", Department: deptHouse, Message: "超标", OccurredAt: time.Now()},
+		event.Event{Type: "sensor.threshold", Department: deptHouse, Message: "拒收", OccurredAt: time.Now()},
+		event.Event{Type: "device.offline", Department: deptEnv, Message: "离线", OccurredAt: time.Now()})
 	require.NoError(t, err)
 
 	status := func(token string) uplink.Status {

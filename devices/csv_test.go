@@ -12,9 +12,9 @@ import (
 	"golang.org/x/text/encoding/unicode"
 
 	"github.com/offsite-gw/offsite/devices"
-	"github.com/offsite-gw/offsite/gateway/errs"
-	"github.com/offsite-gw/offsite/gateway/store"
-	"github.com/offsite-gw/offsite/gateway/store/storetest"
+	"github.com/offsite-gw/offsite/internal/errs"
+	"github.com/offsite-gw/offsite/internal/store"
+	"github.com/offsite-gw/offsite/internal/store/storetest"
 )
 
 const enHeader = "site_id,site_name,uscc,region_code,address,latitude,longitude,department,supervision_items," +
@@ -305,7 +305,7 @@ func TestParseCSVNotText(t *testing.T) {
 
 // A sheet goes through the store whole, or not at all.
 func TestCSVImportIntoStore(t *testing.T) {
-	storetest.Each(t, func(t *testing.T, db *store.DB) {
+	storetest.Each(t, testSchema, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		st, _ := newStore(t, db)
 		sites, devs, err := parse(t, []byte(zhHeader+rows))

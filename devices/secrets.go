@@ -22,7 +22,7 @@ import (
 	"golang.org/x/crypto/argon2"
 	"golang.org/x/sync/singleflight"
 
-	"github.com/offsite-gw/offsite/gateway/errs"
+	"github.com/offsite-gw/offsite/internal/errs"
 )
 
 // Sealed-text prefixes. The version lets a later format sit beside this one.

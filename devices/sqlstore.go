@@ -11,8 +11,8 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/offsite-gw/offsite/gateway/errs"
-	"github.com/offsite-gw/offsite/gateway/store"
+	"github.com/offsite-gw/offsite/internal/errs"
+	"github.com/offsite-gw/offsite/internal/store"
 )
 
 // SQLStore is the Store on the gateway's metadata database (SQLite or PostgreSQL). Secrets are

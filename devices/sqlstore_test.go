@@ -12,9 +12,9 @@ import (
 
 	"github.com/offsite-gw/offsite/devices"
 	profiles "github.com/offsite-gw/offsite/firmware-profiles"
-	"github.com/offsite-gw/offsite/gateway/errs"
-	"github.com/offsite-gw/offsite/gateway/store"
-	"github.com/offsite-gw/offsite/gateway/store/storetest"
+	"github.com/offsite-gw/offsite/internal/errs"
+	"github.com/offsite-gw/offsite/internal/store"
+	"github.com/offsite-gw/offsite/internal/store/storetest"
 )
 
 // registry is a stand-in for profiles.Registry.
@@ -63,7 +63,7 @@ func requireKind(t *testing.T, err error, kind errs.Kind, code string) {
 }
 
 func TestSiteCRUD(t *testing.T) {
-	storetest.Each(t, func(t *testing.T, db *store.DB) {
+	storetest.Each(t, testSchema, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		st, clk := newStore(t, db)
 
@@ -114,7 +114,7 @@ func TestSiteCRUD(t *testing.T) {
 }
 
 func TestDeviceCRUDAndSecrets(t *testing.T) {
-	storetest.Each(t, func(t *testing.T, db *store.DB) {
+	storetest.Each(t, testSchema, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		st, clk := newStore(t, db)
 		s := validSite()
@@ -276,7 +276,7 @@ func TestDeviceCRUDAndSecrets(t *testing.T) {
 }
 
 func TestScopes(t *testing.T) {
-	storetest.Each(t, func(t *testing.T, db *store.DB) {
+	storetest.Each(t, testSchema, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		st, _ := newStore(t, db)
 		const market, eco = "市市场监督管理局", "市生态环境局"
@@ -360,7 +360,7 @@ func takeSnapshot(t *testing.T, st *devices.SQLStore, db *store.DB) snapshot {
 }
 
 func TestImportAllOrNothing(t *testing.T) {
-	storetest.Each(t, func(t *testing.T, db *store.DB) {
+	storetest.Each(t, testSchema, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		st, clk := newStore(t, db)
 		s := validSite()
@@ -446,7 +446,7 @@ func TestImportAllOrNothing(t *testing.T) {
 }
 
 func TestMaintenance(t *testing.T) {
-	storetest.Each(t, func(t *testing.T, db *store.DB) {
+	storetest.Each(t, testSchema, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		st, clk := newStore(t, db)
 		s := validSite()
@@ -484,7 +484,7 @@ func TestMaintenance(t *testing.T) {
 
 // The real cost parameters work end to end (the other tests use cheap ones).
 func TestCheckMQTTDefaultCost(t *testing.T) {
-	db := storetest.SQLite(t)
+	db := storetest.SQLite(t, testSchema...)
 	ctx := context.Background()
 	st := &devices.SQLStore{DB: db}
 	s := validSite()

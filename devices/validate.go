@@ -12,7 +12,7 @@ import (
 	"golang.org/x/text/width"
 
 	profiles "github.com/offsite-gw/offsite/firmware-profiles"
-	"github.com/offsite-gw/offsite/gateway/errs"
+	"github.com/offsite-gw/offsite/internal/errs"
 )
 
 // Limits on free-text fields. They keep one bad CSV cell from becoming a megabyte row.

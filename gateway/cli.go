@@ -12,9 +12,9 @@ import (
 
 	"github.com/offsite-gw/offsite/devices"
 	profiles "github.com/offsite-gw/offsite/firmware-profiles"
-	"github.com/offsite-gw/offsite/gateway/audit"
 	"github.com/offsite-gw/offsite/gateway/config"
-	"github.com/offsite-gw/offsite/gateway/store"
+	"github.com/offsite-gw/offsite/internal/audit"
+	"github.com/offsite-gw/offsite/internal/store"
 )
 
 func cmdDevices(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -107,7 +107,7 @@ func cmdDevices(ctx context.Context, args []string, stdout, stderr io.Writer) er
 }
 
 func openDeviceStore(ctx context.Context, cfg config.Config, logger *slog.Logger) (*devices.SQLStore, *store.DB, error) {
-	db, err := store.Open(ctx, cfg.Store.DSN, cfg.DataDir)
+	db, err := store.Open(ctx, cfg.Store.DSN, cfg.DataDir, schema...)
 	if err != nil {
 		return nil, nil, err
 	}

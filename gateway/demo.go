@@ -15,11 +15,11 @@ import (
 
 	"github.com/offsite-gw/offsite/api/auth"
 	"github.com/offsite-gw/offsite/devices"
+	"github.com/offsite-gw/offsite/events/uplink"
 	"github.com/offsite-gw/offsite/gateway/config"
-	"github.com/offsite-gw/offsite/gateway/errs"
 	"github.com/offsite-gw/offsite/gateway/provincesim"
-	"github.com/offsite-gw/offsite/gateway/uplink"
 	"github.com/offsite-gw/offsite/ingest/sim"
+	"github.com/offsite-gw/offsite/internal/errs"
 	"github.com/offsite-gw/offsite/streams/simcam"
 )
 

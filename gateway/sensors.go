@@ -12,10 +12,10 @@ import (
 	"github.com/offsite-gw/offsite/analytics/rules"
 	"github.com/offsite-gw/offsite/api"
 	"github.com/offsite-gw/offsite/api/auth"
-	"github.com/offsite-gw/offsite/gateway/errs"
-	"github.com/offsite-gw/offsite/gateway/events"
+	"github.com/offsite-gw/offsite/events/event"
 	"github.com/offsite-gw/offsite/ingest"
 	"github.com/offsite-gw/offsite/ingest/decode"
+	"github.com/offsite-gw/offsite/internal/errs"
 )
 
 // telemetryStore is what the gateway needs of a telemetry backend: a sink for the pipeline and
@@ -48,7 +48,7 @@ func (g *gateway) openSensors(ctx context.Context) error {
 	lg := g.log.With("component", "ingest")
 
 	s.rules = &rules.Engine{DB: g.db, Profiles: g.profiles, Devices: g.devices,
-		Emit: func(ctx context.Context, evs []events.Event) error {
+		Emit: func(ctx context.Context, evs []event.Event) error {
 			for i := range evs {
 				g.enrich(ctx, &evs[i])
 			}
@@ -75,7 +75,7 @@ func (g *gateway) openSensors(ctx context.Context) error {
 	g.onStop("quarantine", func(context.Context) error { s.quarantine.Close(); return nil })
 
 	onDrop := func(n, total int64, reason string) {
-		g.raise(events.Event{Type: "telemetry.dropped", Severity: "major", OccurredAt: time.Now(),
+		g.raise(event.Event{Type: "telemetry.dropped", Severity: "major", OccurredAt: time.Now(),
 			Message: fmt.Sprintf("遥测数据存储积压超出上限，已丢弃 %d 条读数（累计 %d 条）：%s。请检查 InfluxDB 与磁盘空间。", n, total, reason)})
 	}
 	switch ic.Telemetry.Backend {
@@ -174,7 +174,7 @@ func (s *sensors) onReadings(sensor *ingest.Sensor, rs []ingest.Reading) {
 
 // onPresence turns a sensor going silent or coming back into device.offline / device.online.
 func (s *sensors) onPresence(c ingest.PresenceChange) {
-	e := events.Event{Device: &events.Device{ID: c.Device}, AlarmKey: c.Device + "/presence", Rule: "presence", OccurredAt: c.At}
+	e := event.Event{Device: &event.Device{ID: c.Device}, AlarmKey: c.Device + "/presence", Rule: "presence", OccurredAt: c.At}
 	if c.Online {
 		e.Type, e.Severity, e.State, e.Message = "device.online", "info", "cleared", "设备恢复在线"
 	} else {

@@ -21,12 +21,13 @@ import (
 	"github.com/offsite-gw/offsite/api/auth"
 	"github.com/offsite-gw/offsite/api/dashboard"
 	"github.com/offsite-gw/offsite/devices"
+	"github.com/offsite-gw/offsite/events"
+	"github.com/offsite-gw/offsite/events/event"
+	"github.com/offsite-gw/offsite/events/uplink"
 	profiles "github.com/offsite-gw/offsite/firmware-profiles"
-	"github.com/offsite-gw/offsite/gateway/audit"
 	"github.com/offsite-gw/offsite/gateway/config"
-	"github.com/offsite-gw/offsite/gateway/events"
-	"github.com/offsite-gw/offsite/gateway/store"
-	"github.com/offsite-gw/offsite/gateway/uplink"
+	"github.com/offsite-gw/offsite/internal/audit"
+	"github.com/offsite-gw/offsite/internal/store"
 )
 
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -94,7 +95,7 @@ type gateway struct {
 
 	// raised holds events from callbacks that must not block (camera states, presence,
 	// telemetry drops); one goroutine logs them in order.
-	raised chan events.Event
+	raised chan event.Event
 
 	// bg is cancelled at stop; background loops (escalation, retention) run under it.
 	bg       context.Context
@@ -142,7 +143,7 @@ func (g *gateway) openAlertEvidence() func(sha256 string) bool {
 // raise hands an event to the log without blocking the caller (a camera source, presence, a
 // telemetry store). A full queue means the store has been unavailable for thousands of events;
 // that is logged as an error rather than stalling video or MQTT.
-func (g *gateway) raise(e events.Event) {
+func (g *gateway) raise(e event.Event) {
 	select {
 	case g.raised <- e:
 	default:
@@ -183,7 +184,7 @@ func (g *gateway) appendRaised(ctx context.Context) {
 
 // enrich fills an event's site, department and device facts from the registry. An event whose
 // device is gone is still logged, without them, and the failure is logged.
-func (g *gateway) enrich(ctx context.Context, e *events.Event) {
+func (g *gateway) enrich(ctx context.Context, e *event.Event) {
 	if err := events.Enrich(ctx, g.devices, e); err != nil {
 		g.log.Warn("event logged without site facts", "type", e.Type, "event_id", e.ID, "err", err)
 	}
@@ -212,7 +213,7 @@ func (g *gateway) onStop(name string, fn func(ctx context.Context) error) {
 func openGateway(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Writer) (g *gateway, err error) {
 	g = &gateway{cfg: cfg, log: logger, reg: prometheus.NewRegistry()}
 	g.bg, g.cancelBg = context.WithCancel(context.WithoutCancel(ctx))
-	g.raised = make(chan events.Event, 4096)
+	g.raised = make(chan event.Event, 4096)
 	defer func() {
 		if err != nil {
 			g.stop()
@@ -223,7 +224,7 @@ func openGateway(ctx context.Context, cfg config.Config, logger *slog.Logger, ou
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return g, fmt.Errorf("data_dir: %w", err)
 	}
-	g.db, err = store.Open(ctx, cfg.Store.DSN, cfg.DataDir)
+	g.db, err = store.Open(ctx, cfg.Store.DSN, cfg.DataDir, schema...)
 	if err != nil {
 		return g, err
 	}

@@ -21,10 +21,10 @@ import (
 	"github.com/offsite-gw/offsite/api"
 	"github.com/offsite-gw/offsite/api/auth"
 	"github.com/offsite-gw/offsite/devices"
+	"github.com/offsite-gw/offsite/events/event"
 	profiles "github.com/offsite-gw/offsite/firmware-profiles"
-	"github.com/offsite-gw/offsite/gateway/audit"
-	"github.com/offsite-gw/offsite/gateway/errs"
-	"github.com/offsite-gw/offsite/gateway/events"
+	"github.com/offsite-gw/offsite/internal/audit"
+	"github.com/offsite-gw/offsite/internal/errs"
 	"github.com/offsite-gw/offsite/streams"
 )
 
@@ -245,7 +245,7 @@ func (v *video) onState(camera string, st streams.State, reason string) {
 	if typ == "" {
 		return
 	}
-	e := events.Event{Type: typ, Device: &events.Device{ID: camera}, AlarmKey: camera + "/signal", Rule: "video.signal", OccurredAt: time.Now()}
+	e := event.Event{Type: typ, Device: &event.Device{ID: camera}, AlarmKey: camera + "/signal", Rule: "video.signal", OccurredAt: time.Now()}
 	if typ == "video.signal_lost" {
 		e.Severity, e.State = "major", "active"
 		_, text := humanReason(reason)

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/offsite-gw/offsite/gateway/store/storetest"
 	"github.com/offsite-gw/offsite/ingest"
+	"github.com/offsite-gw/offsite/internal/store/storetest"
 )
 
 // BenchmarkPipelineToInflux is ingest's own cost per message, without a broker or a real
@@ -39,7 +39,7 @@ func BenchmarkPipelineToInflux(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer dir.Close()
-			quar := &ingest.Quarantine{DB: storetest.SQLite(b), Logger: quietLogger()}
+			quar := &ingest.Quarantine{DB: storetest.SQLite(b, testSchema...), Logger: quietLogger()}
 			if err := quar.Initialize(); err != nil {
 				b.Fatal(err)
 			}

@@ -21,9 +21,9 @@ import (
 
 	"github.com/offsite-gw/offsite/devices"
 	profiles "github.com/offsite-gw/offsite/firmware-profiles"
-	"github.com/offsite-gw/offsite/gateway/errs"
-	"github.com/offsite-gw/offsite/gateway/store/storetest"
 	"github.com/offsite-gw/offsite/ingest"
+	"github.com/offsite-gw/offsite/internal/errs"
+	"github.com/offsite-gw/offsite/internal/store/storetest"
 )
 
 // fakeDevices is the part of devices.Store that ingest uses, in memory.
@@ -91,7 +91,7 @@ func newStack(t *testing.T, devs *fakeDevices, sink ingest.Sink) *stack {
 	s.dir = &ingest.Directory{Devices: devs, Profiles: s.reg, Logger: quietLogger(), RefreshInterval: -1}
 	require.NoError(t, s.dir.Initialize())
 	t.Cleanup(s.dir.Close)
-	s.quar = &ingest.Quarantine{DB: storetest.SQLite(t), Logger: quietLogger()}
+	s.quar = &ingest.Quarantine{DB: storetest.SQLite(t, testSchema...), Logger: quietLogger()}
 	require.NoError(t, s.quar.Initialize())
 	t.Cleanup(s.quar.Close)
 	s.presence = &ingest.Presence{Directory: s.dir, Logger: quietLogger()}

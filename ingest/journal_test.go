@@ -14,8 +14,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/offsite-gw/offsite/gateway/store"
 	"github.com/offsite-gw/offsite/ingest"
+	"github.com/offsite-gw/offsite/internal/store"
 )
 
 const envJournalChild = "OFFSITE_JOURNAL_CHILD_DIR"
@@ -32,7 +32,7 @@ func TestJournalKillChild(t *testing.T) {
 	devs.add("s1", "g1", "generic-json")
 	dirc := &ingest.Directory{Devices: devs, Profiles: registry(t), Logger: quietLogger(), RefreshInterval: -1}
 	require.NoError(t, dirc.Initialize())
-	db, err := store.Open(ctx, "sqlite:"+filepath.Join(dir, "meta.db"), dir)
+	db, err := store.Open(ctx, "sqlite:"+filepath.Join(dir, "meta.db"), dir, testSchema...)
 	require.NoError(t, err)
 	quar := &ingest.Quarantine{DB: db, Logger: quietLogger()}
 	require.NoError(t, quar.Initialize())

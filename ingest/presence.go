@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/offsite-gw/offsite/gateway/store"
+	"github.com/offsite-gw/offsite/internal/store"
 )
 
 // PresenceChange is a device going online or offline.

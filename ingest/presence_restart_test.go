@@ -6,9 +6,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/offsite-gw/offsite/gateway/store"
-	"github.com/offsite-gw/offsite/gateway/store/storetest"
 	"github.com/offsite-gw/offsite/ingest"
+	"github.com/offsite-gw/offsite/internal/store"
+	"github.com/offsite-gw/offsite/internal/store/storetest"
 )
 
 // TestPresenceSurvivesRestart: a sensor already reported offline stays offline across a
@@ -16,7 +16,7 @@ import (
 // next message; a sensor that was online gets a full heartbeat from the restart before it is
 // declared silent; the last time it was heard from is kept. On both store backends.
 func TestPresenceSurvivesRestart(t *testing.T) {
-	storetest.Each(t, func(t *testing.T, db *store.DB) {
+	storetest.Each(t, testSchema, func(t *testing.T, db *store.DB) {
 		dir := &ingest.Directory{Devices: sensorFleet(), Profiles: registry(t), Logger: quietLogger(), RefreshInterval: -1}
 		require.NoError(t, dir.Initialize())
 		defer dir.Close()

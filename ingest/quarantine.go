@@ -12,7 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/offsite-gw/offsite/gateway/store"
+	"github.com/offsite-gw/offsite/internal/store"
 )
 
 // Quarantine reasons of ingest itself; decoding and validation add the decode.Reason* ones.

@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/offsite-gw/offsite/gateway/errs"
+	"github.com/offsite-gw/offsite/internal/errs"
 )
 
 // Handler serves the relay's HTTP endpoints (net/http; mount it in fiber with the adaptor):

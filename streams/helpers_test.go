@@ -16,7 +16,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/offsite-gw/offsite/gateway/errs"
+	"github.com/offsite-gw/offsite/internal/errs"
 	"github.com/offsite-gw/offsite/streams"
 	"github.com/offsite-gw/offsite/streams/internal/whepclient"
 	"github.com/offsite-gw/offsite/streams/simcam"

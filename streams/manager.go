@@ -12,7 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/offsite-gw/offsite/gateway/errs"
+	"github.com/offsite-gw/offsite/internal/errs"
 )
 
 // CameraConfig says how to pull one camera.

@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/offsite-gw/offsite/gateway/errs"
+	"github.com/offsite-gw/offsite/internal/errs"
 )
 
 // Snapshot produces a camera's current picture as JPEG without cgo and without transcoding in

@@ -17,8 +17,8 @@ import (
 	"time"
 
 	"github.com/offsite-gw/offsite/devices"
-	"github.com/offsite-gw/offsite/gateway/errs"
-	"github.com/offsite-gw/offsite/gateway/store"
+	"github.com/offsite-gw/offsite/internal/errs"
+	"github.com/offsite-gw/offsite/internal/store"
 )
 
 // Defaults: a lease lives 15 s and workers renew every 5 s, so a dead worker's cameras are

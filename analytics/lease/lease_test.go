@@ -11,8 +11,8 @@ import (
 
 	"github.com/offsite-gw/offsite/analytics/lease"
 	"github.com/offsite-gw/offsite/devices"
-	"github.com/offsite-gw/offsite/gateway/store"
-	"github.com/offsite-gw/offsite/gateway/store/storetest"
+	"github.com/offsite-gw/offsite/internal/store"
+	"github.com/offsite-gw/offsite/internal/store/storetest"
 )
 
 type cams []string
@@ -71,7 +71,7 @@ func owners(t *testing.T, svc *lease.Service) map[string]string {
 }
 
 func TestTwoWorkersSplitAndTakeOver(t *testing.T) {
-	storetest.Each(t, func(t *testing.T, db *store.DB) {
+	storetest.Each(t, testSchema, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		svc, clk := newService(db, 10)
 
@@ -126,7 +126,7 @@ func TestTwoWorkersSplitAndTakeOver(t *testing.T) {
 }
 
 func TestCapacityAndConcurrentWorkers(t *testing.T) {
-	storetest.Each(t, func(t *testing.T, db *store.DB) {
+	storetest.Each(t, testSchema, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		svc, clk := newService(db, 12)
 		// Capacities 2, 5, 100: water-filling gives 2, 5, 5.
@@ -168,7 +168,7 @@ func TestCapacityAndConcurrentWorkers(t *testing.T) {
 }
 
 func TestSettingsStoredAndDisabled(t *testing.T) {
-	storetest.Each(t, func(t *testing.T, db *store.DB) {
+	storetest.Each(t, testSchema, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		svc, _ := newService(db, 3)
 		set, err := lease.ParseSettings([]byte(`{"sensitivity":0.8,"schedule":[{"days":[1,2,3,4,5],"from":"08:30","to":"17:30"}],

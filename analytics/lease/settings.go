@@ -10,7 +10,7 @@ import (
 	"time"
 	_ "time/tzdata" // schedules name IANA zones; the gateway may run without /usr/share/zoneinfo
 
-	"github.com/offsite-gw/offsite/gateway/errs"
+	"github.com/offsite-gw/offsite/internal/errs"
 )
 
 // Zone kinds.

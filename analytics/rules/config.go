@@ -12,8 +12,8 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/offsite-gw/offsite/events/event"
 	profiles "github.com/offsite-gw/offsite/firmware-profiles"
-	"github.com/offsite-gw/offsite/gateway/events"
 )
 
 // Config is the rules: section of the gateway configuration. The engine takes its parts as
@@ -164,8 +164,8 @@ func ValidateOverrides(list []Override, schedules map[string]Schedule) error {
 		if o.Per != nil && *o.Per <= 0 {
 			bad("per must be > 0 (e.g. per: 10m)")
 		}
-		if o.Severity != "" && events.SeverityRank(o.Severity) < 0 {
-			bad("severity %q is not one of %s", o.Severity, strings.Join(events.Severities, ", "))
+		if o.Severity != "" && event.SeverityRank(o.Severity) < 0 {
+			bad("severity %q is not one of %s", o.Severity, strings.Join(event.Severities, ", "))
 		}
 		if o.During != "" && o.During != "all" {
 			if _, err := ParseWindow(o.During); err != nil {
@@ -304,8 +304,8 @@ func checkRule(r profiles.Rule) error {
 	if r.Hysteresis < 0 {
 		return fmt.Errorf("rule %q: hysteresis must be ≥ 0", r.ID)
 	}
-	if events.SeverityRank(r.Severity) < 0 {
-		return fmt.Errorf("rule %q: severity %q is not one of %s", r.ID, r.Severity, strings.Join(events.Severities, ", "))
+	if event.SeverityRank(r.Severity) < 0 {
+		return fmt.Errorf("rule %q: severity %q is not one of %s", r.ID, r.Severity, strings.Join(event.Severities, ", "))
 	}
 	if r.During != "" {
 		if _, err := ParseWindow(r.During); err != nil {

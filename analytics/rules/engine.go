@@ -21,10 +21,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/offsite-gw/offsite/devices"
+	"github.com/offsite-gw/offsite/events"
+	"github.com/offsite-gw/offsite/events/event"
 	profiles "github.com/offsite-gw/offsite/firmware-profiles"
-	"github.com/offsite-gw/offsite/gateway/events"
-	"github.com/offsite-gw/offsite/gateway/store"
 	"github.com/offsite-gw/offsite/ingest/decode"
+	"github.com/offsite-gw/offsite/internal/store"
 )
 
 // ProfileSource finds a device's profile; *profiles.Registry is one.
@@ -48,7 +49,7 @@ type Engine struct {
 	// the state that made it is stored, and stays pending — in memory and in rule_state —
 	// until Emit succeeds, so it may be emitted again with the same id after a crash; the log
 	// is idempotent by id.
-	Emit func(ctx context.Context, evs []events.Event) error
+	Emit func(ctx context.Context, evs []event.Event) error
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
 	// Location is where windows and schedules are read; default Asia/Shanghai.
@@ -411,7 +412,7 @@ func (e *Engine) activate(ds *deviceState, r *rule, st *ruleState, at time.Time,
 	since := st.Since
 	st.Phase, st.Since, st.Suppressed, st.ActiveValue, st.dirty = phaseActive, at, false, v, true
 	st.Kind, st.Severity = r.kind, r.severity
-	ev := e.event(ds, r, st, events.StateActive, at)
+	ev := e.event(ds, r, st, event.StateActive, at)
 	ev.Message = e.activeMessage(ds.rules, r, st, at, since, v, delta)
 	if r.kind != KindSilence {
 		ev.Reading = r.reading(st, v, r.kind != KindRate)
@@ -424,7 +425,7 @@ func (e *Engine) activate(ds *deviceState, r *rule, st *ruleState, at time.Time,
 
 func (e *Engine) clear(ds *deviceState, r *rule, st *ruleState, at time.Time, why clearReason, v float64) {
 	st.Phase, st.Since, st.ClearedAt, st.Suppressed, st.dirty = phaseIdle, time.Time{}, at, false, true
-	ev := e.event(ds, r, st, events.StateCleared, at)
+	ev := e.event(ds, r, st, event.StateCleared, at)
 	ev.Message = e.clearMessage(ds.rules, r, st, why, v)
 	if r.kind != KindSilence && why != clearRemoved {
 		ev.Reading = r.reading(st, v, r.kind != KindRate)
@@ -435,21 +436,21 @@ func (e *Engine) clear(ds *deviceState, r *rule, st *ruleState, at time.Time, wh
 	e.signal()
 }
 
-func (e *Engine) event(ds *deviceState, r *rule, st *ruleState, state string, at time.Time) events.Event {
+func (e *Engine) event(ds *deviceState, r *rule, st *ruleState, state string, at time.Time) event.Event {
 	at = at.UTC().Truncate(time.Millisecond)
 	typ := "sensor.threshold"
 	if r.kind == KindSilence {
 		typ = "sensor.silent"
 	}
-	ev := events.Event{
+	ev := event.Event{
 		ID: events.NewID(at), Type: typ, Severity: r.severity, State: state, OccurredAt: at,
 		AlarmKey: ds.id + "/" + r.id, Rule: r.id, Department: r.department,
-		Device: &events.Device{ID: ds.id},
+		Device: &event.Device{ID: ds.id},
 	}
 	if dr := ds.rules; dr != nil {
 		ev.Device.Kind, ev.Device.Profile = string(dr.dev.Kind), dr.dev.Profile
 		if dr.site != nil {
-			ev.Site = &events.Site{ID: dr.site.ID, Name: dr.site.Name, USCC: dr.site.USCC, RegionCode: dr.site.RegionCode}
+			ev.Site = &event.Site{ID: dr.site.ID, Name: dr.site.Name, USCC: dr.site.USCC, RegionCode: dr.site.RegionCode}
 			if ev.Department == "" {
 				ev.Department = dr.site.Department
 			}
@@ -494,7 +495,7 @@ func (e *Engine) Tick(ctx context.Context) error {
 					st.dirty = false
 				}
 				if len(st.Pending) > 0 {
-					pending = append(pending, pendingBatch{device: ds.id, rule: id, events: append([]events.Event(nil), st.Pending...)})
+					pending = append(pending, pendingBatch{device: ds.id, rule: id, events: append([]event.Event(nil), st.Pending...)})
 				}
 			}
 		}
@@ -523,7 +524,7 @@ func (e *Engine) Tick(ctx context.Context) error {
 
 type pendingBatch struct {
 	device, rule string
-	events       []events.Event
+	events       []event.Event
 }
 
 const maxEmitBatch = 500
@@ -533,7 +534,7 @@ const maxEmitBatch = 500
 func (e *Engine) emit(ctx context.Context, pending []pendingBatch, now time.Time) error {
 	var (
 		errs  []error
-		batch []events.Event
+		batch []event.Event
 		group []pendingBatch
 	)
 	flush := func() {
@@ -586,7 +587,7 @@ func (e *Engine) delivered(group []pendingBatch) {
 				for n < len(st.Pending) && n < len(g.events) && st.Pending[n].ID == g.events[n].ID {
 					n++
 				}
-				st.Pending = append([]events.Event(nil), st.Pending[n:]...)
+				st.Pending = append([]event.Event(nil), st.Pending[n:]...)
 				st.dirty = true
 				e.stats.pending.Add(-int64(n))
 				e.stats.emitted.Add(uint64(n))

@@ -13,11 +13,11 @@ import (
 
 	"github.com/offsite-gw/offsite/analytics/rules"
 	"github.com/offsite-gw/offsite/devices"
+	"github.com/offsite-gw/offsite/events/event"
 	profiles "github.com/offsite-gw/offsite/firmware-profiles"
-	"github.com/offsite-gw/offsite/gateway/events"
-	"github.com/offsite-gw/offsite/gateway/store"
-	"github.com/offsite-gw/offsite/gateway/store/storetest"
 	"github.com/offsite-gw/offsite/ingest/decode"
+	"github.com/offsite-gw/offsite/internal/store"
+	"github.com/offsite-gw/offsite/internal/store/storetest"
 )
 
 var shanghai = func() *time.Location {
@@ -49,11 +49,11 @@ type sink struct {
 	mu    sync.Mutex
 	fail  bool
 	calls int
-	byID  map[string]events.Event
+	byID  map[string]event.Event
 	order []string
 }
 
-func (s *sink) Emit(_ context.Context, evs []events.Event) error {
+func (s *sink) Emit(_ context.Context, evs []event.Event) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.calls++
@@ -61,7 +61,7 @@ func (s *sink) Emit(_ context.Context, evs []events.Event) error {
 		return errors.New("event log down")
 	}
 	if s.byID == nil {
-		s.byID = map[string]events.Event{}
+		s.byID = map[string]event.Event{}
 	}
 	for _, e := range evs {
 		if _, ok := s.byID[e.ID]; !ok {
@@ -74,10 +74,10 @@ func (s *sink) Emit(_ context.Context, evs []events.Event) error {
 
 func (s *sink) setFail(f bool) { s.mu.Lock(); s.fail = f; s.mu.Unlock() }
 
-func (s *sink) events() []events.Event {
+func (s *sink) events() []event.Event {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]events.Event, 0, len(s.order))
+	out := make([]event.Event, 0, len(s.order))
 	for _, id := range s.order {
 		out = append(out, s.byID[id])
 	}
@@ -180,7 +180,7 @@ type option func(*rules.Engine)
 func newHarness(t testing.TB, db *store.DB, p profiles.Profile, opts ...option) *harness {
 	t.Helper()
 	if db == nil {
-		db = storetest.SQLite(t)
+		db = storetest.SQLite(t, testSchema...)
 	}
 	h := &harness{t: t, db: db, clk: &clock{t: day0}, out: &sink{}}
 	h.start(p, opts...)

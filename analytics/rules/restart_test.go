@@ -9,26 +9,27 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/offsite-gw/offsite/gateway/events"
-	"github.com/offsite-gw/offsite/gateway/store"
-	"github.com/offsite-gw/offsite/gateway/store/storetest"
+	"github.com/offsite-gw/offsite/events"
+	"github.com/offsite-gw/offsite/events/event"
+	"github.com/offsite-gw/offsite/internal/store"
+	"github.com/offsite-gw/offsite/internal/store/storetest"
 )
 
 // logSink wires Emit to a real events.Log on the same database, as the gateway does, so
 // the tests count what the log really holds (Append is idempotent by id).
-func logSink(t *testing.T, db *store.DB) (*events.Log, func(ctx context.Context, evs []events.Event) error) {
+func logSink(t *testing.T, db *store.DB) (*events.Log, func(ctx context.Context, evs []event.Event) error) {
 	l := &events.Log{DB: db, GatewayID: "test-gw", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	require.NoError(t, l.Initialize())
-	return l, func(ctx context.Context, evs []events.Event) error {
+	return l, func(ctx context.Context, evs []event.Event) error {
 		_, err := l.Append(ctx, evs...)
 		return err
 	}
 }
 
-func logged(t *testing.T, l *events.Log) []events.Event {
+func logged(t *testing.T, l *events.Log) []event.Event {
 	evs, err := l.Since(t.Context(), 0, events.Filter{}, 1000)
 	require.NoError(t, err)
-	var out []events.Event
+	var out []event.Event
 	for _, e := range evs {
 		if e.Type == "sensor.threshold" {
 			out = append(out, e)
@@ -37,7 +38,7 @@ func logged(t *testing.T, l *events.Log) []events.Event {
 	return out
 }
 
-func states(evs []events.Event) []string {
+func states(evs []event.Event) []string {
 	var out []string
 	for _, e := range evs {
 		out = append(out, e.State)
@@ -53,7 +54,7 @@ func TestRestartDuringDuration(t *testing.T) {
 	high := constant(182)
 	for _, mode := range []string{"close", "crash"} {
 		t.Run(mode, func(t *testing.T) {
-			storetest.Each(t, func(t *testing.T, db *store.DB) {
+			storetest.Each(t, testSchema, func(t *testing.T, db *store.DB) {
 				log, emit := logSink(t, db)
 				h := newHarness(t, db, testProfile(pm10Duration), func(e *rulesEngine) { e.Emit = emit })
 				h.series(0, 7*minute-step, step, "pm10", high)
@@ -98,7 +99,7 @@ func TestRestartDuringDuration(t *testing.T) {
 // Then a crash right after a delivery whose "delivered" mark was not stored yet: the next
 // engine emits the event again, and the log keeps one.
 func TestRestartWithUndeliveredEvent(t *testing.T) {
-	storetest.Each(t, func(t *testing.T, db *store.DB) {
+	storetest.Each(t, testSchema, func(t *testing.T, db *store.DB) {
 		log, emit := logSink(t, db)
 		h := newHarness(t, db, testProfile(pm10Threshold))
 		h.out.setFail(true)
@@ -128,7 +129,7 @@ func TestRestartWithUndeliveredEvent(t *testing.T) {
 // dies before the state (and so the event) is stored. Nothing went out; the next engine makes
 // the alarm from the next reading, once.
 func TestCrashBeforeTransitionStored(t *testing.T) {
-	storetest.Each(t, func(t *testing.T, db *store.DB) {
+	storetest.Each(t, testSchema, func(t *testing.T, db *store.DB) {
 		log, emit := logSink(t, db)
 		h := newHarness(t, db, testProfile(pm10Duration), func(e *rulesEngine) { e.Emit = emit })
 		h.series(0, 9*minute+50*time.Second, 10*time.Second, "pm10", constant(182))

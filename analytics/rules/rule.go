@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/offsite-gw/offsite/devices"
+	"github.com/offsite-gw/offsite/events/event"
 	profiles "github.com/offsite-gw/offsite/firmware-profiles"
-	"github.com/offsite-gw/offsite/gateway/events"
 )
 
 // rule is one rule of one device after layering, ready to evaluate.
@@ -176,8 +176,8 @@ func (r *rule) releases(x float64) bool {
 }
 
 // reading is the event's reading: the metric's value with the limit.
-func (r *rule) reading(st *ruleState, v float64, withLimit bool) *events.Reading {
-	rd := &events.Reading{Metric: r.metric, Value: v, Unit: st.unit}
+func (r *rule) reading(st *ruleState, v float64, withLimit bool) *event.Reading {
+	rd := &event.Reading{Metric: r.metric, Value: v, Unit: st.unit}
 	if withLimit {
 		limit := r.value
 		rd.Limit = &limit

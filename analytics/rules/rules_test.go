@@ -8,8 +8,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/offsite-gw/offsite/analytics/rules"
+	"github.com/offsite-gw/offsite/events/event"
 	profiles "github.com/offsite-gw/offsite/firmware-profiles"
-	"github.com/offsite-gw/offsite/gateway/events"
 )
 
 const minute = time.Minute
@@ -33,16 +33,16 @@ func TestThreshold(t *testing.T) {
 		require.Len(t, evs, 1)
 		e := evs[0]
 		require.Equal(t, "sensor.threshold", e.Type)
-		require.Equal(t, events.StateActive, e.State)
+		require.Equal(t, event.StateActive, e.State)
 		require.Equal(t, "dev-1/pm10-now", e.AlarmKey)
 		require.Equal(t, "pm10-now", e.Rule)
 		require.Equal(t, "major", e.Severity)
 		require.Equal(t, "市住房和城乡建设局", e.Department, "department from the site when the rule has none")
 		require.Equal(t, day0.Add(1*minute).UTC(), e.OccurredAt)
-		require.Equal(t, &events.Reading{Metric: "pm10", Value: 182, Unit: "µg/m³", Limit: pf(150)}, e.Reading)
+		require.Equal(t, &event.Reading{Metric: "pm10", Value: 182, Unit: "µg/m³", Limit: pf(150)}, e.Reading)
 		require.Equal(t, "7 号地块 东侧 PM10 182 µg/m³，超过 150 µg/m³。请督促洒水降尘", e.Message)
 		require.Equal(t, "site-7", e.Site.ID)
-		require.Equal(t, &events.Device{ID: "dev-1", Kind: "sensor", Profile: "test-dust"}, e.Device)
+		require.Equal(t, &event.Device{ID: "dev-1", Kind: "sensor", Profile: "test-dust"}, e.Device)
 		require.NoError(t, e.Validate())
 	})
 	t.Run("does not fire at or below the limit", func(t *testing.T) {

@@ -8,8 +8,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/offsite-gw/offsite/gateway/events"
-	"github.com/offsite-gw/offsite/gateway/store"
+	"github.com/offsite-gw/offsite/events/event"
+	"github.com/offsite-gw/offsite/internal/store"
 )
 
 // Phases of a rule state (rule_state.state).
@@ -31,7 +31,7 @@ type ruleState struct {
 	Kind        string    // of the rule when active, to clear an alarm whose rule was removed
 	Severity    string
 	Ring        ring
-	Pending     []events.Event // made, not yet accepted by Emit
+	Pending     []event.Event // made, not yet accepted by Emit
 
 	unit  string
 	dirty bool

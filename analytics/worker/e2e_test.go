@@ -21,9 +21,10 @@ import (
 	"github.com/offsite-gw/offsite/analytics/lease"
 	"github.com/offsite-gw/offsite/analytics/worker"
 	"github.com/offsite-gw/offsite/devices"
-	"github.com/offsite-gw/offsite/gateway/errs"
-	"github.com/offsite-gw/offsite/gateway/events"
-	"github.com/offsite-gw/offsite/gateway/store/storetest"
+	"github.com/offsite-gw/offsite/events"
+	"github.com/offsite-gw/offsite/events/event"
+	"github.com/offsite-gw/offsite/internal/errs"
+	"github.com/offsite-gw/offsite/internal/store/storetest"
 	"github.com/offsite-gw/offsite/streams/simcam"
 )
 
@@ -45,7 +46,7 @@ type fakeGateway struct {
 	svc      *lease.Service
 	evidence *events.EvidenceStore
 	mu       sync.Mutex
-	events   []events.Event
+	events   []event.Event
 }
 
 func startFakeGateway(t *testing.T, svc *lease.Service) *fakeGateway {
@@ -111,7 +112,7 @@ func startFakeGateway(t *testing.T, svc *lease.Service) *fakeGateway {
 	return g
 }
 
-func (g *fakeGateway) find(typ, key, state string) (events.Event, bool) {
+func (g *fakeGateway) find(typ, key, state string) (event.Event, bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for _, e := range g.events {
@@ -119,7 +120,7 @@ func (g *fakeGateway) find(typ, key, state string) (events.Event, bool) {
 			return e, true
 		}
 	}
-	return events.Event{}, false
+	return event.Event{}, false
 }
 
 func readClip(t *testing.T, path string) []byte {
@@ -140,7 +141,7 @@ func TestEndToEnd(t *testing.T) {
 	require.NoError(t, cams.Initialize())
 	defer cams.Close()
 
-	db := storetest.SQLite(t)
+	db := storetest.SQLite(t, testSchema...)
 	svc := &lease.Service{DB: db, Cameras: cameraList{"cam-black", "cam-counter"},
 		RTSPURL: func(id string) string { return "rtsp://svc:rtsp-pw@" + cams.Addr() + "/" + id }}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -154,9 +155,9 @@ func TestEndToEnd(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
 
-	wait := func(typ, key, state string, within time.Duration) events.Event {
+	wait := func(typ, key, state string, within time.Duration) event.Event {
 		t.Helper()
-		var e events.Event
+		var e event.Event
 		require.Eventually(t, func() bool {
 			var ok bool
 			e, ok = gw.find(typ, key, state)

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/offsite-gw/offsite/devices"
-	"github.com/offsite-gw/offsite/gateway/errs"
+	"github.com/offsite-gw/offsite/internal/errs"
 )
 
 // Role is what a user is allowed to do.

@@ -13,9 +13,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/offsite-gw/offsite/gateway/audit"
-	"github.com/offsite-gw/offsite/gateway/errs"
-	"github.com/offsite-gw/offsite/gateway/store"
+	"github.com/offsite-gw/offsite/internal/audit"
+	"github.com/offsite-gw/offsite/internal/errs"
+	"github.com/offsite-gw/offsite/internal/store"
 )
 
 // Defaults for the zero fields of Service.

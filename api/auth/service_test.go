@@ -10,16 +10,16 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/offsite-gw/offsite/api/auth"
-	"github.com/offsite-gw/offsite/gateway/errs"
-	"github.com/offsite-gw/offsite/gateway/store"
-	"github.com/offsite-gw/offsite/gateway/store/storetest"
+	"github.com/offsite-gw/offsite/internal/errs"
+	"github.com/offsite-gw/offsite/internal/store"
+	"github.com/offsite-gw/offsite/internal/store/storetest"
 )
 
 var cheap = auth.Argon2Params{Memory: 1024, Time: 1, Threads: 1}
 
 // Concurrent wrong passwords are all counted: a burst cannot slip past the lock-out.
 func TestConcurrentFailuresLock(t *testing.T) {
-	storetest.Each(t, func(t *testing.T, db *store.DB) {
+	storetest.Each(t, testSchema, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		s := &auth.Service{DB: db, Argon2: cheap, LockoutAfter: 5, IPBurst: 100}
 		_, err := s.CreateUser(ctx, auth.User{Username: "ops", Role: auth.RoleMaintainer}, "Right-Password-1")
@@ -40,7 +40,7 @@ func TestConcurrentFailuresLock(t *testing.T) {
 
 // A hash made with older parameters is upgraded at the next successful login.
 func TestHashUpgradedOnLogin(t *testing.T) {
-	db := storetest.SQLite(t)
+	db := storetest.SQLite(t, testSchema...)
 	ctx := context.Background()
 	old := &auth.Service{DB: db, Argon2: auth.Argon2Params{Memory: 512, Time: 1, Threads: 1}}
 	_, err := old.CreateUser(ctx, auth.User{Username: "ops", Role: auth.RoleViewer}, "Right-Password-1")

@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/offsite-gw/offsite/analytics/rules"
+	"github.com/offsite-gw/offsite/events"
+	"github.com/offsite-gw/offsite/events/uplink"
 	profiles "github.com/offsite-gw/offsite/firmware-profiles"
-	"github.com/offsite-gw/offsite/gateway/events"
-	"github.com/offsite-gw/offsite/gateway/uplink"
 )
 
 // Config is the whole gateway configuration. Keys are the yaml tags; the environment variable

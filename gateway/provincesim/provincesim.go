@@ -25,7 +25,7 @@ import (
 
 	"github.com/oklog/ulid/v2"
 
-	"github.com/offsite-gw/offsite/gateway/uplink"
+	"github.com/offsite-gw/offsite/events/uplink"
 )
 
 // Received is one accepted event.

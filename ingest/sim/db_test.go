@@ -3,8 +3,8 @@ package sim_test
 import (
 	"testing"
 
-	"github.com/offsite-gw/offsite/gateway/store"
-	"github.com/offsite-gw/offsite/gateway/store/storetest"
+	"github.com/offsite-gw/offsite/internal/store"
+	"github.com/offsite-gw/offsite/internal/store/storetest"
 )
 
-func mustDB(t *testing.T) *store.DB { return storetest.SQLite(t) }
+func mustDB(t *testing.T) *store.DB { return storetest.SQLite(t, testSchema...) }

@@ -13,10 +13,10 @@ import (
 
 	"github.com/offsite-gw/offsite/devices"
 	profiles "github.com/offsite-gw/offsite/firmware-profiles"
-	"github.com/offsite-gw/offsite/gateway/errs"
 	"github.com/offsite-gw/offsite/ingest"
 	"github.com/offsite-gw/offsite/ingest/decode"
 	"github.com/offsite-gw/offsite/ingest/sim"
+	"github.com/offsite-gw/offsite/internal/errs"
 )
 
 // TestEveryProfileDecodes: for every shipped sensor profile, a day of simulated payloads —

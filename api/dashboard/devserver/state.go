@@ -56,7 +56,7 @@ type device struct {
 	} `json:"status"`
 }
 
-// step and alert mirror gateway/events (Alert with its Source event and Steps).
+// step and alert mirror events (Alert with its Source event and Steps).
 type step struct {
 	Action  string    `json:"action"`
 	State   string    `json:"state"`
@@ -586,7 +586,7 @@ func (s *state) routes(mux *http.ServeMux) {
 	})
 	api.HandleFunc("GET /api/v1/events/stream", s.serveSSE)
 	api.HandleFunc("GET /api/v1/uplinks", func(w http.ResponseWriter, r *http.Request) {
-		// Shaped like gateway/uplink.Status.
+		// Shaped like events/uplink.Status.
 		writeJSON(w, 200, []map[string]any{
 			{"name": "core", "kind": "core", "url": "http://10.1.2.3:9000/", "cursor": 1284, "head": 1284, "backlog": 0, "lag_seconds": 0, "delivered": 1284, "rejected": 0, "dead_letters": 0, "last_success": time.Now().Add(-12 * time.Second)},
 			{"name": "province", "kind": "province", "url": "http://10.9.8.7:8443/", "cursor": 902, "head": 939, "backlog": 37, "lag_seconds": 842, "attempts": 6, "delivered": 902, "rejected": 1, "dead_letters": 1, "last_success": time.Now().Add(-14 * time.Minute), "last_error": "503 Service Unavailable", "last_error_at": time.Now().Add(-20 * time.Second)},

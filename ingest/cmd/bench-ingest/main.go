@@ -48,9 +48,9 @@ import (
 	"github.com/offsite-gw/offsite/devices"
 	profiles "github.com/offsite-gw/offsite/firmware-profiles"
 	gwconfig "github.com/offsite-gw/offsite/gateway/config"
-	"github.com/offsite-gw/offsite/gateway/errs"
-	"github.com/offsite-gw/offsite/gateway/store"
 	"github.com/offsite-gw/offsite/ingest"
+	"github.com/offsite-gw/offsite/internal/errs"
+	"github.com/offsite-gw/offsite/internal/store"
 )
 
 type config struct {
@@ -236,7 +236,7 @@ func newIngest(c config, influx *influxd, devs *devicesStore, measurement string
 	if err := s.dir.Initialize(); err != nil {
 		return nil, err
 	}
-	s.db, err = store.Open(context.Background(), "sqlite:"+filepath.Join(c.workdir, measurement+".db"), c.workdir)
+	s.db, err = store.Open(context.Background(), "sqlite:"+filepath.Join(c.workdir, measurement+".db"), c.workdir, devices.Migrations, ingest.Migrations)
 	if err != nil {
 		return nil, err
 	}

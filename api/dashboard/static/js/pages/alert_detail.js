@@ -10,7 +10,7 @@ import { severityChip, stateChip, typeLabel, facts, errorBox, loading, toast, fi
 import { severityOf, alertState, siteOf, deviceOf, occurredAt, department, supervisionItem, pick, eventType, timeline, telemetryPoints, OUTCOMES } from '../model.js';
 
 // Which forms each state offers, in the order of the chain 认领 → 处办 → 反馈 → 办结
-// (gateway/events: handle may be recorded more than once before the feedback).
+// (events: handle may be recorded more than once before the feedback).
 const NEXT = {
   opened: ['claim'],
   claimed: ['handle'],

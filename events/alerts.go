@@ -1,0 +1,660 @@
+package events
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/offsite-gw/offsite/devices"
+	"github.com/offsite-gw/offsite/events/event"
+	"github.com/offsite-gw/offsite/internal/errs"
+	"github.com/offsite-gw/offsite/internal/store"
+)
+
+// Alert states, in lifecycle order: 认领 (claim) → 处办 (handle) → 反馈 (feedback) → close.
+const (
+	AlertOpened  = "opened"
+	AlertClaimed = "claimed"
+	AlertHandled = "handled"
+	AlertFedBack = "fed_back"
+	AlertClosed  = "closed"
+)
+
+// Outcome is what an officer reports back (反馈) about an alert.
+type Outcome struct {
+	Code  string `json:"code"`
+	Label string `json:"label"`
+}
+
+// Outcomes is the enumerated set of feedback outcomes.
+var Outcomes = []Outcome{
+	{"rectify_ordered", "责令整改"},
+	{"case_filed", "立案"},
+	{"false_alarm", "误报"},
+	{"rectified", "已整改"},
+	{"other", "其他"},
+}
+
+// ParseOutcome accepts an outcome code or its Chinese label.
+func ParseOutcome(s string) (Outcome, error) {
+	s = strings.TrimSpace(s)
+	for _, o := range Outcomes {
+		if s == o.Code || s == o.Label {
+			return o, nil
+		}
+	}
+	codes := make([]string, len(Outcomes))
+	for i, o := range Outcomes {
+		codes[i] = o.Code + " (" + o.Label + ")"
+	}
+	return Outcome{}, errs.E(errs.KindInvalid, "invalid_outcome", "outcome %q must be one of %s", s, strings.Join(codes, ", "))
+}
+
+// Alert is the person-facing side of an alarm activation.
+type Alert struct {
+	ID              string       `json:"id"`
+	AlarmKey        string       `json:"alarm_key"`
+	State           string       `json:"state"`
+	Type            string       `json:"type"` // type of the event that opened it
+	Severity        string       `json:"severity"`
+	Department      string       `json:"department"`
+	RegionCode      string       `json:"region_code"`
+	SiteID          string       `json:"site_id"`
+	DeviceID        string       `json:"device_id"`
+	EventID         string       `json:"event_id"` // the event that opened it
+	Message         string       `json:"message"`
+	ClaimedBy       string       `json:"claimed_by,omitempty"`
+	Outcome         string       `json:"outcome,omitempty"`
+	EscalationLevel int          `json:"escalation_level"`
+	AlarmActive     bool         `json:"alarm_active"`
+	OpenedAt        time.Time    `json:"opened_at"`
+	UpdatedAt       time.Time    `json:"updated_at"`
+	Source          *event.Event `json:"source,omitempty"`
+	Steps           []Step       `json:"steps,omitempty"` // filled by Get
+}
+
+// Step is one recorded transition of an alert.
+type Step struct {
+	At          time.Time `json:"at"`
+	Actor       string    `json:"actor"`
+	Action      string    `json:"action"`
+	State       string    `json:"state"`
+	Note        string    `json:"note,omitempty"`
+	Outcome     string    `json:"outcome,omitempty"`
+	Attachments []string  `json:"attachments,omitempty"`
+	EventID     string    `json:"event_id"`
+}
+
+// Action is a person's request to move an alert on.
+type Action struct {
+	Actor       string
+	Note        string
+	Attachments []string // evidence sha256s
+	Outcome     string   // code or label; required for Feedback
+	// Override lets someone other than the claimant handle or report back (admin).
+	Override bool
+}
+
+// EscalationRule says when an unclaimed alert escalates: level i+1 after After[i]. Empty
+// Severity or Department match any; the most specific matching rule wins.
+type EscalationRule struct {
+	Severity   string          `yaml:"severity" json:"severity,omitempty"`
+	Department string          `yaml:"department" json:"department,omitempty"`
+	After      []time.Duration `yaml:"after" json:"after"`
+}
+
+// DefaultEscalation applies when Alerts.Escalation is empty.
+var DefaultEscalation = []EscalationRule{
+	{Severity: "critical", After: []time.Duration{5 * time.Minute, 30 * time.Minute}},
+	{Severity: "major", After: []time.Duration{15 * time.Minute, 2 * time.Hour}},
+	{Severity: "minor", After: []time.Duration{time.Hour}},
+}
+
+// Alerts keeps alarm state per alarm_key and the alert per activation. Every transition
+// appends an alert.* event in the same transaction as the state change.
+type Alerts struct {
+	Log *Log
+	// Cooldown: an alarm that re-activates within this long after clearing, while its alert
+	// is not yet closed, re-uses that alert instead of opening another (flapping). 0: off.
+	Cooldown time.Duration
+	// Escalation rules; DefaultEscalation when empty.
+	Escalation []EscalationRule
+	// EscalationInterval is how often Run looks for overdue alerts (default 5s).
+	EscalationInterval time.Duration
+	Logger             *slog.Logger
+}
+
+// Initialize hooks the alarm logic into the log. Call after Log.Initialize.
+func (a *Alerts) Initialize() error {
+	if a.Logger == nil {
+		a.Logger = slog.Default()
+	}
+	if len(a.Escalation) == 0 {
+		a.Escalation = DefaultEscalation
+	}
+	if a.EscalationInterval <= 0 {
+		a.EscalationInterval = 5 * time.Second
+	}
+	for _, r := range a.Escalation {
+		if r.Severity != "" && event.SeverityRank(r.Severity) < 0 {
+			return fmt.Errorf("events: escalation rule severity %q must be one of %s", r.Severity, strings.Join(event.Severities, ", "))
+		}
+		for i, d := range r.After {
+			if d <= 0 || i > 0 && d <= r.After[i-1] {
+				return fmt.Errorf("events: escalation rule %s/%s: after must be positive and increasing", r.Severity, r.Department)
+			}
+		}
+	}
+	a.Log.Use(a.onEvent)
+	return nil
+}
+
+// onEvent runs inside the append transaction of every new event.
+func (a *Alerts) onEvent(ctx context.Context, tx *Tx, e *event.Event) error {
+	if e.AlarmKey == "" || strings.HasPrefix(e.Type, "alert.") || e.State == "" {
+		return nil
+	}
+	now := tx.Now().UnixMilli()
+	var state, alertID string
+	var clearedAt int64
+	err := tx.QueryRow(ctx, `SELECT state, alert_id, cleared_at FROM alarms WHERE alarm_key = ?`, e.AlarmKey).
+		Scan(&state, &alertID, &clearedAt)
+	found := err == nil
+	if err != nil && !store.IsNoRows(err) {
+		return fmt.Errorf("events: read alarm %s: %w", e.AlarmKey, err)
+	}
+	switch e.State {
+	case event.StateCleared:
+		if !found || state != event.StateActive {
+			return nil
+		}
+		if _, err := tx.Exec(ctx, `UPDATE alarms SET state = ?, cleared_at = ?, last_event_id = ?, updated_at = ? WHERE alarm_key = ?`,
+			event.StateCleared, now, e.ID, now, e.AlarmKey); err != nil {
+			return fmt.Errorf("events: clear alarm: %w", err)
+		}
+		_, err := tx.Exec(ctx, `UPDATE alerts SET alarm_active = ? WHERE id = ?`, false, alertID)
+		return err
+	case event.StateActive:
+		if found && state == event.StateActive {
+			_, err := tx.Exec(ctx, `UPDATE alarms SET last_event_id = ?, updated_at = ? WHERE alarm_key = ?`, e.ID, now, e.AlarmKey)
+			return err
+		}
+		if found && a.Cooldown > 0 && now-clearedAt < a.Cooldown.Milliseconds() {
+			var alertState string
+			if err := tx.QueryRow(ctx, `SELECT state FROM alerts WHERE id = ?`, alertID).Scan(&alertState); err == nil && alertState != AlertClosed {
+				if _, err := tx.Exec(ctx, `UPDATE alarms SET state = ?, last_event_id = ?, updated_at = ? WHERE alarm_key = ?`,
+					event.StateActive, e.ID, now, e.AlarmKey); err != nil {
+					return err
+				}
+				_, err := tx.Exec(ctx, `UPDATE alerts SET alarm_active = ? WHERE id = ?`, true, alertID)
+				return err
+			}
+		}
+		return a.open(ctx, tx, e, found)
+	}
+	return nil
+}
+
+func (a *Alerts) open(ctx context.Context, tx *Tx, e *event.Event, alarmExists bool) error {
+	now := tx.Now()
+	ms := now.UnixMilli()
+	id := NewID(now)
+	var err error
+	if alarmExists {
+		_, err = tx.Exec(ctx, `UPDATE alarms SET state = ?, alert_id = ?, last_event_id = ?, activated_at = ?, updated_at = ? WHERE alarm_key = ?`,
+			event.StateActive, id, e.ID, ms, ms, e.AlarmKey)
+	} else {
+		_, err = tx.Exec(ctx, `INSERT INTO alarms(alarm_key, state, alert_id, last_event_id, activated_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)`,
+			e.AlarmKey, event.StateActive, id, e.ID, ms, ms)
+	}
+	if err != nil {
+		return fmt.Errorf("events: activate alarm %s: %w", e.AlarmKey, err)
+	}
+	var siteID, devID string
+	if e.Site != nil {
+		siteID = e.Site.ID
+	}
+	if e.Device != nil {
+		devID = e.Device.ID
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO alerts(id, alarm_key, state, type, severity, department, region_code, site_id, device_id,
+		event_id, message, alarm_active, opened_at, updated_at, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		id, e.AlarmKey, AlertOpened, e.Type, e.Severity, e.Department, e.RegionCode(), siteID, devID, e.ID, e.Message, true,
+		ms, ms, string(e.Raw)); err != nil {
+		return fmt.Errorf("events: open alert: %w", err)
+	}
+	ref := event.AlertRef{ID: id, State: AlertOpened, Actor: "system"}
+	ae := alertEvent(e, "opened", ref, now, e.Message)
+	ae.Evidence = e.Evidence
+	return a.record(ctx, tx, ae, "open", "")
+}
+
+// record appends an alert event and its step row.
+func (a *Alerts) record(ctx context.Context, tx *Tx, ae event.Event, action, outcome string) error {
+	out, err := tx.Append(ctx, ae)
+	if err != nil {
+		return err
+	}
+	ref := ae.Alert
+	att, _ := json.Marshal(ref.Attachments)
+	if ref.Attachments == nil {
+		att = []byte("[]")
+	}
+	_, err = tx.Exec(ctx, `INSERT INTO alert_steps(alert_id, at, actor, action, state, note, outcome, attachments, event_id)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, ref.ID, tx.Now().UnixMilli(), ref.Actor, action, ref.State, ref.Note, outcome,
+		string(att), out[0].ID)
+	if err != nil {
+		return fmt.Errorf("events: record alert step: %w", err)
+	}
+	return nil
+}
+
+// alertEvent builds an alert.* event carrying the context of the alert's source event.
+func alertEvent(src *event.Event, kind string, ref event.AlertRef, now time.Time, msg string) event.Event {
+	return event.Event{
+		Type:            "alert." + kind,
+		Severity:        src.Severity,
+		OccurredAt:      now,
+		Site:            src.Site,
+		Device:          src.Device,
+		Department:      src.Department,
+		SupervisionItem: src.SupervisionItem,
+		Reading:         src.Reading,
+		AlarmKey:        src.AlarmKey,
+		Rule:            src.Rule,
+		Message:         msg,
+		Alert:           &ref,
+	}
+}
+
+var transitions = map[string]struct {
+	from  []string
+	to    string
+	event string
+	verb  string
+}{
+	"claim":    {[]string{AlertOpened}, AlertClaimed, "claimed", "已认领"},
+	"handle":   {[]string{AlertClaimed, AlertHandled}, AlertHandled, "handled", "已处办"},
+	"feedback": {[]string{AlertHandled}, AlertFedBack, "fed_back", "已反馈"},
+	"close":    {[]string{AlertFedBack}, AlertClosed, "closed", "已办结"},
+}
+
+// Claim (认领) takes an opened alert.
+func (a *Alerts) Claim(ctx context.Context, sc devices.Scope, id string, act Action) (Alert, error) {
+	return a.transition(ctx, sc, id, "claim", act)
+}
+
+// Handle (处办) records handling of a claimed alert, with a note and attachments; it may be
+// repeated.
+func (a *Alerts) Handle(ctx context.Context, sc devices.Scope, id string, act Action) (Alert, error) {
+	return a.transition(ctx, sc, id, "handle", act)
+}
+
+// Feedback (反馈) reports the outcome of a handled alert.
+func (a *Alerts) Feedback(ctx context.Context, sc devices.Scope, id string, act Action) (Alert, error) {
+	return a.transition(ctx, sc, id, "feedback", act)
+}
+
+// Close ends an alert that has been reported back on.
+func (a *Alerts) Close(ctx context.Context, sc devices.Scope, id string, act Action) (Alert, error) {
+	return a.transition(ctx, sc, id, "close", act)
+}
+
+func (a *Alerts) transition(ctx context.Context, sc devices.Scope, id, action string, act Action) (Alert, error) {
+	tr := transitions[action]
+	if strings.TrimSpace(act.Actor) == "" {
+		return Alert{}, errs.E(errs.KindInvalid, "actor_required", "an alert %s needs the acting user", action)
+	}
+	if len(act.Note) > event.MaxText {
+		return Alert{}, errs.E(errs.KindInvalid, "note_too_long", "note longer than %d bytes", event.MaxText)
+	}
+	for _, s := range act.Attachments {
+		if !event.IsHex64(s) {
+			return Alert{}, errs.E(errs.KindInvalid, "invalid_attachment", "attachment %q is not an evidence sha256", s)
+		}
+	}
+	var outcome Outcome
+	if action == "feedback" {
+		var err error
+		if outcome, err = ParseOutcome(act.Outcome); err != nil {
+			return Alert{}, err
+		}
+	} else if act.Outcome != "" {
+		return Alert{}, errs.E(errs.KindInvalid, "unexpected_outcome", "an outcome is given with feedback, not with %s", action)
+	}
+	var res Alert
+	err := a.Log.InTx(ctx, func(tx *Tx) error {
+		al, err := getAlert(ctx, tx.QueryRow, id)
+		if err != nil {
+			return err
+		}
+		if !sc.AllowsSite(devices.Site{Department: al.Department, RegionCode: al.RegionCode}) {
+			return errs.E(errs.KindNotFound, "alert_not_found", "no alert %s", id)
+		}
+		ok := false
+		for _, f := range tr.from {
+			ok = ok || al.State == f
+		}
+		if !ok {
+			return errs.E(errs.KindConflict, "invalid_transition", "alert %s is %s; %s needs it %s", id, al.State, action, strings.Join(tr.from, " or "))
+		}
+		if (action == "handle" || action == "feedback") && al.ClaimedBy != act.Actor && !act.Override {
+			return errs.E(errs.KindForbidden, "not_claimant", "alert %s is claimed by %s", id, al.ClaimedBy)
+		}
+		claimedBy := al.ClaimedBy
+		if action == "claim" {
+			claimedBy = act.Actor
+		}
+		now := tx.Now()
+		r, err := tx.Exec(ctx, `UPDATE alerts SET state = ?, claimed_by = ?, outcome = ?, updated_at = ? WHERE id = ? AND state = ?`,
+			tr.to, claimedBy, coalesce(outcome.Code, al.Outcome), now.UnixMilli(), id, al.State)
+		if err != nil {
+			return fmt.Errorf("events: update alert: %w", err)
+		}
+		if n, _ := r.RowsAffected(); n != 1 {
+			return errs.E(errs.KindConflict, "invalid_transition", "alert %s changed meanwhile", id)
+		}
+		ref := event.AlertRef{ID: id, State: tr.to, Actor: act.Actor, Note: act.Note, Outcome: outcome.Code,
+			OutcomeLabel: outcome.Label, Attachments: act.Attachments}
+		msg := fmt.Sprintf("告警%s（%s）：%s", tr.verb, act.Actor, al.Message)
+		if outcome.Label != "" {
+			msg = fmt.Sprintf("告警%s（%s，%s）：%s", tr.verb, act.Actor, outcome.Label, al.Message)
+		}
+		if err := a.record(ctx, tx, alertEvent(al.Source, tr.event, ref, now, msg), action, outcome.Code); err != nil {
+			return err
+		}
+		al.State, al.ClaimedBy, al.Outcome, al.UpdatedAt = tr.to, claimedBy, coalesce(outcome.Code, al.Outcome), now.UTC()
+		res = al
+		return nil
+	})
+	return res, err
+}
+
+func coalesce(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+const alertCols = `id, alarm_key, state, type, severity, department, region_code, site_id, device_id, event_id, message,
+	claimed_by, outcome, escalation_level, alarm_active, opened_at, updated_at, source`
+
+func scanAlert(r rowScanner) (Alert, error) {
+	var al Alert
+	var opened, updated int64
+	var src string
+	err := r.Scan(&al.ID, &al.AlarmKey, &al.State, &al.Type, &al.Severity, &al.Department, &al.RegionCode, &al.SiteID,
+		&al.DeviceID, &al.EventID, &al.Message, &al.ClaimedBy, &al.Outcome, &al.EscalationLevel, &al.AlarmActive,
+		&opened, &updated, &src)
+	if err != nil {
+		return Alert{}, err
+	}
+	al.OpenedAt, al.UpdatedAt = time.UnixMilli(opened).UTC(), time.UnixMilli(updated).UTC()
+	var e event.Event
+	if json.Unmarshal([]byte(src), &e) == nil {
+		e.Raw = json.RawMessage(src)
+		al.Source = &e
+	} else {
+		al.Source = &event.Event{ID: al.EventID, Type: al.Type}
+	}
+	return al, nil
+}
+
+func getAlert(ctx context.Context, qr func(context.Context, string, ...any) *sql.Row, id string) (Alert, error) {
+	al, err := scanAlert(qr(ctx, `SELECT `+alertCols+` FROM alerts WHERE id = ?`, id))
+	if store.IsNoRows(err) {
+		return Alert{}, errs.E(errs.KindNotFound, "alert_not_found", "no alert %s", id)
+	}
+	if err != nil {
+		return Alert{}, fmt.Errorf("events: read alert %s: %w", id, err)
+	}
+	return al, nil
+}
+
+// Get returns an alert with its steps; an alert outside sc is reported as not found.
+func (a *Alerts) Get(ctx context.Context, sc devices.Scope, id string) (Alert, error) {
+	al, err := getAlert(ctx, a.Log.DB.QueryRow, id)
+	if err != nil {
+		return Alert{}, err
+	}
+	if !sc.AllowsSite(devices.Site{Department: al.Department, RegionCode: al.RegionCode}) {
+		return Alert{}, errs.E(errs.KindNotFound, "alert_not_found", "no alert %s", id)
+	}
+	rows, err := a.Log.DB.Query(ctx, `SELECT at, actor, action, state, note, outcome, attachments, event_id FROM alert_steps
+		WHERE alert_id = ? ORDER BY id`, id)
+	if err != nil {
+		return Alert{}, fmt.Errorf("events: read alert steps: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var s Step
+		var at int64
+		var att string
+		if err := rows.Scan(&at, &s.Actor, &s.Action, &s.State, &s.Note, &s.Outcome, &att, &s.EventID); err != nil {
+			return Alert{}, err
+		}
+		s.At = time.UnixMilli(at).UTC()
+		_ = json.Unmarshal([]byte(att), &s.Attachments)
+		al.Steps = append(al.Steps, s)
+	}
+	return al, rows.Err()
+}
+
+// AlertFilter selects alerts in List. Zero fields do not filter.
+type AlertFilter struct {
+	State    string
+	AlarmKey string
+	Limit    int // default 200, at most 5000
+}
+
+// List returns alerts within sc, newest first.
+func (a *Alerts) List(ctx context.Context, sc devices.Scope, f AlertFilter) ([]Alert, error) {
+	q := `SELECT ` + alertCols + ` FROM alerts WHERE 1 = 1`
+	var args []any
+	if f.State != "" {
+		q += ` AND state = ?`
+		args = append(args, f.State)
+	}
+	if f.AlarmKey != "" {
+		q += ` AND alarm_key = ?`
+		args = append(args, f.AlarmKey)
+	}
+	q, args = scopeSQL(sc, q, args)
+	if f.Limit <= 0 {
+		f.Limit = 200
+	}
+	q += ` ORDER BY opened_at DESC, id DESC LIMIT ?`
+	args = append(args, min(f.Limit, 5000))
+	rows, err := a.Log.DB.Query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("events: list alerts: %w", err)
+	}
+	defer rows.Close()
+	var out []Alert
+	for rows.Next() {
+		al, err := scanAlert(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, al)
+	}
+	return out, rows.Err()
+}
+
+// scopeSQL mirrors devices.Scope.AllowsSite on the alerts table: blank entries match nothing.
+func scopeSQL(sc devices.Scope, q string, args []any) (string, []any) {
+	if len(sc.Departments) > 0 {
+		var in []string
+		for _, d := range sc.Departments {
+			if d = strings.TrimSpace(d); d != "" {
+				in = append(in, "?")
+				args = append(args, d)
+			}
+		}
+		if len(in) == 0 {
+			q += ` AND 1 = 0`
+		} else {
+			q += ` AND department IN (` + strings.Join(in, ", ") + `)`
+		}
+	}
+	if len(sc.Regions) > 0 {
+		var or []string
+		for _, r := range sc.Regions {
+			if r = devices.NormalizeCode(r); r != "" {
+				or = append(or, "substr(region_code, 1, ?) = ?")
+				args = append(args, len(r), r)
+			}
+		}
+		if len(or) == 0 {
+			q += ` AND 1 = 0`
+		} else {
+			q += ` AND (` + strings.Join(or, " OR ") + `)`
+		}
+	}
+	return q, args
+}
+
+// levels returns the escalation thresholds for an alert.
+func (a *Alerts) levels(severity, department string) []time.Duration {
+	best, bestScore := -1, -1
+	for i, r := range a.Escalation {
+		if r.Severity != "" && r.Severity != severity || r.Department != "" && r.Department != department {
+			continue
+		}
+		score := 0
+		if r.Department != "" {
+			score += 2
+		}
+		if r.Severity != "" {
+			score++
+		}
+		if score > bestScore {
+			best, bestScore = i, score
+		}
+	}
+	if best < 0 {
+		return nil
+	}
+	return a.Escalation[best].After
+}
+
+// EscalateDue appends alert.escalated for every opened (unclaimed) alert that has passed a
+// new escalation level, once per alert and level. It returns how many events it appended.
+func (a *Alerts) EscalateDue(ctx context.Context, now time.Time) (int, error) {
+	rows, err := a.Log.DB.Query(ctx, `SELECT id, severity, department, opened_at, escalation_level FROM alerts WHERE state = ?`, AlertOpened)
+	if err != nil {
+		return 0, fmt.Errorf("events: find unclaimed alerts: %w", err)
+	}
+	type due struct {
+		id         string
+		from, to   int
+		openedAtMs int64
+	}
+	var dues []due
+	for rows.Next() {
+		var id, sev, dep string
+		var opened int64
+		var level int
+		if err := rows.Scan(&id, &sev, &dep, &opened, &level); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		target := 0
+		for _, d := range a.levels(sev, dep) {
+			if now.Sub(time.UnixMilli(opened)) >= d {
+				target++
+			}
+		}
+		if target > level {
+			dues = append(dues, due{id, level, target, opened})
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, d := range dues {
+		err := a.Log.InTx(ctx, func(tx *Tx) error {
+			r, err := tx.Exec(ctx, `UPDATE alerts SET escalation_level = ?, updated_at = ? WHERE id = ? AND escalation_level = ? AND state = ?`,
+				d.to, tx.Now().UnixMilli(), d.id, d.from, AlertOpened)
+			if err != nil {
+				return err
+			}
+			if k, _ := r.RowsAffected(); k != 1 {
+				return nil // claimed or escalated meanwhile
+			}
+			al, err := getAlert(ctx, tx.QueryRow, d.id)
+			if err != nil {
+				return err
+			}
+			for lvl := d.from + 1; lvl <= d.to; lvl++ {
+				msg := fmt.Sprintf("告警超时未认领，升级至第%d级：%s", lvl, al.Message)
+				ref := event.AlertRef{ID: d.id, State: AlertOpened, Actor: "system", Level: lvl}
+				if err := a.record(ctx, tx, alertEvent(al.Source, "escalated", ref, now, msg), "escalate", ""); err != nil {
+					return err
+				}
+				n++
+			}
+			return nil
+		})
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// Run escalates overdue alerts every EscalationInterval until ctx ends.
+func (a *Alerts) Run(ctx context.Context) {
+	t := time.NewTicker(a.EscalationInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			if _, err := a.EscalateDue(ctx, now); err != nil && ctx.Err() == nil {
+				a.Logger.Warn("alert escalation failed", "err", err)
+			}
+		}
+	}
+}
+
+var sha256Hex = regexp.MustCompile(`[0-9a-f]{64}`)
+
+// OpenEvidence returns the sha256 of every evidence file that an alert not yet closed refers
+// to: its source event's snapshots and the attachments of its steps. The evidence store's
+// retention keeps these files however old they are.
+func (a *Alerts) OpenEvidence(ctx context.Context) (map[string]bool, error) {
+	out := map[string]bool{}
+	for _, q := range []string{
+		`SELECT source FROM alerts WHERE state <> 'closed'`,
+		`SELECT s.attachments FROM alert_steps s JOIN alerts a ON a.id = s.alert_id WHERE a.state <> 'closed'`,
+	} {
+		rows, err := a.Log.DB.Query(ctx, q)
+		if err != nil {
+			return nil, fmt.Errorf("events: evidence of open alerts: %w", err)
+		}
+		for rows.Next() {
+			var text string
+			if err := rows.Scan(&text); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			for _, sum := range sha256Hex.FindAllString(text, -1) {
+				out[sum] = true
+			}
+		}
+		if err := rows.Close(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,193 @@
+package events
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/offsite-gw/offsite/events/event"
+	"github.com/offsite-gw/offsite/internal/errs"
+)
+
+// EvidenceStore keeps evidence files (snapshots, clips, attachments) content-addressed by
+// sha256 under Dir: Dir/ab/cd/<sha256><ext>. Storing the same bytes twice keeps one file.
+type EvidenceStore struct {
+	Dir string
+	// URLPrefix is prepended to the relative path to form the URL put into events
+	// (default "/api/v1/evidence/").
+	URLPrefix string
+	// MaxAge: Sweep deletes files not written for longer than this (0: no age limit).
+	MaxAge time.Duration
+	// MaxBytes: Sweep deletes the oldest files until the total is at most this (0: no limit).
+	MaxBytes int64
+	// MaxFileBytes limits one Put (default 64 MiB).
+	MaxFileBytes int64
+	// Keep, if set, protects files from Sweep (e.g. evidence of alerts not yet closed).
+	Keep func(sha256 string) bool
+}
+
+var allowedExt = map[string]bool{".jpg": true, ".jpeg": true, ".png": true, ".mp4": true, ".ts": true, ".pdf": true, ".bin": true, ".json": true}
+
+// Put stores the content of r and returns its sha256 (hex) and URL. ext is the file type
+// (".jpg", ".mp4" …; default ".bin").
+func (s *EvidenceStore) Put(r io.Reader, ext string) (sum, url string, err error) {
+	ext = strings.ToLower(ext)
+	if ext == "" {
+		ext = ".bin"
+	}
+	if !allowedExt[ext] {
+		return "", "", errs.E(errs.KindInvalid, "invalid_evidence_type", "evidence type %q is not one of jpg, png, mp4, ts, pdf, json, bin", ext)
+	}
+	limit := s.MaxFileBytes
+	if limit <= 0 {
+		limit = 64 << 20
+	}
+	tmpDir := filepath.Join(s.Dir, "tmp")
+	if err := os.MkdirAll(tmpDir, 0o750); err != nil {
+		return "", "", fmt.Errorf("evidence: %w", err)
+	}
+	f, err := os.CreateTemp(tmpDir, "put-*")
+	if err != nil {
+		return "", "", fmt.Errorf("evidence: %w", err)
+	}
+	defer os.Remove(f.Name()) // no-op after rename
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(r, limit+1))
+	if err == nil && n > limit {
+		err = errs.E(errs.KindInvalid, "evidence_too_large", "evidence larger than %d bytes", limit)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", "", err
+	}
+	sum = hex.EncodeToString(h.Sum(nil))
+	rel := s.rel(sum, ext)
+	dst := filepath.Join(s.Dir, rel)
+	if err := os.MkdirAll(filepath.Dir(dst), 0o750); err != nil {
+		return "", "", fmt.Errorf("evidence: %w", err)
+	}
+	if _, err := os.Stat(dst); err == nil {
+		now := time.Now()
+		_ = os.Chtimes(dst, now, now) // refresh retention
+	} else if err := os.Rename(f.Name(), dst); err != nil {
+		return "", "", fmt.Errorf("evidence: %w", err)
+	}
+	return sum, s.prefix() + filepath.ToSlash(rel), nil
+}
+
+func (s *EvidenceStore) prefix() string {
+	if s.URLPrefix == "" {
+		return "/api/v1/evidence/"
+	}
+	return s.URLPrefix
+}
+
+func (s *EvidenceStore) rel(sum, ext string) string {
+	return filepath.Join(sum[0:2], sum[2:4], sum+ext)
+}
+
+// Open returns the file stored under sum (any extension) and its path.
+func (s *EvidenceStore) Open(sum string) (*os.File, error) {
+	if !event.IsHex64(sum) {
+		return nil, errs.E(errs.KindInvalid, "invalid_sha256", "%q is not a sha256", sum)
+	}
+	matches, _ := filepath.Glob(filepath.Join(s.Dir, sum[0:2], sum[2:4], sum+".*"))
+	if len(matches) == 0 {
+		return nil, errs.E(errs.KindNotFound, "evidence_not_found", "no evidence %s", sum)
+	}
+	return os.Open(matches[0])
+}
+
+// Sweep applies the retention policy and returns how many files and bytes it removed.
+func (s *EvidenceStore) Sweep(now time.Time) (files int, bytes int64, err error) {
+	type entry struct {
+		path string
+		sum  string
+		size int64
+		mod  time.Time
+	}
+	var all []entry
+	err = filepath.WalkDir(s.Dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if os.IsNotExist(err) {
+				return nil
+			}
+			return err
+		}
+		if d.IsDir() {
+			if d.Name() == "tmp" {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		name := d.Name()
+		sum := strings.TrimSuffix(name, filepath.Ext(name))
+		if !event.IsHex64(sum) {
+			return nil
+		}
+		all = append(all, entry{p, sum, info.Size(), info.ModTime()})
+		return nil
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("evidence sweep: %w", err)
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].mod.Before(all[j].mod) })
+	var total int64
+	for _, e := range all {
+		total += e.size
+	}
+	for _, e := range all {
+		old := s.MaxAge > 0 && now.Sub(e.mod) > s.MaxAge
+		over := s.MaxBytes > 0 && total > s.MaxBytes
+		if !old && !over {
+			continue
+		}
+		if s.Keep != nil && s.Keep(e.sum) {
+			continue
+		}
+		if err := os.Remove(e.path); err == nil {
+			files++
+			bytes += e.size
+			total -= e.size
+		}
+	}
+	return files, bytes, nil
+}
+
+// Run sweeps every interval (default 1h) until ctx ends; logger may be nil.
+func (s *EvidenceStore) Run(ctx context.Context, every time.Duration, logger *slog.Logger) {
+	if every <= 0 {
+		every = time.Hour
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			n, b, err := s.Sweep(now)
+			if logger != nil && (err != nil || n > 0) {
+				logger.Info("evidence retention sweep", "files", n, "bytes", b, "err", err)
+			}
+		}
+	}
+}

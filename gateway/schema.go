@@ -1,0 +1,16 @@
+package main
+
+import (
+	"github.com/offsite-gw/offsite/analytics/lease"
+	"github.com/offsite-gw/offsite/analytics/rules"
+	"github.com/offsite-gw/offsite/api/auth"
+	"github.com/offsite-gw/offsite/devices"
+	"github.com/offsite-gw/offsite/events"
+	"github.com/offsite-gw/offsite/ingest"
+	"github.com/offsite-gw/offsite/internal/audit"
+	"github.com/offsite-gw/offsite/internal/store"
+)
+
+// schema is every table of a node, each set kept by the folder that owns it.
+var schema = []store.Migrations{devices.Migrations, auth.Migrations, audit.Migrations,
+	ingest.Migrations, events.Migrations, rules.Migrations, lease.Migrations}

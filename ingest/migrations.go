@@ -1,0 +1,13 @@
+package ingest
+
+import (
+	"embed"
+
+	"github.com/offsite-gw/offsite/internal/store"
+)
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// Migrations are the tables this folder owns (the quarantine and sensor presence); pass them to store.Open.
+var Migrations = store.Migrations{Owner: "ingest", FS: migrationFiles}
