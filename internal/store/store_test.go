@@ -14,7 +14,7 @@ import (
 // Two owners' migrations, as two folders would keep them next to their code.
 var (
 	notes = store.Migrations{Owner: "notes", FS: fstest.MapFS{
-		"migrations/0001_notes.sql": {Data: []byte("CREATE TABLE notes (\n  id {{serial}},\n  at BIGINT NOT NULL,\n  body TEXT NOT NULL DEFAULT '',\n  blob {{blob}}\n);\n")},
+		"migrations/0001_notes.sql":     {Data: []byte("CREATE TABLE notes (\n  id {{serial}},\n  at BIGINT NOT NULL,\n  body TEXT NOT NULL DEFAULT '',\n  blob {{blob}}\n);\n")},
 		"migrations/0003_notes_tag.sql": {Data: []byte("ALTER TABLE notes ADD COLUMN tag TEXT NOT NULL DEFAULT '';\n")},
 		"migrations/README.md":          {Data: []byte("not a migration")},
 	}}
