@@ -23,7 +23,7 @@ import (
 	"github.com/offsite-gw/offsite/streams/simcam"
 )
 
-// demoFile is what `offsite demo` writes to DIR/demo.json (CONTRACTS.md §2). It is also how a
+// demoFile is what `offsite demo` writes to DIR/demo.json (docs/contracts.md §2). It is also how a
 // second run with the same --data finds the credentials it handed out before.
 type demoFile struct {
 	HTTP     string       `json:"http"`

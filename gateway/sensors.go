@@ -220,7 +220,7 @@ func (s *sensors) routes(srv *api.Server) error {
 		}}
 	srv.Mount(func(r fiber.Router) {
 		read := srv.Require(auth.PermDevicesRead)
-		r.Get("/devices/:id/telemetry", read, a.Series) // CONTRACTS.md §3 name of readings/series
+		r.Get("/devices/:id/telemetry", read, a.Series) // docs/contracts.md §3 name of readings/series
 		a.Routes(r, read)
 	})
 	return srv.AddOpenAPIPaths(sensorsOpenAPI)

@@ -12,7 +12,7 @@ import (
 	"github.com/offsite-gw/offsite/analytics/lease"
 )
 
-// Event types the worker raises (CONTRACTS.md §5).
+// Event types the worker raises (docs/contracts.md §5).
 const (
 	TypeTamper      = "video.tamper"
 	TypeStaffAbsent = "video.staff_absent"

@@ -168,7 +168,7 @@ func urlPathEscape(s string) string {
 	return r.Replace(s)
 }
 
-// Event is the part of CONTRACTS.md §5 a worker fills; the gateway adds id, gateway, site
+// Event is the part of docs/contracts.md §5 a worker fills; the gateway adds id, gateway, site
 // details, department and supervision item.
 type Event struct {
 	ID         string     `json:"id,omitempty"`

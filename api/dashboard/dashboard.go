@@ -1,7 +1,7 @@
 // Package dashboard owns the web UI that the gateway serves to browsers: the video wall,
 // alerts, devices and uplinks pages. It is plain HTML, CSS and JavaScript ES modules embedded
 // in the binary — no build step, no CDN, no web fonts — so it works on networks without
-// internet access. It calls only the HTTP API under /api/v1 (CONTRACTS.md §3).
+// internet access. It calls only the HTTP API under /api/v1 (docs/contracts.md §3).
 package dashboard
 
 import (

@@ -20,7 +20,7 @@ import (
 
 // Kinds of uplink: the contract's batch endpoint, or a webhook flavour.
 const (
-	KindOffsite  = "offsite"  // POST {base_url}/offsite/v1/events:batch, CONTRACTS.md §6
+	KindOffsite  = "offsite"  // POST {base_url}/offsite/v1/events:batch, docs/contracts.md §6
 	KindWebhook  = "webhook"  // POST {url}, same body and signature headers; any 2xx = delivered
 	KindDingTalk = "dingtalk" // DingTalk group robot, markdown message, optional sign secret
 	KindWeCom    = "wecom"    // WeCom (企业微信) group robot, markdown message

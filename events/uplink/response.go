@@ -6,7 +6,7 @@ import (
 	"fmt"
 )
 
-// BatchResponse is a receiver's answer to one batch (CONTRACTS.md §6).
+// BatchResponse is a receiver's answer to one batch (docs/contracts.md §6).
 type BatchResponse struct {
 	Accepted   []string    `json:"accepted"`
 	Duplicates []string    `json:"duplicates"`

@@ -17,7 +17,7 @@ import (
 	"github.com/emmansun/gmsm/sm3"
 )
 
-// Signature algorithms (CONTRACTS.md §6).
+// Signature algorithms (docs/contracts.md §6).
 const (
 	AlgSM3    = "hmac-sm3"
 	AlgSHA256 = "hmac-sha256"

@@ -1,5 +1,5 @@
 // Package uplink delivers the event log to outside systems — the city's supervision core, the
-// provincial platform (CONTRACTS.md §6) and webhooks (generic JSON, DingTalk and WeCom robots).
+// provincial platform (docs/contracts.md §6) and webhooks (generic JSON, DingTalk and WeCom robots).
 // Each uplink is one goroutine with its own durable cursor over the log, its own filter and
 // HTTP client: it sends batches in log order, retries the same batch with capped exponential
 // backoff until it gets a definitive answer, and only then advances its cursor. Events a

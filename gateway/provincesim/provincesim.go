@@ -1,6 +1,6 @@
 // Package provincesim is the local receiver that stands in for the provincial platform (and
 // the city's supervision core) in the demo and in tests. It implements the receiving side of
-// CONTRACTS.md §6 completely: signature, timestamp skew and nonce replay checks, per-event
+// docs/contracts.md §6 completely: signature, timestamp skew and nonce replay checks, per-event
 // schema validation, de-duplication by id, and durable storage of what it accepted (memory plus
 // an optional JSONL file, so a demo survives restarts). Fault injection (failure ratio, down
 // windows, latency) lets tests prove that uplinks lose nothing.

@@ -3,7 +3,7 @@
 //   node run.mjs BASE_URL DEMO_JSON
 //
 // BASE_URL is the gateway (e.g. http://127.0.0.1:8080), DEMO_JSON the demo.json that
-// `offsite demo` wrote (CONTRACTS.md §2). Environment:
+// `offsite demo` wrote (docs/contracts.md §2). Environment:
 //   OFFSITE_TEST_ARTIFACTS   where screenshots go (default ./artifacts/screens)
 //   CHROMIUM                 browser binary (default /usr/bin/chromium)
 //   OFFSITE_CAMERA_DOWN_CMD  shell command taking camera {id} off line (e.g. stop its simulator)
@@ -194,7 +194,7 @@ function setPath(obj, p, v) {
   o[parts[parts.length - 1]] = v;
 }
 
-// payloadFor builds the JSON payload the sensor's profile decodes into reading (CONTRACTS.md
+// payloadFor builds the JSON payload the sensor's profile decodes into reading (docs/contracts.md
 // §4: generic-json takes {"ts", "values": {…}}; other JSON profiles name a path per metric).
 function payloadFor(profile, reading) {
   const dec = profile?.decoder || { kind: 'json', time_path: 'ts', values_path: 'values', open_metrics: true };

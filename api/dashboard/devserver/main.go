@@ -1,5 +1,5 @@
 // Command devserver serves the embedded dashboard with canned answers for the /api/v1
-// endpoints (CONTRACTS.md §3), a live SSE stream, an embedded MQTT broker that turns readings
+// endpoints (docs/contracts.md §3), a live SSE stream, an embedded MQTT broker that turns readings
 // over a limit into alerts, and real WHEP video from ffmpeg-generated H.264 — so the dashboard
 // can be developed and screenshotted without the rest of the gateway. It is a development
 // tool, not used by the real tests.
@@ -33,7 +33,7 @@ import (
 func main() {
 	httpAddr := flag.String("http", "127.0.0.1:8090", "HTTP listen address")
 	mqttAddr := flag.String("mqtt", "127.0.0.1:18830", "MQTT listen address (embedded broker)")
-	demoPath := flag.String("demo", "", "write a demo.json (CONTRACTS.md §2 shape) here for the browser harness")
+	demoPath := flag.String("demo", "", "write a demo.json (docs/contracts.md §2 shape) here for the browser harness")
 	proxy := flag.String("proxy", "", "instead of canned answers, pass /api/ and /healthz to this gateway (e.g. http://127.0.0.1:8080)")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))

@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// sseEvent is the part of an event (CONTRACTS.md §5) the benchmark matches on.
+// sseEvent is the part of an event (docs/contracts.md §5) the benchmark matches on.
 type sseEvent struct {
 	ID       string `json:"id"`
 	Type     string `json:"type"`

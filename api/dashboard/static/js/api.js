@@ -1,4 +1,4 @@
-// api: the one door to the gateway's HTTP API (CONTRACTS.md §3). It keeps the session token,
+// api: the one door to the gateway's HTTP API (docs/contracts.md §3). It keeps the session token,
 // turns error bodies into ApiError, and sends the user back to the login page on any 401.
 
 const TOKEN_KEY = 'offsite.token';
@@ -104,7 +104,7 @@ export async function optional(path, opts) {
   }
 }
 
-// telemetry reads a device's series: GET /devices/{id}/telemetry (CONTRACTS.md §3), or the
+// telemetry reads a device's series: GET /devices/{id}/telemetry (docs/contracts.md §3), or the
 // ingest API's /devices/{id}/readings/series where the gateway mounts only that.
 export async function telemetry(id, params, opts) {
   const q = qs(params);
