@@ -1,7 +1,7 @@
 package main
 
 import (
-	"github.com/offsite-gw/offsite/analytics/lease"
+	"github.com/offsite-gw/offsite/analytics/leases"
 	"github.com/offsite-gw/offsite/analytics/rules"
 	"github.com/offsite-gw/offsite/api/auth"
 	"github.com/offsite-gw/offsite/devices"
@@ -13,4 +13,4 @@ import (
 
 // schema is every table of a node, each set kept by the folder that owns it.
 var schema = []store.Migrations{devices.Migrations, auth.Migrations, audit.Migrations,
-	ingest.Migrations, events.Migrations, rules.Migrations, lease.Migrations}
+	ingest.Migrations, events.Migrations, rules.Migrations, leases.Migrations}

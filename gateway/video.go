@@ -17,7 +17,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
 
-	"github.com/offsite-gw/offsite/analytics/lease"
+	"github.com/offsite-gw/offsite/analytics/leases"
 	"github.com/offsite-gw/offsite/api"
 	"github.com/offsite-gw/offsite/api/auth"
 	"github.com/offsite-gw/offsite/devices"
@@ -37,7 +37,7 @@ type video struct {
 	snapshot *streams.Snapshot
 	handler  *streams.Handler
 	reserve  *streams.Reserve
-	leases   *lease.Service
+	leases   *leases.Service
 
 	rtspUser, rtspPass string
 
@@ -90,7 +90,7 @@ func (g *gateway) openVideo(ctx context.Context) error {
 		return err
 	}
 
-	v.leases = &lease.Service{DB: g.db, Cameras: g.devices, RTSPURL: v.rtspURL, Logger: g.log.With("component", "leases")}
+	v.leases = &leases.Service{DB: g.db, Cameras: g.devices, RTSPURL: v.rtspURL, Logger: g.log.With("component", "leases")}
 	if err := v.sync(ctx); err != nil {
 		return err
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/offsite-gw/offsite/analytics/lease"
+	"github.com/offsite-gw/offsite/analytics/leases"
 	"github.com/offsite-gw/offsite/analytics/worker"
 	"github.com/offsite-gw/offsite/devices"
 	"github.com/offsite-gw/offsite/events"
@@ -43,13 +44,13 @@ func (c cameraList) ListDevices(_ context.Context, _ devices.DeviceFilter) ([]de
 // event log are stand-ins.
 type fakeGateway struct {
 	addr     string
-	svc      *lease.Service
+	svc      *leases.Service
 	evidence *events.EvidenceStore
 	mu       sync.Mutex
 	events   []event.Event
 }
 
-func startFakeGateway(t *testing.T, svc *lease.Service) *fakeGateway {
+func startFakeGateway(t *testing.T, svc *leases.Service) *fakeGateway {
 	g := &fakeGateway{svc: svc, evidence: &events.EvidenceStore{Dir: t.TempDir()}}
 	app := fiber.New(fiber.Config{DisableStartupMessage: true, ErrorHandler: func(c *fiber.Ctx, err error) error {
 		status, code := 500, "internal"
@@ -142,7 +143,7 @@ func TestEndToEnd(t *testing.T) {
 	defer cams.Close()
 
 	db := storetest.SQLite(t, testSchema...)
-	svc := &lease.Service{DB: db, Cameras: cameraList{"cam-black", "cam-counter"},
+	svc := &leases.Service{DB: db, Cameras: cameraList{"cam-black", "cam-counter"},
 		RTSPURL: func(id string) string { return "rtsp://svc:rtsp-pw@" + cams.Addr() + "/" + id }}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -1,7 +1,7 @@
 package worker_test
 
 import (
-	"github.com/offsite-gw/offsite/analytics/lease"
+	"github.com/offsite-gw/offsite/analytics/leases"
 	"github.com/offsite-gw/offsite/analytics/rules"
 	"github.com/offsite-gw/offsite/api/auth"
 	"github.com/offsite-gw/offsite/devices"
@@ -12,4 +12,4 @@ import (
 )
 
 // testSchema is every table these tests touch, from the folders that own them.
-var testSchema = []store.Migrations{devices.Migrations, auth.Migrations, audit.Migrations, events.Migrations, ingest.Migrations, lease.Migrations, rules.Migrations}
+var testSchema = []store.Migrations{devices.Migrations, auth.Migrations, audit.Migrations, events.Migrations, ingest.Migrations, leases.Migrations, rules.Migrations}

@@ -12,7 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/offsite-gw/offsite/analytics/lease"
+	"github.com/offsite-gw/offsite/analytics/leases"
 	"github.com/offsite-gw/offsite/analytics/worker"
 	"github.com/offsite-gw/offsite/internal/store/storetest"
 	"github.com/offsite-gw/offsite/streams/simcam"
@@ -45,7 +45,7 @@ func TestTwoWorkersTakeOver(t *testing.T) {
 	defer cams.Close()
 
 	const ttl, renew = 3 * time.Second, time.Second
-	svc := &lease.Service{DB: storetest.SQLite(t, testSchema...), Cameras: ids, TTL: ttl, RenewEvery: renew, RTSPURL: cams.URL}
+	svc := &leases.Service{DB: storetest.SQLite(t, testSchema...), Cameras: ids, TTL: ttl, RenewEvery: renew, RTSPURL: cams.URL}
 	gw := startFakeGateway(t, svc)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -1,4 +1,4 @@
-package lease
+package leases
 
 import (
 	"bytes"
@@ -7,16 +7,17 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/offsite-gw/offsite/analytics/lease"
 	"github.com/offsite-gw/offsite/internal/errs"
 )
 
 // Routes mounts the worker API under r (the /api/v1 router, which already requires a token).
 // worker must allow the service role (and may allow admin for tests by hand).
 //
-//	POST   /analytics/leases         {"worker_id","capacity"}   → 200 Grant
+//	POST   /analytics/leases         {"worker_id","capacity"}   → 200 lease.Grant
 //	POST   /analytics/leases/renew   {"worker_id","camera_ids"} → 200 {"held":[…],"expires_at"}
 //	DELETE /analytics/leases/:worker[?camera=a,b]               → 204 (all of the worker's leases without camera)
-//	GET    /analytics/leases                                    → 200 [Lease]
+//	GET    /analytics/leases                                    → 200 [lease.Lease]
 func (s *Service) Routes(r fiber.Router, worker fiber.Handler) {
 	r.Post("/analytics/leases", worker, s.handleAcquire)
 	r.Post("/analytics/leases/renew", worker, s.handleRenew)
@@ -27,8 +28,8 @@ func (s *Service) Routes(r fiber.Router, worker fiber.Handler) {
 // SettingsRoutes mounts the per-camera settings: read (service, admin, maintainer) and write
 // (admin, maintainer).
 //
-//	GET /analytics/cameras/:id/settings → 200 CameraSettings (defaults when none stored)
-//	PUT /analytics/cameras/:id/settings   CameraSettings → 200 CameraSettings as stored
+//	GET /analytics/cameras/:id/settings → 200 lease.CameraSettings (defaults when none stored)
+//	PUT /analytics/cameras/:id/settings   lease.CameraSettings → 200 lease.CameraSettings as stored
 //
 // actor names the caller for updated_by (nil: "").
 func (s *Service) SettingsRoutes(r fiber.Router, read, write fiber.Handler, actor func(c *fiber.Ctx) string) {
@@ -40,7 +41,7 @@ func (s *Service) SettingsRoutes(r fiber.Router, read, write fiber.Handler, acto
 		return c.JSON(set)
 	})
 	r.Put("/analytics/cameras/:id/settings", write, func(c *fiber.Ctx) error {
-		set, err := ParseSettings(c.Body())
+		set, err := lease.ParseSettings(c.Body())
 		if err != nil {
 			return err
 		}
@@ -124,7 +125,7 @@ func (s *Service) handleList(c *fiber.Ctx) error {
 		return err
 	}
 	if ls == nil {
-		ls = []Lease{}
+		ls = []lease.Lease{}
 	}
 	return c.JSON(ls)
 }

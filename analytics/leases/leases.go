@@ -1,10 +1,11 @@
-// Package lease shares the cameras among video analytics workers (offsite-analytics) and keeps
-// each camera's analytics settings. It runs in the gateway and is pure Go: workers ask over
-// the HTTP API (Routes) for leases, renew them every few seconds, and a lease that is not
-// renewed expires, so a dead worker's cameras go to a live one within TTL plus one renewal
-// period. A camera is leased to at most one worker at a time: every claim is a conditional
-// write on the camera's row.
-package lease
+// Package leases shares the cameras among video analytics workers (offsite-analytics) and keeps
+// each camera's analytics settings in the store. It runs in the gateway: workers ask over the
+// HTTP API for leases, renew them every few seconds, and a lease that is not renewed expires,
+// so a dead worker's cameras go to a live one within TTL plus one renewal period. A camera is
+// leased to at most one worker at a time: every claim is a conditional write on the camera's
+// row. What goes over the wire (grants, assignments, settings) is package analytics/lease,
+// which the worker links without this package's database drivers.
+package leases
 
 import (
 	"context"
@@ -16,16 +17,10 @@ import (
 	"sort"
 	"time"
 
+	"github.com/offsite-gw/offsite/analytics/lease"
 	"github.com/offsite-gw/offsite/devices"
 	"github.com/offsite-gw/offsite/internal/errs"
 	"github.com/offsite-gw/offsite/internal/store"
-)
-
-// Defaults: a lease lives 15 s and workers renew every 5 s, so a dead worker's cameras are
-// taken over within 20 s.
-const (
-	DefaultTTL        = 15 * time.Second
-	DefaultRenewEvery = 5 * time.Second
 )
 
 // CameraLister lists the cameras (devices.Store does).
@@ -47,33 +42,9 @@ type Service struct {
 	Logger     *slog.Logger
 }
 
-// Assignment is one camera a worker must analyse.
-type Assignment struct {
-	CameraID  string         `json:"camera_id"`
-	SiteID    string         `json:"site_id,omitempty"`
-	Name      string         `json:"name,omitempty"`
-	RTSPURL   string         `json:"rtsp_url"`
-	Settings  CameraSettings `json:"settings"`
-	ExpiresAt time.Time      `json:"expires_at"`
-	// ActiveAlarms are the camera's alarm keys that are active in the gateway, so a worker
-	// that takes the camera over can clear what its predecessor raised.
-	ActiveAlarms []string `json:"active_alarms,omitempty"`
-}
-
-// Grant answers Acquire: the worker's whole current set of cameras.
-type Grant struct {
-	WorkerID     string       `json:"worker_id"`
-	TTLMillis    int64        `json:"ttl_ms"`
-	RenewMillis  int64        `json:"renew_every_ms"`
-	Assignments  []Assignment `json:"assignments"`
-	Unassigned   int          `json:"unassigned"` // cameras no live worker has room for
-	LiveWorkers  int          `json:"live_workers"`
-	TotalCameras int          `json:"total_cameras"`
-}
-
 func (s *Service) ttl() time.Duration {
 	if s.TTL <= 0 {
-		return DefaultTTL
+		return lease.DefaultTTL
 	}
 	return s.TTL
 }
@@ -112,17 +83,17 @@ func checkWorker(workerID string, capacity int) error {
 // Acquire is a worker's heartbeat: it renews the worker's leases, gives up those above its
 // fair share (so a newly started worker gets some), claims free or expired cameras up to the
 // share, and returns every camera the worker now holds. Call it every RenewEvery.
-func (s *Service) Acquire(ctx context.Context, workerID string, capacity int) (Grant, error) {
+func (s *Service) Acquire(ctx context.Context, workerID string, capacity int) (lease.Grant, error) {
 	if err := checkWorker(workerID, capacity); err != nil {
-		return Grant{}, err
+		return lease.Grant{}, err
 	}
 	cams, err := s.cameras(ctx)
 	if err != nil {
-		return Grant{}, err
+		return lease.Grant{}, err
 	}
 	now := s.now()
 	nowMS, expMS := now.UnixMilli(), now.Add(s.ttl()).UnixMilli()
-	g := Grant{WorkerID: workerID, TTLMillis: s.ttl().Milliseconds(), RenewMillis: s.renewEvery().Milliseconds(), TotalCameras: len(cams)}
+	g := lease.Grant{WorkerID: workerID, TTLMillis: s.ttl().Milliseconds(), RenewMillis: s.renewEvery().Milliseconds(), TotalCameras: len(cams)}
 	byID := make(map[string]devices.Device, len(cams))
 	ids := make([]string, 0, len(cams))
 	for _, c := range cams {
@@ -186,18 +157,18 @@ func (s *Service) Acquire(ctx context.Context, workerID string, capacity int) (G
 		return nil
 	})
 	if err != nil {
-		return Grant{}, err
+		return lease.Grant{}, err
 	}
 	// Cameras nobody can take: total minus what all live workers may hold.
 	sort.Strings(held)
-	g.Assignments = make([]Assignment, 0, len(held))
+	g.Assignments = make([]lease.Assignment, 0, len(held))
 	for _, id := range held {
 		c := byID[id]
 		set, err := s.Settings(ctx, id)
 		if err != nil {
-			return Grant{}, err
+			return lease.Grant{}, err
 		}
-		a := Assignment{CameraID: id, SiteID: c.SiteID, Name: c.Name, Settings: set, ExpiresAt: time.UnixMilli(expMS).UTC()}
+		a := lease.Assignment{CameraID: id, SiteID: c.SiteID, Name: c.Name, Settings: set, ExpiresAt: time.UnixMilli(expMS).UTC()}
 		if s.RTSPURL != nil {
 			a.RTSPURL = s.RTSPURL(id)
 		}
@@ -419,25 +390,17 @@ func (s *Service) Release(ctx context.Context, workerID string, cameraIDs []stri
 	})
 }
 
-// Lease is a row of analytics_leases (for the dashboard and tests).
-type Lease struct {
-	CameraID  string    `json:"camera_id"`
-	WorkerID  string    `json:"worker_id"`
-	ExpiresAt time.Time `json:"expires_at"`
-	Live      bool      `json:"live"`
-}
-
 // Leases lists every lease, live or expired.
-func (s *Service) Leases(ctx context.Context) ([]Lease, error) {
+func (s *Service) Leases(ctx context.Context) ([]lease.Lease, error) {
 	rows, err := s.DB.Query(ctx, `SELECT camera_id, worker_id, expires_at FROM analytics_leases ORDER BY camera_id`)
 	if err != nil {
 		return nil, fmt.Errorf("lease: list: %w", err)
 	}
 	defer rows.Close()
 	now := s.now().UnixMilli()
-	var out []Lease
+	var out []lease.Lease
 	for rows.Next() {
-		var l Lease
+		var l lease.Lease
 		var exp int64
 		if err := rows.Scan(&l.CameraID, &l.WorkerID, &exp); err != nil {
 			return nil, err
@@ -448,27 +411,27 @@ func (s *Service) Leases(ctx context.Context) ([]Lease, error) {
 	return out, rows.Err()
 }
 
-// Settings returns a camera's analytics settings (DefaultSettings when none are stored).
-func (s *Service) Settings(ctx context.Context, cameraID string) (CameraSettings, error) {
+// Settings returns a camera's analytics settings (lease.DefaultSettings when none are stored).
+func (s *Service) Settings(ctx context.Context, cameraID string) (lease.CameraSettings, error) {
 	var raw string
 	err := s.DB.QueryRow(ctx, `SELECT settings FROM analytics_camera_settings WHERE camera_id = ?`, cameraID).Scan(&raw)
 	if errors.Is(err, sql.ErrNoRows) {
-		return DefaultSettings(), nil
+		return lease.DefaultSettings(), nil
 	}
 	if err != nil {
-		return CameraSettings{}, fmt.Errorf("lease: settings of %s: %w", cameraID, err)
+		return lease.CameraSettings{}, fmt.Errorf("lease: settings of %s: %w", cameraID, err)
 	}
-	set, err := ParseSettings([]byte(raw))
+	set, err := lease.ParseSettings([]byte(raw))
 	if err != nil {
 		s.logger().Warn("stored analytics settings invalid, using defaults", "camera", cameraID, "err", err)
-		return DefaultSettings(), nil
+		return lease.DefaultSettings(), nil
 	}
 	return set, nil
 }
 
 // PutSettings validates and stores a camera's settings. Workers pick them up at their next
 // Acquire (within RenewEvery).
-func (s *Service) PutSettings(ctx context.Context, cameraID string, set CameraSettings, actor string) error {
+func (s *Service) PutSettings(ctx context.Context, cameraID string, set lease.CameraSettings, actor string) error {
 	set.Defaults()
 	if err := set.Validate(); err != nil {
 		return err
@@ -501,7 +464,7 @@ func (s *Service) disabledCameras(ctx context.Context) (map[string]bool, error) 
 		if err := rows.Scan(&id, &raw); err != nil {
 			return nil, err
 		}
-		if set, err := ParseSettings([]byte(raw)); err == nil && set.Disabled {
+		if set, err := lease.ParseSettings([]byte(raw)); err == nil && set.Disabled {
 			out[id] = true
 		}
 	}

@@ -1,4 +1,4 @@
-package lease
+package leases
 
 import (
 	"embed"
@@ -10,4 +10,4 @@ import (
 var migrationFiles embed.FS
 
 // Migrations are the tables this folder owns (camera leases, workers and per-camera analytics settings); pass them to store.Open.
-var Migrations = store.Migrations{Owner: "analytics/lease", FS: migrationFiles}
+var Migrations = store.Migrations{Owner: "analytics/leases", FS: migrationFiles}

@@ -1,4 +1,4 @@
-package lease_test
+package leases_test
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/offsite-gw/offsite/analytics/lease"
+	"github.com/offsite-gw/offsite/analytics/leases"
 	"github.com/offsite-gw/offsite/devices"
 	"github.com/offsite-gw/offsite/internal/store"
 	"github.com/offsite-gw/offsite/internal/store/storetest"
@@ -37,13 +38,13 @@ func (c *clock) Add(d time.Duration) {
 	c.mu.Unlock()
 }
 
-func newService(db *store.DB, n int) (*lease.Service, *clock) {
+func newService(db *store.DB, n int) (*leases.Service, *clock) {
 	var ids cams
 	for i := 0; i < n; i++ {
 		ids = append(ids, fmt.Sprintf("cam-%02d", i))
 	}
 	clk := &clock{t: time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)}
-	return &lease.Service{DB: db, Cameras: ids, Now: clk.Now,
+	return &leases.Service{DB: db, Cameras: ids, Now: clk.Now,
 		RTSPURL: func(id string) string { return "rtsp://svc:pw@127.0.0.1:8554/" + id }}, clk
 }
 
@@ -56,7 +57,7 @@ func ids(g lease.Grant) []string {
 }
 
 // owners checks that no camera is leased live to two workers and returns camera → worker.
-func owners(t *testing.T, svc *lease.Service) map[string]string {
+func owners(t *testing.T, svc *leases.Service) map[string]string {
 	ls, err := svc.Leases(context.Background())
 	require.NoError(t, err)
 	out := map[string]string{}
