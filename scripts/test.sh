@@ -34,6 +34,9 @@ step "gofmt"
 bad=$(gofmt -l $(git ls-files '*.go') 2>/dev/null || true)
 if [ -n "$bad" ]; then echo "not gofmt-formatted:"; echo "$bad"; exit 1; fi
 
+step "floor plan"
+scripts/check-floors.sh
+
 step "go vet"
 go vet ./...
 
