@@ -17,7 +17,7 @@ import (
 	"github.com/offsite-gw/offsite/devices"
 	"github.com/offsite-gw/offsite/events/uplink"
 	"github.com/offsite-gw/offsite/gateway/config"
-	"github.com/offsite-gw/offsite/gateway/provincesim"
+	"github.com/offsite-gw/offsite/events/uplink/provincesim"
 	"github.com/offsite-gw/offsite/ingest/sim"
 	"github.com/offsite-gw/offsite/internal/errs"
 	"github.com/offsite-gw/offsite/streams/simcam"

@@ -2,7 +2,7 @@
 # make bench-events: the event path on this machine, in two parts. Prints BENCH lines; never
 # fails on a figure, only when a part cannot run.
 #
-# 1. gateway/cmd/bench-events (in-process, about two minutes at most): events/s durably
+# 1. events/cmd/bench-events (in-process, about two minutes at most): events/s durably
 #    logged on SQLite, delivered to a local provincesim receiver over loopback, and Append →
 #    live subscriber latency under 1,000 events/s.
 # 2. gateway/cmd/bench-alert-latency (the real bin/offsite as a child process, about 1.5
@@ -15,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-timeout 120 go run ./gateway/cmd/bench-events "$@"
+timeout 120 go run ./events/cmd/bench-events "$@"
 
 mkdir -p bin
 CGO_ENABLED=0 go build -o bin/offsite ./gateway
