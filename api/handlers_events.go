@@ -34,22 +34,10 @@ const (
 	sseWriteTimeout = 30 * time.Second
 )
 
-// maintainerTypes are the event types a maintainer sees: device health, which is what a
-// maintainer goes out to fix. Enforcement events and the alert lifecycle are for officers.
-var maintainerTypes = []string{"device.", "sensor.silent", "video.signal_lost"}
-
-// typeVisible reports whether role may see events (and alerts opened by events) of type t;
-// scope is checked separately.
+// typeVisible reports whether role may see events (and alerts opened by events) of type t:
+// maintainers see device health only (events.IsDeviceHealth); scope is checked separately.
 func typeVisible(role auth.Role, t string) bool {
-	if role != auth.RoleMaintainer {
-		return true
-	}
-	for _, m := range maintainerTypes {
-		if t == m || strings.HasSuffix(m, ".") && strings.HasPrefix(t, m) {
-			return true
-		}
-	}
-	return false
+	return role != auth.RoleMaintainer || events.IsDeviceHealth(t)
 }
 
 type eventMetrics struct {
@@ -500,22 +488,10 @@ type OutcomeLabel struct {
 	LabelEN string `json:"label_en"`
 }
 
-var outcomeEN = map[string]string{
-	"rectify_ordered": "Rectification ordered",
-	"case_filed":      "Case filed",
-	"false_alarm":     "False alarm",
-	"rectified":       "Rectified",
-	"other":           "Other",
-}
-
 func (s *Server) listOutcomes(c *fiber.Ctx) error {
 	out := make([]OutcomeLabel, 0, len(events.Outcomes))
 	for _, o := range events.Outcomes {
-		en := outcomeEN[o.Code]
-		if en == "" {
-			en = o.Code
-		}
-		out = append(out, OutcomeLabel{Code: o.Code, LabelZH: o.Label, LabelEN: en})
+		out = append(out, OutcomeLabel{Code: o.Code, LabelZH: o.Label, LabelEN: o.LabelEN})
 	}
 	return c.JSON(fiber.Map{"outcomes": out})
 }
