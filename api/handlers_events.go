@@ -105,6 +105,18 @@ func (s *Server) componentEnabled(name string) bool {
 		return s.Evidence != nil
 	case "uplinks":
 		return s.Uplinks != nil
+	case "telemetry":
+		return s.Telemetry != nil
+	case "presence":
+		return s.Presence != nil
+	case "quarantine":
+		return s.Quarantine != nil
+	case "cameras":
+		return s.Cameras != nil
+	case "video":
+		return s.Video != nil
+	case "analytics":
+		return s.Leases != nil
 	}
 	return true
 }
