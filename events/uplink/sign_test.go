@@ -16,7 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/offsite-gw/offsite/events/uplink"
-	"github.com/offsite-gw/offsite/gateway/provincesim"
+	"github.com/offsite-gw/offsite/events/uplink/provincesim"
 )
 
 // The gateway's signature equals an HMAC-SM3 computed here independently from gmsm's sm3.

@@ -21,7 +21,7 @@ import (
 	"github.com/offsite-gw/offsite/events"
 	"github.com/offsite-gw/offsite/events/event"
 	"github.com/offsite-gw/offsite/events/uplink"
-	"github.com/offsite-gw/offsite/gateway/provincesim"
+	"github.com/offsite-gw/offsite/events/uplink/provincesim"
 	"github.com/offsite-gw/offsite/internal/store"
 )
 

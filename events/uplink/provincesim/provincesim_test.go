@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/offsite-gw/offsite/events/uplink"
-	"github.com/offsite-gw/offsite/gateway/provincesim"
+	"github.com/offsite-gw/offsite/events/uplink/provincesim"
 )
 
 func post(t *testing.T, url string, body string) (int, uplink.BatchResponse) {
