@@ -25,6 +25,9 @@ const (
 	AlertClosed  = "closed"
 )
 
+// AlertStates are the states of the lifecycle, in order.
+var AlertStates = []string{AlertOpened, AlertClaimed, AlertHandled, AlertFedBack, AlertClosed}
+
 // Outcome is what an officer reports back (反馈) about an alert. Label is the Chinese label
 // (accepted as input too); LabelEN is for English user interfaces.
 type Outcome struct {
