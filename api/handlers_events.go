@@ -5,11 +5,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"mime"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -34,22 +31,10 @@ const (
 	sseWriteTimeout = 30 * time.Second
 )
 
-// maintainerTypes are the event types a maintainer sees: device health, which is what a
-// maintainer goes out to fix. Enforcement events and the alert lifecycle are for officers.
-var maintainerTypes = []string{"device.", "sensor.silent", "video.signal_lost"}
-
-// typeVisible reports whether role may see events (and alerts opened by events) of type t;
-// scope is checked separately.
+// typeVisible reports whether role may see events (and alerts opened by events) of type t:
+// maintainers see device health only (events.IsDeviceHealth); scope is checked separately.
 func typeVisible(role auth.Role, t string) bool {
-	if role != auth.RoleMaintainer {
-		return true
-	}
-	for _, m := range maintainerTypes {
-		if t == m || strings.HasSuffix(m, ".") && strings.HasPrefix(t, m) {
-			return true
-		}
-	}
-	return false
+	return role != auth.RoleMaintainer || events.IsDeviceHealth(t)
 }
 
 type eventMetrics struct {
@@ -117,6 +102,18 @@ func (s *Server) componentEnabled(name string) bool {
 		return s.Evidence != nil
 	case "uplinks":
 		return s.Uplinks != nil
+	case "telemetry":
+		return s.Telemetry != nil
+	case "presence":
+		return s.Presence != nil
+	case "quarantine":
+		return s.Quarantine != nil
+	case "cameras":
+		return s.Cameras != nil
+	case "video":
+		return s.Video != nil
+	case "analytics":
+		return s.Leases != nil
 	}
 	return true
 }
@@ -370,13 +367,11 @@ func writeFrame(w *bufio.Writer, e *event.Event) {
 	_, _ = w.WriteString("\n\n")
 }
 
-var alertStates = []string{events.AlertOpened, events.AlertClaimed, events.AlertHandled, events.AlertFedBack, events.AlertClosed}
-
 func (s *Server) listAlerts(c *fiber.Ctx) error {
 	u, _ := UserOf(c)
 	state := c.Query("state")
-	if state != "" && !slices.Contains(alertStates, state) {
-		return errs.E(errs.KindInvalid, "invalid_state", "state must be one of %s", strings.Join(alertStates, ", "))
+	if state != "" && !slices.Contains(events.AlertStates, state) {
+		return errs.E(errs.KindInvalid, "invalid_state", "state must be one of %s", strings.Join(events.AlertStates, ", "))
 	}
 	var severities []string
 	if q := c.Query("severity"); q != "" {
@@ -500,38 +495,17 @@ type OutcomeLabel struct {
 	LabelEN string `json:"label_en"`
 }
 
-var outcomeEN = map[string]string{
-	"rectify_ordered": "Rectification ordered",
-	"case_filed":      "Case filed",
-	"false_alarm":     "False alarm",
-	"rectified":       "Rectified",
-	"other":           "Other",
-}
-
 func (s *Server) listOutcomes(c *fiber.Ctx) error {
 	out := make([]OutcomeLabel, 0, len(events.Outcomes))
 	for _, o := range events.Outcomes {
-		en := outcomeEN[o.Code]
-		if en == "" {
-			en = o.Code
-		}
-		out = append(out, OutcomeLabel{Code: o.Code, LabelZH: o.Label, LabelEN: en})
+		out = append(out, OutcomeLabel{Code: o.Code, LabelZH: o.Label, LabelEN: o.LabelEN})
 	}
 	return c.JSON(fiber.Map{"outcomes": out})
 }
 
-// evidenceTypes are the uploads accepted by POST /api/v1/evidence.
-var evidenceTypes = map[string]string{"image/jpeg": ".jpg", "image/png": ".png"}
-
-// evidenceContentTypes are how stored files are served.
-var evidenceContentTypes = map[string]string{
-	".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".mp4": "video/mp4", ".ts": "video/mp2t",
-	".pdf": "application/pdf", ".json": "application/json", ".bin": "application/octet-stream",
-}
-
 func (s *Server) postEvidence(c *fiber.Ctx) error {
 	mt, _, _ := mime.ParseMediaType(c.Get(fiber.HeaderContentType))
-	ext, ok := evidenceTypes[mt]
+	ext, ok := events.EvidenceUploadTypes[mt]
 	if !ok {
 		return fiber.NewError(fiber.StatusUnsupportedMediaType, "send the evidence as image/jpeg or image/png")
 	}
@@ -554,46 +528,23 @@ func (s *Server) postEvidence(c *fiber.Ctx) error {
 	return c.JSON(fiber.Map{"sha256": sum, "url": url})
 }
 
-// getEvidence serves a stored file. The path is checked to be exactly ab/cd/<sha256>.<ext>
-// of the store's layout before it touches the file system, so nothing else can be reached.
+// getEvidence serves a stored file. events.ParseEvidencePath checks the path against the
+// store's layout before anything touches the file system, so nothing else can be reached.
 func (s *Server) getEvidence(c *fiber.Ctx) error {
-	a, b, file := c.Params("a"), c.Params("b"), c.Params("file")
-	sum, ext, _ := strings.Cut(file, ".")
-	ext = "." + ext
-	ctype, okExt := evidenceContentTypes[ext]
-	if !isLowerHex64(sum) || !okExt || a != sum[0:2] || b != sum[2:4] {
-		return errs.E(errs.KindNotFound, "evidence_not_found", "no such evidence file")
+	ref, err := events.ParseEvidencePath(c.Params("a"), c.Params("b"), c.Params("file"))
+	if err != nil {
+		return err
 	}
-	etag := `"` + sum + `"`
+	etag := `"` + ref.SHA256 + `"`
 	c.Set(fiber.HeaderCacheControl, "private, max-age=31536000, immutable") // content-addressed
 	c.Set(fiber.HeaderETag, etag)
 	if c.Get(fiber.HeaderIfNoneMatch) == etag {
 		return c.SendStatus(fiber.StatusNotModified)
 	}
-	f, err := os.Open(filepath.Join(s.Evidence.Dir, a, b, sum+ext))
-	if errors.Is(err, os.ErrNotExist) {
-		return errs.E(errs.KindNotFound, "evidence_not_found", "no evidence %s%s", sum, ext)
-	}
+	f, size, err := s.Evidence.OpenRef(ref)
 	if err != nil {
 		return err
 	}
-	st, err := f.Stat()
-	if err != nil || !st.Mode().IsRegular() {
-		f.Close()
-		return errs.E(errs.KindNotFound, "evidence_not_found", "no evidence %s%s", sum, ext)
-	}
-	c.Set(fiber.HeaderContentType, ctype)
-	return c.SendStream(f, int(st.Size())) // fasthttp closes f when sent
-}
-
-func isLowerHex64(s string) bool {
-	if len(s) != 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !(s[i] >= '0' && s[i] <= '9' || s[i] >= 'a' && s[i] <= 'f') {
-			return false
-		}
-	}
-	return true
+	c.Set(fiber.HeaderContentType, ref.ContentType)
+	return c.SendStream(f, int(size)) // fasthttp closes f when sent
 }

@@ -23,7 +23,6 @@ func (s *Server) routes() {
 	// authentication middleware so that middleware never sees it.
 	app.Post("/api/v1/auth/login", s.login)
 	v1 := app.Group("/api/v1", s.authenticate)
-	s.v1 = v1
 
 	v1.Get("/openapi.json", s.openAPI)
 	v1.Post("/auth/logout", s.logout)
@@ -64,6 +63,9 @@ func (s *Server) routes() {
 	// Optional components: registered only when their Server field is set.
 	s.eventRoutes(v1)
 	s.uplinkRoutes(v1)
+	s.telemetryRoutes(v1)
+	s.cameraRoutes(v1)
+	s.analyticsRoutes(v1)
 }
 
 // healthz answers 200 while the process serves and the database answers a ping.

@@ -1,15 +1,16 @@
-// Package api serves the gateway's HTTP API on fiber: /healthz, /metrics and everything under
-// /api/v1 — login and tokens, users, sites, devices, profiles, the audit log and, when their
-// components are set, events (with a live SSE stream), alerts, evidence and uplinks — with request
-// ids, structured access logs, panic recovery, Prometheus metrics, bearer-token authentication
-// and role checks. Other components add their routes under /api/v1 with Mount and get the same
-// authentication. Business rules live in devices/, firmware-profiles/ and api/auth; this package
-// only translates between HTTP and them.
+// Package api is the gateway's one room for HTTP: it serves /healthz, /metrics and everything
+// under /api/v1 on fiber — login and tokens, users, sites, devices, profiles, the audit log and,
+// when their components are set, events (with a live SSE stream), alerts, evidence, uplinks,
+// telemetry (readings, presence, quarantine), cameras (list, WHEP, snapshots) and the video
+// analytics leases and settings — with request ids, structured access logs, panic recovery,
+// Prometheus metrics, bearer-token authentication and role checks, described by one OpenAPI
+// document. Business rules live in the domain packages (devices/, events/, ingest/, streams/,
+// analytics/, firmware-profiles/) and api/auth; this package only translates between HTTP and
+// them, through small interfaces declared where they are used.
 package api
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -51,8 +52,7 @@ const (
 	DefaultIdleTimeout = 120 * time.Second
 )
 
-// Server is the HTTP API. Fill the fields, call Initialize, optionally Mount more routes, then
-// Start; Shutdown stops it.
+// Server is the HTTP API. Fill the fields, call Initialize, then Start; Shutdown stops it.
 type Server struct {
 	Listen string // host:port; default ":8080"
 	// UI, when set, serves every path no API route matches (the dashboard).
@@ -90,6 +90,21 @@ type Server struct {
 	Evidence *events.EvidenceStore
 	// Uplinks, when set, serves /uplinks and their dead letters.
 	Uplinks *uplink.Set
+	// Telemetry, when set, serves the readings of a device (latest, series, /telemetry).
+	Telemetry TelemetryReader
+	// Presence, when set, serves GET /devices/{id}/presence.
+	Presence PresenceReader
+	// Quarantine, when set, serves GET /ingest/quarantine.
+	Quarantine QuarantineReader
+	// MaxSeriesPoints bounds the steps of one series (default ingest.DefaultMaxPoints).
+	MaxSeriesPoints int
+	// Cameras, when set, serves GET /cameras and /cameras/{id} with the relay's status.
+	Cameras CameraRelay
+	// Video, when set, serves WHEP (/cameras/{id}/whep…) and /cameras/{id}/snapshot.jpg to
+	// callers who may watch the camera: a streams.Handler whose Authorize is VideoViewer.
+	Video http.Handler
+	// Leases, when set, serves the analytics workers' leases and the cameras' analytics settings.
+	Leases LeaseService
 	// EvidenceLimit bounds one evidence upload (default 16 MiB).
 	EvidenceLimit int
 	// Heartbeat is the interval of SSE keep-alive comments (default 15 s); a client that went
@@ -98,10 +113,7 @@ type Server struct {
 
 	app       *fiber.App
 	uiMounted bool
-	v1        fiber.Router
 	metrics   *httpMetrics
-	docMu     sync.Mutex
-	extra     map[string]json.RawMessage // OpenAPI paths added by other components
 
 	lnMu sync.Mutex
 	ln   net.Listener
@@ -191,25 +203,14 @@ func orDefault[T comparable](v, def T) T {
 // App returns the fiber app (for app.Test in tests). Valid after Initialize.
 func (s *Server) App() *fiber.App { return s.app }
 
-// Mount lets another component add routes under /api/v1. The router it gets already requires
-// a valid token; use Require or RequireRole on each route for role checks, UserOf for the
-// caller, DecodeJSON for bodies and Record for the audit log. Call after Initialize and before
-// Start. Routes must also be described: see AddOpenAPIPaths.
-func (s *Server) Mount(fn func(r fiber.Router)) {
-	if s.v1 == nil {
-		panic("api: Mount before Initialize")
-	}
-	fn(s.v1)
-}
-
 // Start listens on Listen and serves in the background. A bind error is returned here.
 func (s *Server) Start() error {
 	if s.app == nil {
 		return errors.New("api: Start before Initialize")
 	}
 	if s.UI != nil && !s.uiMounted {
-		// Last, so every API route (also those added with Mount) matches first; the UI
-		// answers unknown /api paths with a JSON 404 itself.
+		// Last, so every API route matches first; the UI answers unknown /api paths with a
+		// JSON 404 itself.
 		s.app.Use(adaptor.HTTPHandler(s.UI))
 		s.uiMounted = true
 	}

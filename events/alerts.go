@@ -25,19 +25,24 @@ const (
 	AlertClosed  = "closed"
 )
 
-// Outcome is what an officer reports back (反馈) about an alert.
+// AlertStates are the states of the lifecycle, in order.
+var AlertStates = []string{AlertOpened, AlertClaimed, AlertHandled, AlertFedBack, AlertClosed}
+
+// Outcome is what an officer reports back (反馈) about an alert. Label is the Chinese label
+// (accepted as input too); LabelEN is for English user interfaces.
 type Outcome struct {
-	Code  string `json:"code"`
-	Label string `json:"label"`
+	Code    string `json:"code"`
+	Label   string `json:"label"`
+	LabelEN string `json:"label_en"`
 }
 
 // Outcomes is the enumerated set of feedback outcomes.
 var Outcomes = []Outcome{
-	{"rectify_ordered", "责令整改"},
-	{"case_filed", "立案"},
-	{"false_alarm", "误报"},
-	{"rectified", "已整改"},
-	{"other", "其他"},
+	{Code: "rectify_ordered", Label: "责令整改", LabelEN: "Rectification ordered"},
+	{Code: "case_filed", Label: "立案", LabelEN: "Case filed"},
+	{Code: "false_alarm", Label: "误报", LabelEN: "False alarm"},
+	{Code: "rectified", Label: "已整改", LabelEN: "Rectified"},
+	{Code: "other", Label: "其他", LabelEN: "Other"},
 }
 
 // ParseOutcome accepts an outcome code or its Chinese label.

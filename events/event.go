@@ -83,6 +83,17 @@ func ParseEvent(body []byte) (event.Event, error) {
 	return e, nil
 }
 
+// DeviceHealthTypes are the event types about device health (exact, or prefixes ending in
+// "."): what a maintainer goes out to fix. Enforcement events and the alert lifecycle are for
+// officers; the API shows maintainers only these, and alerts opened by them.
+var DeviceHealthTypes = []string{"device.", "sensor.silent", "video.signal_lost"}
+
+// IsDeviceHealth reports whether events of type t (and alerts opened by them) are about device
+// health (DeviceHealthTypes).
+func IsDeviceHealth(t string) bool {
+	return Filter{Types: DeviceHealthTypes}.Match(&event.Event{Type: t})
+}
+
 // Filter selects events. Zero fields do not filter.
 type Filter struct {
 	// Types are exact types or prefixes ending in "." (e.g. "alert.").

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -36,6 +37,60 @@ type EvidenceStore struct {
 }
 
 var allowedExt = map[string]bool{".jpg": true, ".jpeg": true, ".png": true, ".mp4": true, ".ts": true, ".pdf": true, ".bin": true, ".json": true}
+
+// evidenceContentTypes are the content types stored files are served with, by extension.
+var evidenceContentTypes = map[string]string{
+	".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".mp4": "video/mp4", ".ts": "video/mp2t",
+	".pdf": "application/pdf", ".json": "application/json", ".bin": "application/octet-stream",
+}
+
+// EvidenceUploadTypes are the content types people and workers may upload as evidence (photos
+// attached when handling an alert, snapshots), with the extension each is stored under. The
+// uploaded bytes must be of that type.
+var EvidenceUploadTypes = map[string]string{"image/jpeg": ".jpg", "image/png": ".png"}
+
+// EvidenceRef names one stored file by the path of its URL.
+type EvidenceRef struct {
+	SHA256      string
+	Ext         string // ".jpg"
+	ContentType string // "image/jpeg"
+}
+
+// ParseEvidencePath checks that a/b/file is exactly the relative path of a URL the store hands
+// out — sha[0:2]/sha[2:4]/<lower-case sha256>.<known extension> — without touching the file
+// system. Anything else (another directory, upper-case hex, an unknown or double extension,
+// "..") is errs.KindNotFound evidence_not_found, so nothing else under Dir can be reached.
+func ParseEvidencePath(a, b, file string) (EvidenceRef, error) {
+	sum, ext, _ := strings.Cut(file, ".")
+	ext = "." + ext
+	ctype, ok := evidenceContentTypes[ext]
+	if !event.IsHex64(sum) || !ok || a != sum[0:2] || b != sum[2:4] {
+		return EvidenceRef{}, errs.E(errs.KindNotFound, "evidence_not_found", "no such evidence file")
+	}
+	return EvidenceRef{SHA256: sum, Ext: ext, ContentType: ctype}, nil
+}
+
+// OpenRef opens the stored file ref names and returns it with its size; a missing file (or
+// anything but a regular file) is errs.KindNotFound evidence_not_found.
+func (s *EvidenceStore) OpenRef(ref EvidenceRef) (*os.File, int64, error) {
+	notFound := errs.E(errs.KindNotFound, "evidence_not_found", "no evidence %s%s", ref.SHA256, ref.Ext)
+	if !event.IsHex64(ref.SHA256) || !allowedExt[ref.Ext] {
+		return nil, 0, notFound
+	}
+	f, err := os.Open(filepath.Join(s.Dir, s.rel(ref.SHA256, ref.Ext)))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, 0, notFound
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("evidence: %w", err)
+	}
+	st, err := f.Stat()
+	if err != nil || !st.Mode().IsRegular() {
+		f.Close()
+		return nil, 0, notFound
+	}
+	return f, st.Size(), nil
+}
 
 // Put stores the content of r and returns its sha256 (hex) and URL. ext is the file type
 // (".jpg", ".mp4" …; default ".bin").

@@ -2,20 +2,14 @@ package main
 
 import (
 	"context"
-	_ "embed"
 	"fmt"
 	"path/filepath"
 	"time"
 
-	"github.com/gofiber/fiber/v2"
-
 	"github.com/offsite-gw/offsite/analytics/rules"
-	"github.com/offsite-gw/offsite/api"
-	"github.com/offsite-gw/offsite/api/auth"
 	"github.com/offsite-gw/offsite/events/event"
 	"github.com/offsite-gw/offsite/ingest"
 	"github.com/offsite-gw/offsite/ingest/decode"
-	"github.com/offsite-gw/offsite/internal/errs"
 )
 
 // telemetryStore is what the gateway needs of a telemetry backend: a sink for the pipeline and
@@ -196,35 +190,3 @@ func (s *sensors) publishEvents(ctx context.Context) {
 		}
 	}
 }
-
-// routes mounts readings, presence and quarantine, and the contract's telemetry path.
-func (s *sensors) routes(srv *api.Server) error {
-	a := &ingest.API{Telemetry: s.telemetry, Quarantine: s.quarantine, Presence: s.presence,
-		Authorize: func(c *fiber.Ctx, device string) error {
-			u, _ := api.UserOf(c)
-			if device == "" { // the whole quarantine: only for roles that see every site
-				if !u.Scope().Unlimited() {
-					return errs.E(errs.KindForbidden, "forbidden", "name a device: your role sees only some sites")
-				}
-				return nil
-			}
-			d, err := s.g.devices.GetDevice(c.UserContext(), device)
-			if err != nil {
-				return err
-			}
-			site, err := s.g.devices.GetSite(c.UserContext(), d.SiteID)
-			if err != nil || !u.Scope().AllowsSite(site) {
-				return errs.E(errs.KindNotFound, "device_not_found", "device %q does not exist", device)
-			}
-			return nil
-		}}
-	srv.Mount(func(r fiber.Router) {
-		read := srv.Require(auth.PermDevicesRead)
-		r.Get("/devices/:id/telemetry", read, a.Series) // docs/contracts.md §3 name of readings/series
-		a.Routes(r, read)
-	})
-	return srv.AddOpenAPIPaths(sensorsOpenAPI)
-}
-
-//go:embed sensors_openapi.json
-var sensorsOpenAPI []byte

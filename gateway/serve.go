@@ -295,14 +295,10 @@ func openGateway(ctx context.Context, cfg config.Config, logger *slog.Logger, ou
 		Audit: g.audit, Registry: g.reg, Logger: logger, Version: version,
 		UI:     dashboard.Handler(),
 		Events: g.events, Alerts: g.alerts, Feed: g.feed, Evidence: g.evidence, Uplinks: g.uplinks,
+		Telemetry: g.sensors.telemetry, Presence: g.sensors.presence, Quarantine: g.sensors.quarantine,
+		Cameras: g.video.manager, Video: g.video.handler, Leases: g.video.leases,
 	}
 	if err := g.api.Initialize(); err != nil {
-		return g, fmt.Errorf("api: %w", err)
-	}
-	if err := g.video.routes(g.api); err != nil {
-		return g, fmt.Errorf("api: %w", err)
-	}
-	if err := g.sensors.routes(g.api); err != nil {
 		return g, fmt.Errorf("api: %w", err)
 	}
 	// Background loops (rules ticks, escalation, event appenders) stop right after the inputs

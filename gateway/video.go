@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	_ "embed"
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -14,17 +12,12 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gofiber/fiber/v2"
-	"github.com/gofiber/fiber/v2/middleware/adaptor"
-
 	"github.com/offsite-gw/offsite/analytics/leases"
 	"github.com/offsite-gw/offsite/api"
-	"github.com/offsite-gw/offsite/api/auth"
 	"github.com/offsite-gw/offsite/devices"
 	"github.com/offsite-gw/offsite/events/event"
 	profiles "github.com/offsite-gw/offsite/firmware-profiles"
 	"github.com/offsite-gw/offsite/internal/audit"
-	"github.com/offsite-gw/offsite/internal/errs"
 	"github.com/offsite-gw/offsite/streams"
 )
 
@@ -45,10 +38,6 @@ type video struct {
 	state  map[string]streams.State
 	config map[string]streams.CameraConfig
 }
-
-// viewerHeader carries the authenticated user from the fiber route to streams.Handler. The
-// route always overwrites it, so a client cannot forge it.
-const viewerHeader = "X-Offsite-Viewer"
 
 func (g *gateway) openVideo(ctx context.Context) error {
 	sc := g.cfg.Streams
@@ -80,12 +69,8 @@ func (g *gateway) openVideo(ctx context.Context) error {
 	if err := v.snapshot.Initialize(); err != nil {
 		return err
 	}
-	v.handler = &streams.Handler{WHEP: v.whep, Snapshot: v.snapshot, Authorize: func(r *http.Request, _ string) (string, error) {
-		if u := r.Header.Get(viewerHeader); u != "" {
-			return u, nil
-		}
-		return "", errs.E(errs.KindUnauthorized, "unauthenticated", "log in first")
-	}}
+	// The API's camera routes check who may watch a camera and name the viewer for it.
+	v.handler = &streams.Handler{WHEP: v.whep, Snapshot: v.snapshot, Authorize: api.VideoViewer}
 	if err := v.handler.Initialize(); err != nil {
 		return err
 	}
@@ -248,7 +233,7 @@ func (v *video) onState(camera string, st streams.State, reason string) {
 	e := event.Event{Type: typ, Device: &event.Device{ID: camera}, AlarmKey: camera + "/signal", Rule: "video.signal", OccurredAt: time.Now()}
 	if typ == "video.signal_lost" {
 		e.Severity, e.State = "major", "active"
-		_, text := humanReason(reason)
+		_, text := streams.ExplainReason(reason)
 		e.Message = "摄像机视频信号中断：" + text + "（" + reason + "）"
 	} else {
 		e.Severity, e.State = "info", "cleared"
@@ -268,126 +253,3 @@ func (v *video) onSession(se streams.SessionEvent) {
 	}
 	_ = v.g.audit.Record(context.Background(), e)
 }
-
-// mayView checks that u may watch camera id: a viewing role, and the camera's site in scope.
-func (v *video) mayView(ctx context.Context, u auth.User, id string) (devices.Device, error) {
-	switch u.Role {
-	case auth.RoleAdmin, auth.RoleMaintainer, auth.RoleOfficer, auth.RoleViewer, auth.RoleService:
-	default:
-		return devices.Device{}, errs.E(errs.KindForbidden, "forbidden", "role %s may not watch cameras", u.Role)
-	}
-	d, err := v.g.devices.GetDevice(ctx, id)
-	if err != nil || d.Kind != devices.KindCamera {
-		return d, errs.E(errs.KindNotFound, "camera_not_found", "camera %q does not exist", id)
-	}
-	site, err := v.g.devices.GetSite(ctx, d.SiteID)
-	if err != nil || !u.Scope().AllowsSite(site) {
-		return d, errs.E(errs.KindNotFound, "camera_not_found", "camera %q does not exist", id)
-	}
-	return d, nil
-}
-
-// humanReason turns a relay's technical reason into a code the dashboard translates and a
-// Chinese sentence for event messages, so a person reads "the camera refuses connections"
-// rather than "describe: bad status code: 503".
-func humanReason(reason string) (code, text string) {
-	r := strings.ToLower(reason)
-	switch {
-	case reason == "":
-		return "", ""
-	case strings.Contains(r, "401") || strings.Contains(r, "unauthorized") || strings.Contains(r, "auth"):
-		return "auth_failed", "摄像机拒绝登录，请核对设备档案中的用户名和密码"
-	case strings.Contains(r, "503") || strings.Contains(r, "bad status code"):
-		return "camera_refused", "摄像机拒绝取流，可能正在重启或连接数已满"
-	case strings.Contains(r, "connection refused") || strings.Contains(r, "no route") || strings.Contains(r, "i/o timeout") || strings.Contains(r, "dial"):
-		return "camera_unreachable", "无法连接摄像机，请检查网络或供电"
-	case strings.Contains(r, "no packets") || strings.Contains(r, "stall"):
-		return "no_data", "摄像机已连接但没有画面数据"
-	case strings.Contains(r, "eof") || strings.Contains(r, "reset") || strings.Contains(r, "lost") || strings.Contains(r, "closed"):
-		return "stream_lost", "视频流被摄像机中断"
-	}
-	return "signal_lost", "视频信号中断"
-}
-
-// cameraView is GET /api/v1/cameras: the device and what the relay knows of it.
-type cameraView struct {
-	// ReasonCode explains a camera that is not online (auth_failed, camera_refused,
-	// camera_unreachable, no_data, stream_lost, signal_lost); the dashboard translates it.
-	ReasonCode string                `json:"reason_code,omitempty"`
-	ID         string                `json:"id"`
-	SiteID     string                `json:"site_id"`
-	Name       string                `json:"name"`
-	Profile    string                `json:"profile"`
-	Status     *streams.CameraStatus `json:"status,omitempty"`
-	WHEP       string                `json:"whep"`
-	Snap       string                `json:"snapshot"`
-}
-
-func (v *video) routes(srv *api.Server) error {
-	h := adaptor.HTTPHandler(v.handler)
-	view := func(c *fiber.Ctx) error {
-		u, ok := api.UserOf(c)
-		if !ok {
-			return errs.E(errs.KindUnauthorized, "unauthenticated", "log in first")
-		}
-		if _, err := v.mayView(c.UserContext(), u, c.Params("id")); err != nil {
-			return err
-		}
-		c.Request().Header.Set(viewerHeader, u.Username)
-		return h(c)
-	}
-	statusOf := func(id string) *streams.CameraStatus {
-		for _, st := range v.manager.Cameras() {
-			if st.ID == id {
-				st := st
-				return &st
-			}
-		}
-		return nil
-	}
-	toView := func(d devices.Device) cameraView {
-		cv := cameraView{ID: d.ID, SiteID: d.SiteID, Name: d.Name, Profile: d.Profile, Status: statusOf(d.ID),
-			WHEP: "/api/v1/cameras/" + d.ID + "/whep", Snap: "/api/v1/cameras/" + d.ID + "/snapshot.jpg"}
-		if cv.Status != nil && cv.Status.State != streams.StateOnline.String() {
-			cv.ReasonCode, _ = humanReason(cv.Status.Reason)
-		}
-		return cv
-	}
-	srv.Mount(func(r fiber.Router) {
-		r.Get("/cameras", func(c *fiber.Ctx) error {
-			u, _ := api.UserOf(c)
-			cams, err := v.g.devices.ListDevices(c.UserContext(), devices.DeviceFilter{Kind: devices.KindCamera, Scope: u.Scope(), SiteID: c.Query("site")})
-			if err != nil {
-				return err
-			}
-			out := make([]cameraView, 0, len(cams))
-			for _, d := range cams {
-				out = append(out, toView(d))
-			}
-			return c.JSON(fiber.Map{"cameras": out})
-		})
-		r.Get("/cameras/:id", func(c *fiber.Ctx) error {
-			u, _ := api.UserOf(c)
-			d, err := v.mayView(c.UserContext(), u, c.Params("id"))
-			if err != nil {
-				return err
-			}
-			return c.JSON(toView(d))
-		})
-		r.Post("/cameras/:id/whep", view)
-		r.Options("/cameras/:id/whep", view)
-		r.Delete("/cameras/:id/whep/:session", view)
-		r.Patch("/cameras/:id/whep/:session", view)
-		r.Get("/cameras/:id/snapshot.jpg", view)
-
-		worker := srv.RequireRole(auth.RoleService, auth.RoleAdmin)
-		v.leases.Routes(r, worker)
-		v.leases.SettingsRoutes(r, srv.RequireRole(auth.RoleService, auth.RoleAdmin, auth.RoleMaintainer),
-			srv.RequireRole(auth.RoleAdmin, auth.RoleMaintainer),
-			func(c *fiber.Ctx) string { u, _ := api.UserOf(c); return u.Username })
-	})
-	return srv.AddOpenAPIPaths(videoOpenAPI)
-}
-
-//go:embed video_openapi.json
-var videoOpenAPI []byte

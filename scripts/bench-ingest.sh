@@ -4,7 +4,7 @@
 # journal on as in the gateway; prints one BENCH line per broker (readings/s, p50/p99
 # publish→stored, CPU, RSS, loss, ratio to a do-nothing consumer on the same broker: a counting
 # subscriber on Mosquitto, a counting publish hook on the embedded broker — see
-# ingest/cmd/bench-ingest). Bounded: about 2–3 minutes.
+# gateway/cmd/bench-ingest). Bounded: about 2–3 minutes.
 #
 # Environment: DEVICES (default 40), DURATION of publishing per phase (default 10s: the drain
 # after it counts against the pipeline, so short phases overweight it), ROUNDS (default 3),
@@ -24,7 +24,7 @@ if ! command -v mosquitto >/dev/null && [ -z "${BROKERS:-}" ]; then
 	BROKERS=embedded
 fi
 
-go build -o bin/bench-ingest ./ingest/cmd/bench-ingest
+go build -o bin/bench-ingest ./gateway/cmd/bench-ingest
 timeout 600 bin/bench-ingest -influxd "$INFLUXD" \
 	-devices "${DEVICES:-40}" -duration "${DURATION:-10s}" -rounds "${ROUNDS:-3}" -window "${WINDOW:-64}" \
 	-brokers "${BROKERS:-embedded,mosquitto}"

@@ -12,7 +12,8 @@ import (
 	"github.com/offsite-gw/offsite/internal/errs"
 )
 
-// Handler serves the relay's HTTP endpoints (net/http; mount it in fiber with the adaptor):
+// Handler serves the relay's HTTP endpoints on net/http; the API serves it behind its camera
+// routes (api.Server.Video), which check who may watch:
 //
 //	POST    /api/v1/cameras/{id}/whep            WHEP offer (application/sdp) → 201 answer + Location
 //	DELETE  /api/v1/cameras/{id}/whep/{session}  end the session

@@ -40,3 +40,11 @@ type Lease struct {
 	ExpiresAt time.Time `json:"expires_at"`
 	Live      bool      `json:"live"`
 }
+
+// Renewal answers a renewal (POST /api/v1/analytics/leases/renew): the cameras the worker still
+// holds (one missing was taken over and must be dropped) and when the leases expire (RFC 3339,
+// milliseconds).
+type Renewal struct {
+	Held      []string `json:"held"`
+	ExpiresAt string   `json:"expires_at"`
+}

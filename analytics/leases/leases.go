@@ -10,6 +10,7 @@ package leases
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -439,7 +440,7 @@ func (s *Service) PutSettings(ctx context.Context, cameraID string, set lease.Ca
 	if cameraID == "" || len(cameraID) > 128 {
 		return errs.E(errs.KindInvalid, "invalid_camera", "camera id must be 1-128 characters")
 	}
-	b, err := jsonMarshal(set)
+	b, err := json.Marshal(set)
 	if err != nil {
 		return err
 	}

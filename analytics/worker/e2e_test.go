@@ -7,15 +7,16 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
-	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/gofiber/fiber/v2"
 	"github.com/stretchr/testify/require"
 
 	"github.com/offsite-gw/offsite/analytics/lease"
@@ -52,64 +53,102 @@ type fakeGateway struct {
 
 func startFakeGateway(t *testing.T, svc *leases.Service) *fakeGateway {
 	g := &fakeGateway{svc: svc, evidence: &events.EvidenceStore{Dir: t.TempDir()}}
-	app := fiber.New(fiber.Config{DisableStartupMessage: true, ErrorHandler: func(c *fiber.Ctx, err error) error {
-		status, code := 500, "internal"
+	writeJSON := func(w http.ResponseWriter, status int, v any) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		_ = json.NewEncoder(w).Encode(v)
+	}
+	fail := func(w http.ResponseWriter, err error) {
 		var ee *errs.Error
-		var fe *fiber.Error
-		switch {
-		case errors.As(err, &ee):
-			status, code = map[errs.Kind]int{errs.KindInvalid: 400, errs.KindNotFound: 404, errs.KindConflict: 409}[ee.Kind], ee.Code
-			if status == 0 {
-				status = 500
+		status, code := 500, "internal"
+		if errors.As(err, &ee) {
+			status, code = errs.HTTPStatus(ee.Kind), ee.Code
+		}
+		writeJSON(w, status, map[string]any{"error": map[string]string{"code": code, "message": err.Error()}})
+	}
+	// Everything but login needs the token; the real API also checks the service role.
+	authed := func(h func(w http.ResponseWriter, r *http.Request) error) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			if r.Header.Get("Authorization") != "Bearer tok" {
+				fail(w, errs.E(errs.KindUnauthorized, "unauthenticated", "log in"))
+				return
 			}
-		case errors.As(err, &fe):
-			status = fe.Code
+			if err := h(w, r); err != nil {
+				fail(w, err)
+			}
 		}
-		return c.Status(status).JSON(fiber.Map{"error": fiber.Map{"code": code, "message": err.Error()}})
-	}})
-	app.Post("/api/v1/auth/login", func(c *fiber.Ctx) error {
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /api/v1/auth/login", func(w http.ResponseWriter, r *http.Request) {
 		var req struct{ Username, Password string }
-		_ = json.Unmarshal(c.Body(), &req)
+		_ = json.NewDecoder(r.Body).Decode(&req)
 		if req.Username != "analytics" || req.Password != "pw" {
-			return c.Status(401).JSON(fiber.Map{"error": fiber.Map{"code": "bad_credentials", "message": "wrong"}})
+			fail(w, errs.E(errs.KindUnauthorized, "bad_credentials", "wrong"))
+			return
 		}
-		return c.JSON(fiber.Map{"token": "tok", "expires_at": time.Now().Add(time.Hour)})
+		writeJSON(w, 200, map[string]any{"token": "tok", "expires_at": time.Now().Add(time.Hour)})
 	})
-	v1 := app.Group("/api/v1", func(c *fiber.Ctx) error {
-		if c.Get("Authorization") != "Bearer tok" {
-			return c.Status(401).JSON(fiber.Map{"error": fiber.Map{"code": "unauthenticated", "message": "log in"}})
+	// The gateway's lease routes (api/handlers_analytics.go) over the real lease service.
+	mux.HandleFunc("POST /api/v1/analytics/leases", authed(func(w http.ResponseWriter, r *http.Request) error {
+		var req struct {
+			WorkerID string `json:"worker_id"`
+			Capacity int    `json:"capacity"`
 		}
-		return c.Next()
-	})
-	service := func(c *fiber.Ctx) error { return c.Next() }
-	svc.Routes(v1, service)
-	svc.SettingsRoutes(v1, service, service, nil)
-	// The gateway's POST /api/v1/evidence (api/handlers_events.go), reduced to what workers send.
-	v1.Post("/evidence", service, func(c *fiber.Ctx) error {
-		if c.Get(fiber.HeaderContentType) != "image/jpeg" || len(c.Body()) == 0 {
-			return c.Status(400).JSON(fiber.Map{"error": fiber.Map{"code": "invalid_evidence", "message": "send a JPEG"}})
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			return errs.Wrap(errs.KindInvalid, "invalid_body", err, "body is not the expected JSON object")
 		}
-		sum, url, err := g.evidence.Put(bytes.NewReader(c.Body()), ".jpg")
+		grant, err := svc.Acquire(r.Context(), req.WorkerID, req.Capacity)
 		if err != nil {
 			return err
 		}
-		return c.Status(fiber.StatusCreated).JSON(fiber.Map{"sha256": sum, "url": url})
-	})
-	v1.Post("/events", service, func(c *fiber.Ctx) error {
-		e, err := events.ParseEvent(c.Body())
+		writeJSON(w, 200, grant)
+		return nil
+	}))
+	mux.HandleFunc("DELETE /api/v1/analytics/leases/{worker}", authed(func(w http.ResponseWriter, r *http.Request) error {
+		var ids []string
+		if q := r.URL.Query().Get("camera"); q != "" {
+			ids = strings.Split(q, ",")
+		}
+		if err := svc.Release(r.Context(), r.PathValue("worker"), ids); err != nil {
+			return err
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}))
+	// The gateway's POST /api/v1/evidence (api/handlers_events.go), reduced to what workers send.
+	mux.HandleFunc("POST /api/v1/evidence", authed(func(w http.ResponseWriter, r *http.Request) error {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			return err
+		}
+		if r.Header.Get("Content-Type") != "image/jpeg" || len(body) == 0 {
+			return errs.E(errs.KindInvalid, "invalid_evidence", "send a JPEG")
+		}
+		sum, url, err := g.evidence.Put(bytes.NewReader(body), ".jpg")
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusCreated, map[string]string{"sha256": sum, "url": url})
+		return nil
+	}))
+	mux.HandleFunc("POST /api/v1/events", authed(func(w http.ResponseWriter, r *http.Request) error {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			return err
+		}
+		e, err := events.ParseEvent(body)
 		if err != nil {
 			return err
 		}
 		g.mu.Lock()
 		g.events = append(g.events, e)
 		g.mu.Unlock()
-		return c.Status(201).JSON(e)
-	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	go func() { _ = app.Listener(ln) }()
-	t.Cleanup(func() { _ = app.Shutdown() })
-	g.addr = "http://" + ln.Addr().String()
+		writeJSON(w, http.StatusCreated, e)
+		return nil
+	}))
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	g.addr = srv.URL
 	return g
 }
 

@@ -3,7 +3,6 @@ package worker_test
 import (
 	"github.com/offsite-gw/offsite/analytics/leases"
 	"github.com/offsite-gw/offsite/analytics/rules"
-	"github.com/offsite-gw/offsite/api/auth"
 	"github.com/offsite-gw/offsite/devices"
 	"github.com/offsite-gw/offsite/events"
 	"github.com/offsite-gw/offsite/ingest"
@@ -12,4 +11,4 @@ import (
 )
 
 // testSchema is every table these tests touch, from the folders that own them.
-var testSchema = []store.Migrations{devices.Migrations, auth.Migrations, audit.Migrations, events.Migrations, ingest.Migrations, leases.Migrations, rules.Migrations}
+var testSchema = []store.Migrations{devices.Migrations, audit.Migrations, events.Migrations, ingest.Migrations, leases.Migrations, rules.Migrations}

@@ -509,7 +509,7 @@ await scenario('soak', async () => {
   await page.waitForTimeout(500);
   const end = await heap();
   if (demo.dev_camera_control) {
-    // The devserver counts WHEP sessions: every DELETE must have arrived.
+    // The demo's camera control counts WHEP sessions: every DELETE must have arrived.
     const left = await sessions();
     assert(left <= sessions0, `${left} WHEP sessions on the server after clearing the wall (${sessions0} before)`);
   }

@@ -1,8 +1,12 @@
-package main
+package streams_test
 
-import "testing"
+import (
+	"testing"
 
-func TestHumanReason(t *testing.T) {
+	"github.com/offsite-gw/offsite/streams"
+)
+
+func TestExplainReason(t *testing.T) {
 	for _, tc := range []struct{ in, code string }{
 		{"describe: bad status code: 503 (Service Unavailable); retrying in 4s", "camera_refused"},
 		{"stream lost: EOF; retrying in 1s", "stream_lost"},
@@ -12,9 +16,9 @@ func TestHumanReason(t *testing.T) {
 		{"something new", "signal_lost"},
 		{"", ""},
 	} {
-		code, text := humanReason(tc.in)
+		code, text := streams.ExplainReason(tc.in)
 		if code != tc.code || (tc.in != "" && text == "") {
-			t.Errorf("humanReason(%q) = %q, %q; want code %q and a sentence", tc.in, code, text, tc.code)
+			t.Errorf("ExplainReason(%q) = %q, %q; want code %q and a sentence", tc.in, code, text, tc.code)
 		}
 	}
 }
