@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -19,7 +18,7 @@ import (
 type CameraConfig struct {
 	ID        string
 	Site      string
-	URL       string // rtsp://host:port/path (see BuildURL for profile templates)
+	URL       string // rtsp://host:port/path, e.g. from firmware-profiles' profiles.URL
 	Username  string
 	Password  string
 	Transport string // "tcp" (default) or "udp"
@@ -27,17 +26,6 @@ type CameraConfig struct {
 	// recorders); otherwise it is pulled on demand and dropped IdleTimeout after the last reader.
 	AlwaysOn    bool
 	IdleTimeout time.Duration // 0: the manager's
-}
-
-// BuildURL fills a profile's RTSP URL template (placeholders {host} {port} {channel}).
-func BuildURL(template, host string, port, channel int) string {
-	if port == 0 {
-		port = 554
-	}
-	if channel == 0 {
-		channel = 1
-	}
-	return strings.NewReplacer("{host}", host, "{port}", strconv.Itoa(port), "{channel}", strconv.Itoa(channel)).Replace(template)
 }
 
 // Manager owns the cameras: one Hub and (while pulled) one Source each.
