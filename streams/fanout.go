@@ -1,7 +1,6 @@
 package streams
 
 import (
-	"errors"
 	"runtime"
 	"sync"
 	"time"
@@ -43,10 +42,6 @@ type fanMember struct {
 	s    *whepSession
 	from uint64
 }
-
-// errNoDirect: the member has no directly writable pair at the moment (e.g. it moved to
-// ICE-TCP); the group does not write through pion for it, the session takes itself back.
-var errNoDirect = errors.New("no direct path")
 
 // fanoutFor returns a running group of hub with the fewest members, starting one while there
 // are fewer than one per CPU.
@@ -266,14 +261,11 @@ func (g *fanout) deliver(w *fanWork, pending []*Unit) {
 		s.sendMu.Lock()
 		var err error
 		if s.group == g {
-			err = s.writeUnit(u, true)
+			err = s.writeUnit(u)
 		}
 		s.sendMu.Unlock()
-		switch {
-		case errors.Is(err, errNoDirect):
-			s.lagDropped.Add(uint64(len(u.Packets)))
-		case err != nil:
-			go s.close("write failed: " + err.Error())
+		if err != nil {
+			go s.close(writeFailed(err))
 		}
 	}
 }
