@@ -43,8 +43,10 @@ type Manager struct {
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
 
-	// Latency is the relay's added latency (camera packet in → WebRTC packet out).
-	Latency *Histogram
+	// Latency is the relay's added latency in seconds, camera packet in → a frame's last packet
+	// to a WebRTC viewer handed to the kernel (offsite_streams_relay_latency_seconds); set by
+	// Initialize.
+	Latency prometheus.Histogram
 
 	mu      sync.Mutex
 	cameras map[string]*Camera
@@ -61,7 +63,7 @@ func (m *Manager) Initialize() error {
 		m.Logger = slog.Default()
 	}
 	m.cameras = make(map[string]*Camera)
-	m.Latency = NewHistogram()
+	m.Latency = newLatencyHistogram("offsite_streams_relay_latency_seconds", "Added latency: camera RTP in to WebRTC RTP out.")
 	if m.Registerer != nil {
 		m.metrics = &metrics{m: m}
 		if err := m.Registerer.Register(m.metrics); err != nil {

@@ -85,9 +85,10 @@ type WHEP struct {
 	// (offsite_streams_whep_*).
 	Registerer prometheus.Registerer
 
-	// FirstKeyframe is the time from a viewer's connection (ICE and DTLS done) to its first
-	// keyframe handed to the socket.
-	FirstKeyframe *Histogram
+	// FirstKeyframe is the time in seconds from a viewer's connection (ICE and DTLS done) to its
+	// first keyframe handed to the socket (offsite_streams_whep_first_keyframe_seconds); set by
+	// Initialize.
+	FirstKeyframe prometheus.Histogram
 
 	me       *webrtc.MediaEngine
 	ir       *interceptor.Registry
@@ -136,7 +137,7 @@ func (w *WHEP) Initialize() error {
 	w.sessions = make(map[string]*whepSession)
 	w.fanouts = make(map[*Hub][]*fanout)
 	w.quit = make(chan struct{})
-	w.FirstKeyframe = NewHistogram()
+	w.FirstKeyframe = newLatencyHistogram("offsite_streams_whep_first_keyframe_seconds", "A viewer's connection (ICE and DTLS up) to its first keyframe sent.")
 
 	me := &webrtc.MediaEngine{}
 	fb := []webrtc.RTCPFeedback{{Type: "nack", Parameter: "pli"}, {Type: "ccm", Parameter: "fir"}}
@@ -698,10 +699,10 @@ func (s *whepSession) writeUnit(u *Unit) error {
 	s.sent.Add(uint64(len(u.Packets)))
 	if s.firstKey && u.Kind == UnitVideo && u.Keyframe {
 		s.firstKey = false
-		s.w.FirstKeyframe.Observe(time.Since(s.joined))
+		s.w.FirstKeyframe.Observe(time.Since(s.joined).Seconds())
 	}
 	if lat := s.w.Manager.Latency; u.Kind == UnitVideo && lat != nil && u.Received.After(s.joined) {
-		lat.Observe(time.Since(u.Received))
+		lat.Observe(time.Since(u.Received).Seconds())
 	}
 	return nil
 }
