@@ -13,7 +13,9 @@ import (
 // members in turn. With hundreds of viewers this spares a goroutine wake-up, a channel hand-off
 // and a select per frame and viewer (about a fifth of the relay's CPU at 500 viewers), and the
 // frame's work is split evenly over the CPUs. Viewers on pion's path (ICE-TCP, whose writes can
-// block) keep their own goroutine, so one of them can never hold up a group.
+// block) keep their own goroutine, so one of them can never hold up a group; a member stays
+// in its group until its session ends, which it does if its pair leaves the UDP port (a session
+// never changes SRTP sender, see srtpdirect.go).
 //
 // The hand-over happens under the hub's lock (Hub.handover), so a member gets every unit
 // exactly once and in order: up to the hand-over from its own goroutine, after it from the
