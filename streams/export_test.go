@@ -1,36 +1,26 @@
 package streams
 
-// LoseDirectPathForTest makes every live session's direct SRTP path unwritable, as when the
-// viewer's selected ICE pair moves to ICE-TCP; it returns how many sessions it touched.
-func LoseDirectPathForTest(w *WHEP) int {
+import "github.com/pion/webrtc/v4"
+
+// MoveToICETCPForTest tells every live session with a direct writer that its viewer's selected
+// ICE pair moved to ICE-TCP, as the ICE agent would; it returns how many sessions it told.
+func MoveToICETCPForTest(w *WHEP) int {
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	n := 0
+	var ss []*whepSession
 	for _, s := range w.sessions {
 		if s.direct != nil {
-			s.direct.dst.Store(nil)
-			n++
+			ss = append(ss, s)
 		}
 	}
-	return n
-}
-
-// RestoreDirectPathForTest points every live session with a direct writer back at its
-// selected ICE pair, as when the viewer's pair moves back to UDP; it returns how many.
-func RestoreDirectPathForTest(w *WHEP) int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	n := 0
-	for _, s := range w.sessions {
-		if s.direct == nil {
-			continue
-		}
-		if p, err := s.ice.GetSelectedCandidatePair(); err == nil && p != nil {
-			s.direct.setPair(p)
-			n++
-		}
+	w.mu.Unlock()
+	tcp := &webrtc.ICECandidatePair{
+		Local:  &webrtc.ICECandidate{Protocol: webrtc.ICEProtocolTCP, Address: "127.0.0.1", Port: 9},
+		Remote: &webrtc.ICECandidate{Protocol: webrtc.ICEProtocolTCP, Address: "127.0.0.1", Port: 9},
 	}
-	return n
+	for _, s := range ss {
+		s.pairChanged(tcp)
+	}
+	return len(ss)
 }
 
 // SetInitialSeqForTest makes every new session's tracks start at sequence number seq (so a

@@ -1,7 +1,6 @@
 package streams
 
 import (
-	"errors"
 	"runtime"
 	"sync"
 	"time"
@@ -14,7 +13,9 @@ import (
 // members in turn. With hundreds of viewers this spares a goroutine wake-up, a channel hand-off
 // and a select per frame and viewer (about a fifth of the relay's CPU at 500 viewers), and the
 // frame's work is split evenly over the CPUs. Viewers on pion's path (ICE-TCP, whose writes can
-// block) keep their own goroutine, so one of them can never hold up a group.
+// block) keep their own goroutine, so one of them can never hold up a group; a member stays
+// in its group until its session ends, which it does if its pair leaves the UDP port (a session
+// never changes SRTP sender, see srtpdirect.go).
 //
 // The hand-over happens under the hub's lock (Hub.handover), so a member gets every unit
 // exactly once and in order: up to the hand-over from its own goroutine, after it from the
@@ -43,10 +44,6 @@ type fanMember struct {
 	s    *whepSession
 	from uint64
 }
-
-// errNoDirect: the member has no directly writable pair at the moment (e.g. it moved to
-// ICE-TCP); the group does not write through pion for it, the session takes itself back.
-var errNoDirect = errors.New("no direct path")
 
 // fanoutFor returns a running group of hub with the fewest members, starting one while there
 // are fewer than one per CPU.
@@ -266,14 +263,11 @@ func (g *fanout) deliver(w *fanWork, pending []*Unit) {
 		s.sendMu.Lock()
 		var err error
 		if s.group == g {
-			err = s.writeUnit(u, true)
+			err = s.writeUnit(u)
 		}
 		s.sendMu.Unlock()
-		switch {
-		case errors.Is(err, errNoDirect):
-			s.lagDropped.Add(uint64(len(u.Packets)))
-		case err != nil:
-			go s.close("write failed: " + err.Error())
+		if err != nil {
+			go s.close(writeFailed(err))
 		}
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -19,7 +18,7 @@ import (
 type CameraConfig struct {
 	ID        string
 	Site      string
-	URL       string // rtsp://host:port/path (see BuildURL for profile templates)
+	URL       string // rtsp://host:port/path, e.g. from firmware-profiles' profiles.URL
 	Username  string
 	Password  string
 	Transport string // "tcp" (default) or "udp"
@@ -27,17 +26,6 @@ type CameraConfig struct {
 	// recorders); otherwise it is pulled on demand and dropped IdleTimeout after the last reader.
 	AlwaysOn    bool
 	IdleTimeout time.Duration // 0: the manager's
-}
-
-// BuildURL fills a profile's RTSP URL template (placeholders {host} {port} {channel}).
-func BuildURL(template, host string, port, channel int) string {
-	if port == 0 {
-		port = 554
-	}
-	if channel == 0 {
-		channel = 1
-	}
-	return strings.NewReplacer("{host}", host, "{port}", strconv.Itoa(port), "{channel}", strconv.Itoa(channel)).Replace(template)
 }
 
 // Manager owns the cameras: one Hub and (while pulled) one Source each.
@@ -55,8 +43,10 @@ type Manager struct {
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
 
-	// Latency is the relay's added latency (camera packet in → WebRTC packet out).
-	Latency *Histogram
+	// Latency is the relay's added latency in seconds, camera packet in → a frame's last packet
+	// to a WebRTC viewer handed to the kernel (offsite_streams_relay_latency_seconds); set by
+	// Initialize.
+	Latency prometheus.Histogram
 
 	mu      sync.Mutex
 	cameras map[string]*Camera
@@ -73,7 +63,7 @@ func (m *Manager) Initialize() error {
 		m.Logger = slog.Default()
 	}
 	m.cameras = make(map[string]*Camera)
-	m.Latency = NewHistogram()
+	m.Latency = newLatencyHistogram("offsite_streams_relay_latency_seconds", "Added latency: camera RTP in to WebRTC RTP out.")
 	if m.Registerer != nil {
 		m.metrics = &metrics{m: m}
 		if err := m.Registerer.Register(m.metrics); err != nil {

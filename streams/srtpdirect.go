@@ -35,7 +35,15 @@ import (
 // writer, the server random, cipher suite and SRTP profile from the ServerHello, which the
 // relay sends because it answers as the DTLS server. The secrets stay in the session's memory,
 // are wiped once the keys are derived, and are never written anywhere. If anything is missing
-// (an unusual role, suite or profile), the session falls back to pion's path.
+// (an unusual role, suite or profile), or the viewer's pair is not on the relay's UDP port
+// when it connects (ICE-TCP), the session uses pion's path instead.
+//
+// Either way a session has one SRTP sender for its whole life: the direct path or pion's, never
+// both one after the other. Moving a stream between them would mean handing its SRTP state
+// (the rollover counter) to pion, whose SRTP session is not reachable through its API. So a
+// direct session whose pair moves off the UDP port ends ("ICE path changed"); its player
+// reconnects and starts at once from the cached keyframe. A pion session whose pair moves to
+// UDP stays with pion, which can send there too.
 
 // dtlsSecrets collects one session's handshake secrets; it is the session's DTLS key-log
 // writer and ServerHello hook.
@@ -183,15 +191,21 @@ type addrPortWriter interface {
 	WriteToAddrPort(p []byte, to netip.AddrPort) (int, error)
 }
 
-// directWriter encrypts and sends one session's media packets (session goroutine only, except
-// dst, which the ICE agent updates when the selected candidate pair changes).
+// directWriter encrypts and sends one session's media packets (session goroutine or its
+// fan-out group, under the session's sendMu), except dst and owns, which the ICE agent's
+// callback reads and updates when the selected candidate pair changes.
 type directWriter struct {
 	sealer rtpSealer
 	conn   addrPortWriter
-	dst    atomic.Pointer[netip.AddrPort] // nil: no UDP pair selected, use pion's path
-	enc    []byte
-	ref    destRef // the UDP port's queue for dst
-	hdr    rtp.Header
+	dst    atomic.Pointer[netip.AddrPort] // nil: no UDP pair on the relay's port selected
+	// owns: the session's media are sealed here for the rest of its life. From then on a pair
+	// the writer cannot reach ends the session: the viewer's SRTP state (the rollover counter
+	// above all) lives in this sealer, and pion's context, which has never sealed a packet of
+	// these streams, cannot take over.
+	owns atomic.Bool
+	enc  []byte
+	ref  destRef // the UDP port's queue for dst
+	hdr  rtp.Header
 	// the packet being written
 	pkt  *rtp.Packet
 	ssrc uint32
@@ -199,29 +213,33 @@ type directWriter struct {
 	idx  uint64 // SRTP packet index: rollover counter << 16 | sequence number
 }
 
-// setPair points the writer at a newly selected candidate pair: a UDP pair on the relay's
-// port is written directly; anything else (ICE-TCP) goes through pion.
-func (d *directWriter) setPair(p *webrtc.ICECandidatePair) {
+// errPathChanged: the viewer's selected ICE pair left the relay's UDP port (e.g. for ICE-TCP)
+// while the session sealed its media itself; the session ends and the player reconnects.
+var errPathChanged = errors.New("ICE path changed: the viewer's selected candidate pair left the relay's UDP port")
+
+// setPair points the writer at a newly selected candidate pair and reports whether the writer
+// can reach it: a UDP pair on the relay's port can be; anything else (ICE-TCP) only by pion.
+func (d *directWriter) setPair(p *webrtc.ICECandidatePair) bool {
 	if p == nil || p.Local == nil || p.Remote == nil || p.Local.Protocol != webrtc.ICEProtocolUDP {
 		d.dst.Store(nil)
-		return
+		return false
 	}
 	ip, err := netip.ParseAddr(p.Remote.Address)
 	if err != nil {
-		d.dst.Store(nil) // an unresolved name; pion knows where it goes
-		return
+		d.dst.Store(nil) // an unresolved name; only pion knows where it goes
+		return false
 	}
 	ap := netip.AddrPortFrom(ip.Unmap(), p.Remote.Port)
 	d.dst.Store(&ap)
+	return true
 }
 
 // write sends p with the given SSRC, payload type and SRTP packet index (whose low 16 bits
-// are the sequence number). ok is false when the session has no directly writable pair now
-// and the caller must use pion's track.
-func (d *directWriter) write(p *rtp.Packet, ssrc uint32, pt uint8, idx uint64) (ok bool, err error) {
+// are the sequence number); errPathChanged when no directly writable pair is selected.
+func (d *directWriter) write(p *rtp.Packet, ssrc uint32, pt uint8, idx uint64) (err error) {
 	dst := d.dst.Load()
 	if dst == nil {
-		return false, nil
+		return errPathChanged
 	}
 	d.pkt, d.ssrc, d.pt, d.idx = p, ssrc, pt, idx
 	defer func() { d.pkt = nil }()
@@ -239,7 +257,7 @@ func (d *directWriter) write(p *rtp.Packet, ssrc uint32, pt uint8, idx uint64) (
 	if errors.Is(err, net.ErrClosed) {
 		err = nil // the relay is shutting down; the session ends with it
 	}
-	return true, err
+	return err
 }
 
 const srtpMaxTag = 16

@@ -12,8 +12,8 @@ import (
 
 // rtpSealer turns an RTP header and payload into an SRTP packet, written into dst (in place
 // when dst has room). roc is the packet's rollover counter (RFC 3711 §3.3.1): the session
-// numbers its packets itself and knows each one's full index, whichever path sent the ones
-// before it, so the sealer never has to guess it from the sequence numbers it happened to see.
+// numbers its packets itself and knows each one's full index, so the sealer never has to guess
+// it from the sequence numbers it saw.
 type rtpSealer interface {
 	seal(dst []byte, h *rtp.Header, payload []byte, roc uint32) ([]byte, error)
 }
@@ -113,8 +113,8 @@ type contextSealer struct {
 }
 
 func (c *contextSealer) seal(dst []byte, h *rtp.Header, payload []byte, roc uint32) ([]byte, error) {
-	// the context would otherwise guess the counter from the last sequence number it sealed,
-	// which is wrong after packets that went out through pion
+	// the session's index is authoritative; the context would guess the counter from the
+	// last sequence number it sealed
 	c.ctx.SetROC(h.SSRC, roc)
 	n := h.MarshalSize()
 	need := n + len(payload)

@@ -85,9 +85,10 @@ type WHEP struct {
 	// (offsite_streams_whep_*).
 	Registerer prometheus.Registerer
 
-	// FirstKeyframe is the time from a viewer's connection (ICE and DTLS done) to its first
-	// keyframe handed to the socket.
-	FirstKeyframe *Histogram
+	// FirstKeyframe is the time in seconds from a viewer's connection (ICE and DTLS done) to its
+	// first keyframe handed to the socket (offsite_streams_whep_first_keyframe_seconds); set by
+	// Initialize.
+	FirstKeyframe prometheus.Histogram
 
 	me       *webrtc.MediaEngine
 	ir       *interceptor.Registry
@@ -136,7 +137,7 @@ func (w *WHEP) Initialize() error {
 	w.sessions = make(map[string]*whepSession)
 	w.fanouts = make(map[*Hub][]*fanout)
 	w.quit = make(chan struct{})
-	w.FirstKeyframe = NewHistogram()
+	w.FirstKeyframe = newLatencyHistogram("offsite_streams_whep_first_keyframe_seconds", "A viewer's connection (ICE and DTLS up) to its first keyframe sent.")
 
 	me := &webrtc.MediaEngine{}
 	fb := []webrtc.RTCPFeedback{{Type: "nack", Parameter: "pli"}, {Type: "ccm", Parameter: "fir"}}
@@ -291,7 +292,7 @@ type WHEPStats struct {
 	Sessions       int
 	PacketsSent    uint64 // RTP packets written to viewers
 	PacketsDropped uint64 // packets viewers missed by falling behind (queue full or lag)
-	// DirectSessions: live sessions whose last packet went out on the direct SRTP path
+	// DirectSessions: live sessions whose media go out on the direct SRTP path
 	// (srtpdirect.go) rather than through pion.
 	DirectSessions int
 	// FanoutSessions: live sessions served by a camera's fan-out groups (fanout.go).
@@ -306,7 +307,7 @@ func (w *WHEP) Stats() WHEPStats {
 	for _, s := range w.sessions {
 		st.PacketsSent += s.sent.Load()
 		st.PacketsDropped += s.droppedPackets()
-		if s.directNow.Load() {
+		if s.onDirect.Load() {
 			st.DirectSessions++
 		}
 		if s.inGroup.Load() {
@@ -408,10 +409,8 @@ func (w *WHEP) Offer(ctx context.Context, cameraID, offer string, v Viewer) (ans
 	if secrets != nil {
 		if c, ok := w.udpConn.(addrPortWriter); ok {
 			s.direct = &directWriter{conn: c}
-			ice := vs.Transport().ICETransport()
-			ice.OnSelectedCandidatePairChange(s.direct.setPair)
-			s.ice = ice
-			s.dtls = vs.Transport()
+			s.ice = vs.Transport().ICETransport()
+			s.ice.OnSelectedCandidatePairChange(s.pairChanged)
 		}
 	}
 
@@ -496,18 +495,17 @@ type whepSession struct {
 	video  *boundTrack
 	audio  *boundTrack
 	// direct SRTP path (nil: pion's); secrets until the keys are derived
-	secrets   *dtlsSecrets
-	direct    *directWriter
-	ice       *webrtc.ICETransport
-	dtls      *webrtc.DTLSTransport
-	directNow atomic.Bool
-	inGroup   atomic.Bool
+	secrets  *dtlsSecrets
+	direct   *directWriter
+	ice      *webrtc.ICETransport
+	onDirect atomic.Bool // the media go out on the direct path (for good)
+	inGroup  atomic.Bool
 	// send state, guarded by sendMu: the session's goroutine or its fan-out group writes
 	sendMu           sync.Mutex
 	group            *fanout
 	videoSR, audioSR srState
 	vout, aout       outTrack
-	dw               *directWriter
+	dw               *directWriter // the direct path, or nil: pion's, for the session's whole life
 	joined           time.Time
 	firstKey         bool
 
@@ -545,7 +543,7 @@ func (s *whepSession) onState(st webrtc.PeerConnectionState) {
 
 // watch waits for the peer to connect, then pumps the camera's hub into the tracks: from its
 // own hub reader while it catches up, then, on the direct path, as a member of a fan-out group
-// (fanout.go) — back on its own reader if it ever leaves the direct path.
+// (fanout.go) until the session ends.
 func (s *whepSession) watch() {
 	defer s.w.wg.Done()
 	select {
@@ -564,21 +562,17 @@ func (s *whepSession) watch() {
 	s.sendMu.Unlock()
 	srTick := time.NewTicker(time.Second)
 	defer srTick.Stop()
-	for again := false; ; again = true {
-		g := s.own(srTick, again)
-		if g == nil || !s.member(g, srTick) {
-			return
-		}
+	if g := s.own(srTick); g != nil {
+		s.member(g, srTick)
 	}
 }
 
 // own pumps the session's own hub reader until the session ends (nil) or has handed its place
-// over to a fan-out group (returned). again: back from a group, the viewer has the current GOP
-// already and resumes at the next keyframe.
-func (s *whepSession) own(srTick *time.Ticker, again bool) *fanout {
+// over to a fan-out group (returned).
+func (s *whepSession) own(srTick *time.Ticker) *fanout {
 	// Attach only now, so the first thing the viewer gets is the cached GOP from its keyframe.
 	hub := s.cam.Hub()
-	r := hub.AddReader(ReaderOptions{NoGOP: again})
+	r := hub.AddReader(ReaderOptions{})
 	defer r.Close()
 	s.reader.Store(r)
 	pace := pacer{rate: catchUpRate, burst: catchUpBurst, last: time.Now(), tokens: catchUpBurst}
@@ -618,11 +612,11 @@ func (s *whepSession) own(srTick *time.Ticker, again bool) *fanout {
 				}
 			}
 			s.sendMu.Lock()
-			err := s.writeUnit(u, false)
-			direct := s.dw != nil && s.dw.dst.Load() != nil && !s.firstKey
+			err := s.writeUnit(u)
+			direct := s.dw != nil && !s.firstKey
 			s.sendMu.Unlock()
 			if err != nil {
-				s.close("write failed: " + err.Error())
+				s.close(writeFailed(err))
 				return nil
 			}
 			// caught up on the direct path: hand the place over to a fan-out group
@@ -648,29 +642,32 @@ func (s *whepSession) own(srTick *time.Ticker, again bool) *fanout {
 	}
 }
 
-// member waits while the group sends; false when the session ended, true when it left the
-// group because its media no longer go out directly (it then resumes on its own reader).
-func (s *whepSession) member(g *fanout, srTick *time.Ticker) bool {
+// member sends the session's sender reports while its group sends its media, until the
+// session ends.
+func (s *whepSession) member(g *fanout, srTick *time.Ticker) {
 	s.inGroup.Store(true)
 	defer s.inGroup.Store(false)
 	for {
 		select {
 		case <-s.done:
 			g.remove(s)
-			return false
+			return
 		case now := <-srTick.C:
 			s.senderReports(now)
-			if s.dw.dst.Load() == nil {
-				g.remove(s)
-				return true
-			}
 		}
 	}
 }
 
-// writeUnit sends one unit to the viewer; s.sendMu is held. In a group (shared), a session
-// without a direct path gets errNoDirect instead of a write through pion.
-func (s *whepSession) writeUnit(u *Unit, shared bool) error {
+// writeFailed is the end reason of a session whose write failed.
+func writeFailed(err error) string {
+	if errors.Is(err, errPathChanged) {
+		return err.Error()
+	}
+	return "write failed: " + err.Error()
+}
+
+// writeUnit sends one unit to the viewer; s.sendMu is held.
+func (s *whepSession) writeUnit(u *Unit) error {
 	track, out, sr := s.video, &s.vout, &s.videoSR
 	if u.Kind == UnitAudio {
 		track, out, sr = s.audio, &s.aout, &s.audioSR
@@ -682,28 +679,11 @@ func (s *whepSession) writeUnit(u *Unit, shared bool) error {
 		// per-viewer sequence numbers: what this viewer skipped while behind is not a loss it
 		// should ask for, since it resumes at a keyframe
 		idx := out.idx
-		sent := false
-		if s.dw != nil && track.bound.Load() {
-			var err error
-			if sent, err = s.dw.write(p, track.ssrc.Load(), uint8(track.pt.Load()), idx); err != nil {
+		if s.dw != nil {
+			if err := s.dw.write(p, track.ssrc.Load(), uint8(track.pt.Load()), idx); err != nil {
 				return err
 			}
-		}
-		if sent != s.directNow.Load() {
-			s.directNow.Store(sent)
-		}
-		if sent {
-			out.pionBehind = true
 		} else {
-			if shared {
-				return errNoDirect
-			}
-			if out.pionBehind {
-				if err := setPionROC(s.dtls, track.ssrc.Load(), uint32(idx>>16)); err != nil {
-					return err
-				}
-				out.pionBehind = false
-			}
 			cp := *p
 			cp.SequenceNumber = uint16(idx)
 			if err := track.WriteRTP(&cp); err != nil {
@@ -719,41 +699,58 @@ func (s *whepSession) writeUnit(u *Unit, shared bool) error {
 	s.sent.Add(uint64(len(u.Packets)))
 	if s.firstKey && u.Kind == UnitVideo && u.Keyframe {
 		s.firstKey = false
-		s.w.FirstKeyframe.Observe(time.Since(s.joined))
+		s.w.FirstKeyframe.Observe(time.Since(s.joined).Seconds())
 	}
 	if lat := s.w.Manager.Latency; u.Kind == UnitVideo && lat != nil && u.Received.After(s.joined) {
-		lat.Observe(time.Since(u.Received))
+		lat.Observe(time.Since(u.Received).Seconds())
 	}
 	return nil
 }
 
-// startDirect derives the session's SRTP keys for the direct path once the peer is connected;
-// nil means pion's path (direct SRTP off, or the handshake was not one the relay can follow).
+// startDirect chooses the session's SRTP sender once the peer is connected, for the rest of
+// the session: the direct path when its keys could be derived and the viewer's selected pair is
+// on the relay's UDP port, else pion (nil: direct SRTP off, a handshake the relay cannot
+// follow, or ICE-TCP).
 func (s *whepSession) startDirect() *directWriter {
 	if s.direct == nil {
 		return nil
 	}
-	sealer, err := s.secrets.sealer()
+	sealer, err := s.secrets.sealer() // wipes the handshake secrets, whichever path is chosen
 	s.secrets = nil
+	if err == nil && s.direct.dst.Load() == nil {
+		if p, perr := s.ice.GetSelectedCandidatePair(); perr == nil && p != nil {
+			s.direct.setPair(p)
+		}
+		if s.direct.dst.Load() == nil {
+			err = errors.New("the viewer's selected ICE pair is not on the relay's UDP port")
+		}
+	}
+	if err == nil && (!s.video.bound.Load() || (s.audio != nil && !s.audio.bound.Load())) {
+		err = errors.New("a track is not bound to the peer connection")
+	}
 	if err != nil {
 		s.w.Logger.Info("whep session sends through pion", "session", s.id, "reason", err.Error())
 		return nil
 	}
 	s.direct.sealer = sealer
-	if s.direct.dst.Load() == nil {
-		if p, err := s.ice.GetSelectedCandidatePair(); err == nil && p != nil {
-			s.direct.setPair(p)
-		}
-	}
+	s.direct.owns.Store(true)
+	s.onDirect.Store(true)
+	// a pair change between the check above and owns is caught by the first write
 	return s.direct
+}
+
+// pairChanged follows the ICE agent's choice of candidate pair. A session whose media the relay
+// seals itself ends when the new pair is not on the relay's UDP port (see srtpdirect.go), at
+// once rather than at its next packet, which may be long in coming from a frozen camera.
+func (s *whepSession) pairChanged(p *webrtc.ICECandidatePair) {
+	if !s.direct.setPair(p) && s.direct.owns.Load() {
+		go s.close(errPathChanged.Error()) // not on the ICE agent's goroutine: close waits for it
+	}
 }
 
 // outTrack is the numbering of one track's packets to the viewer.
 type outTrack struct {
 	idx uint64 // SRTP index of the next packet: rollover counter << 16 | sequence number
-	// packets went out on the direct path since pion's SRTP context last sealed one: before
-	// pion seals the next, it is told the rollover counter (pionsrtp.go)
-	pionBehind bool
 }
 
 // initialSeq is a track's first sequence number, random as RFC 3550 §5.1 asks.

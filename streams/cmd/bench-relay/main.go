@@ -41,6 +41,7 @@ const token = "bench"
 var (
 	profCPU, profMem string
 	viewerNice       int
+	fkMark           histCounts // the first-keyframe histogram when the last N's window began
 )
 
 func main() {
@@ -140,9 +141,11 @@ func runN(exe, endpoint string, n int, steady time.Duration, m *streams.Manager,
 	time.Sleep(2 * time.Second) // let the GOP bursts of the last joiners pass
 	ingest := collectIngest(cam)
 	_, _ = io.WriteString(stdin, "window\n")
-	m.Latency.Reset()
-	fk50, fk99 := w.FirstKeyframe.Quantile(0.5), w.FirstKeyframe.Quantile(0.99)
-	w.FirstKeyframe.Reset()
+	lat0 := readHist(m.Latency)
+	fk := readHist(w.FirstKeyframe)
+	// this N's viewers joined since the last N's window began (the first N's: since the start)
+	fk50, fk99 := fk.since(fkMark).quantile(0.5), fk.since(fkMark).quantile(0.99)
+	fkMark = fk
 	drop0 := w.Stats().PacketsDropped
 	sendDrop0, rcvErr0 := w.SendDropped(), udpRcvbufErrors()
 	if profCPU != "" {
@@ -166,7 +169,8 @@ func runN(exe, endpoint string, n int, steady time.Duration, m *streams.Manager,
 	}
 	dropped := w.Stats().PacketsDropped - drop0
 	sendDropped, rcvErr := w.SendDropped()-sendDrop0, udpRcvbufErrors()-rcvErr0
-	p50, p99 := m.Latency.Quantile(0.5), m.Latency.Quantile(0.99)
+	lat := readHist(m.Latency).since(lat0)
+	p50, p99 := lat.quantile(0.5), lat.quantile(0.99)
 	sessions := w.Sessions()
 
 	_, _ = io.WriteString(stdin, "stop\n")
