@@ -84,3 +84,23 @@ func spsFirst(au [][]byte) bool {
 	}
 	return true
 }
+
+// BenchmarkInBand is the pull's per-unit cost over the depacketizer: a P unit (most units)
+// and an IDR unit that gets the SDP's parameter sets.
+func BenchmarkInBand(b *testing.B) {
+	p := params{sps: sdpSPS, pps: sdpPPS}
+	b.Run("P", func(b *testing.B) {
+		au := [][]byte{nonIDR}
+		b.ReportAllocs()
+		for b.Loop() {
+			_ = p.inBand(au)
+		}
+	})
+	b.Run("IDR", func(b *testing.B) {
+		au := [][]byte{idr, idr}
+		b.ReportAllocs()
+		for b.Loop() {
+			_ = p.inBand(au)
+		}
+	})
+}
