@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/bluenviron/gortsplib/v4/pkg/format/rtph264"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/pion/rtp"
 )
 
@@ -226,12 +227,12 @@ func (h *Hub) WriteVideo(au [][]byte, pts int64, received time.Time) {
 	key := false
 	hasSPS, hasPPS := false, false
 	for _, n := range au {
-		switch NALUType(n) {
-		case naluIDR:
+		switch naluType(n) {
+		case h264.NALUTypeIDR:
 			key = true
-		case naluSPS:
+		case h264.NALUTypeSPS:
 			hasSPS = true
-		case naluPPS:
+		case h264.NALUTypePPS:
 			hasPPS = true
 		}
 		size += len(n)
@@ -269,12 +270,12 @@ func (h *Hub) WriteVideo(au [][]byte, pts int64, received time.Time) {
 	}
 	var newSPS, newPPS []byte
 	for _, n := range au {
-		switch NALUType(n) {
-		case naluAUD:
+		switch naluType(n) {
+		case h264.NALUTypeAccessUnitDelimiter:
 			continue
-		case naluSPS:
+		case h264.NALUTypeSPS:
 			newSPS = n
-		case naluPPS:
+		case h264.NALUTypePPS:
 			newPPS = n
 		}
 		add(n)

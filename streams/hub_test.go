@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/stretchr/testify/require"
 
 	"github.com/offsite-gw/offsite/streams"
@@ -66,8 +67,8 @@ func TestHubSlowReaderDropsAndResyncs(t *testing.T) {
 	write(idr(3000))
 	u := <-slow.C()
 	require.True(t, u.Keyframe)
-	require.Equal(t, 7, streams.NALUType(u.NALUs[0]))
-	require.Equal(t, 8, streams.NALUType(u.NALUs[1]))
+	require.Equal(t, h264.NALUTypeSPS, h264.NALUType(u.NALUs[0][0]&0x1f))
+	require.Equal(t, h264.NALUTypePPS, h264.NALUType(u.NALUs[1][0]&0x1f))
 	for _, p := range u.Packets {
 		require.LessOrEqual(t, len(p.Payload), streams.MaxRTPPayload)
 	}
@@ -85,7 +86,7 @@ func TestHubGOPCacheAndTimeline(t *testing.T) {
 	require.Len(t, r.C(), 3, "a new reader starts with the GOP")
 	u := <-r.C()
 	require.True(t, u.Keyframe)
-	require.Equal(t, 7, streams.NALUType(u.NALUs[0]), "SPS in-band")
+	require.Equal(t, h264.NALUTypeSPS, h264.NALUType(u.NALUs[0][0]&0x1f), "SPS in-band")
 
 	// a camera reconnect restarts the source's timestamps; the hub's continue forward
 	last := h.GOP()[2].PTS

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
+
 	"github.com/offsite-gw/offsite/internal/errs"
 )
 
@@ -113,7 +115,11 @@ func (s *Snapshot) JPEG(ctx context.Context, cameraID string) ([]byte, time.Time
 	}
 	var in []byte
 	for _, u := range gop {
-		in = JoinAnnexB(in, u.NALUs)
+		b, err := h264.AnnexB(u.NALUs).Marshal()
+		if err != nil {
+			return nil, time.Time{}, errs.Wrap(errs.KindUnavailable, "snapshot_failed", err, "camera %s's picture cannot be written", cameraID)
+		}
+		in = append(in, b...)
 	}
 	last := len(gop) - 1
 	cmd := exec.CommandContext(ctx, bin, "-hide_banner", "-loglevel", "error", "-nostdin",

@@ -5,19 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/bluenviron/gortsplib/v4"
-	"github.com/bluenviron/gortsplib/v4/pkg/base"
-	"github.com/bluenviron/gortsplib/v4/pkg/description"
-	"github.com/bluenviron/gortsplib/v4/pkg/format"
-	"github.com/bluenviron/gortsplib/v4/pkg/format/rtph264"
-	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/pion/rtp"
+
+	"github.com/offsite-gw/offsite/streams/rtsppull"
 )
 
 // State is where a camera's pull stands.
@@ -60,8 +54,9 @@ func EventType(prev, next State) string {
 	return ""
 }
 
-// ErrCodec is wrapped by errors about streams the relay cannot show in a browser.
-var ErrCodec = errors.New("unsupported codec")
+// ErrCodec is wrapped by errors about streams the relay cannot show in a browser. It is the
+// pull's own sentinel, so errors.Is matches either way.
+var ErrCodec = rtsppull.ErrUnsupportedCodec
 
 // Source pulls one camera over RTSP (gortsplib) into a Hub and keeps doing so: it reconnects
 // with capped exponential backoff (also when the first connect fails), and moves through
@@ -91,7 +86,6 @@ type Source struct {
 	reason   string
 	since    time.Time
 	problem  error
-	lastPkt  atomic.Int64 // unix nanos
 	packetIn atomic.Uint64
 }
 
@@ -199,133 +193,69 @@ func (s *Source) run() {
 
 // session runs one RTSP session until it fails, stalls for OfflineTimeout, or the source closes.
 func (s *Source) session() (wasOnline bool, err error) {
-	u, _ := base.ParseURL(s.URL)
-	if s.Username != "" {
-		u = u.Clone()
-		u.User = url.UserPassword(s.Username, s.Password)
+	sess := &rtsppull.Session{
+		URL:       s.URL,
+		Username:  s.Username,
+		Password:  s.Password,
+		Transport: s.Transport,
+		// the stall ticker below ends the session at OfflineTimeout; this is a backstop
+		ReadTimeout: s.OfflineTimeout,
+		Audio:       true,
+		Logger:      s.Logger.With("camera", s.Camera),
+		OnTracks: func(tr rtsppull.Tracks) {
+			f := Format{Codec: "H264", SPS: tr.SPS, PPS: tr.PPS, Width: tr.Width, Height: tr.Height}
+			if tr.Audio != nil {
+				f.Audio = &AudioFormat{MULaw: tr.Audio.MULaw, PayloadType: tr.Audio.PayloadType(), SampleRate: 8000, Channels: 1}
+			}
+			s.Hub.SetFormat(f)
+		},
+		OnVideoRTP: func(*rtp.Packet, int64, bool, time.Time) {
+			s.packetIn.Add(1)
+		},
+		OnAccessUnit: s.Hub.WriteVideo,
+		OnAudioRTP:   s.Hub.WriteAudio,
 	}
-	transport := gortsplib.TransportTCP
-	if strings.EqualFold(s.Transport, "udp") {
-		transport = gortsplib.TransportUDP
-	}
-	c := &gortsplib.Client{
-		Scheme:       u.Scheme,
-		Host:         u.Host,
-		Transport:    &transport,
-		ReadTimeout:  s.OfflineTimeout,
-		WriteTimeout: 5 * time.Second,
-	}
-	if err := c.Start2(); err != nil {
-		return false, fmt.Errorf("connect: %w", err)
-	}
-	defer c.Close()
-
-	stop := context.AfterFunc(s.ctx, c.Close)
-	defer stop()
-
-	desc, _, err := c.Describe(u)
-	if err != nil {
-		return false, fmt.Errorf("describe: %w", err)
-	}
-	var h264f *format.H264
-	videoMedia := desc.FindFormat(&h264f)
-	if videoMedia == nil {
-		perr := codecProblem(desc)
+	err = sess.Initialize(s.ctx)
+	var cerr *rtsppull.CodecError
+	switch {
+	case errors.As(err, &cerr):
+		perr := codecProblem(cerr.Codec)
 		s.mu.Lock()
 		s.problem = perr
 		s.mu.Unlock()
-		s.Hub.SetFormat(Format{Codec: codecName(desc)})
+		s.Hub.SetFormat(Format{Codec: cerr.Codec})
 		return false, perr
+	case err != nil:
+		return false, err
 	}
+	defer sess.Close()
 	s.mu.Lock()
 	s.problem = nil
 	s.mu.Unlock()
-
-	var g711 *format.G711
-	audioMedia := desc.FindFormat(&g711)
-	if audioMedia != nil && (g711.SampleRate != 8000 || g711.ChannelCount != 1) {
-		audioMedia = nil // WebRTC carries only 8 kHz mono G.711
-	}
-
-	if _, err := c.Setup(desc.BaseURL, videoMedia, 0, 0); err != nil {
-		return false, fmt.Errorf("setup video: %w", err)
-	}
-	if audioMedia != nil {
-		if _, err := c.Setup(desc.BaseURL, audioMedia, 0, 0); err != nil {
-			audioMedia = nil
-			s.Logger.Warn("camera audio not set up", "camera", s.Camera, "err", err)
-		}
-	}
-
-	sps, pps := h264f.SafeParams()
-	f := Format{Codec: "H264", SPS: sps, PPS: pps}
-	f.Width, f.Height = spsSize(sps)
-	if audioMedia != nil {
-		f.Audio = &AudioFormat{MULaw: g711.MULaw, PayloadType: g711.PayloadType(), SampleRate: 8000, Channels: 1}
-	}
-	s.Hub.SetFormat(f)
-
-	dec, err := h264f.CreateDecoder()
-	if err != nil {
-		return false, err
-	}
-	c.OnPacketRTP(videoMedia, h264f, func(pkt *rtp.Packet) {
-		now := time.Now()
-		s.lastPkt.Store(now.UnixNano())
-		s.packetIn.Add(1)
-		pts, ok := c.PacketPTS2(videoMedia, pkt)
-		if !ok {
-			return
-		}
-		au, err := dec.Decode(pkt)
-		if err != nil {
-			if !errors.Is(err, rtph264.ErrMorePacketsNeeded) && !errors.Is(err, rtph264.ErrNonStartingPacketAndNoPrevious) {
-				s.Logger.Debug("h264 depacketize", "camera", s.Camera, "err", err)
-			}
-			return
-		}
-		s.Hub.WriteVideo(au, pts, now)
-	})
-	if audioMedia != nil {
-		c.OnPacketRTP(audioMedia, g711, func(pkt *rtp.Packet) {
-			now := time.Now()
-			s.lastPkt.Store(now.UnixNano())
-			pts, ok := c.PacketPTS2(audioMedia, pkt)
-			if !ok {
-				return
-			}
-			s.Hub.WriteAudio(pkt, pts, now)
-		})
-	}
-
-	s.lastPkt.Store(0)
-	if _, err := c.Play(nil); err != nil {
-		return false, fmt.Errorf("play: %w", err)
-	}
 	playAt := time.Now()
 
 	waitErr := make(chan error, 1)
-	go func() { waitErr <- c.Wait() }()
+	go func() { waitErr <- sess.Wait() }()
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		select {
 		case err := <-waitErr:
-			return wasOnline, fmt.Errorf("stream lost: %w", err)
+			return wasOnline, err
 		case <-tick.C:
-			last := s.lastPkt.Load()
+			last := sess.LastPacket()
 			var silent time.Duration
-			if last == 0 {
+			if last.IsZero() {
 				silent = time.Since(playAt)
 			} else {
-				silent = time.Since(time.Unix(0, last))
+				silent = time.Since(last)
 			}
 			switch {
 			case silent >= s.OfflineTimeout:
 				return wasOnline, fmt.Errorf("no packets for %s", s.OfflineTimeout)
 			case silent >= s.StallTimeout:
 				s.setState(StateStalled, fmt.Sprintf("no packets for %s", s.StallTimeout))
-			case last != 0:
+			case !last.IsZero():
 				wasOnline = true
 				s.setState(StateOnline, "")
 			}
@@ -333,35 +263,16 @@ func (s *Source) session() (wasOnline bool, err error) {
 	}
 }
 
-func spsSize(sps []byte) (int, int) {
-	var p h264.SPS
-	if sps == nil || p.Unmarshal(sps) != nil {
-		return 0, 0
-	}
-	return p.Width(), p.Height()
-}
-
-func codecName(desc *description.Session) string {
-	for _, m := range desc.Medias {
-		if m.Type == description.MediaTypeVideo {
-			for _, f := range m.Formats {
-				return f.Codec()
-			}
-		}
-	}
-	return "none"
-}
-
 // codecProblem says, in words a person can act on, why a camera cannot be relayed.
-func codecProblem(desc *description.Session) error {
-	switch name := codecName(desc); name {
+func codecProblem(codec string) error {
+	switch codec {
 	case "H265":
 		return fmt.Errorf("%w: the camera sends H.265; H.265 cannot play in browsers over WebRTC; "+
 			"choose the H.264 sub-stream (or set the camera's encoder to H.264)", ErrCodec)
 	case "none":
 		return fmt.Errorf("%w: the camera offers no video track", ErrCodec)
 	default:
-		return fmt.Errorf("%w: the camera sends %s; set the camera's encoder to H.264", ErrCodec, name)
+		return fmt.Errorf("%w: the camera sends %s; set the camera's encoder to H.264", ErrCodec, codec)
 	}
 }
 
@@ -370,15 +281,5 @@ var ErrBFrames = fmt.Errorf("%w: the camera's H.264 stream uses B-frames, which 
 	"out of order; set the encoder profile to baseline (or B-frames to 0), or choose the sub-stream", ErrCodec)
 
 func (s *Source) validate() error {
-	u, err := base.ParseURL(s.URL)
-	if err != nil {
-		return fmt.Errorf("bad URL: %w", err)
-	}
-	if u.Scheme != "rtsp" && u.Scheme != "rtsps" {
-		return fmt.Errorf("URL must be rtsp:// or rtsps://")
-	}
-	if t := strings.ToLower(s.Transport); t != "" && t != "tcp" && t != "udp" {
-		return fmt.Errorf("transport %q must be tcp or udp", s.Transport)
-	}
-	return nil
+	return rtsppull.Validate(s.URL, s.Transport)
 }

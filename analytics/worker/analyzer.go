@@ -10,14 +10,7 @@ import (
 	"gocv.io/x/gocv"
 
 	"github.com/offsite-gw/offsite/analytics/lease"
-)
-
-// Event types the worker raises (docs/contracts.md §5).
-const (
-	TypeTamper      = "video.tamper"
-	TypeStaffAbsent = "video.staff_absent"
-	TypeCrowding    = "video.crowding"
-	TypeMotion      = "video.motion"
+	"github.com/offsite-gw/offsite/events/event"
 )
 
 // Tamper reasons, most telling first.
@@ -264,10 +257,10 @@ func (a *Analyzer) Analyze(at time.Time, pic Picture) ([]Signal, error) {
 		}
 		switch a.tamper.update(at, reason != "") {
 		case raised:
-			out = append(out, snap(Signal{Type: TypeTamper, State: "active", AlarmKey: a.CameraID + "/tamper", Reason: a.reason,
+			out = append(out, snap(Signal{Type: event.TypeVideoTamper, State: "active", AlarmKey: a.CameraID + "/tamper", Reason: a.reason,
 				Metric: "tamper." + a.reason, Message: tamperMessage(a.reason), At: at}))
 		case cleared:
-			out = append(out, Signal{Type: TypeTamper, State: "cleared", AlarmKey: a.CameraID + "/tamper", Reason: a.reason,
+			out = append(out, Signal{Type: event.TypeVideoTamper, State: "cleared", AlarmKey: a.CameraID + "/tamper", Reason: a.reason,
 				Metric: "tamper." + a.reason, Message: "画面恢复正常（" + tamperLabel(a.reason) + "已解除）", At: at})
 		}
 	}
@@ -295,10 +288,10 @@ func (a *Analyzer) Analyze(at time.Time, pic Picture) ([]Signal, error) {
 		}
 		switch a.motion.update(at, moving && !working) {
 		case raised:
-			out = append(out, snap(Signal{Type: TypeMotion, State: "active", AlarmKey: a.CameraID + "/motion", Metric: "motion",
+			out = append(out, snap(Signal{Type: event.TypeVideoMotion, State: "active", AlarmKey: a.CameraID + "/motion", Metric: "motion",
 				Value: round3(m.Motion), Message: "非工作时间画面内有移动", At: at}))
 		case cleared:
-			out = append(out, Signal{Type: TypeMotion, State: "cleared", AlarmKey: a.CameraID + "/motion", Metric: "motion",
+			out = append(out, Signal{Type: event.TypeVideoMotion, State: "cleared", AlarmKey: a.CameraID + "/motion", Metric: "motion",
 				Message: "非工作时间移动已停止", At: at})
 		}
 	}
@@ -436,11 +429,11 @@ func (a *Analyzer) people(at time.Time, working, blind, moved bool, m *Measure, 
 			absent := working && at.Sub(z.lastSeen) >= z.z.AbsentAfter.D()
 			switch z.absent.update(at, absent) {
 			case raised:
-				out = append(out, snap(Signal{Type: TypeStaffAbsent, State: "active", AlarmKey: fmt.Sprintf(key, "staff_absent"), Zone: z.z.ID,
+				out = append(out, snap(Signal{Type: event.TypeVideoStaffAbsent, State: "active", AlarmKey: fmt.Sprintf(key, "staff_absent"), Zone: z.z.ID,
 					Metric: "absent_seconds", Value: math.Round(at.Sub(z.lastSeen).Seconds()), Limit: z.z.AbsentAfter.D().Seconds(),
 					Message: fmt.Sprintf("工作时间窗口%s无人值守已超过%s", zoneLabel(z.z), human(z.z.AbsentAfter.D())), At: at}))
 			case cleared:
-				out = append(out, Signal{Type: TypeStaffAbsent, State: "cleared", AlarmKey: fmt.Sprintf(key, "staff_absent"), Zone: z.z.ID,
+				out = append(out, Signal{Type: event.TypeVideoStaffAbsent, State: "cleared", AlarmKey: fmt.Sprintf(key, "staff_absent"), Zone: z.z.ID,
 					Metric: "absent_seconds", Message: fmt.Sprintf("窗口%s已有人值守", zoneLabel(z.z)), At: at})
 			}
 		}
@@ -452,11 +445,11 @@ func (a *Analyzer) people(at time.Time, working, blind, moved bool, m *Measure, 
 			}
 			switch z.crowd.update(at, over) {
 			case raised:
-				out = append(out, snap(Signal{Type: TypeCrowding, State: "active", AlarmKey: fmt.Sprintf(key, "crowding"), Zone: z.z.ID,
+				out = append(out, snap(Signal{Type: event.TypeVideoCrowding, State: "active", AlarmKey: fmt.Sprintf(key, "crowding"), Zone: z.z.ID,
 					Metric: metric, Value: value, Limit: limit,
 					Message: fmt.Sprintf("区域%s人员聚集：%s超过限值%s已持续%s", zoneLabel(z.z), fmtValue(metric, value), fmtValue(metric, limit), human(z.z.CrowdFor.D())), At: at}))
 			case cleared:
-				out = append(out, Signal{Type: TypeCrowding, State: "cleared", AlarmKey: fmt.Sprintf(key, "crowding"), Zone: z.z.ID,
+				out = append(out, Signal{Type: event.TypeVideoCrowding, State: "cleared", AlarmKey: fmt.Sprintf(key, "crowding"), Zone: z.z.ID,
 					Metric: metric, Value: value, Limit: limit, Message: fmt.Sprintf("区域%s人员聚集已消散", zoneLabel(z.z)), At: at})
 			}
 		}
@@ -495,17 +488,17 @@ func (a *Analyzer) applySeed() {
 func (a *Analyzer) Active() []Signal {
 	var out []Signal
 	if a.tamper.active {
-		out = append(out, Signal{Type: TypeTamper, AlarmKey: a.CameraID + "/tamper"})
+		out = append(out, Signal{Type: event.TypeVideoTamper, AlarmKey: a.CameraID + "/tamper"})
 	}
 	if a.motion.active {
-		out = append(out, Signal{Type: TypeMotion, AlarmKey: a.CameraID + "/motion"})
+		out = append(out, Signal{Type: event.TypeVideoMotion, AlarmKey: a.CameraID + "/motion"})
 	}
 	for _, z := range a.zones {
 		if z.absent.active {
-			out = append(out, Signal{Type: TypeStaffAbsent, AlarmKey: a.CameraID + "/staff_absent/" + z.z.ID, Zone: z.z.ID})
+			out = append(out, Signal{Type: event.TypeVideoStaffAbsent, AlarmKey: a.CameraID + "/staff_absent/" + z.z.ID, Zone: z.z.ID})
 		}
 		if z.crowd.active {
-			out = append(out, Signal{Type: TypeCrowding, AlarmKey: a.CameraID + "/crowding/" + z.z.ID, Zone: z.z.ID})
+			out = append(out, Signal{Type: event.TypeVideoCrowding, AlarmKey: a.CameraID + "/crowding/" + z.z.ID, Zone: z.z.ID})
 		}
 	}
 	return out

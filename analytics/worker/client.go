@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/offsite-gw/offsite/analytics/lease"
+	"github.com/offsite-gw/offsite/events/event"
 )
 
 // Client speaks to the gateway's HTTP API as a service user: login, leases, evidence, events.
@@ -154,8 +155,11 @@ func (c *Client) PutEvidence(ctx context.Context, jpeg []byte) (sum, url string,
 	return out.SHA256, out.URL, err
 }
 
-// PostEvent logs an event (POST /api/v1/events).
-func (c *Client) PostEvent(ctx context.Context, ev Event) error {
+// PostEvent logs an event (POST /api/v1/events). The worker fills type, severity, state,
+// occurred_at, device, site, reading, evidence, alarm key, rule and message; the gateway adds
+// id, its gateway id (it drops the empty one sent), site details, department and supervision
+// item.
+func (c *Client) PostEvent(ctx context.Context, ev event.Event) error {
 	body, err := json.Marshal(ev)
 	if err != nil {
 		return err
@@ -168,48 +172,10 @@ func urlPathEscape(s string) string {
 	return r.Replace(s)
 }
 
-// Event is the part of docs/contracts.md §5 a worker fills; the gateway adds id, gateway, site
-// details, department and supervision item.
-type Event struct {
-	ID         string     `json:"id,omitempty"`
-	Type       string     `json:"type"`
-	Severity   string     `json:"severity,omitempty"`
-	State      string     `json:"state,omitempty"`
-	OccurredAt time.Time  `json:"occurred_at"`
-	Site       *EventRef  `json:"site,omitempty"`
-	Device     *EventRef  `json:"device,omitempty"`
-	Reading    *Reading   `json:"reading,omitempty"`
-	Evidence   []Evidence `json:"evidence,omitempty"`
-	AlarmKey   string     `json:"alarm_key,omitempty"`
-	Rule       string     `json:"rule,omitempty"`
-	Message    string     `json:"message,omitempty"`
-}
-
-// EventRef names a site or device.
-type EventRef struct {
-	ID   string `json:"id"`
-	Kind string `json:"kind,omitempty"`
-}
-
-// Reading is the measured value behind a video event (people, occupancy, seconds absent).
-type Reading struct {
-	Metric string   `json:"metric"`
-	Value  float64  `json:"value"`
-	Unit   string   `json:"unit,omitempty"`
-	Limit  *float64 `json:"limit,omitempty"`
-}
-
-// Evidence points at an uploaded snapshot.
-type Evidence struct {
-	Kind   string `json:"kind"`
-	URL    string `json:"url"`
-	SHA256 string `json:"sha256"`
-}
-
 // Severity of each video event type.
 func Severity(typ string) string {
 	switch typ {
-	case TypeStaffAbsent:
+	case event.TypeVideoStaffAbsent:
 		return "minor"
 	default:
 		return "major"

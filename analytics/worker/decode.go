@@ -60,6 +60,8 @@ import (
 	"unsafe"
 
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
+
+	"github.com/offsite-gw/offsite/streams/h264file"
 )
 
 // KeyframeDecoder decodes H.264 keyframes, and only keyframes, in process with libavcodec
@@ -182,72 +184,25 @@ func (k *KeyframeDecoder) Close() {
 }
 
 // Keyframes splits an H.264 Annex-B elementary stream into access units and returns the IDR
-// ones (with the SPS/PPS in front of them), as a camera would send them. Tests and the
-// benchmark feed files through the same path as RTSP with it.
+// ones (with the SPS/PPS in front of them, without access unit delimiters), as a camera
+// would send them. Tests and the benchmark feed files through the same path as RTSP with it.
 func Keyframes(annexB []byte) ([][][]byte, error) {
-	nalus := SplitAnnexB(annexB)
-	if len(nalus) == 0 {
-		return nil, errors.New("keyframes: no H.264 NAL units (not Annex-B?)")
+	aus, err := h264file.AccessUnits(annexB)
+	if err != nil {
+		return nil, fmt.Errorf("keyframes: %w", err)
 	}
 	var out [][][]byte
-	var cur [][]byte
-	var curIDR, picSeen bool
-	flush := func() {
-		if curIDR {
-			out = append(out, cur)
-		}
-		cur, curIDR, picSeen = nil, false, false
-	}
-	for _, n := range nalus {
-		if len(n) == 0 {
+	for _, au := range aus {
+		if !h264.IsRandomAccess(au) {
 			continue
 		}
-		typ := h264.NALUType(n[0] & 0x1f)
-		switch typ {
-		case h264.NALUTypeAccessUnitDelimiter, h264.NALUTypeSPS, h264.NALUTypePPS, h264.NALUTypeSEI:
-			if picSeen {
-				flush()
-			}
-		case h264.NALUTypeIDR, h264.NALUTypeNonIDR:
-			// first_mb_in_slice == 0 (first bit of the slice header set) starts a new picture.
-			if picSeen && len(n) > 1 && n[1]&0x80 != 0 {
-				flush()
-			}
-			picSeen = true
-			if typ == h264.NALUTypeIDR {
-				curIDR = true
+		kf := au[:0:0]
+		for _, n := range au {
+			if h264.NALUType(n[0]&0x1f) != h264.NALUTypeAccessUnitDelimiter {
+				kf = append(kf, n)
 			}
 		}
-		if typ != h264.NALUTypeAccessUnitDelimiter {
-			cur = append(cur, n)
-		}
+		out = append(out, kf)
 	}
-	flush()
 	return out, nil
-}
-
-// SplitAnnexB cuts an Annex-B stream at its start codes into NAL units (any length;
-// h264.AnnexB limits the whole buffer to 8 MiB, files are bigger).
-func SplitAnnexB(b []byte) [][]byte {
-	var out [][]byte
-	start := -1
-	for i := 0; i+2 < len(b); {
-		if b[i] == 0 && b[i+1] == 0 && b[i+2] == 1 {
-			if start >= 0 {
-				end := i
-				for end > start && b[end-1] == 0 {
-					end--
-				}
-				out = append(out, b[start:end])
-			}
-			i += 3
-			start = i
-			continue
-		}
-		i++
-	}
-	if start >= 0 && start < len(b) {
-		out = append(out, b[start:])
-	}
-	return out
 }

@@ -9,7 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/offsite-gw/offsite/analytics/lease"
-	"github.com/offsite-gw/offsite/analytics/worker"
+	"github.com/offsite-gw/offsite/events/event"
 )
 
 // TestDemoClips plays the demo cameras' clips twice (simcam loops them) through the worker's
@@ -24,8 +24,8 @@ func TestDemoClips(t *testing.T) {
 		clip, typ, key string
 		by             time.Duration
 	}{
-		{"counter-empties", worker.TypeStaffAbsent, "cam-1/staff_absent/w1", 50 * time.Second},
-		{"goes-black", worker.TypeTamper, "cam-1/tamper", 40 * time.Second},
+		{"counter-empties", event.TypeVideoStaffAbsent, "cam-1/staff_absent/w1", 50 * time.Second},
+		{"goes-black", event.TypeVideoTamper, "cam-1/tamper", 40 * time.Second},
 	} {
 		t.Run(tc.clip, func(t *testing.T) {
 			set, err := lease.ParseSettings(all[tc.clip])

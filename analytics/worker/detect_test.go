@@ -13,6 +13,7 @@ import (
 
 	"github.com/offsite-gw/offsite/analytics/lease"
 	"github.com/offsite-gw/offsite/analytics/worker"
+	"github.com/offsite-gw/offsite/events/event"
 )
 
 var (
@@ -104,15 +105,15 @@ func TestTamperFires(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			clip := makeClip(t, "tamper-"+tc.name, tc.input, tc.filter)
 			res := analyzeClip(t, clip, tamperSettings(), monday10, keyframeEvery)
-			raised := res.of(worker.TypeTamper, "active")
+			raised := res.of(event.TypeVideoTamper, "active")
 			require.Len(t, raised, 1, "one tamper alarm")
 			require.Equal(t, tc.reason, raised[0].Reason)
 			require.Equal(t, "cam-1/tamper", raised[0].AlarmKey)
 			require.Greater(t, raised[0].At.Sub(monday10), 12*time.Second, "not before the change")
 			if tc.cleared {
-				require.Len(t, res.of(worker.TypeTamper, "cleared"), 1, "cleared when the picture is back")
+				require.Len(t, res.of(event.TypeVideoTamper, "cleared"), 1, "cleared when the picture is back")
 			}
-			require.Empty(t, res.of(worker.TypeMotion, ""), "no motion during working hours")
+			require.Empty(t, res.of(event.TypeVideoMotion, ""), "no motion during working hours")
 		})
 	}
 }
@@ -126,7 +127,7 @@ func TestTamperDoesNotFire(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			clip := makeClip(t, "calm", tc.input, tc.filter)
 			res := analyzeClip(t, clip, tamperSettings(), monday10, keyframeEvery)
-			require.Empty(t, res.of(worker.TypeTamper, ""))
+			require.Empty(t, res.of(event.TypeVideoTamper, ""))
 		})
 	}
 }
@@ -141,24 +142,24 @@ func TestMotion(t *testing.T) {
 
 	t.Run("fires after hours", func(t *testing.T) {
 		res := analyzeClip(t, walker, motionSettings(), monday22, keyframeEvery)
-		raised := res.of(worker.TypeMotion, "active")
+		raised := res.of(event.TypeVideoMotion, "active")
 		require.Len(t, raised, 1)
 		require.InDelta(t, 22, raised[0].At.Sub(monday22).Seconds(), 2.1)
-		require.Len(t, res.of(worker.TypeMotion, "cleared"), 0, "clears 30 s after the last movement: past the clip")
+		require.Len(t, res.of(event.TypeVideoMotion, "cleared"), 0, "clears 30 s after the last movement: past the clip")
 	})
 	t.Run("does not fire in working hours", func(t *testing.T) {
 		res := analyzeClip(t, walker, motionSettings(), monday10, keyframeEvery)
-		require.Empty(t, res.of(worker.TypeMotion, ""))
+		require.Empty(t, res.of(event.TypeVideoMotion, ""))
 	})
 	t.Run("does not fire on a still scene", func(t *testing.T) {
 		res := analyzeClip(t, still, motionSettings(), monday22, keyframeEvery)
-		require.Empty(t, res.of(worker.TypeMotion, ""))
+		require.Empty(t, res.of(event.TypeVideoMotion, ""))
 	})
 	t.Run("does not fire outside its zone", func(t *testing.T) {
 		set := motionSettings()
 		set.Zones = []lease.Zone{{ID: "door", Kind: lease.ZoneArea, Polygon: [][2]float64{{0.7, 0}, {1, 0}, {1, 0.4}, {0.7, 0.4}}}}
 		res := analyzeClip(t, walker, set, monday22, keyframeEvery)
-		require.Empty(t, res.of(worker.TypeMotion, ""))
+		require.Empty(t, res.of(event.TypeVideoMotion, ""))
 	})
 }
 
@@ -177,18 +178,18 @@ func TestStaffAbsent(t *testing.T) {
 
 	t.Run("fires when the counter empties", func(t *testing.T) {
 		res := analyzeClip(t, empties, counterSettings(), monday10, keyframeEvery)
-		raised := res.of(worker.TypeStaffAbsent, "active")
+		raised := res.of(event.TypeVideoStaffAbsent, "active")
 		require.Len(t, raised, 1)
 		require.Equal(t, "cam-1/staff_absent/w1", raised[0].AlarmKey)
 		require.InDelta(t, 32, raised[0].At.Sub(monday10).Seconds(), 4.1)
 	})
 	t.Run("does not fire while staffed", func(t *testing.T) {
 		res := analyzeClip(t, staffed, counterSettings(), monday10, keyframeEvery)
-		require.Empty(t, res.of(worker.TypeStaffAbsent, ""))
+		require.Empty(t, res.of(event.TypeVideoStaffAbsent, ""))
 	})
 	t.Run("does not fire after hours", func(t *testing.T) {
 		res := analyzeClip(t, empties, counterSettings(), monday22, keyframeEvery)
-		require.Empty(t, res.of(worker.TypeStaffAbsent, ""))
+		require.Empty(t, res.of(event.TypeVideoStaffAbsent, ""))
 	})
 }
 
@@ -237,21 +238,21 @@ func TestPeopleOnVtest(t *testing.T) {
 		// The scene has 3-8 people walking at any time.
 		require.GreaterOrEqual(t, median, 3)
 		require.LessOrEqual(t, median, 9)
-		raised := res.of(worker.TypeCrowding, "active")
+		raised := res.of(event.TypeVideoCrowding, "active")
 		require.Len(t, raised, 1, "more than 3 people for 5 s")
 		require.Equal(t, "cam-1/crowding/hall", raised[0].AlarmKey)
 		require.Greater(t, raised[0].Value, 3.0)
 	})
 	t.Run("no crowding under the limit", func(t *testing.T) {
 		res := analyzeClip(t, clip, crowd(12), monday10, time.Second)
-		require.Empty(t, res.of(worker.TypeCrowding, ""))
-		require.Empty(t, res.of(worker.TypeTamper, ""), "real scene is not tampering")
+		require.Empty(t, res.of(event.TypeVideoCrowding, ""))
+		require.Empty(t, res.of(event.TypeVideoTamper, ""), "real scene is not tampering")
 	})
 	t.Run("occupancy limit", func(t *testing.T) {
 		set := lease.CameraSettings{Zones: []lease.Zone{{ID: "hall", Kind: lease.ZoneQueue, Polygon: walkway,
 			MaxOccupancy: 0.02, CrowdFor: lease.Duration(5 * time.Second)}}}
 		res := analyzeClip(t, clip, set, monday10, time.Second)
-		raised := res.of(worker.TypeCrowding, "active")
+		raised := res.of(event.TypeVideoCrowding, "active")
 		require.Len(t, raised, 1)
 		require.Equal(t, "occupancy", raised[0].Metric)
 	})

@@ -205,7 +205,7 @@ func TestEndToEnd(t *testing.T) {
 		}, within, 200*time.Millisecond, "%s %s %s", typ, key, state)
 		return e
 	}
-	tamper := wait(worker.TypeTamper, "cam-black/tamper", "active", 45*time.Second)
+	tamper := wait(event.TypeVideoTamper, "cam-black/tamper", "active", 45*time.Second)
 	require.Equal(t, "tamper.covered", tamper.Rule)
 	require.Equal(t, "cam-black", tamper.Device.ID)
 	require.Len(t, tamper.Evidence, 1)
@@ -217,13 +217,13 @@ func TestEndToEnd(t *testing.T) {
 	require.Equal(t, tamper.Evidence[0].SHA256, hex.EncodeToString(sum[:]))
 	require.Equal(t, []byte{0xff, 0xd8}, b[:2])
 
-	absent := wait(worker.TypeStaffAbsent, "cam-counter/staff_absent/w1", "active", 45*time.Second)
+	absent := wait(event.TypeVideoStaffAbsent, "cam-counter/staff_absent/w1", "active", 45*time.Second)
 	require.Equal(t, "minor", absent.Severity)
 	require.NotNil(t, absent.Reading)
 	require.Len(t, absent.Evidence, 1)
 
-	wait(worker.TypeTamper, "cam-black/tamper", "cleared", 45*time.Second)
-	wait(worker.TypeStaffAbsent, "cam-counter/staff_absent/w1", "cleared", 45*time.Second)
+	wait(event.TypeVideoTamper, "cam-black/tamper", "cleared", 45*time.Second)
+	wait(event.TypeVideoStaffAbsent, "cam-counter/staff_absent/w1", "cleared", 45*time.Second)
 
 	cancel()
 	select {

@@ -5,17 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"time"
 
-	"github.com/bluenviron/gortsplib/v4"
-	"github.com/bluenviron/gortsplib/v4/pkg/base"
-	"github.com/bluenviron/gortsplib/v4/pkg/format"
-	"github.com/bluenviron/gortsplib/v4/pkg/format/rtph264"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
-	"github.com/pion/rtp"
 
 	"github.com/offsite-gw/offsite/analytics/lease"
+	"github.com/offsite-gw/offsite/streams/rtsppull"
 )
 
 // Pipeline analyses one camera: it reads the gateway's RTSP re-serve over TCP, keeps only
@@ -79,67 +74,41 @@ func (p *Pipeline) Run(ctx context.Context) {
 }
 
 func (p *Pipeline) session(ctx context.Context, a *Analyzer, dec *KeyframeDecoder) error {
-	u, err := base.ParseURL(p.Assignment.RTSPURL)
-	if err != nil {
-		return fmt.Errorf("rtsp url: %w", err)
+	// The RTP callback only hands keyframes over; the looker drops a keyframe if it is still
+	// busy with the last one, so a slow look never backs up RTSP. The pull puts SPS and PPS in
+	// front of every keyframe, so each one decodes on its own.
+	keyframes := make(chan [][]byte, 1)
+	sess := &rtsppull.Session{
+		URL:         p.Assignment.RTSPURL,
+		Transport:   "tcp",
+		ReadTimeout: 10 * time.Second,
+		Logger:      p.logger().With("camera", p.Assignment.CameraID),
+		OnAccessUnit: func(au [][]byte, _ int64, _ time.Time) {
+			if !h264.IsRandomAccess(au) {
+				return
+			}
+			select {
+			case keyframes <- au:
+			default:
+			}
+		},
 	}
-	transport := gortsplib.TransportTCP
-	c := &gortsplib.Client{Scheme: u.Scheme, Host: u.Host, Transport: &transport, ReadTimeout: 10 * time.Second, WriteTimeout: 5 * time.Second}
-	if err := c.Start2(); err != nil {
-		return fmt.Errorf("connect: %w", err)
-	}
-	defer c.Close()
-	stop := context.AfterFunc(ctx, c.Close)
-	defer stop()
-	desc, _, err := c.Describe(u)
-	if err != nil {
-		return fmt.Errorf("describe %s: %w", redact(u), err)
-	}
-	var h264f *format.H264
-	medi := desc.FindFormat(&h264f)
-	if medi == nil {
-		return errors.New("the stream has no H.264 video (analytics reads H.264 only)")
-	}
-	if _, err := c.Setup(desc.BaseURL, medi, 0, 0); err != nil {
-		return fmt.Errorf("setup: %w", err)
-	}
-	sps, pps := h264f.SafeParams()
-	dec.SetParams(sps, pps)
-	rtpDec, err := h264f.CreateDecoder()
-	if err != nil {
+	if err := sess.Initialize(ctx); err != nil {
+		if errors.Is(err, rtsppull.ErrUnsupportedCodec) {
+			return fmt.Errorf("%w (analytics reads H.264 only)", err)
+		}
 		return err
 	}
-	// The RTP callback only depacketises and hands keyframes over; the looker drops a
-	// keyframe if it is still busy with the last one, so a slow look never backs up RTSP.
-	keyframes := make(chan [][]byte, 1)
-	c.OnPacketRTP(medi, h264f, func(pkt *rtp.Packet) {
-		au, err := rtpDec.Decode(pkt)
-		if err != nil {
-			if !errors.Is(err, rtph264.ErrMorePacketsNeeded) && !errors.Is(err, rtph264.ErrNonStartingPacketAndNoPrevious) {
-				p.logger().Debug("h264 depacketize", "camera", p.Assignment.CameraID, "err", err)
-			}
-			return
-		}
-		if !h264.IsRandomAccess(au) {
-			return
-		}
-		select {
-		case keyframes <- au:
-		default:
-		}
-	})
-	if _, err := c.Play(nil); err != nil {
-		return fmt.Errorf("play: %w", err)
-	}
+	defer sess.Close()
 	waitErr := make(chan error, 1)
-	go func() { waitErr <- c.Wait() }()
+	go func() { waitErr <- sess.Wait() }()
 	var last time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case err := <-waitErr:
-			return fmt.Errorf("stream lost: %w", err)
+			return err
 		case au := <-keyframes:
 			now := time.Now()
 			if now.Sub(last) < p.LookEvery-100*time.Millisecond {
@@ -167,10 +136,4 @@ func (p *Pipeline) session(ctx context.Context, a *Analyzer, dec *KeyframeDecode
 			}
 		}
 	}
-}
-
-func redact(u *base.URL) string {
-	c := *(*url.URL)(u)
-	c.User = nil
-	return c.String()
 }

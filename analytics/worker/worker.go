@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/offsite-gw/offsite/analytics/lease"
+	"github.com/offsite-gw/offsite/events/event"
 )
 
 // Worker holds leases and runs one Pipeline per leased camera.
@@ -186,28 +187,28 @@ func (w *Worker) send(ctx context.Context) {
 	}
 }
 
-func (w *Worker) deliver(ctx context.Context, ev *Event, snap []byte) error {
+func (w *Worker) deliver(ctx context.Context, ev *event.Event, snap []byte) error {
 	if len(snap) > 0 && len(ev.Evidence) == 0 {
 		sum, url, err := w.Client.PutEvidence(ctx, snap)
 		if err != nil {
 			return err
 		}
-		ev.Evidence = []Evidence{{Kind: "snapshot", URL: url, SHA256: sum}}
+		ev.Evidence = []event.Evidence{{Kind: "snapshot", URL: url, SHA256: sum}}
 	}
 	return w.Client.PostEvent(ctx, *ev)
 }
 
-func (w *Worker) event(a lease.Assignment, s Signal) Event {
-	ev := Event{
+func (w *Worker) event(a lease.Assignment, s Signal) event.Event {
+	ev := event.Event{
 		Type: s.Type, Severity: Severity(s.Type), State: s.State, OccurredAt: s.At.UTC(),
-		Device:   &EventRef{ID: a.CameraID, Kind: "camera"},
+		Device:   &event.Device{ID: a.CameraID, Kind: "camera"},
 		AlarmKey: s.AlarmKey, Rule: rule(s), Message: s.Message,
 	}
 	if a.SiteID != "" {
-		ev.Site = &EventRef{ID: a.SiteID}
+		ev.Site = &event.Site{ID: a.SiteID}
 	}
 	if s.Metric != "" && s.State == "active" {
-		r := &Reading{Metric: s.Metric, Value: s.Value}
+		r := &event.Reading{Metric: s.Metric, Value: s.Value}
 		if s.Limit != 0 {
 			l := s.Limit
 			r.Limit = &l
@@ -225,9 +226,9 @@ func (w *Worker) event(a lease.Assignment, s Signal) Event {
 
 func rule(s Signal) string {
 	switch s.Type {
-	case TypeTamper:
+	case event.TypeVideoTamper:
 		return "tamper." + s.Reason
-	case TypeStaffAbsent, TypeCrowding:
+	case event.TypeVideoStaffAbsent, event.TypeVideoCrowding:
 		return s.Type[len("video."):] + "/" + s.Zone
 	default:
 		return s.Type[len("video."):]

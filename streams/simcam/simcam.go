@@ -21,9 +21,10 @@ import (
 	"github.com/bluenviron/gortsplib/v4/pkg/format"
 	"github.com/bluenviron/gortsplib/v4/pkg/format/rtph264"
 	"github.com/bluenviron/gortsplib/v4/pkg/liberrors"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/pion/rtp"
 
-	"github.com/offsite-gw/offsite/streams"
+	"github.com/offsite-gw/offsite/streams/h264file"
 )
 
 // Camera is one simulated camera.
@@ -211,20 +212,23 @@ func (s *Server) openStreamLocked(k *cam) error {
 
 // parse splits the clip into access units and moves SPS/PPS out of band.
 func (k *cam) parse() error {
-	aus := streams.SplitAccessUnits(streams.SplitAnnexB(k.cfg.Clip))
+	aus, err := h264file.AccessUnits(k.cfg.Clip)
+	if err != nil {
+		return err
+	}
 	for _, au := range aus {
 		var keep [][]byte
 		for _, n := range au {
-			switch streams.NALUType(n) {
-			case 7:
+			switch h264.NALUType(n[0] & 0x1f) {
+			case h264.NALUTypeSPS:
 				if k.sps == nil {
 					k.sps = n
 				}
-			case 8:
+			case h264.NALUTypePPS:
 				if k.pps == nil {
 					k.pps = n
 				}
-			case 9:
+			case h264.NALUTypeAccessUnitDelimiter:
 			default:
 				keep = append(keep, n)
 			}
@@ -236,7 +240,7 @@ func (k *cam) parse() error {
 	if len(k.aus) == 0 || k.sps == nil || k.pps == nil {
 		return errors.New("clip has no access units or no SPS/PPS")
 	}
-	for len(k.aus) > 0 && !streams.IsKeyframe(k.aus[0]) {
+	for len(k.aus) > 0 && !h264.IsRandomAccess(k.aus[0]) {
 		k.aus = k.aus[1:]
 	}
 	if len(k.aus) == 0 {

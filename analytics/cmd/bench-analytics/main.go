@@ -25,6 +25,7 @@ import (
 
 	"github.com/offsite-gw/offsite/analytics/lease"
 	"github.com/offsite-gw/offsite/analytics/worker"
+	"github.com/offsite-gw/offsite/streams/h264file"
 )
 
 func threadCPU() time.Duration {
@@ -57,7 +58,11 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench-analytics: no keyframes:", err)
 		os.Exit(1)
 	}
-	aus := accessUnits(data)
+	aus, err := h264file.AccessUnits(data)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench-analytics:", err)
+		os.Exit(1)
+	}
 
 	worker.SingleThreadedOpenCV()
 	runtime.LockOSThread()
@@ -154,37 +159,6 @@ func makeClip(cache, src string, seconds, gop int) (string, error) {
 		return "", fmt.Errorf("ffmpeg: %w", err)
 	}
 	return out, os.Rename(tmp, out)
-}
-
-// accessUnits splits the stream into all access units (keyframes and the frames between).
-func accessUnits(data []byte) [][][]byte {
-	nalus := worker.SplitAnnexB(data)
-	var out [][][]byte
-	var cur [][]byte
-	for _, n := range nalus {
-		if len(n) == 0 {
-			continue
-		}
-		typ := n[0] & 0x1f
-		if (typ == 7 || typ == 9) && len(cur) > 0 || (typ == 1 || typ == 5) && len(n) > 1 && n[1]&0x80 != 0 && hasSlice(cur) {
-			out = append(out, cur)
-			cur = nil
-		}
-		cur = append(cur, n)
-	}
-	if len(cur) > 0 {
-		out = append(out, cur)
-	}
-	return out
-}
-
-func hasSlice(au [][]byte) bool {
-	for _, n := range au {
-		if t := n[0] & 0x1f; t == 1 || t == 5 {
-			return true
-		}
-	}
-	return false
 }
 
 // rtpCost is the CPU time to depacketise one second (25 access units) of the stream, as the
