@@ -5,15 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
-	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -23,14 +19,16 @@ import (
 
 	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
 	"github.com/influxdata/influxdb-client-go/v2/api"
+	http2 "github.com/influxdata/influxdb-client-go/v2/api/http"
+	"github.com/influxdata/line-protocol/v2/lineprotocol"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 // InfluxStore keeps readings in InfluxDB (2.x, or 1.8+ through its v2-compatible API: Bucket
 // "db/rp", Token "user:password" or empty). Write only encodes the readings as line protocol
-// into an in-memory buffer, in chunks of about BatchSize readings; one writer goroutine POSTs
-// them, 8 full chunks to a request as soon as there are 8, or whatever there is every
-// FlushInterval. When InfluxDB fails or is too slow, those requests go to a disk spool under
+// (line-protocol/v2's Encoder) into an in-memory buffer, in chunks of about BatchSize readings;
+// one writer goroutine sends them through influxdb-client-go's blocking write API, 8 full
+// chunks to a request as soon as there are 8, or whatever there is every FlushInterval. When InfluxDB fails or is too slow, those requests go to a disk spool under
 // SpoolDir (at most SpoolMaxBytes) and are replayed oldest first when it answers again; while
 // the spool is not empty new requests queue behind it, so replay keeps the order. Readings that
 // fit neither in memory nor in the spool are dropped, counted and reported through OnDrop so
@@ -81,10 +79,9 @@ type InfluxStore struct {
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
 
-	client   influxdb2.Client // queries
+	client   influxdb2.Client
 	query    api.QueryAPI
-	http     *http.Client // writes: the encoded bytes as they are, no copy into a string
-	writeURL string
+	writer   api.WriteAPIBlocking // no implicit batching: one WriteRecord is one request
 	spool    *spool
 	spillMu  sync.Mutex // orders taking from the buffer with spooling, so the spool stays in order
 	dropped  int64      // writer goroutine only
@@ -105,6 +102,11 @@ type InfluxStore struct {
 	accepted atomic.Int64 // readings ever accepted
 	handled  atomic.Int64 // readings stored, spooled or dropped
 
+	// Readings the encoder refused (a device name line protocol cannot carry), reported as
+	// dropped by the writer goroutine.
+	unencodable    atomic.Int64
+	unencodableWhy atomic.Value // string
+
 	mWritten prometheus.Counter
 	mErrors  prometheus.Counter
 	mDropped prometheus.Counter
@@ -122,6 +124,12 @@ type pointChunk struct {
 func (c *pointChunk) reset() *pointChunk {
 	c.data, c.times, c.readings, c.sealed = c.data[:0], c.times[:0], 0, false
 	return c
+}
+
+// encoding is one Write's line protocol before it takes mu.
+type encoding struct {
+	enc   lineprotocol.Encoder
+	times []int64
 }
 
 // Initialize opens the spool and starts the writer. It does not need InfluxDB to be up.
@@ -156,12 +164,6 @@ func (s *InfluxStore) Initialize() error {
 	if s.Logger == nil {
 		s.Logger = slog.Default()
 	}
-	base, err := url.Parse(strings.TrimSuffix(s.URL, "/") + "/api/v2/write")
-	if err != nil {
-		return fmt.Errorf("ingest: InfluxStore URL: %w", err)
-	}
-	base.RawQuery = url.Values{"org": {s.Org}, "bucket": {s.Bucket}, "precision": {"ns"}}.Encode()
-	s.writeURL = base.String()
 	sp, err := openSpool(s.SpoolDir, s.SpoolMaxBytes)
 	if err != nil {
 		return err
@@ -170,12 +172,27 @@ func (s *InfluxStore) Initialize() error {
 	if b, n := sp.size(); b > 0 {
 		s.Logger.Info("ingest: influx spool holds readings from before the restart; replaying", "bytes", b, "readings", n)
 	}
-	opts := influxdb2.DefaultOptions().SetHTTPRequestTimeout(uint(s.WriteTimeout / time.Second)).SetUseGZip(false)
+	// The client's options, all of them explicit: a write request is what run puts together
+	// (batch size: up to maxChunksPerWrite chunks; the blocking API does no batching of its
+	// own), nanosecond timestamps as the encoder writes them, no gzip (loopback or LAN: it
+	// would cost the gateway more CPU than the bytes cost), no retries inside the library (the
+	// spool retries), and its log quiet (the writer logs what fails).
+	opts := influxdb2.DefaultOptions().
+		SetBatchSize(uint(maxChunksPerWrite * s.BatchSize)).
+		SetPrecision(time.Nanosecond).
+		SetUseGZip(false).
+		SetMaxRetries(0).
+		SetLogLevel(0).
+		SetHTTPRequestTimeout(uint(math.Ceil(s.WriteTimeout.Seconds())))
 	s.client = influxdb2.NewClientWithOptions(s.URL, s.Token, opts)
 	s.query = s.client.QueryAPI(s.Org)
-	s.http = &http.Client{Timeout: s.WriteTimeout, Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	s.writer = s.client.WriteAPIBlocking(s.Org, s.Bucket)
 	s.notify = make(chan struct{}, 1)
-	s.scratch.New = func() any { return new(pointChunk) }
+	s.scratch.New = func() any {
+		e := new(encoding)
+		e.enc.SetPrecision(lineprotocol.Nanosecond)
+		return e
+	}
 
 	s.mWritten = register(s.Registerer, prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "offsite_telemetry_influx_written_total", Help: "Readings written to InfluxDB (direct and replayed)."}))
@@ -201,15 +218,23 @@ func (s *InfluxStore) Write(rs []Reading) {
 		return
 	}
 	// Encoded before taking the lock, so the workers calling Write overlap.
-	enc := s.scratch.Get().(*pointChunk).reset()
-	enc.data, enc.times = appendLines(enc.data, enc.times, s.Measurement, s.ReceiveTimeField, rs, s.OnStored != nil)
+	enc := s.scratch.Get().(*encoding)
+	enc.enc.Reset()
+	var refused int
+	var why error
+	enc.times, refused, why = encodeLines(&enc.enc, enc.times[:0], s.Measurement, s.ReceiveTimeField, rs, s.OnStored != nil)
+	if refused > 0 {
+		s.unencodableWhy.Store(why.Error())
+		s.unencodable.Add(int64(refused))
+		s.handled.Add(int64(refused))
+	}
 	s.mu.Lock()
 	c := s.openChunk()
-	c.data = append(c.data, enc.data...)
+	c.data = append(c.data, enc.enc.Bytes()...)
 	c.times = append(c.times, enc.times...)
-	c.readings += len(rs)
+	c.readings += len(rs) - refused
 	c.sealed = c.readings >= s.BatchSize
-	s.pending += len(rs)
+	s.pending += len(rs) - refused
 	s.accepted.Add(int64(len(rs)))
 	// Every chunk is sealed now if c is: the writer is woken once a full write is waiting.
 	full, backlog := c.sealed && s.pending >= maxChunksPerWrite*s.BatchSize, s.pending > s.MaxPending
@@ -330,7 +355,6 @@ func (s *InfluxStore) Close() {
 		<-s.done
 		s.spool.close()
 		s.client.Close()
-		s.http.CloseIdleConnections()
 	})
 }
 
@@ -356,6 +380,11 @@ func (s *InfluxStore) run(ctx context.Context) {
 		}
 		if all {
 			s.sealOpen()
+		}
+		if n := s.unencodable.Swap(0); n > 0 {
+			why, _ := s.unencodableWhy.Load().(string)
+			s.Logger.Error("ingest: readings cannot be written as line protocol; they are lost", "readings", n, "err", why)
+			s.drop(n, "not representable in line protocol: "+why)
 		}
 		for {
 			// Full chunks go together, up to maxChunksPerWrite in one request: InfluxDB pays
@@ -447,9 +476,10 @@ func (s *InfluxStore) replay(ctx context.Context) error {
 	return nil
 }
 
-// send POSTs line protocol to the v2 write endpoint (1.8 serves it too), as the client
-// library's blocking writer did: token auth, nanosecond precision, any non-2xx is an error.
-// The body is the buffers one after the other, not copied.
+// send writes line protocol to InfluxDB in one request through the client library's blocking
+// write API (the v2 write endpoint, which 1.8 serves too: token auth, nanosecond precision, any
+// non-2xx is an error). The buffers go as one record: WriteRecord joins its arguments with
+// newlines, and each buffer already ends with one.
 //
 // A write InfluxDB refuses as bad data (400, 422: a field type conflict, a line it cannot
 // parse) is not retried — it would hold up the spool behind it forever. InfluxDB has stored the
@@ -458,7 +488,7 @@ func (s *InfluxStore) replay(ctx context.Context) error {
 func (s *InfluxStore) send(lines [][]byte, n int) error {
 	ctx, cancel := context.WithTimeout(context.Background(), s.WriteTimeout)
 	defer cancel()
-	err := s.post(ctx, lines)
+	err := s.write(ctx, lines)
 	var rej *influxRejected
 	if errors.As(err, &rej) {
 		s.reject(lines, n, rej)
@@ -470,6 +500,35 @@ func (s *InfluxStore) send(lines [][]byte, n int) error {
 	}
 	s.mWritten.Add(float64(n))
 	return nil
+}
+
+// write sends lines as one request and classifies what InfluxDB answers.
+func (s *InfluxStore) write(ctx context.Context, lines [][]byte) error {
+	size := 0
+	for _, l := range lines {
+		size += len(l)
+	}
+	var body strings.Builder
+	body.Grow(size)
+	for _, l := range lines {
+		body.Write(l)
+	}
+	err := s.writer.WriteRecord(ctx, body.String())
+	var herr *http2.Error
+	if err == nil || !errors.As(err, &herr) || herr.StatusCode == 0 {
+		return err // nil, or no answer (connection refused, timeout)
+	}
+	// InfluxDB 1.8 puts its message in X-Influxdb-Error (its JSON body says {"error": …},
+	// which the library does not read); 2.x answers {"code": …, "message": …}, which it does.
+	msg := herr.Header.Get("X-Influxdb-Error")
+	if msg == "" {
+		msg = herr.Message
+	}
+	status := fmt.Sprintf("%d %s", herr.StatusCode, http.StatusText(herr.StatusCode))
+	if herr.StatusCode == http.StatusBadRequest || herr.StatusCode == http.StatusUnprocessableEntity {
+		return &influxRejected{status: status, msg: strings.TrimSpace(msg)}
+	}
+	return fmt.Errorf("influx write: %s: %s: %w", status, strings.TrimSpace(msg), err)
 }
 
 // influxRejected is InfluxDB refusing a write's content (not its own trouble).
@@ -503,37 +562,6 @@ func (s *InfluxStore) reject(lines [][]byte, n int, rej *influxRejected) {
 	}
 	s.Logger.Error("ingest: InfluxDB refused a write as bad data; not retried", "readings", n, "kept", kept, "err", rej)
 	s.drop(int64(n), fmt.Sprintf("InfluxDB refused a write (%s), kept in %s", rej.msg, kept))
-}
-
-func (s *InfluxStore) post(ctx context.Context, lines [][]byte) error {
-	size := 0
-	for _, l := range lines {
-		size += len(l)
-	}
-	body := net.Buffers(slices.Clone(lines)) // reading consumes the slice headers; lines stay whole
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.writeURL, &body)
-	if err != nil {
-		return err
-	}
-	req.ContentLength = int64(size)
-	req.Header.Set("Content-Type", "text/plain; charset=utf-8")
-	if s.Token != "" {
-		req.Header.Set("Authorization", "Token "+s.Token)
-	}
-	resp, err := s.http.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		if resp.StatusCode == http.StatusBadRequest || resp.StatusCode == http.StatusUnprocessableEntity {
-			return &influxRejected{status: resp.Status, msg: string(bytes.TrimSpace(msg))}
-		}
-		return fmt.Errorf("influx write: %s: %s", resp.Status, bytes.TrimSpace(msg))
-	}
-	_, _ = io.Copy(io.Discard, resp.Body) // so the connection is reused
-	return nil
 }
 
 // spoolChunks appends the chunks to the spool with one fsync, or drops and reports what does
@@ -579,127 +607,53 @@ func (s *InfluxStore) drop(n int64, reason string) {
 	}
 }
 
-// appendLines appends readings as InfluxDB line protocol, nanosecond timestamps: one point per
-// device and time with one field per metric (a message's readings share both), which costs
-// InfluxDB one series lookup per message instead of one per reading. With withTimes it also
-// appends each point's timestamp to times.
-func appendLines(b []byte, times []int64, measurement string, receiveTime bool, rs []Reading, withTimes bool) ([]byte, []int64) {
+// encodeLines encodes readings as InfluxDB line protocol with enc, nanosecond timestamps: one
+// point per device and time with one field per metric (a message's readings share both), which
+// costs InfluxDB one series lookup per message instead of one per reading. With withTimes it
+// also appends each point's timestamp to times. A point the encoder refuses (a device name with
+// a control character, say) is left out: refused is its readings and why the first reason.
+func encodeLines(enc *lineprotocol.Encoder, times []int64, measurement string, receiveTime bool, rs []Reading, withTimes bool) (_ []int64, refused int, why error) {
 	for i := 0; i < len(rs); {
 		r := &rs[i]
-		start := len(b)
-		b = append(b, measurement...)
-		b = appendTag(b, "device", r.Device)
-		if r.Quality != "" && r.Quality != QualityGood {
-			b = appendTag(b, "quality", string(r.Quality))
-		}
-		sep := byte(' ')
-		j := i
+		j, finite := i, 0
 		for ; j < len(rs) && rs[j].Device == r.Device && rs[j].Time.Equal(r.Time) && rs[j].Quality == r.Quality; j++ {
-			v := rs[j].Value
-			if math.IsNaN(v) || math.IsInf(v, 0) {
-				continue // validation refuses these; never send a line InfluxDB would reject
+			if v := rs[j].Value; !math.IsNaN(v) && !math.IsInf(v, 0) {
+				finite++
 			}
-			b = append(b, sep)
-			sep = ','
-			b = appendKey(b, rs[j].Metric)
-			b = append(b, '=')
-			b = appendFloat(b, v)
 		}
+		group := rs[i:j]
 		i = j
-		if sep == ' ' {
-			b = b[:start] // nothing finite: drop the half-written line
-			continue
+		if finite == 0 {
+			continue // validation refuses these; never send a line InfluxDB would reject
+		}
+		enc.StartLine(measurement)
+		enc.AddTag("device", r.Device) // tags in key order, as the encoder requires
+		if r.Quality != "" && r.Quality != QualityGood {
+			enc.AddTag("quality", string(r.Quality))
+		}
+		for k := range group {
+			if v, ok := lineprotocol.FloatValue(group[k].Value); ok {
+				enc.AddField(group[k].Metric, v)
+			}
 		}
 		if receiveTime {
-			b = append(b, ",recv_ms="...)
-			b = strconv.AppendInt(b, r.ReceiveTime.UnixMilli(), 10)
-			b = append(b, 'i')
+			enc.AddField("recv_ms", lineprotocol.IntValue(r.ReceiveTime.UnixMilli()))
 		}
-		ns := r.Time.UnixNano()
-		b = append(b, ' ')
-		b = strconv.AppendInt(b, ns, 10)
-		b = append(b, '\n')
+		enc.EndLine(r.Time)
+		if err := enc.Err(); err != nil {
+			// The encoder has taken the point out again.
+			if why == nil {
+				why = fmt.Errorf("device %q: %w", r.Device, err)
+			}
+			refused += len(group)
+			enc.ClearErr()
+			continue
+		}
 		if withTimes {
-			times = append(times, ns)
+			times = append(times, r.Time.UnixNano())
 		}
 	}
-	return b, times
-}
-
-// pow10 are the powers of ten a float64 holds exactly.
-var pow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6}
-
-// appendFloat appends v as a line protocol float. Sensor values mostly have a few decimals:
-// when m/10^k (m below 2^53, k ≤ 6, the smallest such k) is exactly v — that division is
-// correctly rounded, as InfluxDB's parse of the same decimal is — it writes m with k decimals,
-// which reads back as v; anything else goes through strconv's shortest form.
-func appendFloat(b []byte, v float64) []byte {
-	if v != 0 && v > -1e9 && v < 1e9 {
-		for k, p := range pow10 {
-			m := math.Round(v * p)
-			if m/p != v {
-				continue
-			}
-			neg := m < 0
-			u := uint64(math.Abs(m))
-			if neg {
-				b = append(b, '-')
-			}
-			if k == 0 {
-				return strconv.AppendUint(b, u, 10)
-			}
-			var d [24]byte
-			digits := strconv.AppendUint(d[:0], u, 10)
-			if len(digits) <= k {
-				b = append(b, '0', '.')
-				for range k - len(digits) {
-					b = append(b, '0')
-				}
-				return append(b, digits...)
-			}
-			b = append(b, digits[:len(digits)-k]...)
-			b = append(b, '.')
-			return append(b, digits[len(digits)-k:]...)
-		}
-	}
-	return strconv.AppendFloat(b, v, 'g', -1, 64)
-}
-
-// lineEscaped marks the bytes a tag key, tag value or field key must escape.
-var lineEscaped = [256]bool{',': true, '=': true, ' ': true, '\\': true, '\n': true}
-
-func appendKey(b []byte, k string) []byte {
-	plain := true
-	for i := 0; i < len(k); i++ {
-		if lineEscaped[k[i]] {
-			plain = false
-			break
-		}
-	}
-	if plain {
-		return append(b, k...)
-	}
-	for i := 0; i < len(k); i++ {
-		switch c := k[i]; c {
-		case ',', '=', ' ', '\\':
-			b = append(b, '\\', c)
-		case '\n':
-			b = append(b, '\\', 'n')
-		default:
-			b = append(b, c)
-		}
-	}
-	return b
-}
-
-func appendTag(b []byte, k, v string) []byte {
-	if v == "" {
-		return b
-	}
-	b = append(b, ',')
-	b = append(b, k...)
-	b = append(b, '=')
-	return appendKey(b, v)
+	return times, refused, why
 }
 
 // fluxString quotes s as a Flux string literal.

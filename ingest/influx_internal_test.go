@@ -13,59 +13,84 @@ import (
 	"testing"
 	"time"
 
+	"github.com/influxdata/line-protocol/v2/lineprotocol"
 	"github.com/stretchr/testify/require"
 )
 
-func TestAppendLines(t *testing.T) {
+func TestEncodeLines(t *testing.T) {
 	at := time.Unix(1764210904, 123456789)
 	recv := time.UnixMilli(1764210905000)
 	r := func(dev, metric string, v float64, q Quality) Reading {
 		return Reading{Device: dev, Metric: metric, Value: v, Quality: q, Time: at, ReceiveTime: recv}
 	}
 	for _, tc := range []struct {
-		name string
-		recv bool
-		rs   []Reading
-		want string
+		name    string
+		recv    bool
+		rs      []Reading
+		want    string
+		refused int
 	}{
 		{"one message is one point", false, []Reading{r("d1", "pm25", 35.5, QualityGood), r("d1", "pm10", 88, QualityGood)},
-			"m,device=d1 pm25=35.5,pm10=88 1764210904123456789\n"},
+			"m,device=d1 pm25=35.5,pm10=88 1764210904123456789\n", 0},
 		{"quality tag unless good", false, []Reading{r("d1", "t", -1.25, QualityLate), r("d2", "t", 1e21, QualityReceiveTime)},
-			"m,device=d1,quality=late t=-1.25 1764210904123456789\nm,device=d2,quality=receive_time t=1e+21 1764210904123456789\n"},
-		{"escaping", false, []Reading{r("a b,c=d\\e\nf", "x y", 1, "")},
-			"m,device=a\\ b\\,c\\=d\\\\e\\nf x\\ y=1 1764210904123456789\n"},
+			"m,device=d1,quality=late t=-1.25 1764210904123456789\nm,device=d2,quality=receive_time t=1e+21 1764210904123456789\n", 0},
+		// InfluxDB unescapes only these three in tag values and keys; a backslash before
+		// anything else stays as it is.
+		{"escaping", false, []Reading{r("a b,c=d\\e", "x y", 1, "")},
+			"m,device=a\\ b\\,c\\=d\\e x\\ y=1 1764210904123456789\n", 0},
 		{"not finite values skipped", false, []Reading{r("d1", "a", math.NaN(), ""), r("d1", "b", 2, "")},
-			"m,device=d1 b=2 1764210904123456789\n"},
+			"m,device=d1 b=2 1764210904123456789\n", 0},
 		{"a point with nothing finite is left out", false, []Reading{r("d1", "a", math.Inf(1), ""), r("d2", "b", 3, "")},
-			"m,device=d2 b=3 1764210904123456789\n"},
+			"m,device=d2 b=3 1764210904123456789\n", 0},
 		{"receive time field", true, []Reading{r("d1", "a", 1, "")},
-			"m,device=d1 a=1,recv_ms=1764210905000i 1764210904123456789\n"},
+			"m,device=d1 a=1,recv_ms=1764210905000i 1764210904123456789\n", 0},
+		// A newline cannot be written in a tag value at all: that point is refused and counted,
+		// the others stay.
+		{"a point line protocol cannot carry is refused", false,
+			[]Reading{r("d1", "a", 1, ""), r("bad\nname", "a", 1, ""), r("bad\nname", "b", 2, ""), r("d2", "a", 3, "")},
+			"m,device=d1 a=1 1764210904123456789\nm,device=d2 a=3 1764210904123456789\n", 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b, times := appendLines([]byte("keep\n"), nil, "m", tc.recv, tc.rs, true)
-			require.Equal(t, "keep\n"+tc.want, string(b))
+			var enc lineprotocol.Encoder
+			enc.SetBuffer([]byte("keep\n"))
+			times, refused, why := encodeLines(&enc, nil, "m", tc.recv, tc.rs, true)
+			require.Equal(t, "keep\n"+tc.want, string(enc.Bytes()))
 			require.Len(t, times, strings.Count(tc.want, "\n"))
+			require.Equal(t, tc.refused, refused)
+			if tc.refused > 0 {
+				require.ErrorContains(t, why, "bad\\nname")
+			} else {
+				require.NoError(t, why)
+			}
 		})
 	}
 }
 
-// The write request is what the client library sent: the v2 endpoint with org, bucket and
-// nanosecond precision, token auth, the line protocol as the body; a non-2xx answer is an
-// error carrying InfluxDB's message.
+// The write request is the v2 endpoint with org, bucket and nanosecond precision, token auth,
+// the line protocol as the body; a non-2xx answer is an error carrying InfluxDB's message, as
+// 1.8 gives it (X-Influxdb-Error, with {"error": …} in the body) and as 2.x does ({"code": …,
+// "message": …}).
 func TestInfluxWriteRequest(t *testing.T) {
 	var mu sync.Mutex
 	var got []*http.Request
 	var bodies []string
-	fail := true
+	fail := 1
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		mu.Lock()
 		defer mu.Unlock()
 		got, bodies = append(got, r), append(bodies, string(b))
-		if fail {
+		switch fail {
+		case 1:
 			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("X-Influxdb-Error", "engine: cache-max-memory-size exceeded")
 			w.WriteHeader(http.StatusServiceUnavailable)
 			_, _ = io.WriteString(w, `{"error":"engine: cache-max-memory-size exceeded"}`)
+			return
+		case 2:
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusInternalServerError)
+			_, _ = io.WriteString(w, `{"code":"internal error","message":"unexpected error writing points to database: timeout"}`)
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)
@@ -79,20 +104,26 @@ func TestInfluxWriteRequest(t *testing.T) {
 	require.ErrorContains(t, err, "503 Service Unavailable") // retried later (a 400 is not: TestInfluxRefusedWriteIsKeptAndSkipped)
 	require.ErrorContains(t, err, "cache-max-memory-size")
 	mu.Lock()
-	fail = false
+	fail = 2
+	mu.Unlock()
+	err = s.send([][]byte{lines}, 1)
+	require.ErrorContains(t, err, "500 Internal Server Error")
+	require.ErrorContains(t, err, "writing points to database: timeout")
+	mu.Lock()
+	fail = 0
 	mu.Unlock()
 	require.NoError(t, s.send([][]byte{lines}, 1))
 	mu.Lock()
 	defer mu.Unlock()
-	require.Len(t, got, 2)
-	r := got[1]
+	require.Len(t, got, 3)
+	r := got[2]
 	require.Equal(t, http.MethodPost, r.Method)
 	require.Equal(t, "/api/v2/write", r.URL.Path)
 	require.Equal(t, "o", r.URL.Query().Get("org"))
 	require.Equal(t, "db/rp", r.URL.Query().Get("bucket"))
 	require.Equal(t, "ns", r.URL.Query().Get("precision"))
 	require.Equal(t, "Token u:p", r.Header.Get("Authorization"))
-	require.Equal(t, string(lines), bodies[1])
+	require.Equal(t, string(lines), bodies[2])
 }
 
 // Write batches: once maxChunksPerWrite chunks are full they go together at once, in the order
@@ -176,9 +207,9 @@ func TestInfluxWriteMergesBacklog(t *testing.T) {
 	require.Equal(t, []int{80, 80, 80, 40}, perRequest)
 }
 
-// FuzzAppendFloat: every finite value is written so that InfluxDB's parse (strconv) gives it
+// FuzzEncodeFloat: every finite value is written so that InfluxDB's parse (strconv) gives it
 // back bit for bit.
-func FuzzAppendFloat(f *testing.F) {
+func FuzzEncodeFloat(f *testing.F) {
 	for _, v := range []float64{0, math.Copysign(0, -1), 35.5, -12.25, 150, 0.05, 2.1, 1e-7, 123456789.123456, 999999999.5, 1e9, 1e21, 0.1 + 0.2, -0.000001} {
 		f.Add(v)
 	}
@@ -186,10 +217,16 @@ func FuzzAppendFloat(f *testing.F) {
 		if math.IsNaN(v) || math.IsInf(v, 0) {
 			return
 		}
-		s := string(appendFloat(nil, v))
+		var enc lineprotocol.Encoder
+		_, refused, err := encodeLines(&enc, nil, "m", false, []Reading{{Device: "d", Metric: "v", Value: v, Time: time.Unix(1, 0)}}, false)
+		if refused != 0 || err != nil {
+			t.Fatalf("%v refused: %v", v, err)
+		}
+		line := string(enc.Bytes())
+		s := strings.TrimSuffix(strings.TrimPrefix(line, "m,device=d v="), " 1000000000\n")
 		got, err := strconv.ParseFloat(s, 64)
 		if err != nil || math.Float64bits(got) != math.Float64bits(v) {
-			t.Fatalf("%v written as %q reads back as %v (%v)", v, s, got, err)
+			t.Fatalf("%v written as %q reads back as %v (%v)", v, line, got, err)
 		}
 		if strings.HasSuffix(s, ".") || strings.HasPrefix(strings.TrimPrefix(s, "-"), ".") {
 			t.Fatalf("%v written as %q", v, s)
