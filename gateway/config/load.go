@@ -189,12 +189,6 @@ func isLeaf(t reflect.Type) bool {
 	return t.Kind() != reflect.Struct || t == durationType
 }
 
-// isStructList reports a list of sections (uplinks, webhooks): walked item by item so an
-// unknown key inside an item is reported with its line like anywhere else.
-func isStructList(t reflect.Type) bool {
-	return t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Struct && t.Elem() != durationType
-}
-
 func leafKeys(t reflect.Type, prefix string) []string {
 	var out []string
 	for i := 0; i < t.NumField(); i++ {
