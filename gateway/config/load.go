@@ -158,9 +158,10 @@ func reason(p yamlstrict.Problem) string {
 	case yamlstrict.Syntax:
 		return "not valid YAML: " + p.Reason
 	case yamlstrict.UnknownKey:
-		switch {
-		case p.Suggest != "":
-			return fmt.Sprintf("unknown key (did you mean %q?)", p.Suggest)
+		// Configuration keys are longer than a profile's: a suggestion may be 3 edits away.
+		switch s := yamlstrict.Nearest(p.Key, p.Known, 3); {
+		case s != "":
+			return fmt.Sprintf("unknown key (did you mean %q?)", s)
 		case len(p.Known) > 0:
 			return "unknown key; known keys here: " + strings.Join(p.Known, ", ")
 		}
