@@ -144,10 +144,10 @@ func parse(name string, data []byte) (p Profile, errs []error) {
 	if doc.Root == nil {
 		return Profile{}, []error{&LoadError{File: name, Msg: "empty file: a profile needs at least id, name, kind, vendor and firmware"}}
 	}
-	if line, syn := yamlstrict.Count(data); syn != nil {
-		w.errs = append(w.errs, w.problem(*syn))
-	} else if line > 0 {
-		w.errAt(line, "only one profile per file: found a second YAML document")
+	if doc.NextProblem != nil {
+		w.errs = append(w.errs, w.problem(*doc.NextProblem))
+	} else if doc.Next > 0 {
+		w.errAt(doc.Next, "only one profile per file: found a second YAML document")
 	}
 	w.lines = doc.Lines
 	root := doc.Root

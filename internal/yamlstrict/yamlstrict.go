@@ -91,6 +91,10 @@ type Document struct {
 	Root *yaml.Node
 	// Lines of every key, filled by Parse.
 	Lines Lines
+	// Next is the line where a second document starts (its "---"), 0 if there is none;
+	// Decode reads only the first. NextProblem is that document's syntax error, if any.
+	Next        int
+	NextProblem *Problem
 	// NoAliases makes Decode refuse YAML aliases (*name): each is a problem and its field
 	// keeps what it held before.
 	NoAliases bool
@@ -111,17 +115,26 @@ type keyAt struct {
 
 var yamlLineRE = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
 
-// Parse reads the first YAML document of data. A syntax error is returned as a Problem of
-// kind Syntax; later documents are not read (see Count).
+// Parse reads the first YAML document of data. A syntax error in it is returned as a Problem
+// of kind Syntax. Whether a second document follows is in Document.Next.
 func Parse(data []byte) (*Document, *Problem) {
 	d := &Document{data: data, Lines: Lines{}}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
-	if err := yaml.NewDecoder(bytes.NewReader(data)).Decode(&doc); err != nil {
+	if err := dec.Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
 			return d, nil
 		}
 		p := syntaxProblem(err)
 		return nil, &p
+	}
+	var next yaml.Node
+	switch err := dec.Decode(&next); {
+	case err == nil:
+		d.Next = next.Line
+	case !errors.Is(err, io.EOF):
+		p := syntaxProblem(err)
+		d.Next, d.NextProblem = p.Line, &p
 	}
 	if len(doc.Content) == 0 {
 		return d, nil
@@ -129,25 +142,6 @@ func Parse(data []byte) (*Document, *Problem) {
 	d.Root = doc.Content[0]
 	d.index("", nil, d.Root)
 	return d, nil
-}
-
-// Count returns the line where a second document starts in data (0 if there is none) and the
-// syntax problem of that second document, if any.
-func Count(data []byte) (secondLine int, p *Problem) {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	var n yaml.Node
-	if err := dec.Decode(&n); err != nil {
-		return 0, nil
-	}
-	err := dec.Decode(&n)
-	switch {
-	case err == nil:
-		return n.Line, nil
-	case errors.Is(err, io.EOF):
-		return 0, nil
-	}
-	sp := syntaxProblem(err)
-	return sp.Line, &sp
 }
 
 func syntaxProblem(err error) Problem {

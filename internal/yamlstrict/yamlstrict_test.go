@@ -105,10 +105,13 @@ func TestSyntaxAndEmpty(t *testing.T) {
 		var v doc
 		require.Empty(t, d.Decode(&v))
 	}
-	line, _ := yamlstrict.Count([]byte("a: 1\n---\nb: 2\n"))
-	require.Equal(t, 2, line, "the line of ---")
-	line, _ = yamlstrict.Count([]byte("a: 1\n"))
-	require.Zero(t, line)
+	d, _ := yamlstrict.Parse([]byte("a: 1\n---\nb: 2\n"))
+	require.Equal(t, 2, d.Next, "the line of ---")
+	require.Nil(t, d.NextProblem)
+	d, _ = yamlstrict.Parse([]byte("a: 1\n"))
+	require.Zero(t, d.Next)
+	d, _ = yamlstrict.Parse([]byte("a: 1\n---\nb: [\n"))
+	require.NotNil(t, d.NextProblem)
 }
 
 // FuzzDecode: any input gives problems with a reason (and a line when tied to one), never a
