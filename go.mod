@@ -9,6 +9,7 @@ require (
 	github.com/emmansun/gmsm v0.15.5
 	github.com/gofiber/fiber/v2 v2.52.15
 	github.com/influxdata/influxdb-client-go/v2 v2.14.0
+	github.com/influxdata/line-protocol/v2 v2.2.1
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/mochi-mqtt/server/v2 v2.7.9
 	github.com/oklog/ulid/v2 v2.1.2

@@ -31,14 +31,16 @@ func ParseDuration(s string) (Duration, error) {
 func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
 
 // UnmarshalYAML reads a duration string; a bare number is refused because its unit would be
-// a guess.
+// a guess. Its errors are *yaml.TypeError, so a strict decoder goes on and reports the
+// document's other problems too.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind != yaml.ScalarNode || n.Tag != "!!str" {
-		return fmt.Errorf("line %d: duration must be a string such as 30s, 10m, 1h30m, got %q", n.Line, n.Value)
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!str" {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf(
+			"line %d: expected a duration such as 30s, 10m, 1h30m, got %q: a duration must be a string with its unit", n.Line, n.Value)}}
 	}
 	v, err := ParseDuration(n.Value)
 	if err != nil {
-		return fmt.Errorf("line %d: %w", n.Line, err)
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %v", n.Line, err)}}
 	}
 	*d = v
 	return nil

@@ -1,20 +1,16 @@
 package profiles
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
-	"math"
 	"os"
 	"path/filepath"
-	"reflect"
-	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/offsite-gw/offsite/internal/yamlstrict"
 )
 
 // LoadError is one problem in one profile file. Error() reads "FILE:LINE: reason", e.g.
@@ -139,35 +135,36 @@ func checkDuplicates(ps []Profile) ([]Profile, []error) {
 	return out, errs
 }
 
-var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
-
 func parse(name string, data []byte) (p Profile, errs []error) {
-	w := &walker{file: name, lines: map[string]int{}}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	var doc yaml.Node
-	if err := dec.Decode(&doc); err != nil {
-		if errors.Is(err, io.EOF) {
-			return Profile{}, []error{&LoadError{File: name, Msg: "empty file: a profile needs at least id, name, kind, vendor and firmware"}}
-		}
-		return Profile{}, []error{w.yamlError(err)}
+	w := &walker{file: name}
+	doc, syn := yamlstrict.Parse(data)
+	if syn != nil {
+		return Profile{}, []error{w.problem(*syn)}
 	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); err == nil {
-		w.errAt(extra.Line, "only one profile per file: found a second YAML document")
-	} else if !errors.Is(err, io.EOF) {
-		w.errs = append(w.errs, w.yamlError(err))
+	if doc.Root == nil {
+		return Profile{}, []error{&LoadError{File: name, Msg: "empty file: a profile needs at least id, name, kind, vendor and firmware"}}
 	}
-	if len(doc.Content) == 0 || doc.Content[0].Tag == "!!null" {
-		w.errAt(doc.Line, "empty document: a profile needs at least id, name, kind, vendor and firmware")
+	if doc.NextProblem != nil {
+		w.errs = append(w.errs, w.problem(*doc.NextProblem))
+	} else if doc.Next > 0 {
+		w.errAt(doc.Next, "only one profile per file: found a second YAML document")
+	}
+	w.lines = doc.Lines
+	root := doc.Root
+	if yamlstrict.IsNull(root) {
+		w.errAt(root.Line, "empty document: a profile needs at least id, name, kind, vendor and firmware")
 		return Profile{}, w.errs
 	}
-	root := doc.Content[0]
 	if root.Kind != yaml.MappingNode {
-		w.errAt(root.Line, "a profile must be a mapping of keys (id, name, kind, …), got %s", nodeKind(root))
+		w.errAt(root.Line, "a profile must be a mapping of keys (id, name, kind, …), got %s", kindOf(root))
 		return Profile{}, w.errs
 	}
-	w.lines[""] = root.Line
-	w.decode(root, reflect.ValueOf(&p).Elem(), "")
+	// Aliases are refused: a profile is read by people, who should see each value where it
+	// applies.
+	doc.NoAliases = true
+	for _, pr := range doc.Decode(&p) {
+		w.errs = append(w.errs, w.problem(pr))
+	}
 	p.Source = name
 	p.idLine = w.line("id")
 	w.validate(&p)
@@ -180,226 +177,49 @@ func parse(name string, data []byte) (p Profile, errs []error) {
 	return p, nil
 }
 
-// walker decodes a yaml.Node tree into a Profile by hand so that every problem — unknown key,
-// wrong type, failed rule — carries the line it is on. lines maps a path such as
-// "metrics[2].max" to the line of its key; it is also how "was this key given" is answered.
+// walker collects the problems of one profile file, each with its line. lines maps a path such
+// as "metrics[2].max" to the line of its key; it is also how "was this key given" is answered.
 type walker struct {
 	file  string
 	errs  []error
-	lines map[string]int
+	lines yamlstrict.Lines
 }
 
 func (w *walker) errAt(line int, format string, args ...any) {
 	w.errs = append(w.errs, &LoadError{File: w.file, Line: line, Msg: fmt.Sprintf(format, args...)})
 }
 
-func (w *walker) yamlError(err error) error {
-	msg := err.Error()
-	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
-		line, _ := strconv.Atoi(m[1])
-		return &LoadError{File: w.file, Line: line, Msg: "invalid YAML: " + m[2]}
+// problem words a decoding problem the way the rest of the profile errors read.
+func (w *walker) problem(p yamlstrict.Problem) error {
+	where := p.Path
+	switch p.Kind {
+	case yamlstrict.Syntax:
+		return &LoadError{File: w.file, Line: p.Line, Msg: "invalid YAML: " + p.Reason}
+	case yamlstrict.UnknownKey, yamlstrict.Duplicate:
+		where = p.Parent()
+		if where == "" {
+			where = "profile"
+		}
+	case yamlstrict.Alias:
+		return &LoadError{File: w.file, Line: p.Line, Msg: fmt.Sprintf("%s: YAML aliases (%s) are not supported in profiles; write the value out", where, p.Got)}
 	}
-	return &LoadError{File: w.file, Msg: "invalid YAML: " + strings.TrimPrefix(msg, "yaml: ")}
+	if where == "" {
+		where = "profile"
+	}
+	return &LoadError{File: w.file, Line: p.Line, Msg: where + ": " + p.Reason}
 }
 
 // line returns the line of path, or of its nearest ancestor that has one.
-func (w *walker) line(path string) int {
-	for {
-		if l, ok := w.lines[path]; ok {
-			return l
-		}
-		i := strings.LastIndexAny(path, ".[")
-		if i < 0 {
-			return w.lines[""]
-		}
-		path = path[:i]
-	}
-}
+func (w *walker) line(path string) int { return w.lines.Line(path) }
 
-func (w *walker) has(path string) bool { _, ok := w.lines[path]; return ok }
+func (w *walker) has(path string) bool { return w.lines.Has(path) }
 
-func nodeKind(n *yaml.Node) string {
+func kindOf(n *yaml.Node) string {
 	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping"
 	case yaml.SequenceNode:
 		return "a list"
 	case yaml.AliasNode:
 		return "an alias"
 	}
-	if n.Tag == "!!null" {
-		return "nothing"
-	}
-	return strconv.Quote(n.Value)
-}
-
-var durationType = reflect.TypeFor[Duration]()
-
-// decode fills v from n, recording lines and collecting errors; it never stops at the first.
-func (w *walker) decode(n *yaml.Node, v reflect.Value, path string) {
-	if n.Kind == yaml.AliasNode {
-		w.errAt(n.Line, "%s: YAML aliases (*%s) are not supported in profiles; write the value out", path, n.Value)
-		return
-	}
-	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
-		return // zero value; required-key checks report it if it matters
-	}
-	if v.Type() == durationType {
-		if n.Kind != yaml.ScalarNode || n.Tag != "!!str" {
-			w.errAt(n.Line, "%s: expected a duration such as 30s, 10m, 1h30m, got %s", path, nodeKind(n))
-			return
-		}
-		d, err := ParseDuration(n.Value)
-		if err != nil {
-			w.errAt(n.Line, "%s: %v", path, err)
-			return
-		}
-		v.Set(reflect.ValueOf(d))
-		return
-	}
-	switch v.Kind() {
-	case reflect.Pointer:
-		e := reflect.New(v.Type().Elem())
-		before := len(w.errs)
-		w.decode(n, e.Elem(), path)
-		if len(w.errs) == before || v.Type().Elem().Kind() == reflect.Struct {
-			// A scalar that failed to decode stays nil, so later checks do not judge a
-			// made-up zero; a struct keeps what did decode, for its own checks.
-			v.Set(e)
-		}
-	case reflect.Struct:
-		w.decodeStruct(n, v, path)
-	case reflect.Slice:
-		if n.Kind != yaml.SequenceNode {
-			w.errAt(n.Line, "%s: expected a list, got %s", path, nodeKind(n))
-			return
-		}
-		s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
-		for i, c := range n.Content {
-			p := fmt.Sprintf("%s[%d]", path, i)
-			w.lines[p] = c.Line
-			w.decode(c, s.Index(i), p)
-		}
-		v.Set(s)
-	case reflect.String:
-		if n.Kind != yaml.ScalarNode {
-			w.errAt(n.Line, "%s: expected a string, got %s", path, nodeKind(n))
-			return
-		}
-		v.SetString(n.Value)
-	case reflect.Int:
-		var i int
-		if n.Kind != yaml.ScalarNode || n.Tag != "!!int" || n.Decode(&i) != nil {
-			w.errAt(n.Line, "%s: expected an integer, got %s", path, nodeKind(n))
-			return
-		}
-		v.SetInt(int64(i))
-	case reflect.Float64:
-		var f float64
-		if n.Kind != yaml.ScalarNode || (n.Tag != "!!int" && n.Tag != "!!float") || n.Decode(&f) != nil {
-			w.errAt(n.Line, "%s: expected a number, got %s", path, nodeKind(n))
-			return
-		}
-		if math.IsNaN(f) || math.IsInf(f, 0) {
-			w.errAt(n.Line, "%s: must be a finite number, got %s", path, n.Value)
-			return
-		}
-		v.SetFloat(f)
-	case reflect.Bool:
-		var b bool
-		if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" || n.Decode(&b) != nil {
-			w.errAt(n.Line, "%s: expected true or false, got %s", path, nodeKind(n))
-			return
-		}
-		v.SetBool(b)
-	default:
-		panic("profiles: no YAML decoding for " + v.Type().String())
-	}
-}
-
-func (w *walker) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
-	where := path
-	if where == "" {
-		where = "profile"
-	}
-	if n.Kind != yaml.MappingNode {
-		w.errAt(n.Line, "%s: expected a mapping of keys, got %s", where, nodeKind(n))
-		return
-	}
-	t := v.Type()
-	var known []string
-	fieldByKey := map[string]int{}
-	for i := range t.NumField() {
-		tag, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
-		if tag == "" || tag == "-" {
-			continue
-		}
-		known = append(known, tag)
-		fieldByKey[tag] = i
-	}
-	seen := map[string]int{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, val := n.Content[i], n.Content[i+1]
-		if k.Kind != yaml.ScalarNode {
-			w.errAt(k.Line, "%s: keys must be plain words, got %s", where, nodeKind(k))
-			continue
-		}
-		key := k.Value
-		if first, dup := seen[key]; dup {
-			w.errAt(k.Line, "%s: key %q given twice (first on line %d)", where, key, first)
-			continue
-		}
-		seen[key] = k.Line
-		fi, ok := fieldByKey[key]
-		if !ok {
-			msg := fmt.Sprintf("%s: unknown key %q", where, key)
-			if s := closest(key, known); s != "" {
-				msg += fmt.Sprintf(" (did you mean %q?)", s)
-			} else {
-				msg += " (known keys: " + strings.Join(known, ", ") + ")"
-			}
-			w.errAt(k.Line, "%s", msg)
-			continue
-		}
-		p := key
-		if path != "" {
-			p = path + "." + key
-		}
-		w.lines[p] = k.Line
-		w.decode(val, v.Field(fi), p)
-	}
-}
-
-// closest suggests the known key nearest to a misspelt one, if any is near enough.
-func closest(key string, known []string) string {
-	best, bestD := "", 3
-	for _, k := range known {
-		if d := editDistance(key, k); d < bestD {
-			best, bestD = k, d
-		}
-	}
-	return best
-}
-
-func editDistance(a, b string) int {
-	if len(a) > 64 || len(b) > 64 {
-		return 64
-	}
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
+	return fmt.Sprintf("%q", n.Value)
 }

@@ -2,8 +2,10 @@ package ingest
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"math"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -13,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/influxdata/line-protocol/v2/lineprotocol"
 	"github.com/stretchr/testify/require"
 )
 
@@ -49,23 +52,31 @@ func TestAppendLines(t *testing.T) {
 	}
 }
 
-// The write request is what the client library sent: the v2 endpoint with org, bucket and
-// nanosecond precision, token auth, the line protocol as the body; a non-2xx answer is an
-// error carrying InfluxDB's message.
+// The write request is the v2 endpoint with org, bucket and nanosecond precision, token auth,
+// the line protocol as the body; a non-2xx answer is an error carrying InfluxDB's message, as
+// 1.8 gives it (X-Influxdb-Error, with {"error": …} in the body) and as 2.x does ({"code": …,
+// "message": …}).
 func TestInfluxWriteRequest(t *testing.T) {
 	var mu sync.Mutex
 	var got []*http.Request
 	var bodies []string
-	fail := true
+	fail := 1
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		mu.Lock()
 		defer mu.Unlock()
 		got, bodies = append(got, r), append(bodies, string(b))
-		if fail {
+		switch fail {
+		case 1:
 			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("X-Influxdb-Error", "engine: cache-max-memory-size exceeded")
 			w.WriteHeader(http.StatusServiceUnavailable)
 			_, _ = io.WriteString(w, `{"error":"engine: cache-max-memory-size exceeded"}`)
+			return
+		case 2:
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusInternalServerError)
+			_, _ = io.WriteString(w, `{"code":"internal error","message":"unexpected error writing points to database: timeout"}`)
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)
@@ -79,20 +90,26 @@ func TestInfluxWriteRequest(t *testing.T) {
 	require.ErrorContains(t, err, "503 Service Unavailable") // retried later (a 400 is not: TestInfluxRefusedWriteIsKeptAndSkipped)
 	require.ErrorContains(t, err, "cache-max-memory-size")
 	mu.Lock()
-	fail = false
+	fail = 2
+	mu.Unlock()
+	err = s.send([][]byte{lines}, 1)
+	require.ErrorContains(t, err, "500 Internal Server Error")
+	require.ErrorContains(t, err, "writing points to database: timeout")
+	mu.Lock()
+	fail = 0
 	mu.Unlock()
 	require.NoError(t, s.send([][]byte{lines}, 1))
 	mu.Lock()
 	defer mu.Unlock()
-	require.Len(t, got, 2)
-	r := got[1]
+	require.Len(t, got, 3)
+	r := got[2]
 	require.Equal(t, http.MethodPost, r.Method)
 	require.Equal(t, "/api/v2/write", r.URL.Path)
 	require.Equal(t, "o", r.URL.Query().Get("org"))
 	require.Equal(t, "db/rp", r.URL.Query().Get("bucket"))
 	require.Equal(t, "ns", r.URL.Query().Get("precision"))
 	require.Equal(t, "Token u:p", r.Header.Get("Authorization"))
-	require.Equal(t, string(lines), bodies[1])
+	require.Equal(t, string(lines), bodies[2])
 }
 
 // Write batches: once maxChunksPerWrite chunks are full they go together at once, in the order
@@ -195,4 +212,63 @@ func FuzzAppendFloat(f *testing.F) {
 			t.Fatalf("%v written as %q", v, s)
 		}
 	})
+}
+
+// What appendLines writes, line-protocol/v2's Decoder (the library's reading of the format)
+// reads back: measurement, tags, every finite value bit for bit, the receive time and the
+// timestamp. Device ids and metric names are what devices and profiles allow.
+func TestAppendLinesReadsBackWithLineProtocol(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	var rs []Reading
+	at := time.Unix(1764210904, 123456789)
+	for i := range 500 {
+		v := []float64{rng.NormFloat64() * 100, math.Round(rng.Float64()*1e4) / 100, float64(rng.IntN(2000) - 1000), rng.ExpFloat64() * 1e-6, 1e21 * rng.Float64()}[i%5]
+		q := []Quality{QualityGood, QualityLate, ""}[i%3]
+		dev := fmt.Sprintf("dev-%d.site_%d", i/8, i%3)
+		rs = append(rs, Reading{Device: dev, Metric: fmt.Sprintf("m_%d", i%8), Value: v, Quality: q,
+			Time: at.Add(time.Duration(i/8) * time.Microsecond), ReceiveTime: at.Add(time.Second)})
+	}
+	b, _ := appendLines(nil, nil, "reading", true, rs, false)
+	dec := lineprotocol.NewDecoderWithBytes(b)
+	i := 0
+	for dec.Next() {
+		m, err := dec.Measurement()
+		require.NoError(t, err)
+		require.Equal(t, "reading", string(m))
+		r := rs[i]
+		tags := map[string]string{}
+		for {
+			k, v, err := dec.NextTag()
+			require.NoError(t, err)
+			if k == nil {
+				break
+			}
+			tags[string(k)] = string(v)
+		}
+		want := map[string]string{"device": r.Device}
+		if r.Quality != "" && r.Quality != QualityGood {
+			want["quality"] = string(r.Quality)
+		}
+		require.Equal(t, want, tags)
+		for {
+			k, v, err := dec.NextField()
+			require.NoError(t, err)
+			if k == nil {
+				break
+			}
+			if string(k) == "recv_ms" {
+				require.Equal(t, r.ReceiveTime.UnixMilli(), v.IntV())
+				continue
+			}
+			require.Equal(t, rs[i].Device, r.Device, "one point per message")
+			require.Equal(t, rs[i].Metric, string(k))
+			require.Equal(t, math.Float64bits(rs[i].Value), math.Float64bits(v.FloatV()), "%v", rs[i].Value)
+			i++
+		}
+		ts, err := dec.Time(lineprotocol.Nanosecond, time.Time{})
+		require.NoError(t, err)
+		require.True(t, ts.Equal(r.Time))
+	}
+	require.NoError(t, dec.Err())
+	require.Equal(t, len(rs), i)
 }

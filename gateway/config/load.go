@@ -2,9 +2,7 @@ package config
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -13,6 +11,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/offsite-gw/offsite/internal/yamlstrict"
 )
 
 // EnvPrefix starts every environment override.
@@ -40,28 +40,33 @@ func Parse(name string, data []byte, environ []string) (Config, error) {
 
 func parse(cfg Config, name string, data []byte, environ []string) (Config, error) {
 	var problems []Problem
-	sources := map[string]string{} // key → where its value came from
+	var lines yamlstrict.Lines
+	sources := map[string]string{} // key → the environment variable that set it
 
 	if len(bytes.TrimSpace(data)) > 0 {
-		var doc yaml.Node
-		dec := yaml.NewDecoder(bytes.NewReader(data))
-		if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
-			return cfg, &Error{Problems: []Problem{{Where: name, Key: "(file)", Reason: "not valid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}}}
+		doc, syn := yamlstrict.Parse(data)
+		if syn != nil {
+			return cfg, &Error{Problems: []Problem{{Where: at(name, syn.Line), Key: "(file)", Reason: "not valid YAML: " + syn.Reason}}}
 		}
-		if len(doc.Content) == 1 && !(doc.Content[0].Kind == yaml.ScalarNode && doc.Content[0].Tag == "!!null") {
-			root := doc.Content[0]
-			if root.Kind != yaml.MappingNode {
-				return cfg, &Error{Problems: []Problem{{Where: fmt.Sprintf("%s:%d", name, root.Line), Key: "(file)", Reason: "the top level must be a mapping of keys"}}}
+		if doc.Root != nil && !yamlstrict.IsNull(doc.Root) {
+			if doc.Root.Kind != yaml.MappingNode {
+				return cfg, &Error{Problems: []Problem{{Where: at(name, doc.Root.Line), Key: "(file)", Reason: "the top level must be a mapping of keys"}}}
 			}
-			walk(name, "", root, reflect.ValueOf(&cfg).Elem(), sources, &problems)
+			lines = doc.Lines
+			for _, p := range doc.Decode(&cfg) {
+				problems = append(problems, Problem{Where: at(name, p.Line), Key: keyOf(p), Reason: reason(p)})
+			}
 		}
 	}
 
 	leaves := leafKeys(reflect.TypeOf(cfg), "")
 	byEnv := map[string]string{}
+	envNames := make([]string, 0, len(leaves))
 	for _, k := range leaves {
 		byEnv[EnvName(k)] = k
+		envNames = append(envNames, EnvName(k))
 	}
+	sort.Strings(envNames)
 	for _, kv := range environ {
 		envKey, val, ok := strings.Cut(kv, "=")
 		if !ok || !strings.HasPrefix(envKey, EnvPrefix) || strings.HasPrefix(envKey, EnvPrefix+"TEST_") {
@@ -69,30 +74,32 @@ func parse(cfg Config, name string, data []byte, environ []string) (Config, erro
 		}
 		key, known := byEnv[envKey]
 		if !known {
-			problems = append(problems, Problem{Where: "env " + envKey, Key: envKey, Reason: "unknown setting" + suggestEnv(envKey, byEnv)})
+			reason := "unknown setting"
+			if s := yamlstrict.Nearest(envKey, envNames, 3); s != "" {
+				reason += fmt.Sprintf(" (did you mean %s?)", s)
+			}
+			problems = append(problems, Problem{Where: "env " + envKey, Key: envKey, Reason: reason})
 			continue
 		}
-		field := fieldByPath(reflect.ValueOf(&cfg).Elem(), key)
-		var n yaml.Node
-		if err := yaml.Unmarshal([]byte(val), &n); err != nil || len(n.Content) == 0 {
-			n = yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: val}
-		} else {
-			n = *n.Content[0]
-		}
-		if field.Kind() == reflect.String {
-			// A string setting takes the variable verbatim, even if it looks like YAML.
-			n = yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: val}
-		}
-		if err := decodeLeaf(&n, field); err != nil {
+		ps, err := override(&cfg, key, val)
+		if err != nil {
 			problems = append(problems, Problem{Where: "env " + envKey, Key: key, Reason: err.Error()})
 			continue
 		}
-		sources[key] = "env " + envKey
+		for _, p := range ps {
+			problems = append(problems, Problem{Where: "env " + envKey, Key: key, Reason: reason(p)})
+		}
+		if len(ps) == 0 {
+			sources[key] = "env " + envKey
+		}
 	}
 
 	where := func(key string) string {
 		if s, ok := sources[key]; ok {
 			return s
+		}
+		if lines.Has(key) {
+			return at(name, lines.Line(key))
 		}
 		return "default"
 	}
@@ -101,6 +108,72 @@ func parse(cfg Config, name string, data []byte, environ []string) (Config, erro
 		return cfg, &Error{Problems: problems}
 	}
 	return cfg, nil
+}
+
+// override sets key from an environment value: the value is read as YAML (a list, a number,
+// a duration…) except for string settings, which take it verbatim, and decoded with the same
+// strict decoder as the file, as if the file said "key: value".
+func override(cfg *Config, key, val string) ([]yamlstrict.Problem, error) {
+	var leaf yaml.Node
+	var doc yaml.Node
+	t := yamlstrict.TypeAt(reflect.TypeOf(*cfg), key)
+	if err := yaml.Unmarshal([]byte(val), &doc); err != nil || len(doc.Content) == 0 || (t != nil && t.Kind() == reflect.String) {
+		leaf = yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: val, Style: yaml.DoubleQuotedStyle}
+	} else {
+		leaf = *doc.Content[0]
+	}
+	root := &leaf
+	parts := strings.Split(key, ".")
+	for i := len(parts) - 1; i >= 0; i-- {
+		root = &yaml.Node{Kind: yaml.MappingNode, Content: []*yaml.Node{{Kind: yaml.ScalarNode, Value: parts[i]}, root}}
+	}
+	b, err := yaml.Marshal(root)
+	if err != nil {
+		return nil, fmt.Errorf("cannot be read: %w", err)
+	}
+	d, syn := yamlstrict.Parse(b)
+	if syn != nil {
+		return []yamlstrict.Problem{*syn}, nil
+	}
+	return d.Decode(cfg), nil
+}
+
+func at(file string, line int) string {
+	if line <= 0 {
+		return file
+	}
+	return fmt.Sprintf("%s:%d", file, line)
+}
+
+func keyOf(p yamlstrict.Problem) string {
+	if p.Path == "" {
+		return "(file)"
+	}
+	return p.Path
+}
+
+// reason words a decoding problem for Problem.Reason (the key is printed before it).
+func reason(p yamlstrict.Problem) string {
+	switch p.Kind {
+	case yamlstrict.Syntax:
+		return "not valid YAML: " + p.Reason
+	case yamlstrict.UnknownKey:
+		// Configuration keys are longer than a profile's: a suggestion may be 3 edits away.
+		switch s := yamlstrict.Nearest(p.Key, p.Known, 3); {
+		case s != "":
+			return fmt.Sprintf("unknown key (did you mean %q?)", s)
+		case len(p.Known) > 0:
+			return "unknown key; known keys here: " + strings.Join(p.Known, ", ")
+		}
+		return "unknown key"
+	case yamlstrict.Duplicate:
+		return fmt.Sprintf("given twice (first on line %d)", p.FirstLine)
+	case yamlstrict.WrongType:
+		if p.Want == "a mapping of keys" {
+			return "must be a mapping of keys, got " + p.Got
+		}
+	}
+	return p.Reason
 }
 
 // EnvName is the environment variable that overrides key.
@@ -115,12 +188,6 @@ var durationType = reflect.TypeOf(time.Duration(0))
 
 func isLeaf(t reflect.Type) bool {
 	return t.Kind() != reflect.Struct || t == durationType
-}
-
-// isStructList reports a list of sections (uplinks, webhooks): walked item by item so an
-// unknown key inside an item is reported with its line like anywhere else.
-func isStructList(t reflect.Type) bool {
-	return t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Struct && t.Elem() != durationType
 }
 
 func leafKeys(t reflect.Type, prefix string) []string {
@@ -155,172 +222,4 @@ func join(prefix, k string) string {
 		return k
 	}
 	return prefix + "." + k
-}
-
-func fieldByPath(v reflect.Value, key string) reflect.Value {
-	for _, part := range strings.Split(key, ".") {
-		t := v.Type()
-		for i := 0; i < t.NumField(); i++ {
-			if yamlName(t.Field(i)) == part {
-				v = v.Field(i)
-				break
-			}
-		}
-	}
-	return v
-}
-
-// walk decodes a mapping node into struct v, reporting unknown keys and bad values with line.
-func walk(file, prefix string, node *yaml.Node, v reflect.Value, sources map[string]string, problems *[]Problem) {
-	t := v.Type()
-	fields := map[string]int{}
-	var names []string
-	for i := 0; i < t.NumField(); i++ {
-		if n := yamlName(t.Field(i)); n != "" {
-			fields[n] = i
-			names = append(names, n)
-		}
-	}
-	seen := map[string]int{}
-	for i := 0; i+1 < len(node.Content); i += 2 {
-		kn, vn := node.Content[i], node.Content[i+1]
-		key := join(prefix, kn.Value)
-		where := fmt.Sprintf("%s:%d", file, kn.Line)
-		if prev, dup := seen[kn.Value]; dup {
-			*problems = append(*problems, Problem{Where: where, Key: key, Reason: fmt.Sprintf("given twice (first on line %d)", prev)})
-			continue
-		}
-		seen[kn.Value] = kn.Line
-		idx, ok := fields[kn.Value]
-		if !ok {
-			*problems = append(*problems, Problem{Where: where, Key: key, Reason: "unknown key" + suggest(kn.Value, names)})
-			continue
-		}
-		fv := v.Field(idx)
-		if isStructList(fv.Type()) && vn.Kind == yaml.SequenceNode {
-			list := reflect.MakeSlice(fv.Type(), 0, len(vn.Content))
-			for j, item := range vn.Content {
-				ikey := fmt.Sprintf("%s[%d]", key, j)
-				if item.Kind != yaml.MappingNode {
-					*problems = append(*problems, Problem{Where: fmt.Sprintf("%s:%d", file, item.Line), Key: ikey, Reason: "each item must be a mapping of keys"})
-					continue
-				}
-				elem := reflect.New(fv.Type().Elem()).Elem()
-				walk(file, ikey, item, elem, sources, problems)
-				list = reflect.Append(list, elem)
-			}
-			fv.Set(list)
-			sources[key] = fmt.Sprintf("%s:%d", file, vn.Line)
-			continue
-		}
-		if isLeaf(fv.Type()) {
-			if err := decodeLeaf(vn, fv); err != nil {
-				*problems = append(*problems, Problem{Where: fmt.Sprintf("%s:%d", file, vn.Line), Key: key, Reason: err.Error()})
-				continue
-			}
-			sources[key] = fmt.Sprintf("%s:%d", file, vn.Line)
-			continue
-		}
-		if vn.Kind == yaml.ScalarNode && vn.Tag == "!!null" {
-			continue // "http:" with nothing under it keeps the defaults
-		}
-		if vn.Kind != yaml.MappingNode {
-			*problems = append(*problems, Problem{Where: fmt.Sprintf("%s:%d", file, vn.Line), Key: key, Reason: "must be a mapping of keys"})
-			continue
-		}
-		walk(file, key, vn, fv, sources, problems)
-	}
-}
-
-func decodeLeaf(n *yaml.Node, fv reflect.Value) error {
-	if n.Kind == yaml.MappingNode && fv.Kind() != reflect.Map {
-		return errors.New("must be a single value, not a mapping")
-	}
-	tmp := reflect.New(fv.Type())
-	var err error
-	if fv.Kind() == reflect.Map {
-		// A mapping of named sections (rules.schedules): decode strictly so a misspelt key
-		// inside an entry is still an error.
-		var b []byte
-		if b, err = yaml.Marshal(n); err == nil {
-			dec := yaml.NewDecoder(bytes.NewReader(b))
-			dec.KnownFields(true)
-			err = dec.Decode(tmp.Interface())
-		}
-	} else {
-		err = n.Decode(tmp.Interface())
-	}
-	if err != nil {
-		msg := err.Error()
-		if i := strings.LastIndex(msg, ": "); i >= 0 && strings.HasPrefix(msg, "yaml:") {
-			msg = msg[i+2:]
-		}
-		return fmt.Errorf("%s (expected %s)", msg, typeName(fv.Type()))
-	}
-	fv.Set(tmp.Elem())
-	return nil
-}
-
-func typeName(t reflect.Type) string {
-	switch {
-	case t == durationType:
-		return "a duration such as 30s or 10m"
-	case t.Kind() == reflect.Bool:
-		return "true or false"
-	case t.Kind() == reflect.Int:
-		return "a whole number"
-	case t.Kind() == reflect.Slice:
-		return "a list"
-	default:
-		return "a " + t.Kind().String()
-	}
-}
-
-func suggest(got string, names []string) string {
-	best, bestD := "", 4
-	for _, n := range names {
-		if d := distance(got, n); d < bestD {
-			best, bestD = n, d
-		}
-	}
-	if best == "" {
-		sort.Strings(names)
-		return "; known keys here: " + strings.Join(names, ", ")
-	}
-	return fmt.Sprintf(" (did you mean %q?)", best)
-}
-
-func suggestEnv(got string, byEnv map[string]string) string {
-	best, bestD := "", 4
-	for n := range byEnv {
-		if d := distance(got, n); d < bestD || (d == bestD && n < best) {
-			best, bestD = n, d
-		}
-	}
-	if best == "" {
-		return ""
-	}
-	return fmt.Sprintf(" (did you mean %s?)", best)
-}
-
-// distance is the Levenshtein edit distance.
-func distance(a, b string) int {
-	ra, rb := []rune(a), []rune(b)
-	prev := make([]int, len(rb)+1)
-	cur := make([]int, len(rb)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(ra); i++ {
-		cur[0] = i
-		for j := 1; j <= len(rb); j++ {
-			cost := 1
-			if ra[i-1] == rb[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(rb)]
 }
