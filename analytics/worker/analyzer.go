@@ -484,26 +484,6 @@ func (a *Analyzer) applySeed() {
 	a.seed = nil
 }
 
-// Active lists the alarm keys currently raised (a pipeline clears them when it stops).
-func (a *Analyzer) Active() []Signal {
-	var out []Signal
-	if a.tamper.active {
-		out = append(out, Signal{Type: event.TypeVideoTamper, AlarmKey: a.CameraID + "/tamper"})
-	}
-	if a.motion.active {
-		out = append(out, Signal{Type: event.TypeVideoMotion, AlarmKey: a.CameraID + "/motion"})
-	}
-	for _, z := range a.zones {
-		if z.absent.active {
-			out = append(out, Signal{Type: event.TypeVideoStaffAbsent, AlarmKey: a.CameraID + "/staff_absent/" + z.z.ID, Zone: z.z.ID})
-		}
-		if z.crowd.active {
-			out = append(out, Signal{Type: event.TypeVideoCrowding, AlarmKey: a.CameraID + "/crowding/" + z.z.ID, Zone: z.z.ID})
-		}
-	}
-	return out
-}
-
 func snapshot(m gocv.Mat) []byte {
 	buf, err := gocv.IMEncodeWithParams(gocv.JPEGFileExt, m, []int{gocv.IMWriteJpegQuality, 80})
 	if err != nil {

@@ -189,9 +189,6 @@ type HTTPError struct {
 
 func (e *HTTPError) Error() string { return fmt.Sprintf("WHEP %d: %s", e.Status, e.Body) }
 
-// Location is the session resource URL.
-func (c *Client) Location() string { return c.location }
-
 func (c *Client) readAudio(tr *webrtc.TrackRemote) {
 	for {
 		if _, _, err := tr.ReadRTP(); err != nil {
