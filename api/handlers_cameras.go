@@ -43,6 +43,10 @@ type cameraView struct {
 	Status     *streams.CameraStatus `json:"status,omitempty"`
 	WHEP       string                `json:"whep"`
 	Snap       string                `json:"snapshot"`
+	// Gateway names the site gateway of a camera a centre's child reported; State is its
+	// live state there.
+	Gateway string `json:"gateway,omitempty"`
+	State   string `json:"state,omitempty"`
 }
 
 // cameraRoutes registers the camera list (with Cameras) and WHEP and snapshots (with Video).
@@ -107,6 +111,17 @@ func (s *Server) listCameras(c *fiber.Ctx) error {
 	out := make([]cameraView, 0, len(cams))
 	for _, d := range cams {
 		out = append(out, toCameraView(d, status))
+	}
+	if s.Gateways != nil {
+		children, err := s.Gateways.ChildDevices(c.UserContext(), c.Query("gateway"), devices.DeviceFilter{
+			Kind: devices.KindCamera, Scope: scopeOf(c), SiteID: c.Query("site")})
+		if err != nil {
+			return err
+		}
+		for _, d := range children {
+			out = append(out, cameraView{ID: d.ID, SiteID: d.SiteID, Name: d.Name, Profile: d.Profile, Gateway: d.Gateway, State: d.State,
+				ReasonCode: d.Reason, WHEP: "/api/v1/cameras/" + d.ID + "/whep", Snap: "/api/v1/cameras/" + d.ID + "/snapshot.jpg"})
+		}
 	}
 	return c.JSON(fiber.Map{"cameras": out})
 }

@@ -69,14 +69,36 @@ func (s *Server) listSites(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	if sites == nil {
-		sites = []devices.Site{}
+	out := make([]any, 0, len(sites))
+	for _, site := range sites {
+		out = append(out, site)
 	}
-	return c.JSON(fiber.Map{"sites": sites})
+	if s.Gateways != nil {
+		children, err := s.Gateways.ChildSites(c.UserContext(), c.Query("gateway"), devices.SiteFilter{
+			Scope: scopeOf(c), Department: c.Query("department"), RegionCode: c.Query("region")})
+		if err != nil {
+			return err
+		}
+		for _, cs := range children {
+			out = append(out, cs)
+		}
+	}
+	return c.JSON(fiber.Map{"sites": out})
 }
 
 func (s *Server) getSite(c *fiber.Ctx) error {
 	site, err := s.visibleSite(c, c.Params("id"))
+	if errs.Is(err, errs.KindNotFound) && s.Gateways != nil {
+		children, cerr := s.Gateways.ChildSites(c.UserContext(), c.Query("gateway"), devices.SiteFilter{Scope: scopeOf(c)})
+		if cerr != nil {
+			return cerr
+		}
+		for _, cs := range children {
+			if cs.ID == c.Params("id") {
+				return c.JSON(cs)
+			}
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -145,6 +167,20 @@ func (s *Server) deleteSite(c *fiber.Ctx) error {
 type DeviceView struct {
 	devices.Device
 	FirmwareCheck *profiles.FirmwareCheck `json:"firmware_check,omitempty"`
+	// Gateway names the site gateway a device is on, for the devices a centre's children
+	// reported; State, StateSince and Reason are its live state there.
+	Gateway    string     `json:"gateway,omitempty"`
+	State      string     `json:"state,omitempty"`
+	StateSince *time.Time `json:"state_since,omitempty"`
+	Reason     string     `json:"reason,omitempty"`
+}
+
+// childView is a device reported by a child gateway, in the shape of the centre's own.
+func (s *Server) childView(d devices.InventoryDevice) DeviceView {
+	v := s.view(devices.Device{ID: d.ID, SiteID: d.SiteID, Kind: d.Kind, Name: d.Name, Vendor: d.Vendor, Model: d.Model,
+		Profile: d.Profile, Firmware: d.Firmware, Serial: d.Serial, InstalledOn: d.InstalledOn})
+	v.Gateway, v.State, v.StateSince, v.Reason = d.Gateway, d.State, d.StateSince, d.Reason
+	return v
 }
 
 // redact removes write-only secrets. The store already leaves them out of reads; this is the
@@ -207,11 +243,32 @@ func (s *Server) listDevices(c *fiber.Ctx) error {
 		}
 		out = append(out, v)
 	}
+	if s.Gateways != nil {
+		children, err := s.Gateways.ChildDevices(c.UserContext(), c.Query("gateway"), devices.DeviceFilter{
+			Scope: scopeOf(c), SiteID: c.Query("site"), Kind: kind, Profile: c.Query("profile")})
+		if err != nil {
+			return err
+		}
+		for _, d := range children {
+			v := s.childView(d)
+			if flagged && v.FirmwareCheck.Status == profiles.FirmwareOK {
+				continue
+			}
+			out = append(out, v)
+		}
+	}
 	return c.JSON(fiber.Map{"devices": out})
 }
 
 func (s *Server) getDevice(c *fiber.Ctx) error {
 	d, err := s.visibleDevice(c, c.Params("id"))
+	if errs.Is(err, errs.KindNotFound) && s.Gateways != nil {
+		if cd, site, cerr := s.Gateways.ChildDevice(c.UserContext(), c.Query("gateway"), c.Params("id")); cerr == nil {
+			if sc := scopeOf(c); sc.Unlimited() || (site.ID != "" && sc.AllowsSite(site.Site)) {
+				return c.JSON(s.childView(cd))
+			}
+		}
+	}
 	if err != nil {
 		return err
 	}

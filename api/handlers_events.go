@@ -114,6 +114,8 @@ func (s *Server) componentEnabled(name string) bool {
 		return s.Video != nil
 	case "analytics":
 		return s.Leases != nil
+	case "gateways":
+		return s.Gateways != nil
 	}
 	return true
 }

@@ -22,6 +22,8 @@ func (s *Server) routes() {
 	// Login is the one /api/v1 route without a token; it is registered before the group's
 	// authentication middleware so that middleware never sees it.
 	app.Post("/api/v1/auth/login", s.login)
+	// Site gateways below a centre sign their requests instead of logging in.
+	s.centreRoutes(app)
 	v1 := app.Group("/api/v1", s.authenticate)
 
 	v1.Get("/openapi.json", s.openAPI)
@@ -66,6 +68,7 @@ func (s *Server) routes() {
 	s.telemetryRoutes(v1)
 	s.cameraRoutes(v1)
 	s.analyticsRoutes(v1)
+	s.gatewayRoutes(v1)
 }
 
 // healthz answers 200 while the process serves and the database answers a ping.

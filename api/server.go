@@ -27,6 +27,7 @@ import (
 	"github.com/offsite-gw/offsite/api/auth"
 	"github.com/offsite-gw/offsite/devices"
 	"github.com/offsite-gw/offsite/events"
+	"github.com/offsite-gw/offsite/events/centre"
 	"github.com/offsite-gw/offsite/events/uplink"
 	profiles "github.com/offsite-gw/offsite/firmware-profiles"
 	"github.com/offsite-gw/offsite/internal/audit"
@@ -103,6 +104,10 @@ type Server struct {
 	// Video, when set, serves WHEP (/cameras/{id}/whep…) and /cameras/{id}/snapshot.jpg to
 	// callers who may watch the camera: a streams.Handler whose Authorize is VideoViewer.
 	Video http.Handler
+	// Gateways, when set, serves /gateways (enrolment and health of site gateways below this
+	// centre), and with Receiver the signed /offsite/v1/events:batch and /offsite/v1/inventory.
+	Gateways *devices.GatewayStore
+	Receiver *centre.Receiver
 	// Leases, when set, serves the analytics workers' leases and the cameras' analytics settings.
 	Leases LeaseService
 	// EvidenceLimit bounds one evidence upload (default 16 MiB).

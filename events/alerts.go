@@ -132,6 +132,9 @@ type Alerts struct {
 	// EscalationInterval is how often Run looks for overdue alerts (default 5s).
 	EscalationInterval time.Duration
 	Logger             *slog.Logger
+	// Disabled opens no alerts (a site whose centre opens them); the API still answers, with
+	// whatever alerts were opened before.
+	Disabled bool
 }
 
 // Initialize hooks the alarm logic into the log. Call after Log.Initialize.
@@ -155,7 +158,9 @@ func (a *Alerts) Initialize() error {
 			}
 		}
 	}
-	a.Log.Use(a.onEvent)
+	if !a.Disabled {
+		a.Log.Use(a.onEvent)
+	}
 	return nil
 }
 

@@ -29,6 +29,9 @@ type EvidenceConfig struct {
 
 // AlertsConfig configures alarm de-duplication and escalation.
 type AlertsConfig struct {
+	// Local makes a site gateway that reports to a centre open alerts of its own too (for
+	// staff on site). Without a centre uplink alerts are always opened locally.
+	Local              bool             `yaml:"local"`
 	Cooldown           time.Duration    `yaml:"cooldown"`
 	EscalationInterval time.Duration    `yaml:"escalation_interval"`
 	Escalation         []EscalationRule `yaml:"escalation"`

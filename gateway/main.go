@@ -47,6 +47,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdDemo(ctx, args[1:], stdout, stderr)
 	case "devices":
 		err = cmdDevices(ctx, args[1:], stdout, stderr)
+	case "gateways":
+		err = cmdGateways(ctx, args[1:], stdout, stderr)
 	case "profiles":
 		err = cmdProfiles(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
@@ -89,6 +91,10 @@ Usage:
                                           register sites and devices from CSV (UTF-8 or GBK), all or nothing
   offsite devices export [--config FILE] [--gbk] [-o FILE]
                                           write every site and device as CSV
+  offsite gateways add --config FILE --id ID [--name NAME] [--url URL]
+                                          enrol a site gateway below this centre; prints its secret once
+  offsite gateways list|remove|rotate-secret --config FILE [ID]
+                                          the site gateways below this centre and their health
   offsite profiles validate DIR           check firmware profile YAML files
   offsite version
 

@@ -22,6 +22,7 @@ import (
 	"github.com/offsite-gw/offsite/api/dashboard"
 	"github.com/offsite-gw/offsite/devices"
 	"github.com/offsite-gw/offsite/events"
+	"github.com/offsite-gw/offsite/events/centre"
 	"github.com/offsite-gw/offsite/events/event"
 	"github.com/offsite-gw/offsite/events/uplink"
 	profiles "github.com/offsite-gw/offsite/firmware-profiles"
@@ -89,6 +90,8 @@ type gateway struct {
 	feed     *events.Feed
 	evidence *events.EvidenceStore
 	uplinks  *uplink.Set
+	gateways *devices.GatewayStore
+	receiver *centre.Receiver
 	video    *video
 	sensors  *sensors
 	api      *api.Server
@@ -264,6 +267,11 @@ func openGateway(ctx context.Context, cfg config.Config, logger *slog.Logger, ou
 		return g, err
 	}
 	g.alerts = cfg.Events.Alerts.Alerts(g.events)
+	if hasCentre(cfg) && !cfg.Events.Alerts.Local {
+		// Officers work at the centre, which opens the alerts for this site's events.
+		g.alerts.Disabled = true
+		logger.Info("alerts are opened at the centre, not here (events.alerts.local: false)")
+	}
 	if err := g.alerts.Initialize(); err != nil {
 		return g, fmt.Errorf("alerts: %w", err)
 	}
@@ -273,13 +281,7 @@ func openGateway(ctx context.Context, cfg config.Config, logger *slog.Logger, ou
 	g.evidence = cfg.Events.Evidence.EvidenceStore(cfg.DataDir)
 	g.evidence.Keep = g.openAlertEvidence()
 	g.goBackground(func(ctx context.Context) { g.evidence.Run(ctx, cfg.Events.Evidence.SweepEvery, logger) })
-	g.uplinks = &uplink.Set{Configs: append(append([]uplink.Config{}, cfg.Uplinks...), cfg.Webhooks...),
-		GatewayID: cfg.GatewayID, Log: g.events, Logger: logger}
-	if err := g.uplinks.Initialize(); err != nil {
-		return g, fmt.Errorf("uplinks: %w", err)
-	}
-	g.onStop("uplinks", func(context.Context) error { g.uplinks.Close(); return nil })
-	g.reg.MustRegister(g.uplinks.Collector())
+	g.openCentre(sealer)
 
 	if err := g.openSensors(ctx); err != nil {
 		return g, fmt.Errorf("sensors: %w", err)
@@ -287,6 +289,14 @@ func openGateway(ctx context.Context, cfg config.Config, logger *slog.Logger, ou
 	if err := g.openVideo(ctx); err != nil {
 		return g, fmt.Errorf("video: %w", err)
 	}
+	// Uplinks start after the components the inventory for a centre reads.
+	g.uplinks = &uplink.Set{Configs: append(append([]uplink.Config{}, cfg.Uplinks...), cfg.Webhooks...),
+		GatewayID: cfg.GatewayID, Log: g.events, Logger: logger, Version: version, Inventory: g.inventory}
+	if err := g.uplinks.Initialize(); err != nil {
+		return g, fmt.Errorf("uplinks: %w", err)
+	}
+	g.onStop("uplinks", func(context.Context) error { g.uplinks.Close(); return nil })
+	g.reg.MustRegister(g.uplinks.Collector())
 
 	g.api = &api.Server{
 		Listen: cfg.HTTP.Listen, ReadTimeout: cfg.HTTP.ReadTimeout, BodyLimit: cfg.HTTP.BodyLimitMB << 20,
@@ -297,6 +307,7 @@ func openGateway(ctx context.Context, cfg config.Config, logger *slog.Logger, ou
 		Events: g.events, Alerts: g.alerts, Feed: g.feed, Evidence: g.evidence, Uplinks: g.uplinks,
 		Telemetry: g.sensors.telemetry, Presence: g.sensors.presence, Quarantine: g.sensors.quarantine,
 		Cameras: g.video.manager, Video: g.video.handler, Leases: g.video.leases,
+		Gateways: g.gateways, Receiver: g.receiver,
 	}
 	if err := g.api.Initialize(); err != nil {
 		return g, fmt.Errorf("api: %w", err)
@@ -353,6 +364,15 @@ func (g *gateway) stop() error {
 	}
 	g.log.Info("stopped")
 	return errors.Join(errs...)
+}
+
+func hasCentre(cfg config.Config) bool {
+	for _, u := range cfg.Uplinks {
+		if u.Kind == uplink.KindCentre {
+			return true
+		}
+	}
+	return false
 }
 
 func (g *gateway) warnFlaggedFirmware(ctx context.Context) {

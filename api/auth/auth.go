@@ -64,6 +64,9 @@ const (
 	PermEvidenceWrite Permission = "evidence.write" // upload snapshots and attachments
 	PermUplinksRead   Permission = "uplinks.read"   // delivery status of uplinks and webhooks
 	PermUplinksManage Permission = "uplinks.manage" // dead letters: list, re-send
+	// Site gateways enrolled below a centre.
+	PermGatewaysRead   Permission = "gateways.read"   // list them and their health
+	PermGatewaysManage Permission = "gateways.manage" // enrol, change, rotate the secret, remove
 )
 
 // Allowed reports whether role may use permission p. This is the whole role matrix; the table
@@ -75,7 +78,7 @@ func Allowed(role Role, p Permission) bool {
 	case RoleMaintainer:
 		switch p {
 		case PermSitesRead, PermSitesWrite, PermDevicesRead, PermDevicesWrite, PermDevicesExport, PermProfilesRead,
-			PermEventsRead, PermUplinksRead:
+			PermEventsRead, PermUplinksRead, PermGatewaysRead:
 			return true
 		}
 	case RoleOfficer:

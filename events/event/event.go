@@ -26,6 +26,10 @@ const (
 	TypeVideoMotion      = "video.motion"
 	TypeTelemetryDropped = "telemetry.dropped"
 	TypeEvidenceAdded    = "evidence.added"
+	// TypeGatewayOffline and TypeGatewayOnline are raised by a centre about an enrolled site
+	// gateway that fell silent and came back (docs/contracts.md §7).
+	TypeGatewayOffline = "gateway.offline"
+	TypeGatewayOnline  = "gateway.online"
 
 	// AlertPrefix starts every alert lifecycle type (alert.opened, alert.claimed, …); only
 	// the alert lifecycle writes them.

@@ -21,6 +21,7 @@ import (
 // Kinds of uplink: the contract's batch endpoint, or a webhook flavour.
 const (
 	KindOffsite  = "offsite"  // POST {base_url}/offsite/v1/events:batch, docs/contracts.md §6
+	KindCentre   = "centre"   // an offsite uplink to this site's centre, which also gets the inventory (§7)
 	KindWebhook  = "webhook"  // POST {url}, same body and signature headers; any 2xx = delivered
 	KindDingTalk = "dingtalk" // DingTalk group robot, markdown message, optional sign secret
 	KindWeCom    = "wecom"    // WeCom (企业微信) group robot, markdown message
@@ -42,6 +43,7 @@ func protocolFor(kind string) protocol {
 	case KindWeCom:
 		return robotProto{}
 	}
+	// KindOffsite and KindCentre
 	return offsiteProto{}
 }
 
@@ -76,6 +78,15 @@ func (offsiteProto) request(ctx context.Context, u *Uplink, evs []event.Event, n
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if u.Kind == KindCentre {
+		u.mu.Lock()
+		backlog := u.backlogHint
+		u.mu.Unlock()
+		req.Header.Set(HeaderBacklog, strconv.FormatInt(backlog, 10))
+		if u.Version != "" {
+			req.Header.Set(HeaderVersion, u.Version)
+		}
+	}
 	return req, SignRequest(req, u.GatewayID, u.Alg, u.secret, now, body)
 }
 

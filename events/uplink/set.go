@@ -15,6 +15,9 @@ type Set struct {
 	GatewayID string
 	Log       *events.Log
 	Logger    *slog.Logger
+	// Version and Inventory are handed to centre uplinks (kind centre).
+	Version   string
+	Inventory InventoryFunc
 
 	byName map[string]*Uplink
 	order  []*Uplink
@@ -28,7 +31,10 @@ func (s *Set) Initialize() error {
 			s.Close()
 			return fmt.Errorf("uplinks: name %q used twice (each name has its own cursor)", c.Name)
 		}
-		u := &Uplink{Config: c, GatewayID: s.GatewayID, Log: s.Log, Logger: s.Logger}
+		u := &Uplink{Config: c, GatewayID: s.GatewayID, Log: s.Log, Logger: s.Logger, Version: s.Version}
+		if c.Kind == KindCentre {
+			u.Inventory = s.Inventory
+		}
 		if err := u.Initialize(); err != nil {
 			s.Close()
 			return err
@@ -37,6 +43,16 @@ func (s *Set) Initialize() error {
 		s.order = append(s.order, u)
 	}
 	return nil
+}
+
+// HasCentre reports whether one of the uplinks is this site's centre.
+func (s *Set) HasCentre() bool {
+	for _, c := range s.Configs {
+		if c.Kind == KindCentre {
+			return true
+		}
+	}
+	return false
 }
 
 // Close stops every uplink.

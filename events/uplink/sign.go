@@ -29,6 +29,10 @@ const (
 	HeaderTimestamp = "X-Offsite-Timestamp"
 	HeaderNonce     = "X-Offsite-Nonce"
 	HeaderSignature = "X-Offsite-Signature"
+	// HeaderBacklog and HeaderVersion are what a site tells its centre besides the signature
+	// (events still to send after this batch, and its version), for the centre's health view.
+	HeaderBacklog = "X-Offsite-Backlog"
+	HeaderVersion = "X-Offsite-Version"
 )
 
 // Verification failures; receivers answer 401 for all of them.

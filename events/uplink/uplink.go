@@ -56,6 +56,11 @@ type Config struct {
 	// BackoffMin and BackoffMax bound the retry delay (default 500ms and 60s).
 	BackoffMin time.Duration `yaml:"backoff_min"`
 	BackoffMax time.Duration `yaml:"backoff_max"`
+	// InventoryEvery is how often a centre uplink checks the inventory for changes (default
+	// 5s); HeartbeatEvery how often it sends it unchanged, so the centre knows the site is up
+	// while it has no events (default 30s).
+	InventoryEvery time.Duration `yaml:"inventory_every"`
+	HeartbeatEvery time.Duration `yaml:"heartbeat_every"`
 	// StartAt applies when the uplink has no cursor yet: "beginning" (default for offsite
 	// and webhook) sends the whole log; "now" (default for robots) only what comes next.
 	StartAt string `yaml:"start_at"`
@@ -69,17 +74,25 @@ type Uplink struct {
 	GatewayID string
 	Log       *events.Log
 	Logger    *slog.Logger
+	// Version is this node's version, told to a centre.
+	Version string
+	// Inventory, for a centre uplink, returns what the site reports of itself (docs/contracts.md
+	// §7); nil sends none.
+	Inventory InventoryFunc
 	// Client, if nil, is built from the timeouts.
 	Client *http.Client
 	Now    func() time.Time
 
-	secret []byte
-	proto  protocol
-	cancel context.CancelFunc
-	done   chan struct{}
+	secret  []byte
+	proto   protocol
+	cancel  context.CancelFunc
+	done    chan struct{}
+	invDone chan struct{}
 
-	mu sync.Mutex
-	st Status
+	mu          sync.Mutex
+	st          Status
+	backlogHint int64
+	inv         InventoryStatus
 }
 
 // Status is what the API and the dashboard show of an uplink.
@@ -104,6 +117,8 @@ type Status struct {
 	Rejected    uint64     `json:"rejected"`
 	Requests    uint64     `json:"requests"`
 	Failures    uint64     `json:"failures"`
+	// Inventory is set on a centre uplink: the inventory reports to the centre.
+	Inventory *InventoryStatus `json:"inventory,omitempty"`
 
 	oldest time.Time
 }
@@ -125,6 +140,10 @@ func (u *Uplink) Initialize() error {
 	u.st = Status{Name: u.Name, Kind: u.Kind, URL: redactURL(u.endpoint()), Cursor: cur, DeadLetters: dead}
 	ctx, u.cancel = context.WithCancel(ctx)
 	u.done = make(chan struct{})
+	if u.Kind == KindCentre && u.Inventory != nil {
+		u.invDone = make(chan struct{})
+		go u.runInventory(ctx)
+	}
 	go u.run(ctx, cur)
 	return nil
 }
@@ -135,6 +154,9 @@ func (u *Uplink) Close() {
 	if u.cancel != nil {
 		u.cancel()
 		<-u.done
+		if u.invDone != nil {
+			<-u.invDone
+		}
 	}
 }
 
@@ -152,8 +174,11 @@ func (u *Uplink) defaults() error {
 	if u.Kind == "" {
 		u.Kind = KindOffsite
 	}
+	if u.Kind == KindCentre && u.BaseURL == "" {
+		u.BaseURL = u.URL // a centre is named by url or base_url
+	}
 	switch u.Kind {
-	case KindOffsite:
+	case KindOffsite, KindCentre:
 		if err := checkURL(u.BaseURL); err != nil {
 			return fmt.Errorf("base_url: %w", err)
 		}
@@ -162,7 +187,7 @@ func (u *Uplink) defaults() error {
 			return fmt.Errorf("url: %w", err)
 		}
 	default:
-		return fmt.Errorf("kind %q must be offsite, webhook, dingtalk or wecom", u.Kind)
+		return fmt.Errorf("kind %q must be offsite, centre, webhook, dingtalk or wecom", u.Kind)
 	}
 	if u.Alg == "" {
 		u.Alg = AlgSM3
@@ -178,7 +203,7 @@ func (u *Uplink) defaults() error {
 		}
 		u.secret = []byte(strings.TrimSpace(string(b)))
 	}
-	if len(u.secret) == 0 && u.Kind == KindOffsite {
+	if len(u.secret) == 0 && (u.Kind == KindOffsite || u.Kind == KindCentre) {
 		return errors.New("secret or secret_file is required: receivers refuse unsigned batches")
 	}
 	robot := u.Kind == KindDingTalk || u.Kind == KindWeCom
@@ -238,6 +263,12 @@ func (u *Uplink) defaults() error {
 		tr.ResponseHeaderTimeout = u.Timeout
 		u.Client = &http.Client{Timeout: u.Timeout, Transport: tr}
 	}
+	if u.InventoryEvery <= 0 {
+		u.InventoryEvery = 5 * time.Second
+	}
+	if u.HeartbeatEvery <= 0 {
+		u.HeartbeatEvery = 30 * time.Second
+	}
 	u.proto = protocolFor(u.Kind)
 	return nil
 }
@@ -254,7 +285,7 @@ func checkURL(s string) error {
 }
 
 func (u *Uplink) endpoint() string {
-	if u.Kind == KindOffsite {
+	if u.Kind == KindOffsite || u.Kind == KindCentre {
 		return strings.TrimRight(u.BaseURL, "/") + "/offsite/v1/events:batch"
 	}
 	return u.URL
@@ -299,6 +330,10 @@ func (u *Uplink) Status() Status {
 	head, _ := u.Log.Head()
 	u.mu.Lock()
 	st := u.st
+	if u.Kind == KindCentre && u.Inventory != nil {
+		inv := u.inv
+		st.Inventory = &inv
+	}
 	u.mu.Unlock()
 	st.Head = max(head, st.Cursor)
 	st.Backlog = st.Head - st.Cursor
@@ -387,6 +422,12 @@ func (u *Uplink) run(ctx context.Context, cursor int64) {
 }
 
 func (u *Uplink) send(ctx context.Context, batch []event.Event) ([]Rejection, error) {
+	if u.Kind == KindCentre {
+		head, _ := u.Log.Head()
+		u.mu.Lock()
+		u.backlogHint = max(0, head-batch[len(batch)-1].Seq)
+		u.mu.Unlock()
+	}
 	req, err := u.proto.request(ctx, u, batch, u.Now())
 	if err != nil {
 		return nil, err

@@ -36,6 +36,17 @@ type Config struct {
 	Events   events.Config   `yaml:"events"`
 	Uplinks  []uplink.Config `yaml:"uplinks"`
 	Webhooks []uplink.Config `yaml:"webhooks"`
+	Centre   Centre          `yaml:"centre"`
+}
+
+// Centre configures this node as a centre for the site gateways enrolled below it
+// (docs/contracts.md §7). A node with no enrolled gateway is a site; these keys then do nothing.
+type Centre struct {
+	// OfflineAfter: a gateway silent this long (while the centre runs) is marked offline and
+	// gateway.offline is raised. Sites send a heartbeat every 30 s by default.
+	OfflineAfter time.Duration `yaml:"offline_after"`
+	// MaxSkew is how far a request's timestamp may be from this clock; older ones are refused.
+	MaxSkew time.Duration `yaml:"max_skew"`
 }
 
 // Log configures logging.
@@ -241,6 +252,7 @@ func Default() Config {
 		Events:   defaultEvents(),
 		Uplinks:  []uplink.Config{},
 		Webhooks: []uplink.Config{},
+		Centre:   Centre{OfflineAfter: 2 * time.Minute, MaxSkew: 5 * time.Minute},
 	}
 }
 
@@ -405,6 +417,22 @@ func (c *Config) validate(where func(key string) string) []Problem {
 	}
 	if err := c.Events.Validate(); err != nil {
 		bad("events", "%v", err)
+	}
+	if c.Centre.OfflineAfter < 10*time.Second || c.Centre.MaxSkew < 10*time.Second {
+		bad("centre", "offline_after and max_skew must be at least 10s, got %s and %s", c.Centre.OfflineAfter, c.Centre.MaxSkew)
+	}
+	centres := 0
+	for i, u := range c.Uplinks {
+		if u.Kind == uplink.KindCentre {
+			if centres++; centres > 1 {
+				bad(fmt.Sprintf("uplinks[%d].kind", i), "a site reports to one centre; only one uplink may be of kind centre")
+			}
+		}
+	}
+	for i, u := range c.Webhooks {
+		if u.Kind == uplink.KindCentre {
+			bad(fmt.Sprintf("webhooks[%d].kind", i), "a centre is an uplink; put it under uplinks:")
+		}
 	}
 	names := map[string]string{}
 	for i, u := range append(append([]uplink.Config{}, c.Uplinks...), c.Webhooks...) {

@@ -1,0 +1,640 @@
+package devices
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/offsite-gw/offsite/internal/errs"
+	"github.com/offsite-gw/offsite/internal/store"
+)
+
+// Gateway states as a centre sees its children.
+const (
+	GatewayUnknown = "unknown" // enrolled, never heard from
+	GatewayOnline  = "online"
+	GatewayOffline = "offline" // silent for longer than the centre's offline_after
+)
+
+// Gateway is a site gateway enrolled below a centre (docs/contracts.md §7) and what the centre
+// knows of its health. The secret it signs with is never part of it: Enrol returns it once.
+type Gateway struct {
+	ID      string `json:"id"`
+	Name    string `json:"name"`
+	BaseURL string `json:"base_url,omitempty"`
+	// Alg, if set, is the only signature algorithm accepted from this gateway; "" accepts
+	// hmac-sm3 and hmac-sha256.
+	Alg       string    `json:"alg,omitempty"`
+	Disabled  bool      `json:"disabled"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+
+	State             string     `json:"state"`
+	StateSince        *time.Time `json:"state_since,omitempty"`
+	LastSeen          *time.Time `json:"last_seen,omitempty"`
+	LastAddr          string     `json:"last_addr,omitempty"`
+	Version           string     `json:"version,omitempty"`
+	InventoryRevision int64      `json:"inventory_revision"`
+	InventoryAt       *time.Time `json:"inventory_at,omitempty"`
+	// LagEvents is how many events the gateway last said it still has to send.
+	LagEvents      int64      `json:"lag_events"`
+	EventsReceived int64      `json:"events_received"`
+	Refused        int64      `json:"refused"`
+	LastRefusal    string     `json:"last_refusal,omitempty"`
+	LastRefusalAt  *time.Time `json:"last_refusal_at,omitempty"`
+	Sites          int        `json:"sites"`
+	Devices        int        `json:"devices"`
+}
+
+// Inventory is what a site gateway reports of itself to its centre (PUT /offsite/v1/inventory):
+// its sites and devices with their live state, never a secret.
+type Inventory struct {
+	GatewayID string            `json:"gateway_id"`
+	Revision  int64             `json:"revision"`
+	Version   string            `json:"version,omitempty"`
+	Backlog   int64             `json:"backlog"`
+	Sites     []Site            `json:"sites"`
+	Devices   []InventoryDevice `json:"devices"`
+}
+
+// InventoryDevice is a device as a centre sees it: the registry's facts without credentials,
+// plus its live state at the site.
+type InventoryDevice struct {
+	ID          string `json:"id"`
+	SiteID      string `json:"site_id"`
+	Kind        Kind   `json:"kind"`
+	Name        string `json:"name"`
+	Vendor      string `json:"vendor,omitempty"`
+	Model       string `json:"model,omitempty"`
+	Profile     string `json:"profile,omitempty"`
+	Firmware    string `json:"firmware,omitempty"`
+	Serial      string `json:"serial,omitempty"`
+	InstalledOn string `json:"installed_on,omitempty"`
+	// Gateway names the gateway the device is on; set by the centre when it lists them.
+	Gateway string `json:"gateway,omitempty"`
+	// State is the live state at the site: presence for sensors (online, offline, silent,
+	// unknown), the relay's state for cameras (online, connecting, offline …).
+	State      string     `json:"state,omitempty"`
+	StateSince *time.Time `json:"state_since,omitempty"`
+	Reason     string     `json:"reason,omitempty"`
+}
+
+// Limits of one inventory, so one gateway cannot fill the centre's database.
+const (
+	MaxInventorySites   = 10000
+	MaxInventoryDevices = 50000
+)
+
+// InventoryOf turns registry devices into inventory entries, dropping every credential.
+func InventoryOf(d Device) InventoryDevice {
+	return InventoryDevice{ID: d.ID, SiteID: d.SiteID, Kind: d.Kind, Name: d.Name, Vendor: d.Vendor, Model: d.Model,
+		Profile: d.Profile, Firmware: d.Firmware, Serial: d.Serial, InstalledOn: d.InstalledOn}
+}
+
+// Validate checks an inventory from outside; the error names the first problem.
+func (inv *Inventory) Validate() error {
+	if err := ValidateID(inv.GatewayID); err != nil {
+		return fmt.Errorf("gateway_id: %w", err)
+	}
+	if inv.Revision <= 0 {
+		return fmt.Errorf("revision must be a positive integer")
+	}
+	if len(inv.Sites) > MaxInventorySites || len(inv.Devices) > MaxInventoryDevices {
+		return fmt.Errorf("inventory too large: at most %d sites and %d devices", MaxInventorySites, MaxInventoryDevices)
+	}
+	seen := map[string]bool{}
+	for i := range inv.Sites {
+		s := &inv.Sites[i]
+		if err := ValidateID(s.ID); err != nil {
+			return fmt.Errorf("sites[%d].id: %w", i, err)
+		}
+		if seen[s.ID] {
+			return fmt.Errorf("sites[%d].id %q appears twice", i, s.ID)
+		}
+		seen[s.ID] = true
+		if !utf8.ValidString(s.Name+s.Department+s.RegionCode+s.Address+s.USCC) || len(s.Name) > 4*maxNameLen || len(s.Address) > 4*maxAddressLen {
+			return fmt.Errorf("sites[%d]: text fields must be UTF-8 and of reasonable length", i)
+		}
+	}
+	seenDev := map[string]bool{}
+	for i := range inv.Devices {
+		d := &inv.Devices[i]
+		if err := ValidateID(d.ID); err != nil {
+			return fmt.Errorf("devices[%d].id: %w", i, err)
+		}
+		if seenDev[d.ID] {
+			return fmt.Errorf("devices[%d].id %q appears twice", i, d.ID)
+		}
+		seenDev[d.ID] = true
+		if d.SiteID != "" && !seen[d.SiteID] {
+			return fmt.Errorf("devices[%d] (%s): site %q is not in the inventory", i, d.ID, d.SiteID)
+		}
+		if !utf8.ValidString(d.Name+d.Vendor+d.Model+d.Profile+d.Firmware+d.State+d.Reason) || len(d.Name) > 4*maxNameLen || len(d.Reason) > 1000 {
+			return fmt.Errorf("devices[%d]: text fields must be UTF-8 and of reasonable length", i)
+		}
+	}
+	return nil
+}
+
+// GatewayStore keeps the gateways enrolled below a centre and their inventories.
+type GatewayStore struct {
+	DB *store.DB
+	// Sealer encrypts the enrolment secrets (they are needed in clear to check signatures).
+	Sealer *Sealer
+	Now    func() time.Time
+}
+
+func (s *GatewayStore) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+func errNoGateway(id string) error {
+	return errs.E(errs.KindNotFound, "gateway_not_found", "gateway %q is not enrolled", id)
+}
+
+func validateGateway(g *Gateway) error {
+	var ps problems
+	if p := idProblem(g.ID); p != "" {
+		ps.add("id", "%s", p)
+	}
+	g.Name = strings.TrimSpace(g.Name)
+	if g.Name == "" {
+		g.Name = g.ID
+	}
+	ps.checkText("name", g.Name, maxNameLen, true)
+	g.BaseURL = strings.TrimRight(strings.TrimSpace(g.BaseURL), "/")
+	if g.BaseURL != "" {
+		u, err := url.Parse(g.BaseURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+			ps.add("base_url", "must be an http:// or https:// URL without credentials, e.g. http://10.0.3.7:8080")
+		}
+	}
+	switch g.Alg {
+	case "", "hmac-sm3", "hmac-sha256":
+	default:
+		ps.add("alg", "must be hmac-sm3, hmac-sha256 or empty (both)")
+	}
+	if len(ps) > 0 {
+		return errs.E(errs.KindInvalid, "invalid_gateway", "%s", ps.String())
+	}
+	return nil
+}
+
+// Enrol adds a gateway. secret "" generates one; the secret is returned (show it once).
+func (s *GatewayStore) Enrol(ctx context.Context, g *Gateway, secret string) (string, error) {
+	if s.Sealer == nil {
+		return "", errs.E(errs.KindInternal, "no_sealer", "the centre has no key to seal enrolment secrets")
+	}
+	if err := validateGateway(g); err != nil {
+		return "", err
+	}
+	if secret == "" {
+		secret = GenerateSecret() + GenerateSecret()
+	} else if len(secret) < 16 {
+		return "", errs.E(errs.KindInvalid, "weak_secret", "an enrolment secret needs at least 16 characters")
+	}
+	now := s.now()
+	_, err := s.DB.Exec(ctx, `INSERT INTO gateways(id, name, base_url, alg, secret_enc, disabled, created_at, updated_at, state, state_since)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, g.ID, g.Name, g.BaseURL, g.Alg, s.Sealer.Seal(secret, "gateway:"+g.ID),
+		g.Disabled, now.UnixMilli(), now.UnixMilli(), GatewayUnknown, now.UnixMilli())
+	if store.IsUniqueViolation(err) {
+		return "", errs.E(errs.KindConflict, "gateway_exists", "gateway %q is already enrolled", g.ID)
+	}
+	if err != nil {
+		return "", fmt.Errorf("devices: enrol gateway: %w", err)
+	}
+	out, err := s.Get(ctx, g.ID)
+	if err == nil {
+		*g = out
+	}
+	return secret, err
+}
+
+// RotateSecret replaces a gateway's secret (secret "" generates one) and returns it. Requests
+// signed with the old secret are refused from then on.
+func (s *GatewayStore) RotateSecret(ctx context.Context, id, secret string) (string, error) {
+	if secret == "" {
+		secret = GenerateSecret() + GenerateSecret()
+	} else if len(secret) < 16 {
+		return "", errs.E(errs.KindInvalid, "weak_secret", "an enrolment secret needs at least 16 characters")
+	}
+	res, err := s.DB.Exec(ctx, `UPDATE gateways SET secret_enc = ?, updated_at = ? WHERE id = ?`,
+		s.Sealer.Seal(secret, "gateway:"+id), s.now().UnixMilli(), id)
+	if err != nil {
+		return "", fmt.Errorf("devices: rotate gateway secret: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return "", errNoGateway(id)
+	}
+	return secret, nil
+}
+
+// Update changes a gateway's name, base URL, algorithm and disabled flag.
+func (s *GatewayStore) Update(ctx context.Context, g *Gateway) error {
+	if err := validateGateway(g); err != nil {
+		return err
+	}
+	res, err := s.DB.Exec(ctx, `UPDATE gateways SET name = ?, base_url = ?, alg = ?, disabled = ?, updated_at = ? WHERE id = ?`,
+		g.Name, g.BaseURL, g.Alg, g.Disabled, s.now().UnixMilli(), g.ID)
+	if err != nil {
+		return fmt.Errorf("devices: update gateway: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return errNoGateway(g.ID)
+	}
+	out, err := s.Get(ctx, g.ID)
+	if err == nil {
+		*g = out
+	}
+	return err
+}
+
+// Delete removes a gateway and its inventory. Its events stay in the log.
+func (s *GatewayStore) Delete(ctx context.Context, id string) error {
+	return s.DB.InTx(ctx, func(tx *store.Tx) error {
+		res, err := tx.Exec(ctx, `DELETE FROM gateways WHERE id = ?`, id)
+		if err != nil {
+			return fmt.Errorf("devices: delete gateway: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return errNoGateway(id)
+		}
+		for _, q := range []string{`DELETE FROM gateway_sites WHERE gateway_id = ?`, `DELETE FROM gateway_devices WHERE gateway_id = ?`,
+			`DELETE FROM gateway_nonces WHERE gateway_id = ?`} {
+			if _, err := tx.Exec(ctx, q, id); err != nil {
+				return fmt.Errorf("devices: delete gateway inventory: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
+const gatewayColumns = `id, name, base_url, alg, disabled, created_at, updated_at, state, state_since, last_seen, last_addr, version,
+	inventory_revision, inventory_at, backlog, events_received, refused, last_refusal, last_refusal_at`
+
+func msPtr(ms int64) *time.Time {
+	if ms == 0 {
+		return nil
+	}
+	t := fromMillis(ms)
+	return &t
+}
+
+func scanGateway(sc interface{ Scan(...any) error }) (Gateway, error) {
+	var g Gateway
+	var created, updated, since, seen, invAt, refusedAt int64
+	err := sc.Scan(&g.ID, &g.Name, &g.BaseURL, &g.Alg, &g.Disabled, &created, &updated, &g.State, &since, &seen, &g.LastAddr,
+		&g.Version, &g.InventoryRevision, &invAt, &g.LagEvents, &g.EventsReceived, &g.Refused, &g.LastRefusal, &refusedAt)
+	if err != nil {
+		return g, err
+	}
+	g.CreatedAt, g.UpdatedAt = fromMillis(created), fromMillis(updated)
+	g.StateSince, g.LastSeen, g.InventoryAt, g.LastRefusalAt = msPtr(since), msPtr(seen), msPtr(invAt), msPtr(refusedAt)
+	return g, nil
+}
+
+// Get returns one enrolled gateway with its inventory counts.
+func (s *GatewayStore) Get(ctx context.Context, id string) (Gateway, error) {
+	g, err := scanGateway(s.DB.QueryRow(ctx, `SELECT `+gatewayColumns+` FROM gateways WHERE id = ?`, id))
+	if store.IsNoRows(err) {
+		return g, errNoGateway(id)
+	}
+	if err != nil {
+		return g, fmt.Errorf("devices: read gateway: %w", err)
+	}
+	_ = s.DB.QueryRow(ctx, `SELECT COUNT(*) FROM gateway_sites WHERE gateway_id = ?`, id).Scan(&g.Sites)
+	_ = s.DB.QueryRow(ctx, `SELECT COUNT(*) FROM gateway_devices WHERE gateway_id = ?`, id).Scan(&g.Devices)
+	return g, nil
+}
+
+// List returns every enrolled gateway, ordered by id, with inventory counts.
+func (s *GatewayStore) List(ctx context.Context) ([]Gateway, error) {
+	rows, err := s.DB.Query(ctx, `SELECT `+gatewayColumns+` FROM gateways ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("devices: list gateways: %w", err)
+	}
+	out := []Gateway{}
+	for rows.Next() {
+		g, err := scanGateway(rows)
+		if err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("devices: list gateways: %w", err)
+		}
+		out = append(out, g)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	counts := func(table string) map[string]int {
+		m := map[string]int{}
+		rows, err := s.DB.Query(ctx, `SELECT gateway_id, COUNT(*) FROM `+table+` GROUP BY gateway_id`)
+		if err != nil {
+			return m
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id string
+			var n int
+			if rows.Scan(&id, &n) == nil {
+				m[id] = n
+			}
+		}
+		return m
+	}
+	sites, devs := counts("gateway_sites"), counts("gateway_devices")
+	for i := range out {
+		out[i].Sites, out[i].Devices = sites[out[i].ID], devs[out[i].ID]
+	}
+	return out, nil
+}
+
+// Count returns how many gateways are enrolled (a node with any is a centre).
+func (s *GatewayStore) Count(ctx context.Context) (int, error) {
+	var n int
+	err := s.DB.QueryRow(ctx, `SELECT COUNT(*) FROM gateways`).Scan(&n)
+	return n, err
+}
+
+// Credentials are what a centre needs to check a gateway's signature.
+type Credentials struct {
+	Secret   []byte
+	Alg      string
+	Disabled bool
+}
+
+// Credentials returns a gateway's secret in clear, for signature checks only.
+func (s *GatewayStore) Credentials(ctx context.Context, id string) (Credentials, error) {
+	var enc, alg string
+	var disabled bool
+	err := s.DB.QueryRow(ctx, `SELECT secret_enc, alg, disabled FROM gateways WHERE id = ?`, id).Scan(&enc, &alg, &disabled)
+	if store.IsNoRows(err) {
+		return Credentials{}, errNoGateway(id)
+	}
+	if err != nil {
+		return Credentials{}, fmt.Errorf("devices: read gateway: %w", err)
+	}
+	secret, err := s.Sealer.Open(enc, "gateway:"+id)
+	if err != nil {
+		return Credentials{}, err
+	}
+	return Credentials{Secret: []byte(secret), Alg: alg, Disabled: disabled}, nil
+}
+
+// Contact records a verified request from a gateway. It returns the state the gateway was in
+// before, so the caller can announce a return (offline → online).
+func (s *GatewayStore) Contact(ctx context.Context, id, addr, version string, backlog int64, events int) (prev string, err error) {
+	now := s.now().UnixMilli()
+	err = s.DB.InTx(ctx, func(tx *store.Tx) error {
+		if err := tx.QueryRow(ctx, `SELECT state FROM gateways WHERE id = ?`, id).Scan(&prev); err != nil {
+			if store.IsNoRows(err) {
+				return errNoGateway(id)
+			}
+			return err
+		}
+		q := `UPDATE gateways SET last_seen = ?, last_addr = ?, events_received = events_received + ?, backlog = ?`
+		args := []any{now, addr, events, backlog}
+		if version != "" {
+			q += `, version = ?`
+			args = append(args, version)
+		}
+		if prev != GatewayOnline {
+			q += `, state = ?, state_since = ?`
+			args = append(args, GatewayOnline, now)
+		}
+		_, err := tx.Exec(ctx, q+` WHERE id = ?`, append(args, id)...)
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("devices: record gateway contact: %w", err)
+	}
+	return prev, nil
+}
+
+// MarkOffline moves a gateway that is online and silent since before `silentSince` to
+// offline. It reports whether it did (so exactly one caller announces it).
+func (s *GatewayStore) MarkOffline(ctx context.Context, id string, silentSince time.Time) (bool, error) {
+	now := s.now().UnixMilli()
+	res, err := s.DB.Exec(ctx, `UPDATE gateways SET state = ?, state_since = ? WHERE id = ? AND state = ? AND last_seen < ?`,
+		GatewayOffline, now, id, GatewayOnline, silentSince.UnixMilli())
+	if err != nil {
+		return false, fmt.Errorf("devices: mark gateway offline: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	return n > 0, nil
+}
+
+// Refused counts a refused request that named gateway id (if it is enrolled).
+func (s *GatewayStore) Refused(ctx context.Context, id, reason string) {
+	if len(reason) > 500 {
+		reason = reason[:500]
+	}
+	_, _ = s.DB.Exec(ctx, `UPDATE gateways SET refused = refused + 1, last_refusal = ?, last_refusal_at = ? WHERE id = ?`,
+		reason, s.now().UnixMilli(), id)
+}
+
+// Querier is what a store transaction and a DB have in common (to record a nonce inside the
+// caller's transaction).
+type Querier = querier
+
+// UseNonce records a request nonce of gateway id inside q's transaction; it returns false if
+// the nonce was used before (a replay).
+func (s *GatewayStore) UseNonce(ctx context.Context, q Querier, id, nonce string) (bool, error) {
+	_, err := q.Exec(ctx, `INSERT INTO gateway_nonces(gateway_id, nonce, at) VALUES (?, ?, ?)`, id, nonce, s.now().UnixMilli())
+	if store.IsUniqueViolation(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("devices: record nonce: %w", err)
+	}
+	return true, nil
+}
+
+// PruneNonces forgets nonces older than before (requests that old are refused as stale anyway).
+func (s *GatewayStore) PruneNonces(ctx context.Context, before time.Time) (int64, error) {
+	res, err := s.DB.Exec(ctx, `DELETE FROM gateway_nonces WHERE at < ?`, before.UnixMilli())
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+// PutInventory stores a gateway's inventory if its revision is newer than the one kept, and
+// returns the revision the centre now holds. A stale revision changes nothing.
+func (s *GatewayStore) PutInventory(ctx context.Context, inv *Inventory) (int64, bool, error) {
+	if err := inv.Validate(); err != nil {
+		return 0, false, errs.E(errs.KindInvalid, "invalid_inventory", "%s", err.Error())
+	}
+	var kept int64
+	stored := false
+	now := s.now().UnixMilli()
+	err := s.DB.InTx(ctx, func(tx *store.Tx) error {
+		if err := tx.QueryRow(ctx, `SELECT inventory_revision FROM gateways WHERE id = ?`, inv.GatewayID).Scan(&kept); err != nil {
+			if store.IsNoRows(err) {
+				return errNoGateway(inv.GatewayID)
+			}
+			return err
+		}
+		if inv.Revision <= kept {
+			return nil
+		}
+		for _, q := range []string{`DELETE FROM gateway_sites WHERE gateway_id = ?`, `DELETE FROM gateway_devices WHERE gateway_id = ?`} {
+			if _, err := tx.Exec(ctx, q, inv.GatewayID); err != nil {
+				return err
+			}
+		}
+		for i := range inv.Sites {
+			site := inv.Sites[i]
+			body, _ := json.Marshal(site)
+			if _, err := tx.Exec(ctx, `INSERT INTO gateway_sites(gateway_id, id, department, region_code, body) VALUES (?, ?, ?, ?, ?)`,
+				inv.GatewayID, site.ID, site.Department, site.RegionCode, string(body)); err != nil {
+				return err
+			}
+		}
+		for i := range inv.Devices {
+			d := inv.Devices[i]
+			d.Gateway = ""
+			body, _ := json.Marshal(d)
+			if _, err := tx.Exec(ctx, `INSERT INTO gateway_devices(gateway_id, id, site_id, kind, profile, body) VALUES (?, ?, ?, ?, ?, ?)`,
+				inv.GatewayID, d.ID, d.SiteID, string(d.Kind), d.Profile, string(body)); err != nil {
+				return err
+			}
+		}
+		_, err := tx.Exec(ctx, `UPDATE gateways SET inventory_revision = ?, inventory_at = ? WHERE id = ?`, inv.Revision, now, inv.GatewayID)
+		kept, stored = inv.Revision, true
+		return err
+	})
+	if err != nil {
+		if errs.KindOf(err) != errs.KindInternal {
+			return 0, false, err
+		}
+		return 0, false, fmt.Errorf("devices: store inventory of %s: %w", inv.GatewayID, err)
+	}
+	return kept, stored, nil
+}
+
+// ChildSite is a site reported by an enrolled gateway.
+type ChildSite struct {
+	Site
+	Gateway string `json:"gateway"`
+}
+
+// ChildSites returns the sites of every enrolled gateway that the filter selects, ordered by
+// gateway and id. gateway "" means all gateways.
+func (s *GatewayStore) ChildSites(ctx context.Context, gateway string, f SiteFilter) ([]ChildSite, error) {
+	where, args := scopeSQL(f.Scope, "s", nil, nil)
+	if gateway != "" {
+		where = append(where, "s.gateway_id = ?")
+		args = append(args, gateway)
+	}
+	if f.Department != "" {
+		where = append(where, "s.department = ?")
+		args = append(args, f.Department)
+	}
+	if p := NormalizeCode(f.RegionCode); p != "" {
+		where = append(where, "substr(s.region_code, 1, ?) = ?")
+		args = append(args, len(p), p)
+	}
+	q := `SELECT s.gateway_id, s.body FROM gateway_sites s`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	rows, err := s.DB.Query(ctx, q+" ORDER BY s.gateway_id, s.id", args...)
+	if err != nil {
+		return nil, fmt.Errorf("devices: list child sites: %w", err)
+	}
+	defer rows.Close()
+	out := []ChildSite{}
+	for rows.Next() {
+		var cs ChildSite
+		var body string
+		if err := rows.Scan(&cs.Gateway, &body); err != nil {
+			return nil, err
+		}
+		if err := json.Unmarshal([]byte(body), &cs.Site); err != nil {
+			return nil, fmt.Errorf("devices: stored site of %s: %w", cs.Gateway, err)
+		}
+		out = append(out, cs)
+	}
+	return out, rows.Err()
+}
+
+// ChildDevices returns the devices of enrolled gateways whose site the filter's scope allows.
+func (s *GatewayStore) ChildDevices(ctx context.Context, gateway string, f DeviceFilter) ([]InventoryDevice, error) {
+	where, args := scopeSQL(f.Scope, "s", nil, nil)
+	if gateway != "" {
+		where = append(where, "d.gateway_id = ?")
+		args = append(args, gateway)
+	}
+	if f.SiteID != "" {
+		where = append(where, "d.site_id = ?")
+		args = append(args, f.SiteID)
+	}
+	if f.Kind != "" {
+		where = append(where, "d.kind = ?")
+		args = append(args, string(f.Kind))
+	}
+	if f.Profile != "" {
+		where = append(where, "d.profile = ?")
+		args = append(args, f.Profile)
+	}
+	q := `SELECT d.gateway_id, d.body FROM gateway_devices d LEFT JOIN gateway_sites s ON s.gateway_id = d.gateway_id AND s.id = d.site_id`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	rows, err := s.DB.Query(ctx, q+" ORDER BY d.gateway_id, d.id", args...)
+	if err != nil {
+		return nil, fmt.Errorf("devices: list child devices: %w", err)
+	}
+	defer rows.Close()
+	out := []InventoryDevice{}
+	for rows.Next() {
+		var gw, body string
+		if err := rows.Scan(&gw, &body); err != nil {
+			return nil, err
+		}
+		var d InventoryDevice
+		if err := json.Unmarshal([]byte(body), &d); err != nil {
+			return nil, fmt.Errorf("devices: stored device of %s: %w", gw, err)
+		}
+		d.Gateway = gw
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// ChildDevice finds a device of an enrolled gateway by id (gateway "" searches all; the first
+// by gateway id wins) together with its site.
+func (s *GatewayStore) ChildDevice(ctx context.Context, gateway, id string) (InventoryDevice, ChildSite, error) {
+	q := `SELECT gateway_id, body FROM gateway_devices WHERE id = ?`
+	args := []any{id}
+	if gateway != "" {
+		q += ` AND gateway_id = ?`
+		args = append(args, gateway)
+	}
+	var gw, body string
+	err := s.DB.QueryRow(ctx, q+` ORDER BY gateway_id LIMIT 1`, args...).Scan(&gw, &body)
+	if store.IsNoRows(err) {
+		return InventoryDevice{}, ChildSite{}, errNoDevice(id)
+	}
+	if err != nil {
+		return InventoryDevice{}, ChildSite{}, fmt.Errorf("devices: read child device: %w", err)
+	}
+	var d InventoryDevice
+	if err := json.Unmarshal([]byte(body), &d); err != nil {
+		return d, ChildSite{}, fmt.Errorf("devices: stored device of %s: %w", gw, err)
+	}
+	d.Gateway = gw
+	cs := ChildSite{Gateway: gw}
+	if err := s.DB.QueryRow(ctx, `SELECT body FROM gateway_sites WHERE gateway_id = ? AND id = ?`, gw, d.SiteID).Scan(&body); err == nil {
+		_ = json.Unmarshal([]byte(body), &cs.Site)
+	}
+	return d, cs, nil
+}
