@@ -79,6 +79,14 @@ func (s *Server) visibleCamera(c *fiber.Ctx, id string) (devices.Device, error) 
 	}
 	notFound := errs.E(errs.KindNotFound, "camera_not_found", "camera %q does not exist", id)
 	d, err := s.Devices.GetDevice(c.UserContext(), id)
+	if errs.Is(err, errs.KindNotFound) && s.Gateways != nil {
+		// A camera of a site gateway below this centre, relayed on demand (cascade).
+		cd, site, cerr := s.Gateways.ChildDevice(c.UserContext(), "", id)
+		if cerr != nil || cd.Kind != devices.KindCamera || site.ID == "" || !u.Scope().AllowsSite(site.Site) {
+			return devices.Device{}, notFound
+		}
+		return devices.Device{ID: cd.ID, SiteID: cd.SiteID, Kind: cd.Kind, Name: cd.Name, Profile: cd.Profile}, nil
+	}
 	if err != nil || d.Kind != devices.KindCamera {
 		return devices.Device{}, notFound
 	}
@@ -119,8 +127,12 @@ func (s *Server) listCameras(c *fiber.Ctx) error {
 			return err
 		}
 		for _, d := range children {
-			out = append(out, cameraView{ID: d.ID, SiteID: d.SiteID, Name: d.Name, Profile: d.Profile, Gateway: d.Gateway, State: d.State,
-				ReasonCode: d.Reason, WHEP: "/api/v1/cameras/" + d.ID + "/whep", Snap: "/api/v1/cameras/" + d.ID + "/snapshot.jpg"})
+			cv := cameraView{ID: d.ID, SiteID: d.SiteID, Name: d.Name, Profile: d.Profile, Gateway: d.Gateway, State: d.State,
+				ReasonCode: d.Reason, WHEP: "/api/v1/cameras/" + d.ID + "/whep", Snap: "/api/v1/cameras/" + d.ID + "/snapshot.jpg"}
+			if st, ok := status[d.ID]; ok {
+				cv.Status = &st // this centre's relay of it
+			}
+			out = append(out, cv)
 		}
 	}
 	return c.JSON(fiber.Map{"cameras": out})

@@ -2,12 +2,16 @@ package devices
 
 import (
 	"context"
+	"crypto/hmac"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/url"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/emmansun/gmsm/sm3"
 
 	"github.com/offsite-gw/offsite/internal/errs"
 	"github.com/offsite-gw/offsite/internal/store"
@@ -81,6 +85,9 @@ type InventoryDevice struct {
 	State      string     `json:"state,omitempty"`
 	StateSince *time.Time `json:"state_since,omitempty"`
 	Reason     string     `json:"reason,omitempty"`
+	// RTSP is where a camera is re-served at the site (rtsp://host:port/id, no credentials);
+	// a host of 0.0.0.0 means "the address the site connects from".
+	RTSP string `json:"rtsp,omitempty"`
 }
 
 // Limits of one inventory, so one gateway cannot fill the centre's database.
@@ -637,4 +644,17 @@ func (s *GatewayStore) ChildDevice(ctx context.Context, gateway, id string) (Inv
 		_ = json.Unmarshal([]byte(body), &cs.Site)
 	}
 	return d, cs, nil
+}
+
+// CascadeUser is the RTSP username a centre logs in with at a site's re-serve (cascade).
+const CascadeUser = "offsite-centre"
+
+// CascadePassword derives the RTSP password a centre uses at the re-serve of a site gateway
+// from the secret they share since enrolment: hex(HMAC-SM3(secret, purpose)). Both sides
+// compute it, so no password travels in the inventory, and rotating the enrolment secret
+// revokes it.
+func CascadePassword(secret []byte) string {
+	m := hmac.New(sm3.New, secret)
+	m.Write([]byte("offsite/v1 rtsp cascade"))
+	return hex.EncodeToString(m.Sum(nil))
 }

@@ -3,9 +3,14 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strings"
 
 	"github.com/offsite-gw/offsite/devices"
 	"github.com/offsite-gw/offsite/events/centre"
+	"github.com/offsite-gw/offsite/events/uplink"
 	"github.com/offsite-gw/offsite/streams"
 )
 
@@ -55,6 +60,9 @@ func (g *gateway) inventory(ctx context.Context) (devices.Inventory, error) {
 				}
 			}
 		case devices.KindCamera:
+			if addr := g.video.reserveAddr.Load(); addr != nil {
+				e.RTSP = "rtsp://" + *addr + "/" + url.PathEscape(d.ID)
+			}
 			if st, ok := cams[d.ID]; ok {
 				since := st.Since.UTC()
 				e.State, e.StateSince = st.State, &since
@@ -66,4 +74,81 @@ func (g *gateway) inventory(ctx context.Context) (devices.Inventory, error) {
 		inv.Devices = append(inv.Devices, e)
 	}
 	return inv, nil
+}
+
+// cascadeCredentials lets this site's centre log in to the RTSP re-serve with the password
+// derived from their shared secret (devices.CascadePassword); nil without a centre uplink.
+func (g *gateway) cascadeCredentials() func(string) (string, bool) {
+	secret := ""
+	for _, u := range g.cfg.Uplinks {
+		if u.Kind != uplink.KindCentre {
+			continue
+		}
+		secret = u.Secret
+		if secret == "" && u.SecretFile != "" {
+			if b, err := os.ReadFile(u.SecretFile); err == nil {
+				secret = strings.TrimSpace(string(b))
+			}
+		}
+	}
+	if secret == "" {
+		return nil
+	}
+	pw := devices.CascadePassword([]byte(secret))
+	return func(user string) (string, bool) {
+		if user == devices.CascadeUser {
+			return pw, true
+		}
+		return "", false
+	}
+}
+
+// childCameras are the cameras of the site gateways below this centre, as relay sources
+// pulled on demand from each site's re-serve with the cascade credential.
+func (g *gateway) childCameras(ctx context.Context) []streams.CameraConfig {
+	if g.gateways == nil {
+		return nil
+	}
+	cams, err := g.gateways.ChildDevices(ctx, "", devices.DeviceFilter{Kind: devices.KindCamera})
+	if err != nil || len(cams) == 0 {
+		return nil
+	}
+	gws, err := g.gateways.List(ctx)
+	if err != nil {
+		return nil
+	}
+	byID := map[string]devices.Gateway{}
+	for _, gw := range gws {
+		byID[gw.ID] = gw
+	}
+	creds := map[string]string{}
+	var out []streams.CameraConfig
+	for _, c := range cams {
+		gw, ok := byID[c.Gateway]
+		if !ok || gw.Disabled || c.RTSP == "" {
+			continue
+		}
+		pw, ok := creds[gw.ID]
+		if !ok {
+			cr, err := g.gateways.Credentials(ctx, gw.ID)
+			if err != nil {
+				continue
+			}
+			pw = devices.CascadePassword(cr.Secret)
+			creds[gw.ID] = pw
+		}
+		u, err := url.Parse(c.RTSP)
+		if err != nil || u.Scheme != "rtsp" {
+			continue
+		}
+		if h := u.Hostname(); h == "" || h == "0.0.0.0" || h == "::" {
+			host, _, _ := net.SplitHostPort(gw.LastAddr)
+			if host == "" {
+				host = gw.LastAddr
+			}
+			u.Host = net.JoinHostPort(host, u.Port())
+		}
+		out = append(out, streams.CameraConfig{ID: c.ID, Site: c.SiteID, URL: u.String(), Username: devices.CascadeUser, Password: pw, Transport: "tcp"})
+	}
+	return out
 }

@@ -3,39 +3,64 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
-	"github.com/offsite-gw/offsite/api/auth"
 	"github.com/offsite-gw/offsite/devices"
 	"github.com/offsite-gw/offsite/events/uplink"
 	"github.com/offsite-gw/offsite/events/uplink/provincesim"
-	"github.com/offsite-gw/offsite/gateway/config"
+	profiles "github.com/offsite-gw/offsite/firmware-profiles"
 	"github.com/offsite-gw/offsite/ingest/sim"
-	"github.com/offsite-gw/offsite/internal/errs"
 	"github.com/offsite-gw/offsite/streams/simcam"
 )
 
-// demoFile is what `offsite demo` writes to DIR/demo.json (docs/contracts.md §2). It is also how a
-// second run with the same --data finds the credentials it handed out before.
+// demoFile is what `offsite demo` writes to DIR/demo.json (docs/contracts.md §2, §7). It is also
+// how a second run with the same --data finds the credentials it handed out before.
 type demoFile struct {
-	HTTP     string       `json:"http"`
-	RTSP     string       `json:"rtsp,omitempty"`
-	MQTT     string       `json:"mqtt,omitempty"`
-	Users    []demoUser   `json:"users"`
-	Cameras  []demoCamera `json:"cameras"`
-	Sensors  []demoSensor `json:"sensors"`
-	Province *demoLink    `json:"province,omitempty"`
+	// HTTP, RTSP and MQTT are the centre's; Users are the centre's users.
+	HTTP     string        `json:"http"`
+	RTSP     string        `json:"rtsp,omitempty"`
+	MQTT     string        `json:"mqtt,omitempty"`
+	Centre   *demoNodeAddr `json:"centre,omitempty"`
+	Gateways []demoGateway `json:"gateways"`
+	Users    []demoUser    `json:"users"`
+	Cameras  []demoCamera  `json:"cameras"`
+	Sensors  []demoSensor  `json:"sensors"`
+	Province *demoLink     `json:"province,omitempty"`
 	// DevCameraControl takes a simulated camera off line and back (POST, {id} and
 	// {action} = down|up), for the browser tests and for trying the wall's offline tiles.
 	DevCameraControl string `json:"dev_camera_control,omitempty"`
+}
+
+type demoNodeAddr struct {
+	ID   string `json:"id,omitempty"`
+	HTTP string `json:"http"`
+}
+
+// demoGateway is one site gateway of the demo city.
+type demoGateway struct {
+	ID    string     `json:"id"`
+	Name  string     `json:"name"`
+	HTTP  string     `json:"http"`
+	RTSP  string     `json:"rtsp"`
+	MQTT  string     `json:"mqtt"`
+	Users []demoUser `json:"users"`
+	// Secret is what this gateway signs its batches and inventory to the centre with.
+	Secret string   `json:"secret"`
+	Sites  []string `json:"sites"`
 }
 
 type demoUser struct {
@@ -50,6 +75,7 @@ type demoCamera struct {
 	Site    string `json:"site"`
 	Name    string `json:"name"`
 	Profile string `json:"profile"`
+	Gateway string `json:"gateway,omitempty"`
 	WHEP    string `json:"whep"`
 	RTSP    string `json:"rtsp,omitempty"`
 }
@@ -59,6 +85,8 @@ type demoSensor struct {
 	Site         string   `json:"site"`
 	Name         string   `json:"name"`
 	Profile      string   `json:"profile"`
+	Gateway      string   `json:"gateway,omitempty"`
+	MQTT         string   `json:"mqtt,omitempty"`
 	Topic        string   `json:"topic"`
 	MQTTUsername string   `json:"mqtt_username"`
 	MQTTPassword string   `json:"mqtt_password"`
@@ -71,15 +99,51 @@ type demoLink struct {
 	Secret string `json:"secret"`
 }
 
+// The demo city: a centre where officers, the monitoring room and maintainers work, and two
+// site gateways, one at the service hall and one serving the construction site and the market.
+const demoCentreID = "demo-centre"
+
+var demoGatewayPlan = []struct{ id, name string }{
+	{"demo-gw-hall", "红旗区政务服务中心 站点网关"},
+	{"demo-gw-city", "红旗区工地与农贸市场 站点网关"},
+}
+
+// demoSiteGateway says which site gateway serves a demo site.
+var demoSiteGateway = map[string]string{
+	"hq-service-hall":    "demo-gw-hall",
+	"hq-construction-07": "demo-gw-city",
+	"hq-market-02":       "demo-gw-city",
+}
+
+// Users of the centre and of every site gateway.
+var (
+	demoCentreUsers = []demoUser{
+		{Username: "admin", Role: "admin"},
+		{Username: "officer", Role: "officer", Departments: []string{"市住房和城乡建设局"}},
+		{Username: "officer-market", Role: "officer", Departments: []string{"市市场监督管理局"}},
+		{Username: "officer-hall", Role: "officer", Departments: []string{"市政务服务和大数据管理局"}},
+		{Username: "monitor", Role: "viewer"},
+		{Username: "maintainer", Role: "maintainer"},
+		{Username: "analytics", Role: "service"},
+	}
+	demoSiteUsers = []demoUser{
+		{Username: "admin", Role: "admin"},
+		{Username: "analytics", Role: "service"},
+	}
+)
+
 func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "node" {
+		return cmdDemoNode(ctx, args[1:], stderr)
+	}
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dataDir := fs.String("data", "./demo-data", "directory for the demo's database, keys and demo.json; reused on the next run")
-	httpAddr := fs.String("http", "127.0.0.1:8080", "HTTP listen address (API, dashboard, WHEP)")
-	provinceURL := fs.String("province-url", "", "deliver the province uplink here instead of the local receiver")
-	rtspAddr := fs.String("rtsp", "127.0.0.1:8554", "RTSP re-serve listen address")
-	webrtcAddr := fs.String("webrtc", "127.0.0.1:8189", "WebRTC (ICE) UDP and TCP listen address")
-	mqttAddr := fs.String("mqtt", "127.0.0.1:1883", "embedded MQTT broker listen address")
+	dataDir := fs.String("data", "./demo-data", "directory for the demo's databases, keys and demo.json; reused on the next run")
+	httpAddr := fs.String("http", "127.0.0.1:8080", "the centre's HTTP listen address; the site gateways take the next ports (port 0: any free port)")
+	provinceURL := fs.String("province-url", "", "deliver the centre's province uplink here instead of the local receiver")
+	rtspAddr := fs.String("rtsp", "127.0.0.1:8554", "the centre's RTSP re-serve address; site gateways take the next ports")
+	webrtcAddr := fs.String("webrtc", "127.0.0.1:8189", "the centre's WebRTC (ICE) UDP and TCP address; site gateways take the next ports")
+	mqttAddr := fs.String("mqtt", "127.0.0.1:1883", "the centre's MQTT broker address; site gateways take the next ports")
 	worker := fs.String("analytics", "auto", "video analytics worker binary: auto (offsite-analytics beside this binary or on PATH), a path, or off")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -87,23 +151,21 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if fs.NArg() > 0 {
 		return usageError{fmt.Sprintf("demo takes no arguments, got %q", fs.Args())}
 	}
-	cfg := config.Default()
-	cfg.GatewayID = "demo-gw-01"
-	cfg.DataDir = *dataDir
-	cfg.HTTP.Listen = *httpAddr
-	cfg.Ingest.Broker.Listen = *mqttAddr
-	cfg.Streams.RTSP.Listen = *rtspAddr
-	cfg.Streams.WebRTC.UDPListen = *webrtcAddr
-	cfg.Streams.WebRTC.TCPListen = *webrtcAddr
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	if err := os.MkdirAll(*dataDir, 0o750); err != nil {
 		return err
 	}
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
 	demoPath := filepath.Join(*dataDir, "demo.json")
 	prev := readDemoFile(demoPath, logger)
+	city := &demoCity{exe: exe, dir: *dataDir, logger: logger, out: stderr, prev: prev}
 
 	// The province link: a local receiver that checks signatures and de-duplicates, unless
-	// --province-url names a real (or another) receiver. The secret survives restarts.
+	// --province-url names a real (or another) receiver. Its secret and address survive
+	// restarts.
 	province := demoLink{Alg: uplink.AlgSM3, Secret: devices.GenerateSecret() + devices.GenerateSecret()}
 	if prev.Province != nil && prev.Province.Secret != "" {
 		province.Secret = prev.Province.Secret
@@ -116,14 +178,19 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return fmt.Errorf("province receiver: %w", err)
 		}
 		defer recv.Close()
-		srv := &provincesim.Server{Addr: "127.0.0.1:0", Handler: recv}
-		if err := srv.Start(); err != nil {
+		srv := &provincesim.Server{Addr: reuseAddr(prev.Province, "127.0.0.1:0"), Handler: recv}
+		if err := srv.Start(); err != nil && srv.Addr != "127.0.0.1:0" {
+			srv = &provincesim.Server{Addr: "127.0.0.1:0", Handler: recv}
+			err = srv.Start()
+			if err != nil {
+				return fmt.Errorf("province receiver: %w", err)
+			}
+		} else if err != nil {
 			return fmt.Errorf("province receiver: %w", err)
 		}
 		defer srv.Stop()
 		province.URL = srv.URL()
 	}
-	cfg.Uplinks = []uplink.Config{{Name: "province", BaseURL: province.URL, Alg: province.Alg, Secret: province.Secret}}
 
 	// Simulated cameras: short H.264 clips with SPS/PPS only in the SDP, like many real
 	// cameras; one reboots every few minutes, one loses its clerk, one goes black.
@@ -133,73 +200,334 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("simulated cameras: %w", err)
 	}
 	defer cams.Close()
+	camURLs := map[string]string{}
+	for _, d := range demoDevices {
+		if d.sim != "" {
+			camURLs[d.sim] = cams.URL(d.sim)
+		}
+	}
 
-	g, err := openGateway(ctx, cfg, logger, nil)
+	// The three nodes: the centre first (the sites deliver to it), then the site gateways.
+	addrs := func(i int) nodeListen {
+		return nodeListen{HTTP: shiftPort(*httpAddr, i), RTSP: shiftPort(*rtspAddr, i), MQTT: shiftPort(*mqttAddr, i), WebRTC: shiftPort(*webrtcAddr, i)}
+	}
+	centreSpec := nodeSpec{Role: "centre", GatewayID: demoCentreID, DataDir: filepath.Join(*dataDir, "centre"), Listen: addrs(0),
+		Users:   withPasswords(demoCentreUsers, prev.Users),
+		Uplinks: []uplink.Config{{Name: "province", BaseURL: province.URL, Alg: province.Alg, Secret: province.Secret}}}
+	var siteSpecs []nodeSpec
+	for i, gp := range demoGatewayPlan {
+		pg := prev.gateway(gp.id)
+		secret := pg.Secret
+		if secret == "" {
+			secret = devices.GenerateSecret() + devices.GenerateSecret()
+		}
+		var sites []string
+		for _, s := range demoSites {
+			if demoSiteGateway[s.ID] == gp.id {
+				sites = append(sites, s.ID)
+			}
+		}
+		centreSpec.Enrol = append(centreSpec.Enrol, nodeEnrolment{ID: gp.id, Name: gp.name, Secret: secret})
+		siteSpecs = append(siteSpecs, nodeSpec{Role: "site", GatewayID: gp.id, Name: gp.name, DataDir: filepath.Join(*dataDir, gp.id),
+			Listen: addrs(i + 1), Users: withPasswords(demoSiteUsers, pg.Users), Sites: sites, Sensors: prev.Sensors,
+			Cameras:      nodeCameras{URLs: camURLs, Username: cams.Username, Password: cams.Password},
+			CentreSecret: secret})
+	}
+
+	centre, err := city.start(ctx, centreSpec)
 	if err != nil {
+		city.stop()
 		return err
 	}
-	df, err := seedDemo(ctx, g, prev, cams)
+	centreURL := "http://" + centre.ready.HTTP
+	var sites []*demoNode
+	for i := range siteSpecs {
+		siteSpecs[i].Uplinks = []uplink.Config{{Name: "centre", Kind: uplink.KindCentre, BaseURL: centreURL, Secret: siteSpecs[i].CentreSecret,
+			HeartbeatEvery: 10 * time.Second, InventoryEvery: 2 * time.Second}}
+		n, err := city.start(ctx, siteSpecs[i])
+		if err != nil {
+			city.stop()
+			return err
+		}
+		sites = append(sites, n)
+	}
+
+	df := demoFile{HTTP: centreURL, RTSP: "rtsp://" + centre.ready.RTSP, MQTT: "tcp://" + centre.ready.MQTT,
+		Centre: &demoNodeAddr{ID: demoCentreID, HTTP: centreURL}, Users: centre.ready.Users, Province: &province}
+	reg, err := profiles.NewRegistry(true, "")
 	if err != nil {
-		g.stop()
-		return fmt.Errorf("demo fixtures: %w", err)
-	}
-	if err := g.video.sync(ctx); err != nil {
-		g.stop()
+		city.stop()
 		return err
 	}
-	if err := g.start(); err != nil {
-		g.stop()
-		return err
+	var fleets []*sim.Fleet
+	var stopWorkers []func()
+	defer func() {
+		for _, stop := range stopWorkers {
+			stop() // first, so they release their leases while the gateways still answer
+		}
+		for _, f := range fleets {
+			f.Close()
+		}
+		city.stop()
+	}()
+	for i, n := range sites {
+		base := "http://" + n.ready.HTTP
+		gw := demoGateway{ID: n.spec.GatewayID, Name: n.spec.Name, HTTP: base, RTSP: "rtsp://" + n.ready.RTSP, MQTT: "tcp://" + n.ready.MQTT,
+			Users: n.ready.Users, Secret: n.spec.CentreSecret, Sites: n.spec.Sites}
+		df.Gateways = append(df.Gateways, gw)
+		fleet := &sim.Fleet{BrokerURL: gw.MQTT, Interval: 5 * time.Second, Logger: logger.With("component", "sim-sensors", "gateway", gw.ID)}
+		for j, sn := range n.ready.Sensors {
+			sn.Gateway, sn.MQTT = gw.ID, gw.MQTT
+			df.Sensors = append(df.Sensors, sn)
+			p, _ := reg.Get(sn.Profile)
+			fleet.Sensors = append(fleet.Sensors, sim.Sensor{Device: sn.ID, Site: sn.Site, Profile: p,
+				Username: sn.MQTTUsername, Password: sn.MQTTPassword, Silent: i == 0 && j == 0})
+		}
+		if len(fleet.Sensors) > 0 {
+			if err := fleet.Initialize(); err != nil {
+				return fmt.Errorf("simulated sensors of %s: %w", gw.ID, err)
+			}
+			fleets = append(fleets, fleet)
+		}
+		for _, c := range n.ready.Cameras {
+			c.Gateway = gw.ID
+			// Watched at the centre, which pulls it from the site once (cascade).
+			c.WHEP = centreURL + "/api/v1/cameras/" + c.ID + "/whep"
+			df.Cameras = append(df.Cameras, c)
+		}
+		if len(n.ready.Cameras) > 0 {
+			stop, err := startWorker(*worker, base, "demo-worker-"+strings.TrimPrefix(gw.ID, "demo-gw-"), gw.Users, logger, stderr)
+			if err != nil {
+				logger.Warn("video analytics worker not started", "gateway", gw.ID, "reason", err)
+			} else if stop != nil {
+				stopWorkers = append(stopWorkers, stop)
+			}
+		}
 	}
-	base := "http://" + displayAddr(g.api.Addr())
-	df.HTTP = base
-	df.RTSP = "rtsp://" + displayAddr(g.video.reserve.Addr())
-	df.MQTT = "tcp://" + displayAddr(g.sensors.broker.Addr())
-	// Simulated sensors: one per sensor device, each logging in with its own credentials,
-	// with daily patterns, noise, excursions over the rule limits, and one going silent.
-	fleet := &sim.Fleet{BrokerURL: df.MQTT, Interval: 5 * time.Second, Logger: logger.With("component", "sim-sensors")}
-	for i, sn := range df.Sensors {
-		p, _ := g.profiles.Get(sn.Profile)
-		fleet.Sensors = append(fleet.Sensors, sim.Sensor{Device: sn.ID, Site: sn.Site, Profile: p,
-			Username: sn.MQTTUsername, Password: sn.MQTTPassword, Silent: i == 0})
-	}
-	if err := fleet.Initialize(); err != nil {
-		g.stop()
-		return fmt.Errorf("simulated sensors: %w", err)
-	}
-	defer fleet.Close()
-	df.Province = &province
-	for i := range df.Cameras {
-		df.Cameras[i].RTSP = g.video.rtspURL(df.Cameras[i].ID)
-	}
-	if ctl, err := startDevControl(g, cams, df, logger); err != nil {
+	if ctl, err := startDevControl(ctx, cams, city, logger); err != nil {
 		logger.Warn("camera control for tests not started", "err", err)
 	} else {
 		df.DevCameraControl = ctl
 	}
-	stopWorker, err := startWorker(*worker, base, df, logger, stderr)
-	if err != nil {
-		logger.Warn("video analytics worker not started", "reason", err)
-	}
-	for i := range df.Cameras {
-		df.Cameras[i].WHEP = base + "/api/v1/cameras/" + df.Cameras[i].ID + "/whep"
-	}
 	if err := writeDemoFile(demoPath, df); err != nil {
-		g.stop()
 		return err
 	}
-	fmt.Fprintf(stdout, "\nOffsite demo is running.\n\n  Dashboard: %s/\n  API:       %s/api/v1/openapi.json\n", base, base)
+	fmt.Fprintf(stdout, "\nOffsite demo city is running: a centre and %d site gateways.\n\n  Centre:    %s/   (officers, monitoring room, maintainers)\n  API:       %s/api/v1/openapi.json\n", len(sites), centreURL, centreURL)
 	for _, u := range df.Users {
-		fmt.Fprintf(stdout, "  Login:     %-10s %s  (%s)\n", u.Username, u.Password, u.Role)
+		fmt.Fprintf(stdout, "  Login:     %-15s %s  (%s)\n", u.Username, u.Password, u.Role)
+	}
+	for _, gw := range df.Gateways {
+		fmt.Fprintf(stdout, "  Site:      %s  %s  (%s)\n", gw.HTTP, gw.Name, gw.ID)
 	}
 	fmt.Fprintf(stdout, "  Details:   %s\n\nPress Ctrl-C to stop; run again with the same --data to resume.\n\n", demoPath)
 	<-ctx.Done()
 	logger.Info("stopping demo")
-	if stopWorker != nil {
-		stopWorker() // first, so it releases its leases while the gateway still answers
+	return nil
+}
+
+func (df demoFile) gateway(id string) demoGateway {
+	for _, g := range df.Gateways {
+		if g.ID == id {
+			return g
+		}
 	}
-	fleet.Close()
-	return g.stop()
+	return demoGateway{}
+}
+
+// withPasswords gives each wanted user the password it had in the last run, if any.
+func withPasswords(wanted, prev []demoUser) []demoUser {
+	pw := map[string]string{}
+	for _, u := range prev {
+		pw[u.Username] = u.Password
+	}
+	out := make([]demoUser, len(wanted))
+	for i, u := range wanted {
+		u.Password = pw[u.Username]
+		out[i] = u
+	}
+	return out
+}
+
+// shiftPort returns addr with its port moved up by i (port 0 stays 0: any free port).
+func shiftPort(addr string, i int) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p == 0 {
+		return addr
+	}
+	return net.JoinHostPort(host, strconv.Itoa(p+i))
+}
+
+func reuseAddr(prev *demoLink, dflt string) string {
+	if prev == nil || prev.URL == "" {
+		return dflt
+	}
+	host := strings.TrimPrefix(prev.URL, "http://")
+	if h, _, err := net.SplitHostPort(host); err == nil && h == "127.0.0.1" {
+		return host
+	}
+	return dflt
+}
+
+// demoCity runs the demo's nodes as child processes (`offsite demo node`), restarts one that
+// dies (after kill -9, say), and stops them all on Ctrl-C.
+type demoCity struct {
+	exe    string
+	dir    string
+	logger *slog.Logger
+	out    io.Writer
+	prev   demoFile
+
+	mu      sync.Mutex
+	nodes   []*demoNode
+	closing bool
+}
+
+type demoNode struct {
+	spec  nodeSpec
+	ready nodeReady
+	mu    sync.Mutex
+	cmd   *exec.Cmd
+	done  chan struct{}
+}
+
+// start runs one node and waits until it serves. The node's concrete addresses are kept in
+// its spec, so a restart listens where it did before.
+func (c *demoCity) start(ctx context.Context, spec nodeSpec) (*demoNode, error) {
+	n := &demoNode{spec: spec}
+	if err := c.launch(ctx, n); err != nil {
+		return nil, err
+	}
+	n.spec.Listen = nodeListen{HTTP: n.ready.HTTP, RTSP: n.ready.RTSP, MQTT: n.ready.MQTT, WebRTC: n.ready.WebRTC}
+	c.mu.Lock()
+	c.nodes = append(c.nodes, n)
+	c.mu.Unlock()
+	go c.watch(ctx, n)
+	return n, nil
+}
+
+func (c *demoCity) launch(ctx context.Context, n *demoNode) error {
+	if err := os.MkdirAll(n.spec.DataDir, 0o750); err != nil {
+		return err
+	}
+	specPath := filepath.Join(n.spec.DataDir, "node.json")
+	readyPath := filepath.Join(n.spec.DataDir, "ready.json")
+	_ = os.Remove(readyPath)
+	b, _ := json.MarshalIndent(n.spec, "", "  ")
+	if err := os.WriteFile(specPath, b, 0o600); err != nil {
+		return err
+	}
+	cmd := exec.Command(c.exe, "demo", "node", "--spec", specPath)
+	cmd.Stdout, cmd.Stderr = c.out, c.out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", n.spec.GatewayID, err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	n.mu.Lock()
+	n.cmd, n.done = cmd, done
+	n.mu.Unlock()
+	c.logger.Info("demo node started", "node", n.spec.GatewayID, "role", n.spec.Role, "pid", cmd.Process.Pid)
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		if b, err := os.ReadFile(readyPath); err == nil {
+			var r nodeReady
+			if json.Unmarshal(b, &r) == nil && r.HTTP != "" {
+				n.ready = r
+				return nil
+			}
+		}
+		select {
+		case <-done:
+			return fmt.Errorf("demo node %s exited before it was ready (see its log above)", n.spec.GatewayID)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			return fmt.Errorf("demo node %s not ready after 2 minutes", n.spec.GatewayID)
+		}
+	}
+}
+
+// watch restarts a node that exits while the demo runs.
+func (c *demoCity) watch(ctx context.Context, n *demoNode) {
+	for restarts := 0; ; restarts++ {
+		n.mu.Lock()
+		done := n.done
+		n.mu.Unlock()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return
+		}
+		c.mu.Lock()
+		closing := c.closing
+		c.mu.Unlock()
+		if closing || ctx.Err() != nil {
+			return
+		}
+		c.logger.Warn("demo node exited; restarting it", "node", n.spec.GatewayID)
+		time.Sleep(time.Second)
+		if err := c.launch(ctx, n); err != nil {
+			c.logger.Error("demo node not restarted", "node", n.spec.GatewayID, "err", err)
+			return
+		}
+	}
+}
+
+// stop ends every node with SIGTERM, sites first, and waits for them.
+func (c *demoCity) stop() {
+	c.mu.Lock()
+	c.closing = true
+	nodes := append([]*demoNode(nil), c.nodes...)
+	c.mu.Unlock()
+	for i := len(nodes) - 1; i >= 0; i-- {
+		n := nodes[i]
+		n.mu.Lock()
+		cmd, done := n.cmd, n.done
+		n.mu.Unlock()
+		if cmd == nil {
+			continue
+		}
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			c.logger.Error("demo node did not stop in 30 s; killing it", "node", n.spec.GatewayID)
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	}
+}
+
+// sessions sums the nodes' open WHEP sessions (for the browser tests).
+func (c *demoCity) sessions() int {
+	c.mu.Lock()
+	nodes := append([]*demoNode(nil), c.nodes...)
+	c.mu.Unlock()
+	total := 0
+	for _, n := range nodes {
+		if n.ready.Dev == "" {
+			continue
+		}
+		resp, err := http.Get(n.ready.Dev + "/_dev/sessions")
+		if err != nil {
+			continue
+		}
+		var v struct {
+			WHEPSessions int `json:"whep_sessions"`
+		}
+		_ = json.NewDecoder(resp.Body).Decode(&v)
+		resp.Body.Close()
+		total += v.WHEPSessions
+	}
+	return total
 }
 
 func displayAddr(addr string) string {
@@ -238,163 +566,4 @@ func writeDemoFile(path string, df demoFile) error {
 	return os.Rename(tmp, path)
 }
 
-// The demo's supervised objects: a service hall, a construction site and a farmers' market
-// with a cold store and restaurant kitchens, all in 红旗区, 新乡市 (410702).
-var demoSites = []devices.Site{
-	{ID: "hq-service-hall", Name: "红旗区政务服务中心", USCC: "124107000053845121", RegionCode: "410702",
-		Address: "河南省新乡市红旗区人民东路 100 号", Department: "市政务服务和大数据管理局", SupervisionItems: []string{"410702-ZWFW-001"}},
-	{ID: "hq-construction-07", Name: "新乡市红旗区 7 号地块建设工地", USCC: "91410702MA45RJ0T7G", RegionCode: "410702",
-		Address: "河南省新乡市红旗区向阳路与新二街交叉口", Department: "市住房和城乡建设局", SupervisionItems: []string{"410702-ZJ-YC-003", "410702-ZJ-ZS-004"}},
-	{ID: "hq-market-02", Name: "红旗区农贸市场（冷链与餐饮）", USCC: "91410702MA9FQ2K35U", RegionCode: "410702",
-		Address: "河南省新乡市红旗区健康路 66 号", Department: "市市场监督管理局", SupervisionItems: []string{"410702-SC-LL-011", "410702-SC-CY-012"}},
-}
-
-type demoDeviceSpec struct {
-	id, site, name, profile, vendor, model, firmware string
-	kind                                             devices.Kind
-	sim                                              string // simulated camera path
-}
-
-var demoDevices = []demoDeviceSpec{
-	{"cam-hall-counter", "hq-service-hall", "服务窗口 1 号", "hikvision-ipc", "Hikvision", "DS-2CD3T47WDV3-L", "V5.7.3", devices.KindCamera, "counter-empties"},
-	{"cam-hall-queue", "hq-service-hall", "取号排队区", "dahua-ipc", "Dahua", "DH-IPC-HFW2433M", "V2.820.0000000.25.R", devices.KindCamera, "waiting-area"},
-	{"cam-hall-entrance", "hq-service-hall", "大厅入口", "hikvision-ipc", "Hikvision", "DS-2CD2T47G2-L", "V5.7.3", devices.KindCamera, "hall-entrance"},
-	{"cam-site-gate", "hq-construction-07", "工地大门与冲洗平台", "hikvision-ipc", "Hikvision", "DS-2CD2T47G2-L", "V5.7.3", devices.KindCamera, "back-office"},
-	{"cam-market-kitchen", "hq-market-02", "明厨亮灶 后厨", "generic-rtsp", "Uniview", "IPC2124LE", "1.0", devices.KindCamera, "service-window"},
-	{"cam-market-coldstore", "hq-market-02", "冷库门口", "dahua-ipc", "Dahua", "DH-IPC-HFW2433M", "V2.820.0000000.25.R", devices.KindCamera, "goes-black"},
-
-	{"dust-07-a", "hq-construction-07", "扬尘监测 东侧", "dust-noise-monitor", "Sailhero", "SH-YC01", "V2.2.4", devices.KindSensor, ""},
-	{"dust-07-b", "hq-construction-07", "扬尘监测 西侧", "dust-noise-monitor", "Sailhero", "SH-YC01", "V2.2.4", devices.KindSensor, ""},
-	{"dust-07-c", "hq-construction-07", "扬尘监测 塔吊", "dust-noise-monitor", "Sailhero", "SH-YC01", "V2.0.3", devices.KindSensor, ""},
-	{"elevator-07-1", "hq-construction-07", "施工升降机 1 号", "elevator-monitor", "Inovance", "EMU-100", "2.4.1", devices.KindSensor, ""},
-	{"cold-02-a", "hq-market-02", "冷库 A", "coldchain-logger", "Elitech", "RCW-800", "2.1.0", devices.KindSensor, ""},
-	{"cold-02-b", "hq-market-02", "冷库 B", "coldchain-logger", "Elitech", "RCW-800", "2.1.0", devices.KindSensor, ""},
-	{"cold-02-truck", "hq-market-02", "冷藏车 豫G·C1234", "coldchain-logger", "Elitech", "RCW-800", "2.1.0", devices.KindSensor, ""},
-	{"gas-02-kitchen", "hq-market-02", "后厨 可燃气体", "gas-detector", "Hanwei", "BS01", "V2.0.3", devices.KindSensor, ""},
-	{"gas-02-stall", "hq-market-02", "熟食档口 可燃气体", "gas-detector", "Hanwei", "BS01", "V2.0.3", devices.KindSensor, ""},
-	{"fume-02-a", "hq-market-02", "油烟监测 1 号店", "kitchen-fume-monitor", "Sdl", "SDL-YY01", "V4.1.2", devices.KindSensor, ""},
-	{"fume-02-b", "hq-market-02", "油烟监测 2 号店", "kitchen-fume-monitor", "Sdl", "SDL-YY01", "V4.1.2", devices.KindSensor, ""},
-	{"env-hall-1", "hq-service-hall", "大厅 温湿度与人流", "generic-json", "Offsite", "generic", "1.0", devices.KindSensor, ""},
-	{"elevator-hall-1", "hq-service-hall", "大厅 客梯 1 号", "elevator-monitor", "Inovance", "EMU-100", "2.4.1", devices.KindSensor, ""},
-}
-
-// seedDemo makes sure the demo's sites, devices and users exist with known credentials,
-// reusing those of an earlier run (prev) so a resumed demo keeps its logins.
-func seedDemo(ctx context.Context, g *gateway, prev demoFile, cams *simcam.Server) (demoFile, error) {
-	var df demoFile
-	for i := range demoSites {
-		s := demoSites[i]
-		if _, err := g.devices.GetSite(ctx, s.ID); err == nil {
-			continue
-		} else if !errs.Is(err, errs.KindNotFound) {
-			return df, err
-		}
-		if err := g.devices.CreateSite(ctx, &s); err != nil {
-			return df, fmt.Errorf("site %s: %w", s.ID, err)
-		}
-	}
-
-	prevSensor := map[string]demoSensor{}
-	for _, s := range prev.Sensors {
-		prevSensor[s.ID] = s
-	}
-	for _, spec := range demoDevices {
-		d := devices.Device{ID: spec.id, SiteID: spec.site, Kind: spec.kind, Name: spec.name, Vendor: spec.vendor,
-			Model: spec.model, Profile: spec.profile, Firmware: spec.firmware, Serial: "SN-" + strings.ToUpper(spec.id), InstalledOn: "2026-03-01"}
-		p, ok := g.profiles.Get(spec.profile)
-		if !ok {
-			return df, fmt.Errorf("device %s: profile %q is not built in", spec.id, spec.profile)
-		}
-		secret := prevSensor[spec.id].MQTTPassword
-		switch spec.kind {
-		case devices.KindCamera:
-			d.Stream = &devices.StreamSettings{URL: cams.URL(spec.sim), Username: cams.Username, Password: cams.Password, Transport: "tcp"}
-		case devices.KindSensor:
-			if secret == "" {
-				secret = devices.GenerateSecret()
-			}
-			d.MQTT = &devices.MQTTCredentials{Username: spec.id, Secret: secret}
-		}
-		existing, err := g.devices.GetDevice(ctx, spec.id)
-		switch {
-		case err == nil:
-			if spec.kind == devices.KindCamera {
-				// The simulated cameras listen on a new port and password each run.
-				existing.Stream = d.Stream
-				if err := g.devices.UpdateDevice(ctx, &existing); err != nil {
-					return df, fmt.Errorf("device %s: %w", spec.id, err)
-				}
-			}
-			if spec.kind == devices.KindSensor && prevSensor[spec.id].MQTTPassword == "" {
-				// demo.json was lost: issue a new secret so the simulator can log in.
-				existing.MQTT = d.MQTT
-				if err := g.devices.UpdateDevice(ctx, &existing); err != nil {
-					return df, fmt.Errorf("device %s: %w", spec.id, err)
-				}
-			}
-		case errs.Is(err, errs.KindNotFound):
-			if err := g.devices.CreateDevice(ctx, &d); err != nil {
-				return df, fmt.Errorf("device %s: %w", spec.id, err)
-			}
-		default:
-			return df, err
-		}
-		if spec.kind == devices.KindCamera {
-			if err := demoAnalyticsSettings(ctx, g, spec); err != nil {
-				return df, err
-			}
-		}
-		switch spec.kind {
-		case devices.KindCamera:
-			df.Cameras = append(df.Cameras, demoCamera{ID: spec.id, Site: spec.site, Name: spec.name, Profile: spec.profile})
-		case devices.KindSensor:
-			var metrics []string
-			for _, m := range p.Metrics {
-				metrics = append(metrics, m.Name)
-			}
-			topic := ""
-			if p.MQTT != nil {
-				topic = strings.NewReplacer("{site}", spec.site, "{device}", spec.id).Replace(p.MQTT.Up)
-			}
-			df.Sensors = append(df.Sensors, demoSensor{ID: spec.id, Site: spec.site, Name: spec.name, Profile: spec.profile,
-				Topic: topic, MQTTUsername: spec.id, MQTTPassword: secret, Metrics: metrics})
-		}
-	}
-
-	prevUser := map[string]demoUser{}
-	for _, u := range prev.Users {
-		prevUser[u.Username] = u
-	}
-	wanted := []demoUser{
-		{Username: "admin", Role: "admin"},
-		{Username: "officer", Role: "officer", Departments: []string{"市住房和城乡建设局"}},
-		{Username: "maintainer", Role: "maintainer"},
-		{Username: "analytics", Role: "service"},
-	}
-	for _, w := range wanted {
-		pw := prevUser[w.Username].Password
-		fresh := pw == ""
-		if fresh {
-			pw = auth.GeneratePassword()
-		}
-		u, err := g.auth.GetUserByUsername(ctx, w.Username)
-		switch {
-		case err == nil:
-			if fresh {
-				if err := g.auth.SetPassword(ctx, u.ID, pw); err != nil {
-					return df, fmt.Errorf("user %s: %w", w.Username, err)
-				}
-			}
-		case errs.Is(err, errs.KindNotFound):
-			nu := auth.User{Username: w.Username, Role: auth.Role(w.Role), Departments: w.Departments}
-			if _, err := g.auth.CreateUser(ctx, nu, pw); err != nil {
-				return df, fmt.Errorf("user %s: %w", w.Username, err)
-			}
-		default:
-			return df, err
-		}
-		w.Password = pw
-		df.Users = append(df.Users, w)
-	}
-	return df, nil
-}
+var errNodeUsage = errors.New("usage: offsite demo node --spec FILE (started by offsite demo)")

@@ -43,7 +43,7 @@ func demoAnalyticsSettings(ctx context.Context, g *gateway, spec demoDeviceSpec)
 
 // startWorker runs the video analytics worker beside the demo gateway. It is a separate cgo
 // binary (OpenCV); "auto" looks for offsite-analytics beside this binary, then on PATH.
-func startWorker(which, base string, df demoFile, logger *slog.Logger, out io.Writer) (stop func(), err error) {
+func startWorker(which, base, id string, users []demoUser, logger *slog.Logger, out io.Writer) (stop func(), err error) {
 	if which == "off" {
 		return nil, nil
 	}
@@ -65,19 +65,19 @@ func startWorker(which, base string, df demoFile, logger *slog.Logger, out io.Wr
 		}
 	}
 	var pw string
-	for _, u := range df.Users {
+	for _, u := range users {
 		if u.Role == "service" {
 			pw = u.Password
 		}
 	}
-	cmd := exec.Command(path, "--gateway", base, "--username", "analytics", "--id", "demo-worker-1")
+	cmd := exec.Command(path, "--gateway", base, "--username", "analytics", "--id", id)
 	cmd.Env = append(os.Environ(), "OFFSITE_ANALYTICS_PASSWORD="+pw)
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	logger.Info("video analytics worker started", "pid", cmd.Process.Pid, "binary", path)
+	logger.Info("video analytics worker started", "gateway", base, "pid", cmd.Process.Pid, "binary", path)
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
 	return func() {
@@ -97,9 +97,9 @@ func isExecutable(p string) bool {
 }
 
 // startDevControl serves, on a loopback port of its own, a way to switch the demo's simulated
-// cameras off and on (POST /_dev/cameras/{id}/down|up) and the number of open WHEP sessions
-// (GET /_dev/sessions). Demo only: production has no simulated cameras.
-func startDevControl(g *gateway, cams *simcam.Server, df demoFile, logger *slog.Logger) (string, error) {
+// cameras off and on (POST /_dev/cameras/{id}/down|up) and the number of WHEP sessions open on
+// all nodes (GET /_dev/sessions). Demo only: production has no simulated cameras.
+func startDevControl(ctx context.Context, cams *simcam.Server, city *demoCity, logger *slog.Logger) (string, error) {
 	simOf := map[string]string{}
 	for _, spec := range demoDevices {
 		if spec.sim != "" {
@@ -120,7 +120,7 @@ func startDevControl(g *gateway, cams *simcam.Server, df demoFile, logger *slog.
 	})
 	mux.HandleFunc("GET /_dev/sessions", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]int{"whep_sessions": g.video.whep.Sessions()})
+		_ = json.NewEncoder(w).Encode(map[string]int{"whep_sessions": city.sessions()})
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -128,6 +128,11 @@ func startDevControl(g *gateway, cams *simcam.Server, df demoFile, logger *slog.
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln) //nolint:errcheck
-	g.onStop("demo camera control", func(ctx context.Context) error { return srv.Shutdown(ctx) })
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
 	return "http://" + ln.Addr().String() + "/_dev/cameras/{id}/{action}", nil
 }

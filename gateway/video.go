@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/offsite-gw/offsite/analytics/leases"
@@ -33,15 +34,20 @@ type video struct {
 	leases   *leases.Service
 
 	rtspUser, rtspPass string
+	// reserveAddr is the re-serve's address once it listens (read by the inventory).
+	reserveAddr atomic.Pointer[string]
 
 	mu     sync.Mutex
 	state  map[string]streams.State
 	config map[string]streams.CameraConfig
+	// children are the cameras of site gateways below this centre, pulled from their
+	// re-serve on demand (cascade); their state is the site's to report, not this node's.
+	children map[string]bool
 }
 
 func (g *gateway) openVideo(ctx context.Context) error {
 	sc := g.cfg.Streams
-	v := &video{g: g, state: map[string]streams.State{}, config: map[string]streams.CameraConfig{}}
+	v := &video{g: g, state: map[string]streams.State{}, config: map[string]streams.CameraConfig{}, children: map[string]bool{}}
 	g.video = v
 	v.rtspUser = sc.RTSP.Username
 	pass, err := rtspPassword(g.cfg.DataDir, sc.RTSP.Password)
@@ -100,10 +106,15 @@ func (g *gateway) openVideo(ctx context.Context) error {
 func (v *video) startReserve() error {
 	sc := v.g.cfg.Streams.RTSP
 	v.reserve = &streams.Reserve{Manager: v.manager, Listen: sc.Listen, UDPRTPListen: sc.UDPRTPListen, UDPRTCPListen: sc.UDPRTCPListen,
-		Username: v.rtspUser, Password: v.rtspPass, Logger: v.g.log.With("component", "rtsp-reserve")}
+		Username: v.rtspUser, Password: v.rtspPass, Credentials: v.g.cascadeCredentials(), Logger: v.g.log.With("component", "rtsp-reserve")}
 	if err := v.reserve.Initialize(); err != nil {
 		return fmt.Errorf("rtsp re-serve: %w", err)
 	}
+	addr := v.reserve.Addr()
+	if host, port, err := net.SplitHostPort(addr); err == nil && (host == "" || host == "::" || host == "0.0.0.0") {
+		addr = net.JoinHostPort("0.0.0.0", port) // any address: the centre uses the one the site connects from
+	}
+	v.reserveAddr.Store(&addr)
 	v.g.onStop("rtsp re-serve", func(context.Context) error { v.reserve.Close(); return nil })
 	return nil
 }
@@ -162,10 +173,29 @@ func (v *video) sync(ctx context.Context) error {
 			v.g.log.Warn("camera not added", "device", d.ID, "err", err)
 		}
 	}
+	for _, cfg := range v.g.childCameras(ctx) {
+		if seen[cfg.ID] {
+			v.g.log.Warn("a site gateway's camera has the id of one of this node's; not relayed", "camera", cfg.ID)
+			continue
+		}
+		seen[cfg.ID] = true
+		v.mu.Lock()
+		same := v.config[cfg.ID] == cfg
+		v.config[cfg.ID] = cfg
+		v.children[cfg.ID] = true
+		v.mu.Unlock()
+		if same {
+			continue
+		}
+		if err := v.manager.AddCamera(cfg); err != nil {
+			v.g.log.Warn("site gateway camera not added", "camera", cfg.ID, "err", err)
+		}
+	}
 	v.mu.Lock()
 	var gone []string
 	for id := range v.config {
 		if !seen[id] {
+			delete(v.children, id)
 			gone = append(gone, id)
 			delete(v.config, id)
 		}
@@ -225,7 +255,11 @@ func (v *video) onState(camera string, st streams.State, reason string) {
 	v.mu.Lock()
 	prev := v.state[camera]
 	v.state[camera] = st
+	child := v.children[camera]
 	v.mu.Unlock()
+	if child {
+		return // the site gateway raises its cameras' events
+	}
 	typ := streams.EventType(prev, st)
 	if typ == "" {
 		return

@@ -12,6 +12,7 @@ import (
 
 	"github.com/bluenviron/gortsplib/v4"
 	"github.com/bluenviron/gortsplib/v4/pkg/base"
+	"github.com/bluenviron/gortsplib/v4/pkg/headers"
 	"github.com/bluenviron/gortsplib/v4/pkg/description"
 	"github.com/bluenviron/gortsplib/v4/pkg/format"
 	"github.com/bluenviron/gortsplib/v4/pkg/liberrors"
@@ -30,7 +31,10 @@ type Reserve struct {
 	// Username and Password readers must present (basic or digest). Empty: no authentication.
 	Username string
 	Password string
-	Logger   *slog.Logger
+	// Credentials, if set, names further readers that may log in: the password of username,
+	// or false. A centre pulling this site's cameras logs in this way (cascade).
+	Credentials func(username string) (password string, ok bool)
+	Logger      *slog.Logger
 
 	server  *gortsplib.Server
 	ln      net.Listener
@@ -109,10 +113,28 @@ func cameraFromPath(p string) string {
 }
 
 func (s *Reserve) checkAuth(conn *gortsplib.ServerConn, req *base.Request) bool {
-	if s.Username == "" {
+	if s.Username == "" && s.Credentials == nil {
 		return true
 	}
-	return conn.VerifyCredentials(req, s.Username, s.Password)
+	user := authUser(req)
+	if s.Credentials != nil && user != "" && user != s.Username {
+		pw, ok := s.Credentials(user)
+		return ok && conn.VerifyCredentials(req, user, pw)
+	}
+	return s.Username != "" && conn.VerifyCredentials(req, s.Username, s.Password)
+}
+
+// authUser is the username a request's Authorization header names ("" without one).
+func authUser(req *base.Request) string {
+	v, ok := req.Header["Authorization"]
+	if !ok {
+		return ""
+	}
+	var h headers.Authorization
+	if err := h.Unmarshal(v); err != nil {
+		return ""
+	}
+	return h.Username
 }
 
 // OnDescribe implements gortsplib.ServerHandlerOnDescribe.
