@@ -401,7 +401,9 @@ func (c *demoCity) start(ctx context.Context, spec nodeSpec) (*demoNode, error) 
 	if err := c.launch(ctx, n); err != nil {
 		return nil, err
 	}
+	// A restart listens where the node did and keeps the credentials it handed out.
 	n.spec.Listen = nodeListen{HTTP: n.ready.HTTP, RTSP: n.ready.RTSP, MQTT: n.ready.MQTT, WebRTC: n.ready.WebRTC}
+	n.spec.Users, n.spec.Sensors = n.ready.Users, n.ready.Sensors
 	c.mu.Lock()
 	c.nodes = append(c.nodes, n)
 	c.mu.Unlock()

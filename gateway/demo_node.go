@@ -61,6 +61,7 @@ type nodeCameras struct {
 
 // nodeReady is what a node writes (DIR/NODE/ready.json) once it serves.
 type nodeReady struct {
+	PID     int          `json:"pid"`
 	HTTP    string       `json:"http"`
 	RTSP    string       `json:"rtsp"`
 	MQTT    string       `json:"mqtt"`
@@ -123,6 +124,7 @@ func cmdDemoNode(ctx context.Context, args []string, stderr io.Writer) error {
 		g.stop()
 		return err
 	}
+	ready.PID = os.Getpid()
 	ready.HTTP = displayAddr(g.api.Addr())
 	ready.RTSP = displayAddr(g.video.reserve.Addr())
 	ready.MQTT = displayAddr(g.sensors.broker.Addr())

@@ -39,17 +39,27 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+type demoUserJSON struct {
+	Username, Password, Role string
+}
+
 type demoJSON struct {
-	HTTP  string `json:"http"`
-	Users []struct {
-		Username, Password, Role string
-	} `json:"users"`
-	Cameras []struct{ ID, WHEP string } `json:"cameras"`
+	HTTP   string         `json:"http"`
+	Users  []demoUserJSON `json:"users"`
+	Centre struct {
+		ID, HTTP string
+	} `json:"centre"`
+	Gateways []struct {
+		ID, Name, HTTP, RTSP, MQTT string
+		Users                      []demoUserJSON
+		Sites                      []string
+	} `json:"gateways"`
+	Cameras []struct{ ID, WHEP, Gateway, RTSP string } `json:"cameras"`
 	Sensors []struct {
-		ID, Topic, Profile string
-		MQTTUsername       string `json:"mqtt_username"`
-		MQTTPassword       string `json:"mqtt_password"`
-		Metrics            []string
+		ID, Site, Topic, Profile, Gateway, MQTT string
+		MQTTUsername                            string `json:"mqtt_username"`
+		MQTTPassword                            string `json:"mqtt_password"`
+		Metrics                                 []string
 	} `json:"sensors"`
 }
 
@@ -72,17 +82,17 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func startDemo(t *testing.T, dataDir string) (*exec.Cmd, demoJSON, *syncBuffer) {
+func startDemo(t *testing.T, dataDir string, extra ...string) (*exec.Cmd, demoJSON, *syncBuffer) {
 	t.Helper()
 	out := &syncBuffer{}
-	cmd := exec.Command(offsiteBin, "demo", "--data", dataDir, "--http", "127.0.0.1:0", "--rtsp", "127.0.0.1:0",
-		"--webrtc", "127.0.0.1:0", "--mqtt", "127.0.0.1:0", "--analytics", "off")
+	cmd := exec.Command(offsiteBin, append([]string{"demo", "--data", dataDir, "--http", "127.0.0.1:0", "--rtsp", "127.0.0.1:0",
+		"--webrtc", "127.0.0.1:0", "--mqtt", "127.0.0.1:0", "--analytics", "off"}, extra...)...)
 	cmd.Stdout = out
 	cmd.Stderr = out
 	before := fileMTime(filepath.Join(dataDir, "demo.json"))
 	require.NoError(t, cmd.Start())
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() })
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(3 * time.Minute)
 	for time.Now().Before(deadline) {
 		if m := fileMTime(filepath.Join(dataDir, "demo.json")); m.After(before) {
 			b, err := os.ReadFile(filepath.Join(dataDir, "demo.json"))
