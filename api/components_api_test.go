@@ -15,6 +15,8 @@ import (
 	"github.com/offsite-gw/offsite/analytics/leases"
 	"github.com/offsite-gw/offsite/api"
 	"github.com/offsite-gw/offsite/api/auth"
+	"github.com/offsite-gw/offsite/devices"
+	"github.com/offsite-gw/offsite/events/centre"
 	"github.com/offsite-gw/offsite/events/uplink"
 	"github.com/offsite-gw/offsite/ingest"
 	"github.com/offsite-gw/offsite/internal/store"
@@ -95,6 +97,8 @@ func newFullHarness(t *testing.T, db *store.DB) *fullHarness {
 		s.Uplinks = ups
 		s.Telemetry, s.Quarantine, s.Presence = f.telemetry, f.quarantine, f.presence
 		s.Cameras, s.Video, s.Leases = f.relay, f.video, f.leases
+		s.Gateways = &devices.GatewayStore{DB: db, Sealer: h.sealer}
+		s.Receiver = &centre.Receiver{Log: h.log, Gateways: s.Gateways}
 	})
 	return f
 }

@@ -163,7 +163,11 @@ func requireJSON(c *fiber.Ctx) error {
 // enrich fills the event from the registry; a device or site that is not registered is the
 // producer's mistake (400), not a missing resource of this URL.
 func (s *Server) enrich(ctx context.Context, e *event.Event) error {
-	err := events.Enrich(ctx, s.Devices, e)
+	var dir events.Directory = s.Devices
+	if s.Gateways != nil {
+		dir = withChildren{local: s.Devices, gateways: s.Gateways}
+	}
+	err := events.Enrich(ctx, dir, e)
 	if errs.Is(err, errs.KindNotFound) {
 		return errs.Wrap(errs.KindInvalid, errs.CodeOf(err), err, "event %s names an unregistered device or site", e.Type)
 	}

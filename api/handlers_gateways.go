@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"net/http"
 
 	"github.com/gofiber/fiber/v2"
@@ -155,4 +156,40 @@ func requestHeader(c *fiber.Ctx) http.Header {
 		}
 	}
 	return h
+}
+
+// withChildren is the registry of this node plus, at a centre, the inventories of its site
+// gateways: an event posted at the centre about a child's device is enriched from it.
+type withChildren struct {
+	local    devices.Store
+	gateways *devices.GatewayStore
+}
+
+func (w withChildren) GetDevice(ctx context.Context, id string) (devices.Device, error) {
+	d, err := w.local.GetDevice(ctx, id)
+	if !errs.Is(err, errs.KindNotFound) {
+		return d, err
+	}
+	cd, _, cerr := w.gateways.ChildDevice(ctx, "", id)
+	if cerr != nil {
+		return d, err
+	}
+	return devices.Device{ID: cd.ID, SiteID: cd.SiteID, Kind: cd.Kind, Name: cd.Name, Profile: cd.Profile}, nil
+}
+
+func (w withChildren) GetSite(ctx context.Context, id string) (devices.Site, error) {
+	s, err := w.local.GetSite(ctx, id)
+	if !errs.Is(err, errs.KindNotFound) {
+		return s, err
+	}
+	children, cerr := w.gateways.ChildSites(ctx, "", devices.SiteFilter{})
+	if cerr != nil {
+		return s, err
+	}
+	for _, cs := range children {
+		if cs.ID == id {
+			return cs.Site, nil
+		}
+	}
+	return s, err
 }

@@ -30,6 +30,9 @@ func (g *gateway) openCentre(sealer *devices.Sealer) {
 // state (docs/contracts.md §7).
 func (g *gateway) inventory(ctx context.Context) (devices.Inventory, error) {
 	var inv devices.Inventory
+	if !g.started.Load() {
+		return inv, uplink.ErrNotReady // the registry may still be filled (demo) before start
+	}
 	sites, err := g.devices.ListSites(ctx, devices.SiteFilter{})
 	if err != nil {
 		return inv, fmt.Errorf("inventory: %w", err)

@@ -316,6 +316,10 @@ func TestCityLosesNothingWhenSiteAndCentreAreKilled(t *testing.T) {
 	svcPw := userPassword(siteUsers, "analytics")
 	siteAdmin := login(t, site, "admin", userPassword(siteUsers, "admin"))
 
+	// The province is down the whole time the sites send: intake at the centre must not wait
+	// for it.
+	p.handler.SetDown(true)
+
 	const total = 10000
 	ids := make([]string, total)
 	for i := range ids {
@@ -435,6 +439,8 @@ func TestCityLosesNothingWhenSiteAndCentreAreKilled(t *testing.T) {
 	for id, body := range atSite {
 		require.JSONEq(t, body, atCentre[id], "event %s has the same content at the centre", id)
 	}
+	require.False(t, p.handler.Has(ids[0]), "the province was down")
+	p.handler.SetDown(false)
 	require.Eventually(t, func() bool {
 		evs := p.events()
 		for id := range atCentre {

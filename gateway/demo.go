@@ -304,6 +304,9 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			}
 		}
 	}
+	if err := waitForInventories(ctx, centreURL, df.Users, len(sites)); err != nil {
+		logger.Warn("the centre has not heard from every site gateway yet", "err", err)
+	}
 	if ctl, err := startDevControl(ctx, cams, city, logger); err != nil {
 		logger.Warn("camera control for tests not started", "err", err)
 	} else {
@@ -323,6 +326,57 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	<-ctx.Done()
 	logger.Info("stopping demo")
 	return nil
+}
+
+// waitForInventories waits until the centre holds an inventory of every site gateway, so the
+// demo is ready when it says so (at most a minute).
+func waitForInventories(ctx context.Context, centre string, users []demoUser, n int) error {
+	pw := ""
+	for _, u := range users {
+		if u.Username == "admin" {
+			pw = u.Password
+		}
+	}
+	body, _ := json.Marshal(map[string]string{"username": "admin", "password": pw})
+	resp, err := http.Post(centre+"/api/v1/auth/login", "application/json", strings.NewReader(string(body)))
+	if err != nil {
+		return err
+	}
+	var lr struct{ Token string }
+	err = json.NewDecoder(resp.Body).Decode(&lr)
+	resp.Body.Close()
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, centre+"/api/v1/gateways", nil)
+		req.Header.Set("Authorization", "Bearer "+lr.Token)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			var gws []struct {
+				InventoryRevision int64 `json:"inventory_revision"`
+			}
+			_ = json.NewDecoder(resp.Body).Decode(&gws)
+			resp.Body.Close()
+			have := 0
+			for _, g := range gws {
+				if g.InventoryRevision > 0 {
+					have++
+				}
+			}
+			if have >= n {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return errors.New("no inventory from every site gateway after a minute")
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 func (df demoFile) gateway(id string) demoGateway {

@@ -212,26 +212,32 @@ func TestDemoServesLoginDevicesAndRoles(t *testing.T) {
 func TestDemoResumesAfterKill9(t *testing.T) {
 	dir := t.TempDir()
 	cmd, first, _ := startDemo(t, dir)
-	admin := login(t, first.HTTP, "admin", password(first, "admin"))
-	// A change made in the first run must survive kill -9.
-	req, _ := http.NewRequest("POST", first.HTTP+"/api/v1/devices/"+first.Sensors[0].ID+"/maintenance",
+	// A change made in the first run at a site gateway must survive kill -9.
+	site, siteUsers := siteOf(t, first, first.Sensors[0].Gateway)
+	siteAdmin := login(t, site, "admin", userPassword(siteUsers, "admin"))
+	req, _ := http.NewRequest("POST", site+"/api/v1/devices/"+first.Sensors[0].ID+"/maintenance",
 		strings.NewReader(`{"kind":"inspect","note":"巡检：探头已清洁"}`))
-	req.Header.Set("Authorization", "Bearer "+admin)
+	req.Header.Set("Authorization", "Bearer "+siteAdmin)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, 201, resp.StatusCode)
+	// kill -9 of the supervisor; its nodes stop with it (parent-death signal) and resume.
 	require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
 	_, _ = cmd.Process.Wait()
 
 	_, second, out := startDemo(t, dir)
 	require.Equal(t, password(first, "admin"), password(second, "admin"), "logins survive a restart")
 	require.Equal(t, first.Sensors[0].MQTTPassword, second.Sensors[0].MQTTPassword)
-	admin = login(t, second.HTTP, "admin", password(second, "admin"))
-	code, body := get(t, second.HTTP+"/api/v1/devices/"+first.Sensors[0].ID+"/maintenance", admin)
+	firstSiteAdmin := userPassword(siteUsers, "admin")
+	site, siteUsers = siteOf(t, second, first.Sensors[0].Gateway)
+	require.Equal(t, firstSiteAdmin, userPassword(siteUsers, "admin"), "site logins survive a restart")
+	siteAdmin = login(t, site, "admin", userPassword(siteUsers, "admin"))
+	code, body := get(t, site+"/api/v1/devices/"+first.Sensors[0].ID+"/maintenance", siteAdmin)
 	require.Equal(t, 200, code)
 	require.Contains(t, string(body), "探头已清洁", out.String())
+	admin := login(t, second.HTTP, "admin", password(second, "admin"))
 	code, body = get(t, second.HTTP+"/api/v1/devices", admin)
 	require.Equal(t, 200, code)
 	var devs struct{ Devices []map[string]any }
@@ -388,8 +394,11 @@ func TestDemoEventBecomesAlertAndReachesProvince(t *testing.T) {
 	require.NotEmpty(t, full.Province.URL)
 	require.Equal(t, "hmac-sm3", full.Province.Alg)
 
-	svc := login(t, dj.HTTP, "analytics", password(dj, "analytics"))
-	code, body := post(t, dj.HTTP+"/api/v1/events", svc,
+	// The analytics worker beside the construction site's gateway reports it; the alert opens
+	// at the centre, where the officer works.
+	site, siteUsers := siteOf(t, dj, "demo-gw-city")
+	svc := login(t, site, "analytics", userPassword(siteUsers, "analytics"))
+	code, body := post(t, site+"/api/v1/events", svc,
 		`{"type":"video.tamper","severity":"major","state":"active","occurred_at":"2026-11-27T10:15:04.123Z","device":{"id":"cam-site-gate"},"alarm_key":"cam-site-gate/tamper","message":"镜头被遮挡"}`)
 	require.Equalf(t, 201, code, "%s\n%s", body, out)
 	var ev struct{ ID string }

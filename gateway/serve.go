@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -95,6 +96,9 @@ type gateway struct {
 	video    *video
 	sensors  *sensors
 	api      *api.Server
+
+	// started is set once every listener is open.
+	started atomic.Bool
 
 	// raised holds events from callbacks that must not block (camera states, presence,
 	// telemetry drops); one goroutine logs them in order.
@@ -330,6 +334,7 @@ func (g *gateway) start() error {
 		return fmt.Errorf("http: listen on %s: %w", g.cfg.HTTP.Listen, err)
 	}
 	g.onStop("http", g.api.Shutdown)
+	g.started.Store(true)
 	return nil
 }
 

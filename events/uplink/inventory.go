@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -18,6 +19,10 @@ import (
 // with their live state, and no secret. Revision, GatewayID, Version and Backlog are filled
 // by the uplink.
 type InventoryFunc func(ctx context.Context) (devices.Inventory, error)
+
+// ErrNotReady is what an InventoryFunc returns while the node is still starting: the uplink
+// tries again shortly, without complaint.
+var ErrNotReady = errors.New("uplink: inventory not ready yet")
 
 // InventoryStatus is what the API shows of a centre uplink's inventory reports.
 type InventoryStatus struct {
@@ -45,6 +50,10 @@ func (u *Uplink) runInventory(ctx context.Context) {
 	attempt := 0
 	for ctx.Err() == nil {
 		inv, err := u.Inventory(ctx)
+		if errors.Is(err, ErrNotReady) {
+			u.sleep(ctx, 100*time.Millisecond)
+			continue
+		}
 		if err != nil {
 			u.invFail(err)
 			u.sleep(ctx, u.backoff(attempt))

@@ -63,8 +63,8 @@ async function newPage({ lang = 'zh-CN', width = 1920, height = 1080 } = {}) {
   return { ctx, page };
 }
 
-async function login(page, user) {
-  await page.goto(`${BASE}/#/login`);
+async function login(page, user, base = BASE) {
+  await page.goto(`${base}/#/login`);
   await page.fill('#login-username', user.username);
   await page.fill('#login-password', user.password);
   await page.click('#login-submit');
@@ -231,13 +231,15 @@ async function pickSensorReading() {
   throw new Error('no demo sensor has a profile with a single-reading threshold rule; set OFFSITE_TEST_READING');
 }
 
-function mqttURL() {
+// A sensor names the broker of its site gateway (demo city); older demo.json files have one.
+function mqttURL(sensor) {
+  if (sensor && sensor.mqtt) return sensor.mqtt;
   if (demo.mqtt) return demo.mqtt;
   return `tcp://${new URL(BASE).hostname}:1883`;
 }
 
 async function publishReading(sensor, reading, profile) {
-  await publish(mqttURL(), { username: sensor.mqtt_username, password: sensor.mqtt_password, topic: sensor.topic,
+  await publish(mqttURL(sensor), { username: sensor.mqtt_username, password: sensor.mqtt_password, topic: sensor.topic,
     payload: payloadFor(profile, reading), clientId: sensor.mqtt_username });
 }
 
@@ -448,7 +450,15 @@ await scenario('devices', async () => {
   await page.screenshot({ path: path.join(OUT, 'zh-CN-1920x1080-devices-import-errors.png') });
   const sensor = demo.sensors?.[0];
   if (sensor) {
-    await page.goto(`${BASE}/#/devices/${encodeURIComponent(sensor.id)}`);
+    // The maintenance log is kept where the device is registered: at a centre, a site
+    // gateway's devices are read-only, so the note goes in at that gateway's dashboard.
+    const gw = (demo.gateways || []).find((g) => g.id === sensor.gateway);
+    let base = BASE;
+    if (gw) {
+      base = gw.http;
+      await login(page, gw.users.find((u) => u.role === 'admin'), base);
+    }
+    await page.goto(`${base}/#/devices/${encodeURIComponent(sensor.id)}`);
     await page.waitForSelector('#maint-note', { timeout: 10000 });
     const note = `browser test ${Date.now()}`;
     await page.fill('#maint-note', note);
