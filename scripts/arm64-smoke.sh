@@ -11,29 +11,39 @@
 # and stops its own processes. Exits non-zero on any failure.
 #   scripts/arm64-smoke.sh [path/to/offsite-linux-arm64]   (built here when not given)
 #   OFFSITE_ARM64_CPUS="neoverse-n1 max cortex-a72" scripts/arm64-smoke.sh
+#   OFFSITE_QEMU=none scripts/arm64-smoke.sh     (on an arm64 machine: natively, no emulation)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cpus=${OFFSITE_ARM64_CPUS:-neoverse-n1 max}
 qemu=${OFFSITE_QEMU:-qemu-aarch64-static}
-if ! command -v "$qemu" >/dev/null 2>&1; then
-  echo "arm64-smoke: $qemu not found (Debian: apt-get install qemu-user-static; scripts/deps.sh test does it)" >&2
-  exit 1
+goarch=arm64
+if [ "$qemu" = none ]; then
+  # On an arm64 machine (a Kunpeng): no emulation, the binary for this machine.
+  cpus=native
+  goarch=$(go env GOARCH)
+else
+  if ! command -v "$qemu" >/dev/null 2>&1; then
+    echo "arm64-smoke: $qemu not found (Debian: apt-get install qemu-user-static; scripts/deps.sh test does it)" >&2
+    exit 1
+  fi
+  "$qemu" --version | head -1
 fi
-"$qemu" --version | head -1
 
 work=$(mktemp -d /tmp/offsite-arm64.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 bin=${1:-}
 if [ -z "$bin" ]; then
-  bin="$work/offsite-linux-arm64"
-  CGO_ENABLED=0 GOOS=linux GOARCH=arm64 go build -trimpath -o "$bin" ./gateway
+  bin="$work/offsite-linux-$goarch"
+  CGO_ENABLED=0 GOOS=linux GOARCH=$goarch go build -trimpath -o "$bin" ./gateway
 fi
 bin=$(realpath "$bin")
 
-CGO_ENABLED=0 GOOS=linux GOARCH=arm64 go test -c -o "$work/devices.test" ./devices
+CGO_ENABLED=0 GOOS=linux GOARCH=$goarch go test -c -o "$work/devices.test" ./devices
 for cpu in $cpus; do
   echo "--- devices (SM4 sealer) on $cpu"
-  if ! timeout 120 "$qemu" -cpu "$cpu" "$work/devices.test" -test.run 'Seal' -test.count=1 -test.v >"$work/devices-$cpu.log" 2>&1; then
+  cmd=("$work/devices.test")
+  [ "$qemu" = none ] || cmd=("$qemu" -cpu "$cpu" "${cmd[@]}")
+  if ! timeout 120 "${cmd[@]}" -test.run 'Seal' -test.count=1 -test.v >"$work/devices-$cpu.log" 2>&1; then
     tail -40 "$work/devices-$cpu.log"
     echo "arm64-smoke: the devices tests failed on $cpu" >&2
     exit 1
