@@ -6,7 +6,7 @@ require (
 	github.com/bluenviron/gortsplib/v4 v4.16.2
 	github.com/bluenviron/mediacommon/v2 v2.4.1
 	github.com/eclipse/paho.mqtt.golang v1.5.1
-	github.com/emmansun/gmsm v0.15.5
+	github.com/emmansun/gmsm v0.44.0
 	github.com/gofiber/fiber/v2 v2.52.15
 	github.com/influxdata/influxdb-client-go/v2 v2.14.0
 	github.com/influxdata/line-protocol/v2 v2.2.1

@@ -55,6 +55,9 @@ func NewSealer(hexKey string) (*Sealer, error) {
 	switch len(key) {
 	case 16:
 		block, err = sm4.NewCipher(key)
+		if err == nil {
+			err = sm4SelfTest()
+		}
 		alg = prefixSM4GCM
 	case 32:
 		block, err = aes.NewCipher(key)
@@ -72,6 +75,32 @@ func NewSealer(hexKey string) (*Sealer, error) {
 	}
 	sum := sha256.Sum256(key)
 	return &Sealer{alg: alg, aead: aead, keyID: hex.EncodeToString(sum[:4])}, nil
+}
+
+// sm4SelfTest checks SM4 on this machine against the worked example of GB/T 32907-2016
+// (appendix A, example 1) before passwords are sealed with it. gmsm chooses its code path from
+// the CPU at run time (AES-NI or NEON on most machines, the ARMv8.2 SM4E/SM4EKEY instructions
+// where the CPU has them, see docs/arm64.md); a path that computed wrong would seal passwords
+// that no other machine can open, so the gateway refuses to start instead.
+func sm4SelfTest() error {
+	key, _ := hex.DecodeString("0123456789abcdeffedcba9876543210")
+	want, _ := hex.DecodeString("681edf34d206965e86b3e94f536e4246")
+	return checkBlock(sm4.NewCipher, key, key, want)
+}
+
+// checkBlock encrypts plain with a block cipher made by newCipher(key), expecting want.
+func checkBlock(newCipher func([]byte) (cipher.Block, error), key, plain, want []byte) error {
+	b, err := newCipher(key)
+	if err != nil {
+		return err
+	}
+	got := make([]byte, len(plain))
+	b.Encrypt(got, plain)
+	if subtle.ConstantTimeCompare(got, want) != 1 {
+		return fmt.Errorf("self-test failed on this CPU (%s): got %x, the standard gives %x; start with DISABLE_SM4NI=1 (leaves the CPU's SM4 instructions unused) or use a 64-hex-digit AES-256 key",
+			runtime.GOARCH, got, want)
+	}
+	return nil
 }
 
 // GenerateSealerKey returns a fresh random SM4 key in hex, for first start-up and the demo.

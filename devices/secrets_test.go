@@ -2,11 +2,14 @@ package devices_test
 
 import (
 	"context"
+	"crypto/aes"
+	"encoding/hex"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/emmansun/gmsm/sm4"
 	"github.com/stretchr/testify/require"
 
 	"github.com/offsite-gw/offsite/devices"
@@ -193,4 +196,31 @@ func TestSecretVerifierCancelled(t *testing.T) {
 	_, err := v.Verify(ctx, "u1", "secret-one-secret", devices.HashSecret("secret-one-secret", cheap))
 	require.ErrorIs(t, err, context.Canceled)
 	require.Zero(t, v.Runs())
+}
+
+// The sealer checks SM4 against the standard's worked example before it seals anything: a
+// cipher that gives another answer (here AES under the SM4 example) is refused with a message
+// saying what to do.
+func TestSealerSelfTest(t *testing.T) {
+	key, _ := hex.DecodeString("0123456789abcdeffedcba9876543210")
+	want, _ := hex.DecodeString("681edf34d206965e86b3e94f536e4246") // GB/T 32907-2016 appendix A
+	require.NoError(t, devices.CheckBlock(sm4.NewCipher, key, key, want))
+	err := devices.CheckBlock(aes.NewCipher, key, key, want)
+	require.ErrorContains(t, err, "self-test failed")
+	require.ErrorContains(t, err, "DISABLE_SM4NI=1")
+}
+
+// A password sealed on one machine opens on another: this text was sealed on linux/amd64 and
+// must open wherever the database moves (make test runs this package on emulated arm64 CPUs
+// with and without the SM4 instructions, scripts/arm64-smoke.sh).
+// sealedOnAMD64 is "Hik12345!海康" sealed for "cam-hall-01" with sm4Key by this package on
+// linux/amd64 (gmsm v0.44.0, AES-NI path).
+const sealedOnAMD64 = "sm4gcm:v1:nQSozi7N7fKlSMV/BqQ8tTXYhe7PqBZyR32KhF2I8+zWwczLSjEVkudCBw=="
+
+func TestSealerOpensTextSealedElsewhere(t *testing.T) {
+	s, err := devices.NewSealer(sm4Key)
+	require.NoError(t, err)
+	got, err := s.Open(sealedOnAMD64, "cam-hall-01")
+	require.NoError(t, err)
+	require.Equal(t, "Hik12345!海康", got)
 }

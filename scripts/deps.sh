@@ -25,6 +25,8 @@ if [ "$what" = test ]; then
   need_pkg opencv-doc   # vtest.avi, the scene of walking people the detector tests use
   need_cmd node nodejs
   need_cmd npm npm
+  # Runs the linux/arm64 gateway under user-mode emulation (scripts/arm64-smoke.sh).
+  need_cmd qemu-aarch64-static qemu-user-static
 fi
 
 if [ ${#apt_missing[@]} -gt 0 ]; then

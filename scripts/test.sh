@@ -48,6 +48,9 @@ CGO_ENABLED=0 GOOS=linux GOARCH=amd64 go build -o "$testenv/offsite-amd64" ./gat
 CGO_ENABLED=0 GOOS=linux GOARCH=arm64 go build -o "$testenv/offsite-arm64" ./gateway
 file "$testenv/offsite-arm64" 2>/dev/null || true
 
+step "arm64 gateway under qemu emulation (neoverse-n1, max)"
+scripts/arm64-smoke.sh "$testenv/offsite-arm64"
+
 step "go test -race"
 go test -race -count=1 -timeout 20m ./...
 

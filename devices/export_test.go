@@ -1,0 +1,4 @@
+package devices
+
+// CheckBlock is checkBlock, for the self-test's own test.
+var CheckBlock = checkBlock
