@@ -20,8 +20,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emmansun/gmsm/sm3"
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/emmansun/gmsm/sm3"
 	"github.com/oklog/ulid/v2"
 	"github.com/stretchr/testify/require"
 
@@ -277,7 +277,9 @@ func TestCityReadingBecomesAlertAtCentreAndReachesProvince(t *testing.T) {
 		tok := login(t, centre, c.user, password(dj, c.user))
 		code, body := get(t, centre+"/api/v1/sites", tok)
 		require.Equal(t, 200, code)
-		var sites struct{ Sites []struct{ ID, Gateway string } }
+		var sites struct {
+			Sites []struct{ ID, Gateway string }
+		}
 		require.NoError(t, json.Unmarshal(body, &sites))
 		require.Len(t, sites.Sites, 1, "%s: %s", c.user, body)
 		require.Equal(t, c.site, sites.Sites[0].ID)

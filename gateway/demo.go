@@ -115,6 +115,10 @@ var demoSiteGateway = map[string]string{
 	"hq-market-02":       "demo-gw-city",
 }
 
+// demoSilentSensor goes silent now and then (sensor.silent, presence); tests publish their own
+// readings for it without the simulator overwriting them.
+const demoSilentSensor = "dust-07-a"
+
 // Users of the centre and of every site gateway.
 var (
 	demoCentreUsers = []demoUser{
@@ -270,18 +274,18 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		city.stop()
 	}()
-	for i, n := range sites {
+	for _, n := range sites {
 		base := "http://" + n.ready.HTTP
 		gw := demoGateway{ID: n.spec.GatewayID, Name: n.spec.Name, HTTP: base, RTSP: "rtsp://" + n.ready.RTSP, MQTT: "tcp://" + n.ready.MQTT,
 			Users: n.ready.Users, Secret: n.spec.CentreSecret, Sites: n.spec.Sites}
 		df.Gateways = append(df.Gateways, gw)
 		fleet := &sim.Fleet{BrokerURL: gw.MQTT, Interval: 5 * time.Second, Logger: logger.With("component", "sim-sensors", "gateway", gw.ID)}
-		for j, sn := range n.ready.Sensors {
+		for _, sn := range n.ready.Sensors {
 			sn.Gateway, sn.MQTT = gw.ID, gw.MQTT
 			df.Sensors = append(df.Sensors, sn)
 			p, _ := reg.Get(sn.Profile)
 			fleet.Sensors = append(fleet.Sensors, sim.Sensor{Device: sn.ID, Site: sn.Site, Profile: p,
-				Username: sn.MQTTUsername, Password: sn.MQTTPassword, Silent: i == 0 && j == 0})
+				Username: sn.MQTTUsername, Password: sn.MQTTPassword, Silent: sn.ID == demoSilentSensor})
 		}
 		if len(fleet.Sensors) > 0 {
 			if err := fleet.Initialize(); err != nil {
@@ -476,7 +480,13 @@ func (c *demoCity) launch(ctx context.Context, n *demoNode) error {
 	if err := os.WriteFile(specPath, b, 0o600); err != nil {
 		return err
 	}
-	cmd := exec.Command(c.exe, "demo", "node", "--spec", specPath)
+	argv := []string{c.exe, "demo", "node", "--spec", specPath}
+	// OFFSITE_DEMO_EXEC prefixes the node command, e.g. "qemu-aarch64-static -cpu max" to run
+	// the demo city of an arm64 build under user-mode emulation without binfmt_misc.
+	if pre := strings.Fields(os.Getenv("OFFSITE_DEMO_EXEC")); len(pre) > 0 {
+		argv = append(pre, argv...)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = c.out, c.out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {

@@ -91,12 +91,16 @@ func smoke(t *testing.T, qemu, cpu, bin string) {
 	require.NoError(t, err)
 	defer logFile.Close()
 	args := []string{bin, "demo", "--data", data,
-		"--http", freeAddr(t), "--rtsp", freeAddr(t), "--mqtt", freeAddr(t), "--webrtc", freeAddr(t),
+		"--http", "127.0.0.1:0", "--rtsp", "127.0.0.1:0", "--mqtt", "127.0.0.1:0", "--webrtc", "127.0.0.1:0",
 		"--analytics", "off", "--province-url", province.URL}
-	if qemu != "" {
-		args = append([]string{qemu, "-cpu", cpu}, args...)
-	}
 	cmd := exec.Command(args[0], args[1:]...)
+	if qemu != "" {
+		// The demo is a city: the supervisor and its three nodes (a centre, two site gateways)
+		// all run emulated on the same CPU model.
+		args = append([]string{qemu, "-cpu", cpu}, args...)
+		cmd = exec.Command(args[0], args[1:]...)
+		cmd.Env = append(os.Environ(), "OFFSITE_DEMO_EXEC="+qemu+" -cpu "+cpu)
+	}
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	require.NoError(t, cmd.Start())
 	exited := make(chan error, 1)
@@ -159,10 +163,18 @@ func smoke(t *testing.T, qemu, cpu, bin string) {
 	require.ElementsMatch(t, want, got)
 
 	// 3. A reading published over MQTT with a device's own credentials is stored and served.
-	// The first sensor is the one the demo's simulator keeps silent, so the value is ours.
-	sensor := df.Sensors[0]
+	// dust-07-a is the sensor the demo's simulator keeps silent, so the value is ours.
+	var sensor demoSensor
+	for _, s := range df.Sensors {
+		if s.ID == "dust-07-a" {
+			sensor = s
+		}
+	}
+	require.NotEmpty(t, sensor.MQTT, "demo.json names dust-07-a and its gateway's broker")
+	site := df.gateway(t, sensor.Gateway)
+	siteToken := loginAt(t, ctx, site.HTTP, site.Users)
 	value := 100 + float64(time.Now().UnixNano()%8000)/10 // 100.0 … 899.9, different each run
-	publish(t, df.MQTT, sensor, fmt.Sprintf(`{"ts": %d, "sn": "ARM64-SMOKE", "data": {"pm25": 40.5, "pm10": %.1f, "noise": 61.2}}`,
+	publish(t, sensor.MQTT, sensor, fmt.Sprintf(`{"ts": %d, "sn": "ARM64-SMOKE", "data": {"pm25": 40.5, "pm10": %.1f, "noise": 61.2}}`,
 		time.Now().UnixMilli(), value))
 	waitFor(t, ctx, "the reading to be stored", gone, func() error {
 		var latest struct {
@@ -171,7 +183,7 @@ func smoke(t *testing.T, qemu, cpu, bin string) {
 				Value  float64 `json:"value"`
 			} `json:"readings"`
 		}
-		if err := get(ctx, df.HTTP+"/api/v1/devices/"+sensor.ID+"/readings/latest", token, &latest); err != nil {
+		if err := get(ctx, site.HTTP+"/api/v1/devices/"+sensor.ID+"/readings/latest", siteToken, &latest); err != nil {
 			return err
 		}
 		for _, r := range latest.Readings {
@@ -199,7 +211,7 @@ func smoke(t *testing.T, qemu, cpu, bin string) {
 	sum := sha256.Sum256(req.body)
 	mac.Write([]byte(req.header.Get("X-Offsite-Timestamp") + "\n" + req.header.Get("X-Offsite-Nonce") + "\n" + hex.EncodeToString(sum[:])))
 	require.Equal(t, "hmac-sm3="+hex.EncodeToString(mac.Sum(nil)), req.header.Get("X-Offsite-Signature"))
-	require.Equal(t, "demo-gw-01", req.header.Get("X-Offsite-Gateway"))
+	require.Equal(t, "demo-centre", req.header.Get("X-Offsite-Gateway"), "the centre delivers to the province")
 
 	// 5. Every camera comes on line: the gateway opened each camera's SM4-GCM sealed RTSP
 	// password (bound to the camera's id) and the simulated camera accepted it.
@@ -207,7 +219,10 @@ func smoke(t *testing.T, qemu, cpu, bin string) {
 	waitFor(t, ctx, "every camera on line", gone, func() error {
 		var cams struct {
 			Cameras []struct {
-				ID     string `json:"id"`
+				ID string `json:"id"`
+				// State is the camera's state at its site gateway (the site pulls it for its
+				// analytics); Status is the centre's relay of it, idle while nobody watches.
+				State  string `json:"state"`
 				Status struct {
 					State  string `json:"state"`
 					Reason string `json:"reason"`
@@ -219,7 +234,7 @@ func smoke(t *testing.T, qemu, cpu, bin string) {
 		}
 		var missing []string
 		for _, c := range cams.Cameras {
-			if c.Status.State == "online" {
+			if c.Status.State == "online" || c.State == "online" {
 				online[c.ID] = true
 			}
 		}
@@ -244,32 +259,42 @@ func smoke(t *testing.T, qemu, cpu, bin string) {
 		t.Fatal("gateway did not stop within 30 s of SIGTERM")
 	}
 
-	// The passwords it opened are stored sealed with SM4-GCM, not in clear and not with AES.
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(data, "offsite.db")+"?mode=ro")
-	require.NoError(t, err)
-	defer db.Close()
-	rows, err := db.QueryContext(ctx, `SELECT id, rtsp_password_enc FROM devices WHERE kind = 'camera'`)
-	require.NoError(t, err)
-	defer rows.Close()
+	// The passwords it opened are stored sealed with SM4-GCM, not in clear and not with AES,
+	// at the site gateways that pull the cameras.
 	n := 0
-	for rows.Next() {
-		var dev, enc string
-		require.NoError(t, rows.Scan(&dev, &enc))
-		require.True(t, strings.HasPrefix(enc, "sm4gcm:v1:"), "%s: %q", dev, enc)
-		n++
+	for _, gw := range df.Gateways {
+		db, err := sql.Open("sqlite", "file:"+filepath.Join(data, gw.ID, "offsite.db")+"?mode=ro")
+		require.NoError(t, err)
+		rows, err := db.QueryContext(ctx, `SELECT id, rtsp_password_enc FROM devices WHERE kind = 'camera'`)
+		require.NoError(t, err)
+		for rows.Next() {
+			var dev, enc string
+			require.NoError(t, rows.Scan(&dev, &enc))
+			require.True(t, strings.HasPrefix(enc, "sm4gcm:v1:"), "%s: %q", dev, enc)
+			n++
+		}
+		require.NoError(t, rows.Err())
+		rows.Close()
+		db.Close()
 	}
-	require.NoError(t, rows.Err())
 	require.Equal(t, len(df.Cameras), n)
 }
 
+type demoUser struct {
+	Username string `json:"username"`
+	Password string `json:"password"`
+	Role     string `json:"role"`
+}
+
 type demoFile struct {
-	HTTP  string `json:"http"`
-	MQTT  string `json:"mqtt"`
-	Users []struct {
-		Username string `json:"username"`
-		Password string `json:"password"`
-		Role     string `json:"role"`
-	} `json:"users"`
+	HTTP     string     `json:"http"`
+	MQTT     string     `json:"mqtt"`
+	Users    []demoUser `json:"users"`
+	Gateways []struct {
+		ID    string     `json:"id"`
+		HTTP  string     `json:"http"`
+		Users []demoUser `json:"users"`
+	} `json:"gateways"`
 	Cameras []struct {
 		ID string `json:"id"`
 	} `json:"cameras"`
@@ -282,13 +307,36 @@ type demoFile struct {
 
 type demoSensor struct {
 	ID           string `json:"id"`
+	Gateway      string `json:"gateway"`
+	MQTT         string `json:"mqtt"`
 	Topic        string `json:"topic"`
 	MQTTUsername string `json:"mqtt_username"`
 	MQTTPassword string `json:"mqtt_password"`
 }
 
+type demoSite struct {
+	HTTP  string
+	Users []demoUser
+}
+
+// gateway is the site gateway of the demo city named id.
+func (df demoFile) gateway(t *testing.T, id string) demoSite {
+	for _, g := range df.Gateways {
+		if g.ID == id {
+			return demoSite{HTTP: g.HTTP, Users: g.Users}
+		}
+	}
+	t.Fatalf("demo.json has no site gateway %q", id)
+	return demoSite{}
+}
+
 func login(t *testing.T, ctx context.Context, df demoFile) string {
-	for _, u := range df.Users {
+	return loginAt(t, ctx, df.HTTP, df.Users)
+}
+
+// loginAt logs in as the admin of the node at base.
+func loginAt(t *testing.T, ctx context.Context, base string, users []demoUser) string {
+	for _, u := range users {
 		if u.Role != "admin" {
 			continue
 		}
@@ -296,7 +344,7 @@ func login(t *testing.T, ctx context.Context, df demoFile) string {
 		var out struct {
 			Token string `json:"token"`
 		}
-		require.NoError(t, post(ctx, df.HTTP+"/api/v1/auth/login", "", string(body), http.StatusOK, &out))
+		require.NoError(t, post(ctx, base+"/api/v1/auth/login", "", string(body), http.StatusOK, &out))
 		require.NotEmpty(t, out.Token)
 		return out.Token
 	}
