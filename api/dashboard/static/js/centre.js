@@ -3,7 +3,7 @@
 // reported, each with `gateway` (the gateway's id); rows without it are this node's own.
 
 import { h } from './dom.js';
-import { t } from './i18n.js';
+import { t, tOr } from './i18n.js';
 import { api, list, session } from './api.js';
 
 // LOCAL is the filter value for this node's own rows.
@@ -43,3 +43,7 @@ export function matchesGateway(row, f) {
   if (f === LOCAL) return !gatewayOf(row);
   return gatewayOf(row) === f;
 }
+
+// reasonText translates the reason codes a site gateway reports for a device (the relay's
+// codes, e.g. camera_unreachable) and leaves a sentence as it is.
+export function reasonText(r) { return r ? tOr(`player.reason.${r}`, r) : ''; }

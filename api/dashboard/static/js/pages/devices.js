@@ -6,7 +6,7 @@ import { t, tOr, fmtTime, fmtAgo } from '../i18n.js';
 import { api, list, optional, withToken, session, eachLimited } from '../api.js';
 import { table, select, errorBox, loading, toast, stateChip } from '../ui.js';
 import { deviceState, deviceReason, lastSeen, firmwareProblem } from '../model.js';
-import { gatewayNames, gatewayLabel, gatewayOptions, hasGateways, matchesGateway, gatewayOf } from '../centre.js';
+import { gatewayNames, gatewayLabel, gatewayOptions, hasGateways, matchesGateway, gatewayOf, reasonText } from '../centre.js';
 
 export function mount(main) {
   let devices = []; let sites = new Map(); let profiles = new Map(); let cams = new Map(); let gwNames = new Map();
@@ -59,7 +59,7 @@ export function mount(main) {
       { label: t('devices.kind'), class: 'inline', render: (d) => h('span', { class: 'chip plain' }, tOr(`kind.${d.kind}`, d.kind)) },
       { label: t('devices.site'), render: (d) => sites.get(d.site_id)?.name || d.site_id },
       centre ? { label: t('gateways.gateway'), render: (d) => gatewayLabel(d, gwNames) } : null,
-      { label: t('devices.health'), render: (d) => { const r = deviceReason(d, cams.get(d.id)); return h('span', {}, stateChip('health', health(d)), r ? h('small', { class: 'muted reason' }, ` ${r}`) : null); } },
+      { label: t('devices.health'), render: (d) => { const r = reasonText(deviceReason(d, cams.get(d.id))); return h('span', {}, stateChip('health', health(d)), r ? h('small', { class: 'muted reason' }, ` ${r}`) : null); } },
       { label: t('devices.last_seen'), render: (d) => { const v = lastSeen(d, cams.get(d.id)); return h('time', { title: fmtTime(v) }, fmtAgo(v)); } },
       { label: t('devices.firmware'), render: (d) => { const p = fw(d); return h('span', { class: p ? 'fw-bad' : '' }, d.firmware || t('devices.firmware_unknown'), p ? h('span', { class: 'chip sev-major', title: p }, ` ⚠ ${t('devices.firmware_flag')}`) : null); } },
       { label: t('devices.model'), render: (d) => [d.vendor, d.model].filter(Boolean).join(' ') || d.profile },
