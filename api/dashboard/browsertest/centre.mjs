@@ -19,7 +19,8 @@
 //           gateway, and shows a site sensor's live state after it publishes a reading; the
 //           sites page and the wall's tree name the gateways; a maintainer reads but cannot
 //           change; an officer has no gateways page and sees only his department's devices;
-//           removing both gateways (confirmed) leaves the page explaining enrolment
+//           removing both gateways (confirmed) leaves the page explaining enrolment and the
+//           lists without a gateway column or filter
 // Environment: OFFSITE_TEST_ARTIFACTS (screenshots), CHROMIUM (default /usr/bin/chromium).
 // Exit status 0 when every step passed and no page threw.
 
@@ -171,6 +172,15 @@ if (phase === 'enrol') {
     await page.click(`${rowSel(setup.enrol.id)} .gw-confirm-no`);
     assert(await page.$('#gw-secret') === null, 'cancel still rotated the secret');
   });
+  await step('disable and enable again', async () => {
+    await page.click(`${rowSel(setup.enrol.id)} .gw-toggle`);
+    await page.waitForSelector(`${rowSel(setup.enrol.id)} .gw-disabled`, { timeout: 10000 });
+    assert((await text(page, `${rowSel(setup.enrol.id)} .gw-toggle`)) === '启用', 'a disabled gateway offers no 启用');
+    const res = await fetch(`${BASE}/api/v1/gateways/${setup.enrol.id}`, { headers: { Authorization: `Bearer ${await apiToken(setup.admin)}` } });
+    assert((await res.json()).disabled === true, 'the API does not say disabled');
+    await page.click(`${rowSel(setup.enrol.id)} .gw-toggle`);
+    await page.waitForSelector(`${rowSel(setup.enrol.id)} .gw-disabled`, { state: 'detached', timeout: 10000 });
+  });
   await step('English', async () => {
     await page.click('#lang-switch');
     await page.waitForSelector(`${rowSel(setup.site.id)}`, { timeout: 10000 });
@@ -301,6 +311,16 @@ if (phase === 'enrol') {
     assert(intro.includes('尚未登记站点网关') && intro.includes('offsite gateways add --config'), `intro: ${intro}`);
     assert(await page.isVisible('a.nav-link[data-route="gateways"]'), 'the page left the navigation when empty');
     await shot(page, 'centre-gateways-empty');
+  });
+  await step('without site gateways the lists have no gateway column or filter', async () => {
+    await page.click('a.nav-link[data-route="sites"]');
+    await page.waitForSelector('.page-sites .empty, .page-sites table', { timeout: 10000 });
+    assert(!(await page.isVisible('#site-gateway')), 'the sites page still offers a gateway filter');
+    await page.click('a.nav-link[data-route="devices"]');
+    await page.waitForSelector('.page-devices .summary .stat', { timeout: 10000 });
+    assert(!(await page.isVisible('#dev-gateway')), 'the devices page still offers a gateway filter');
+    const heads = await page.$$eval('.page-devices th', (ths) => ths.map((th) => th.innerText));
+    assert(!heads.includes('网关'), `devices columns: ${heads}`);
   });
 }
 

@@ -46,7 +46,8 @@ export function mount(main) {
       { label: t('site.supervision_item'), render: (s) => (s.supervision_items || []).join(', ') },
       { label: t('sites.devices'), render: (s) => {
         const c = counts.get(siteKey(gatewayOf(s), s.id));
-        return c ? t('sites.devices_online', { n: c.n, online: c.online }) : '0';
+        if (!c) return '0';
+        return c.live ? t('sites.devices_online', { n: c.n, online: c.online }) : String(c.n);
       } },
       { label: t('site.address'), class: 'wide', render: (s) => s.address || '' },
     ].filter(Boolean);
@@ -62,8 +63,11 @@ export function mount(main) {
       counts = new Map();
       for (const dev of list(d, 'devices')) {
         const k = siteKey(gatewayOf(dev), dev.site_id);
-        const c = counts.get(k) || { n: 0, online: 0 };
+        const c = counts.get(k) || { n: 0, online: 0, live: false };
         c.n++;
+        // The list carries the live state only for a site gateway's devices (at a centre);
+        // this node's own answer it per device, so their count goes without "online".
+        if (dev.state || dev.presence || dev.status) c.live = true;
         if (deviceState(dev) === 'online') c.online++;
         counts.set(k, c);
       }
