@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -23,6 +24,7 @@ type cbNode struct {
 	id, dir, config, http, mqtt string
 	adminPassword               string
 	out                         *syncBuffer
+	cmd                         *exec.Cmd
 }
 
 // cbFreeAddr returns a loopback address with a port that was free a moment ago.
@@ -74,12 +76,26 @@ centre:
 
 var adminPasswordRE = regexp.MustCompile(`created user "admin" with password\s+(\S+)`)
 
+// stop ends the node with SIGTERM and waits for it.
+func (n *cbNode) stop(t *testing.T) {
+	t.Helper()
+	require.NoError(t, n.cmd.Process.Signal(syscall.SIGTERM))
+	done := make(chan struct{})
+	go func() { _, _ = n.cmd.Process.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s did not stop within 30s of SIGTERM:\n%s", n.id, n.out.String())
+	}
+}
+
 // start runs `offsite serve` and waits for /healthz and the admin password it prints once.
 func (n *cbNode) start(t *testing.T) {
 	t.Helper()
 	cmd := exec.Command(offsiteBin, "serve", "--config", n.config)
 	cmd.Stdout, cmd.Stderr = n.out, n.out
 	require.NoError(t, cmd.Start())
+	n.cmd = cmd
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() })
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
@@ -144,7 +160,8 @@ var secretRE = regexp.MustCompile(`shown only this once:\s+(\S+)`)
 // (api/dashboard/browsertest/centre.mjs): the site online with its device count and a
 // refused request, the secret shown once with the uplink snippet — and working, since the
 // second site reports with it — and every device labelled with its gateway, with the live
-// state of a sensor that publishes a reading at its site.
+// state of a sensor that publishes a reading at its site; then the second site stops and
+// shows 离线, and removing both leaves the page explaining enrolment.
 func TestCentreDashboardInBrowser(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three gateways and a browser")
@@ -249,5 +266,10 @@ func TestCentreDashboardInBrowser(t *testing.T) {
 	cbWaitGateway(t, centreURL, admin, secondID, func(g cbGateway) bool { return g.State == "online" && g.Devices == 1 }, centre.out, second.out)
 
 	browse("verify")
+
+	// The second site stops: after offline_after (20s here) the centre marks it offline.
+	second.stop(t)
+	cbWaitGateway(t, centreURL, admin, secondID, func(g cbGateway) bool { return g.State == "offline" }, centre.out)
+	browse("finish")
 	t.Logf("screenshots in %s", artifacts)
 }

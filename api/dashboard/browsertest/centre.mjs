@@ -18,9 +18,10 @@
 //   verify  both gateways online; the devices page names each device's gateway, filters by
 //           gateway, and shows a site sensor's live state after it publishes a reading; the
 //           sites page and the wall's tree name the gateways; a maintainer reads but cannot
-//           change; an officer has no gateways page and sees only his department's devices;
-//           removing both gateways (confirmed) leaves the page explaining enrolment and the
-//           lists without a gateway column or filter
+//           change; an officer has no gateways page and sees only his department's devices
+//   finish  the second gateway, stopped, shows 离线 (the first still 在线); removing both
+//           gateways (confirmed) leaves the page explaining enrolment and the lists without a
+//           gateway column or filter
 // Environment: OFFSITE_TEST_ARTIFACTS (screenshots), CHROMIUM (default /usr/bin/chromium).
 // Exit status 0 when every step passed and no page threw.
 
@@ -30,8 +31,8 @@ import path from 'node:path';
 import { publish } from './mqtt.mjs';
 
 const [base0, setupPath, phase] = process.argv.slice(2);
-if (!base0 || !setupPath || !['enrol', 'verify'].includes(phase)) {
-  console.error('usage: node centre.mjs CENTRE_URL SETUP_JSON enrol|verify');
+if (!base0 || !setupPath || !['enrol', 'verify', 'finish'].includes(phase)) {
+  console.error('usage: node centre.mjs CENTRE_URL SETUP_JSON enrol|verify|finish');
   process.exit(2);
 }
 const BASE = base0.replace(/\/+$/, '');
@@ -189,7 +190,7 @@ if (phase === 'enrol') {
     await shot(page, 'centre-gateways-en');
     await page.click('#lang-switch');
   });
-} else {
+} else if (phase === 'verify') {
   const { page } = await newPage();
   await step('both gateways online', async () => {
     await login(page, setup.admin);
@@ -296,6 +297,19 @@ if (phase === 'enrol') {
     assert(gws.length === setup.site.devices && gws.every((g) => g === setup.site.id), `officer sees ${gws}`);
     await shot(p, 'centre-devices-officer');
     await ctx.close();
+  });
+}
+
+if (phase === 'finish') {
+  const { page } = await newPage();
+  await login(page, setup.admin);
+  await step('a silent gateway turns offline', async () => {
+    await gatewaysPage(page);
+    await waitState(page, setup.second.id, 'offline');
+    assert((await cell(page, setup.second.id, '状态')) === '离线', `state cell: ${await cell(page, setup.second.id, '状态')}`);
+    assert((await cell(page, setup.site.id, '状态')) === '在线', 'the other gateway is not online any more');
+    assert((await text(page, '#gw-count')).includes('在线 1'), `summary: ${await text(page, '#gw-count')}`);
+    await shot(page, 'centre-gateways-offline');
   });
   await step('remove both gateways with confirmation: the page explains enrolment', async () => {
     await page.goto(`${BASE}/#/gateways`);
