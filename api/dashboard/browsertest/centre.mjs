@@ -13,8 +13,9 @@
 //    "second": {"id", "name", "devices": N}}
 // PHASE:
 //   enrol   the site gateway is online with its device count and its refusal; an admin enrols
-//           another gateway and sees its secret once, with the uplink snippet (the secret is
-//           written to enrol.secret_file so the test can start that gateway with it)
+//           another gateway and sees its secret once, with the uplink snippet, then rotates it
+//           (the new secret is written to enrol.secret_file so the test can start that
+//           gateway with it)
 //   verify  both gateways online; the devices page names each device's gateway, filters by
 //           gateway, and shows a site sensor's live state after it publishes a reading; the
 //           sites page and the wall's tree name the gateways; a maintainer reads but cannot
@@ -109,6 +110,7 @@ async function waitState(page, id, state, timeout = 45000) {
   await page.waitForSelector(`${rowSel(id)}[data-state="${state}"]`, { timeout });
 }
 
+let firstSecret = '';
 if (phase === 'enrol') {
   const { page } = await newPage();
   await step('login as admin at the centre', async () => {
@@ -158,7 +160,7 @@ if (phase === 'enrol') {
     await page.waitForSelector(`${rowSel(setup.enrol.id)}[data-state="unknown"]`, { timeout: 10000 });
     assert((await cell(page, setup.enrol.id, '状态')) === '未知', 'a new gateway is not 未知');
     await shot(page, 'centre-enrolled-secret');
-    fs.writeFileSync(setup.enrol.secret_file, secret);
+    firstSecret = secret;
     // Shown once: after "saved" and a reload the secret is nowhere on the page.
     await page.click('#gw-secret-done');
     await page.reload();
@@ -166,12 +168,22 @@ if (phase === 'enrol') {
     const all = await page.evaluate(() => document.body.innerText);
     assert(!all.includes(secret), 'the secret is still on the page after a reload');
   });
-  await step('rotate needs a confirmation', async () => {
+  await step('rotate the secret after a confirmation: the new one is shown once', async () => {
     await page.click(`${rowSel(setup.enrol.id)} .gw-rotate`);
     const ask = await text(page, `${rowSel(setup.enrol.id)} .gw-confirm`);
     assert(ask.includes('旧密钥立即失效'), `no confirmation: ${ask}`);
     await page.click(`${rowSel(setup.enrol.id)} .gw-confirm-no`);
     assert(await page.$('#gw-secret') === null, 'cancel still rotated the secret');
+    await page.click(`${rowSel(setup.enrol.id)} .gw-rotate`);
+    await page.click(`${rowSel(setup.enrol.id)} .gw-confirm-yes`);
+    await page.waitForSelector('#gw-secret', { timeout: 10000 });
+    const secret = (await text(page, '#gw-secret')).trim();
+    assert(secret.length >= 16 && secret !== firstSecret, 'rotation showed no new secret');
+    assert((await text(page, '#gw-secret-box')).includes(`网关 ${setup.enrol.id} 的新密钥`), 'not titled as a new secret');
+    assert((await text(page, '#gw-snippet')).includes(`secret: ${secret}`), 'snippet lacks the new secret');
+    // The test starts the second site with this one: it works and replaced the first.
+    fs.writeFileSync(setup.enrol.secret_file, secret);
+    await page.click('#gw-secret-done');
   });
   await step('disable and enable again', async () => {
     await page.click(`${rowSel(setup.enrol.id)} .gw-toggle`);

@@ -28,7 +28,8 @@ async function copyText(text) {
 
 function copyButton(text, id) {
   return h('button', { type: 'button', class: 'btn small', id, onclick: async () => {
-    toast(await copyText(text) ? t('gateways.copied') : t('gateways.copy_failed'), 'ok');
+    const ok = await copyText(text);
+    toast(ok ? t('gateways.copied') : t('gateways.copy_failed'), ok ? 'ok' : 'error');
   } }, t('gateways.copy'));
 }
 
