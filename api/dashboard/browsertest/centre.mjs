@@ -251,6 +251,16 @@ if (phase === 'enrol') {
     assert(status.startsWith('在线'), `status cell: ${status}`);
     await shot(page, 'centre-devices-live');
   });
+  await step("a site gateway's device page names its gateway", async () => {
+    await page.click(`tr[data-id="${setup.site.sensor.id}"]`);
+    await page.waitForSelector('.page-devices .detail-head', { timeout: 10000 });
+    const facts = await text(page, '.page-devices .facts');
+    assert(facts.includes('网关') && facts.includes(setup.site.name), `device facts: ${facts}`);
+    assert((await text(page, '.page-devices .detail-head')).includes('在线'), 'the device page does not show the live state');
+    await page.waitForSelector('#at-site-note', { timeout: 10000 });
+    assert(await page.$('.page-devices .alert-box.error') === null, 'the device page shows an error');
+    await shot(page, 'centre-device-detail');
+  });
   await step('sites of every gateway, each naming its gateway', async () => {
     await page.click('a.nav-link[data-route="sites"]');
     await page.waitForSelector(`.page-sites tr[data-gateway="${setup.site.id}"]`, { timeout: 10000 });

@@ -54,7 +54,7 @@ export function mount(main, { id }) {
       h('div', { class: 'detail-grid' },
         h('div', { class: 'col' },
           dev.kind === 'sensor' || metrics.length ? h('section', { class: 'card' }, h('h3', {}, t('device.readings')),
-            h('div', { class: 'filters' }, h('label', { class: 'filter' }, h('span', {}, t('device.metric')), metricSel),
+            h('div', { class: 'filters', style: dev.gateway ? { display: 'none' } : null }, h('label', { class: 'filter' }, h('span', {}, t('device.metric')), metricSel),
               h('label', { class: 'filter' }, h('span', {}, t('device.range')), rangeSel), fromIn, toIn,
               h('button', { type: 'button', class: 'btn small', onclick: loadChart }, t('common.refresh'))), chartBox) : null,
           h('section', { class: 'card' }, h('h3', {}, t('device.maintenance')), maintBox)),
@@ -71,6 +71,14 @@ export function mount(main, { id }) {
             [t('devices.site'), site ? h('span', {}, site.name, h('br'), h('small', { class: 'muted' }, `${t('site.uscc')} ${site.uscc || '—'} · ${t('site.region')} ${site.region_code || '—'} · ${site.department || ''}`)) : dev.site_id],
             camSt?.codec ? [t('device.codec'), `${camSt.codec}${camSt.width ? ` ${camSt.width}×${camSt.height}` : ''}`] : null,
           ])))));
+    // A site gateway's device keeps its readings and maintenance log at its site; the centre
+    // has its facts and live state only.
+    if (dev.gateway) {
+      const note = h('p', { class: 'muted', id: 'at-site-note' }, t('device.at_site', { gateway: gwNames.get(dev.gateway) || dev.gateway }));
+      clear(chartBox).append(note);
+      clear(maintBox).append(note.cloneNode(true));
+      return;
+    }
     if (metrics.length) loadChart();
     loadMaint();
   }
