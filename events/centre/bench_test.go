@@ -58,7 +58,7 @@ func BenchmarkReceiverBatch(b *testing.B) {
 					n := seq.Add(1)
 					e := event.Event{ID: events.NewID(now), Type: "sensor.reading", Severity: "info", OccurredAt: now.UTC().Truncate(time.Millisecond),
 						GatewayID: gw, Department: "市应急管理局", Site: &event.Site{ID: gw + "-site", RegionCode: "410702"},
-						Device: &event.Device{ID: fmt.Sprintf("%s-gas-%02d", gw, n%10), Kind: "sensor"},
+						Device:  &event.Device{ID: fmt.Sprintf("%s-gas-%02d", gw, n%10), Kind: "sensor"},
 						Reading: &event.Reading{Metric: "lel", Value: float64(n%150) / 10, Unit: "%LEL"}}
 					if n%25 == 0 {
 						e.Type, e.Severity, e.State, e.AlarmKey = event.TypeSensorThreshold, "critical", event.StateActive, fmt.Sprintf("%s/lel-high/%d", e.Device.ID, n)
