@@ -38,58 +38,67 @@ func (l *Log) AppendReceived(ctx context.Context, sender string, raws []json.Raw
 	pre func(tx *Tx) error) (Received, error) {
 	var r Received
 	err := l.InTx(ctx, func(tx *Tx) error {
-		r = Received{}
 		if pre != nil {
 			if err := pre(tx); err != nil {
 				return err
 			}
 		}
-		for i, raw := range raws {
-			var e event.Event
-			if err := json.Unmarshal(raw, &e); err != nil {
-				r.Invalid++
-				r.Rejected = append(r.Rejected, Rejected{ID: rawID(raw, i), Reason: "not a valid event: " + err.Error()})
-				continue
-			}
-			if e.ID == "" {
-				r.Invalid++
-				r.Rejected = append(r.Rejected, Rejected{ID: rawID(raw, i), Reason: "id is missing: a gateway sends every event with the id it logged it under"})
-				continue
-			}
-			if e.GatewayID == "" {
-				e.GatewayID = sender
-			}
-			if e.GatewayID != sender && (allowed == nil || !allowed(e.GatewayID)) {
-				r.Foreign++
-				r.Rejected = append(r.Rejected, Rejected{ID: e.ID, Reason: fmt.Sprintf("gateway_id %q is not the sender's (%s)", e.GatewayID, sender)})
-				continue
-			}
-			if err := e.Validate(); err != nil {
-				r.Invalid++
-				r.Rejected = append(r.Rejected, Rejected{ID: e.ID, Reason: err.Error()})
-				continue
-			}
-			before := len(tx.appended)
-			_, err := tx.Append(ctx, e)
-			switch {
-			case errs.Is(err, errs.KindConflict):
-				r.Conflicts++
-				r.Rejected = append(r.Rejected, Rejected{ID: e.ID, Reason: "id already logged with different content"})
-			case errs.Is(err, errs.KindInvalid):
-				r.Invalid++
-				r.Rejected = append(r.Rejected, Rejected{ID: e.ID, Reason: err.Error()})
-			case err != nil:
-				return err
-			case len(tx.appended) > before:
-				r.Accepted = append(r.Accepted, e.ID)
-			default:
-				r.Duplicates = append(r.Duplicates, e.ID)
-			}
-		}
-		return nil
+		var err error
+		r, err = tx.AppendReceived(ctx, sender, raws, allowed)
+		return err
 	})
 	if err != nil {
 		return Received{}, err
+	}
+	return r, nil
+}
+
+// AppendReceived is Log.AppendReceived inside the caller's transaction, so the caller can
+// record more with the batch (the centre counts the gateway's contact in it). An error means
+// the transaction must be rolled back.
+func (t *Tx) AppendReceived(ctx context.Context, sender string, raws []json.RawMessage, allowed func(gatewayID string) bool) (Received, error) {
+	var r Received
+	for i, raw := range raws {
+		var e event.Event
+		if err := json.Unmarshal(raw, &e); err != nil {
+			r.Invalid++
+			r.Rejected = append(r.Rejected, Rejected{ID: rawID(raw, i), Reason: "not a valid event: " + err.Error()})
+			continue
+		}
+		if e.ID == "" {
+			r.Invalid++
+			r.Rejected = append(r.Rejected, Rejected{ID: rawID(raw, i), Reason: "id is missing: a gateway sends every event with the id it logged it under"})
+			continue
+		}
+		if e.GatewayID == "" {
+			e.GatewayID = sender
+		}
+		if e.GatewayID != sender && (allowed == nil || !allowed(e.GatewayID)) {
+			r.Foreign++
+			r.Rejected = append(r.Rejected, Rejected{ID: e.ID, Reason: fmt.Sprintf("gateway_id %q is not the sender's (%s)", e.GatewayID, sender)})
+			continue
+		}
+		if err := e.Validate(); err != nil {
+			r.Invalid++
+			r.Rejected = append(r.Rejected, Rejected{ID: e.ID, Reason: err.Error()})
+			continue
+		}
+		before := len(t.appended)
+		_, err := t.Append(ctx, e)
+		switch {
+		case errs.Is(err, errs.KindConflict):
+			r.Conflicts++
+			r.Rejected = append(r.Rejected, Rejected{ID: e.ID, Reason: "id already logged with different content"})
+		case errs.Is(err, errs.KindInvalid):
+			r.Invalid++
+			r.Rejected = append(r.Rejected, Rejected{ID: e.ID, Reason: err.Error()})
+		case err != nil:
+			return Received{}, err
+		case len(t.appended) > before:
+			r.Accepted = append(r.Accepted, e.ID)
+		default:
+			r.Duplicates = append(r.Duplicates, e.ID)
+		}
 	}
 	return r, nil
 }

@@ -171,7 +171,25 @@ func (r *Receiver) Batch(ctx context.Context, h http.Header, body []byte, remote
 	if len(req.Events) > uplink.MaxBatch {
 		return uplink.BatchResponse{}, r.refuse(ctx, gw, RefusedBody, remote, fmt.Errorf("%d events in one batch; at most %d", len(req.Events), uplink.MaxBatch))
 	}
-	got, err := r.Log.AppendReceived(ctx, gw, req.Events, nil, r.nonce(ctx, gw, h, remote))
+	// One transaction: the nonce (so a refused replay stores nothing), the events, and the
+	// gateway's contact (last seen, events received), which therefore cost no second write.
+	backlog, _ := strconv.ParseInt(h.Get(HeaderBacklog), 10, 64)
+	var (
+		got  events.Received
+		prev string
+	)
+	nonce := r.nonce(ctx, gw, h, remote)
+	err = r.Log.InTx(ctx, func(tx *events.Tx) error {
+		if err := nonce(tx); err != nil {
+			return err
+		}
+		var err error
+		if got, err = tx.AppendReceived(ctx, gw, req.Events, nil); err != nil {
+			return err
+		}
+		prev, err = r.Gateways.ContactIn(ctx, tx, gw, remote, h.Get(HeaderVersion), backlog, len(got.Accepted))
+		return err
+	})
 	if errors.Is(err, errReplay) {
 		return uplink.BatchResponse{}, r.refuse(ctx, gw, RefusedReplay, remote, err)
 	}
@@ -198,8 +216,9 @@ func (r *Receiver) Batch(ctx context.Context, h http.Header, body []byte, remote
 			r.Logger.Warn("centre: events rejected", "gateway", gw, "reason", reason, "count", n, "first", got.Rejected[0].ID)
 		}
 	}
-	backlog, _ := strconv.ParseInt(h.Get(HeaderBacklog), 10, 64)
-	r.contact(ctx, gw, remote, h.Get(HeaderVersion), backlog, len(got.Accepted))
+	if prev == devices.GatewayOffline {
+		r.returned(ctx, gw)
+	}
 	r.batchDur.Observe(time.Since(start).Seconds())
 	return resp, nil
 }
@@ -252,9 +271,14 @@ func (r *Receiver) contact(ctx context.Context, gw, remote, version string, back
 		return
 	}
 	if prev == devices.GatewayOffline {
-		g, _ := r.Gateways.Get(ctx, gw)
-		r.announce(ctx, g, false)
+		r.returned(ctx, gw)
 	}
+}
+
+// returned announces that gw, marked offline, spoke again.
+func (r *Receiver) returned(ctx context.Context, gw string) {
+	g, _ := r.Gateways.Get(ctx, gw)
+	r.announce(ctx, g, false)
 }
 
 // announce logs gateway.offline (offline) or gateway.online for g, one alarm per gateway.
