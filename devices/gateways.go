@@ -506,16 +506,19 @@ func (s *GatewayStore) Refused(ctx context.Context, id, reason string) {
 type Querier = querier
 
 // UseNonce records a request nonce of gateway id inside q's transaction; it returns false if
-// the nonce was used before (a replay).
+// the nonce was used before (a replay). A replay does not abort the transaction (on
+// PostgreSQL a failed statement would), so a centre can commit other gateways' batches with it.
 func (s *GatewayStore) UseNonce(ctx context.Context, q Querier, id, nonce string) (bool, error) {
-	_, err := q.Exec(ctx, `INSERT INTO gateway_nonces(gateway_id, nonce, at) VALUES (?, ?, ?)`, id, nonce, s.now().UnixMilli())
-	if store.IsUniqueViolation(err) {
-		return false, nil
-	}
+	res, err := q.Exec(ctx, `INSERT INTO gateway_nonces(gateway_id, nonce, at) VALUES (?, ?, ?) ON CONFLICT (gateway_id, nonce) DO NOTHING`,
+		id, nonce, s.now().UnixMilli())
 	if err != nil {
 		return false, fmt.Errorf("devices: record nonce: %w", err)
 	}
-	return true, nil
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("devices: record nonce: %w", err)
+	}
+	return n > 0, nil
 }
 
 // PruneNonces forgets nonces older than before (requests that old are refused as stale anyway).
