@@ -88,3 +88,29 @@ func assert(t *testing.T, ok bool, format string, args ...any) bool {
 	}
 	return ok
 }
+
+// An id twice in one batch is stored once: the repeat is a duplicate when it is the same
+// event and a rejected conflict when it is not.
+func TestRepeatedIDWithinOneBatch(t *testing.T) {
+	storetest.Each(t, testSchema, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		r := newRig(t, db)
+		a := siteEvent("gw-hall", "01JDA0000000000000000000D1", "sensor.reading")
+		a.State, a.AlarmKey = "", ""
+		b := a
+		b.ID = "01JDA0000000000000000000D2"
+		changed := b
+		changed.Message = "别的内容"
+		h, body := signed(t, "gw-hall", r.secrets["gw-hall"], a, b, a, changed)
+		resp, err := r.recv.Batch(ctx, h, body, "127.0.0.1")
+		require.NoError(t, err)
+		require.Equal(t, []string{a.ID, b.ID}, resp.Accepted)
+		require.Equal(t, []string{a.ID}, resp.Duplicates)
+		require.Len(t, resp.Rejected, 1)
+		require.Equal(t, b.ID, resp.Rejected[0].ID)
+		got := eventsOf(t, r.log, "sensor.reading")
+		require.Len(t, got, 2)
+		require.Equal(t, []string{a.ID, b.ID}, []string{got[0].ID, got[1].ID})
+		require.Equal(t, "扬尘超标", got[1].Message)
+	})
+}
