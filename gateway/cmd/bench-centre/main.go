@@ -28,7 +28,10 @@
 //	BENCH centre store=postgres …
 //
 // where cpu_pct and rss_mb are those of the throughput phase (load_cpu_pct, load_rss_mb: the
-// latency phase). It never asserts on a figure; it fails only when it cannot measure.
+// latency phase), centre_cpu_us_per_event the centre's CPU time per stored event in the
+// throughput phase, bench_cpu_pct this program's own CPU (the simulated sites share the
+// machine) and load1 the machine's load at the end. It never asserts on a figure; it fails
+// only when it cannot measure.
 package main
 
 import (
@@ -203,15 +206,21 @@ func run(ctx context.Context, o options, storeName, dsn string, lg *slog.Logger)
 
 	// 1. Throughput.
 	lg.Info("throughput phase", "gateways", len(sites), "batch", o.batch, "for", o.throughputFor, "load1", loadAvg())
-	u := watch(c.Pid())
+	u, self := watch(c.Pid()), watch(os.Getpid())
+	cpuAt := cpuTime(c.Pid())
 	stored, activations, elapsed, err := throughput(ctx, p, sites, o.batch, o.throughputFor)
+	cpuUsed := cpuTime(c.Pid()) - cpuAt
 	cpuPct, rssMB := u.end()
+	benchPct, _ := self.end()
 	if err != nil {
 		return "", err
 	}
 	perS := float64(stored) / elapsed.Seconds()
+	// CPU the centre spent per stored event: steadier than events/s on a shared machine.
+	usPerEvent := float64(cpuUsed.Microseconds()) / max(float64(stored), 1)
 	lg.Info("throughput", "stored", stored, "seconds", elapsed.Seconds(), "events_per_s", int(perS), "alarm_activations", activations,
-		"centre_cpu_pct", int(cpuPct), "centre_rss_mb", int(rssMB), "load1", loadAvg())
+		"centre_cpu_pct", int(cpuPct), "centre_cpu_us_per_event", int(usPerEvent), "centre_rss_mb", int(rssMB),
+		"bench_cpu_pct", int(benchPct), "load1", loadAvg())
 	// The officer's stream catches up before the latency phase starts.
 	catchUp := time.Now()
 	for tr.siteFrames.Load() < stored {
@@ -276,9 +285,11 @@ func run(ctx context.Context, o options, storeName, dsn string, lg *slog.Logger)
 		"max", ms(pct(tr.lat, 100)), "lost", lost, "alerts", len(tr.alertLat), "alert_p99", ms(pct(tr.alertLat, 99)), "alerts_lost", alertsLost,
 		"centre_cpu_pct", int(loadCPU), "centre_rss_mb", int(loadRSS), "cores", runtime.NumCPU(), "load1", loadAvg())
 	return fmt.Sprintf("BENCH centre store=%s events_per_s=%.0f p99_ms=%.1f cpu_pct=%.0f rss_mb=%.0f gateways=%d batch=%d p50_ms=%.1f max_ms=%.1f lost=%d "+
-		"load_events_per_s=%.0f load_cpu_pct=%.0f load_rss_mb=%.0f alert_p99_ms=%.1f alerts=%d alerts_lost=%d site_retries=%d rejected=%d",
+		"load_events_per_s=%.0f load_cpu_pct=%.0f load_rss_mb=%.0f alert_p99_ms=%.1f alerts=%d alerts_lost=%d site_retries=%d rejected=%d "+
+		"centre_cpu_us_per_event=%.0f bench_cpu_pct=%.0f load1=%s",
 		storeName, perS, ms(pct(tr.lat, 99)), cpuPct, rssMB, len(sites), o.batch, ms(pct(tr.lat, 50)), ms(pct(tr.lat, 100)), lost,
-		o.rate, loadCPU, loadRSS, ms(pct(tr.alertLat, 99)), len(tr.alertLat), alertsLost, retries, rejected), nil
+		o.rate, loadCPU, loadRSS, ms(pct(tr.alertLat, 99)), len(tr.alertLat), alertsLost, retries, rejected,
+		usPerEvent, benchPct, loadAvg()), nil
 }
 
 // throughput has every site post batches back to back until the phase ends; it returns the
