@@ -236,7 +236,7 @@ func (t *Tx) Append(ctx context.Context, evs ...event.Event) ([]event.Event, err
 			return nil, err
 		}
 		e.Raw = nil
-		body, err := json.Marshal(&e)
+		body, err := e.MarshalJSON() // what json.Marshal(&e) gives, without re-scanning it
 		if err != nil {
 			return nil, fmt.Errorf("events: encode %s: %w", e.ID, err)
 		}

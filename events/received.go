@@ -104,7 +104,7 @@ func (t *Tx) AppendReceived(ctx context.Context, sender string, raws []json.RawM
 			continue
 		}
 		e.Raw = nil
-		body, err := json.Marshal(&e)
+		body, err := e.MarshalJSON() // what json.Marshal(&e) gives, without re-scanning it
 		if err != nil {
 			return Received{}, fmt.Errorf("events: encode %s: %w", e.ID, err)
 		}
