@@ -167,9 +167,10 @@ func (s *Server) observe(c *fiber.Ctx) error {
 	return nil
 }
 
-// routine reports machine-to-machine calls that repeat every few seconds.
+// routine reports machine-to-machine calls that repeat every few seconds, or many times a
+// second (site gateways posting event batches to their centre).
 func routine(route string) bool {
-	return strings.HasPrefix(route, "/api/v1/analytics/leases")
+	return strings.HasPrefix(route, "/api/v1/analytics/leases") || strings.HasPrefix(route, "/offsite/v1/")
 }
 
 // recover turns a panic in a handler into a 500 answer and a logged stack; the server keeps
