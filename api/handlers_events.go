@@ -116,6 +116,10 @@ func (s *Server) componentEnabled(name string) bool {
 		return s.Leases != nil
 	case "gateways":
 		return s.Gateways != nil
+	case "rtsp_consumers":
+		return s.RTSPConsumers != nil
+	case "rate_limits":
+		return s.RateLimits != nil
 	}
 	return true
 }

@@ -69,6 +69,7 @@ func (s *Server) routes() {
 	s.cameraRoutes(v1)
 	s.analyticsRoutes(v1)
 	s.gatewayRoutes(v1)
+	s.hardeningRoutes(v1)
 }
 
 // healthz answers 200 while the process serves and the database answers a ping.

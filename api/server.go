@@ -110,6 +110,11 @@ type Server struct {
 	Receiver *centre.Receiver
 	// Leases, when set, serves the analytics workers' leases and the cameras' analytics settings.
 	Leases LeaseService
+	// RTSPConsumers, when set, serves /rtsp-consumers (admin only): the RTSP re-serve's logins.
+	RTSPConsumers RTSPConsumerService
+	// RateLimits, when set, serves GET /ingest/rate-limited: devices whose MQTT messages the
+	// embedded broker dropped for their rate.
+	RateLimits RateLimitReader
 	// EvidenceLimit bounds one evidence upload (default 16 MiB).
 	EvidenceLimit int
 	// Heartbeat is the interval of SSE keep-alive comments (default 15 s); a client that went

@@ -79,9 +79,9 @@ func (g *gateway) inventory(ctx context.Context) (devices.Inventory, error) {
 	return inv, nil
 }
 
-// cascadeCredentials lets this site's centre log in to the RTSP re-serve with the password
+// cascadeCredential lets this site's centre log in to the RTSP re-serve with the password
 // derived from their shared secret (devices.CascadePassword); nil without a centre uplink.
-func (g *gateway) cascadeCredentials() func(string) (string, bool) {
+func (g *gateway) cascadeCredential() streams.CredentialSource {
 	secret := ""
 	for _, u := range g.cfg.Uplinks {
 		if u.Kind != uplink.KindCentre {
@@ -97,13 +97,7 @@ func (g *gateway) cascadeCredentials() func(string) (string, bool) {
 	if secret == "" {
 		return nil
 	}
-	pw := devices.CascadePassword([]byte(secret))
-	return func(user string) (string, bool) {
-		if user == devices.CascadeUser {
-			return pw, true
-		}
-		return "", false
-	}
+	return streams.StaticCredential{Consumer: "centre", Username: devices.CascadeUser, Password: devices.CascadePassword([]byte(secret))}
 }
 
 // childCameras are the cameras of the site gateways below this centre, as relay sources

@@ -312,6 +312,7 @@ func openGateway(ctx context.Context, cfg config.Config, logger *slog.Logger, ou
 		Telemetry: g.sensors.telemetry, Presence: g.sensors.presence, Quarantine: g.sensors.quarantine,
 		Cameras: g.video.manager, Video: g.video.handler, Leases: g.video.leases,
 		Gateways: g.gateways, Receiver: g.receiver,
+		RTSPConsumers: g.video.consumers, RateLimits: g.sensors,
 	}
 	if err := g.api.Initialize(); err != nil {
 		return g, fmt.Errorf("api: %w", err)

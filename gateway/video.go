@@ -32,6 +32,9 @@ type video struct {
 	handler  *streams.Handler
 	reserve  *streams.Reserve
 	leases   *leases.Service
+	// consumers are the re-serve's own logins (one per worker or recorder), besides the
+	// configured one.
+	consumers *streams.ConsumerStore
 
 	rtspUser, rtspPass string
 	// reserveAddr is the re-serve's address once it listens (read by the inventory).
@@ -55,6 +58,12 @@ func (g *gateway) openVideo(ctx context.Context) error {
 		return err
 	}
 	v.rtspPass = pass
+	v.consumers = &streams.ConsumerStore{DB: g.db, Reserved: []string{v.rtspUser}, OnRevoke: func(name string) {
+		if v.reserve != nil {
+			n := v.reserve.Disconnect(name)
+			g.log.Info("RTSP consumer revoked", "consumer", name, "connections_closed", n)
+		}
+	}}
 
 	v.manager = &streams.Manager{StallTimeout: sc.StallTimeout, OfflineTimeout: sc.OfflineTimeout, BackoffMin: sc.BackoffMin,
 		BackoffMax: sc.BackoffMax, IdleTimeout: sc.IdleTimeout, QueueSize: sc.QueueUnits, OnState: v.onState,
@@ -106,7 +115,10 @@ func (g *gateway) openVideo(ctx context.Context) error {
 func (v *video) startReserve() error {
 	sc := v.g.cfg.Streams.RTSP
 	v.reserve = &streams.Reserve{Manager: v.manager, Listen: sc.Listen, UDPRTPListen: sc.UDPRTPListen, UDPRTCPListen: sc.UDPRTCPListen,
-		Username: v.rtspUser, Password: v.rtspPass, Credentials: v.g.cascadeCredentials(), Logger: v.g.log.With("component", "rtsp-reserve")}
+		Username: v.rtspUser, Password: v.rtspPass, Credentials: v.reserveCredentials(),
+		AuthFailLimit: orOff(sc.AuthFailLimit), AuthFailWindow: sc.AuthFailWindow,
+		HandshakeTimeout: orOff(sc.HandshakeTimeout), MaxConnsPerAddr: orOff(sc.MaxConnsPerAddr),
+		OnReader: v.onReserveReader, Registerer: v.g.reg, Logger: v.g.log.With("component", "rtsp-reserve")}
 	if err := v.reserve.Initialize(); err != nil {
 		return fmt.Errorf("rtsp re-serve: %w", err)
 	}
@@ -117,6 +129,28 @@ func (v *video) startReserve() error {
 	v.reserveAddr.Store(&addr)
 	v.g.onStop("rtsp re-serve", func(context.Context) error { v.reserve.Close(); return nil })
 	return nil
+}
+
+// onReserveReader puts every RTSP re-serve reader into the audit log, named by its consumer.
+func (v *video) onReserveReader(consumer, camera, remote string) {
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		host = remote
+	}
+	if consumer == "" {
+		consumer = "anonymous"
+	}
+	_ = v.g.audit.Record(context.Background(), audit.Entry{Actor: "rtsp:" + consumer, Action: "camera.rtsp_play", Target: camera, IP: host, Result: "ok"})
+}
+
+// reserveCredentials are the re-serve's logins besides the configured one: the consumers an
+// admin created, and this site's centre (cascade) if it has one.
+func (v *video) reserveCredentials() []streams.CredentialSource {
+	srcs := []streams.CredentialSource{v.consumers}
+	if c := v.g.cascadeCredential(); c != nil {
+		srcs = append(srcs, c)
+	}
+	return srcs
 }
 
 // rtspURL is the re-serve URL a worker reads a camera from, with the re-serve credentials.

@@ -17,7 +17,6 @@ import (
 	"github.com/pion/dtls/v3"
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
-	"github.com/pion/logging"
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 	"github.com/prometheus/client_golang/prometheus"
@@ -184,8 +183,7 @@ func (w *WHEP) Initialize() error {
 			}
 		}
 	}
-	lf := logging.NewDefaultLoggerFactory()
-	lf.DefaultLogLevel = logging.LogLevelWarn
+	lf := pionLog{l: w.Logger}
 	se := webrtc.SettingEngine{LoggerFactory: lf}
 	// The relay answers as the DTLS server (browsers offer "actpass"), so the ServerHello that
 	// the direct SRTP path needs is its own.

@@ -112,6 +112,18 @@ type Broker struct {
 	ConnectBurst    int              `yaml:"connect_burst"`
 	AuthCache       time.Duration    `yaml:"auth_cache"`
 	ServiceAccounts []ServiceAccount `yaml:"service_accounts"`
+	// HandshakeTimeout closes a connection without CONNECT; MaxConnsPerAddr bounds open
+	// connections per remote IP.
+	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
+	MaxConnsPerAddr  int           `yaml:"max_conns_per_addr"`
+	RateLimit        RateLimit     `yaml:"rate_limit"`
+}
+
+// RateLimit bounds each device's MQTT messages to Multiple × its profile's normal rate.
+type RateLimit struct {
+	Multiple        float64       `yaml:"multiple"`
+	Burst           int           `yaml:"burst"`
+	DefaultInterval time.Duration `yaml:"default_interval"`
 }
 
 // ServiceAccount is a non-device MQTT login limited to its topic filters.
@@ -195,6 +207,13 @@ type StreamsRTSP struct {
 	Password      string `yaml:"password"`
 	UDPRTPListen  string `yaml:"udp_rtp_listen"`
 	UDPRTCPListen string `yaml:"udp_rtcp_listen"`
+	// HandshakeTimeout closes a connection that sends no request; MaxConnsPerAddr bounds open
+	// connections per remote IP; AuthFailLimit failed logins from one address within
+	// AuthFailWindow refuse that address until the window has passed.
+	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
+	MaxConnsPerAddr  int           `yaml:"max_conns_per_addr"`
+	AuthFailLimit    int           `yaml:"auth_fail_limit"`
+	AuthFailWindow   time.Duration `yaml:"auth_fail_window"`
 }
 
 // WebRTC configures WHEP egress to browsers.
@@ -231,7 +250,9 @@ func Default() Config {
 		Shutdown:  Shutdown{Timeout: 20 * time.Second},
 		Ingest: Ingest{
 			Broker: Broker{Listen: ":1883", MaxPacketBytes: 263168, MaxInflight: 128, MaxClients: 10000, ConnectRate: 5, ConnectBurst: 20,
-				AuthCache: 5 * time.Minute, ServiceAccounts: []ServiceAccount{}},
+				AuthCache: 5 * time.Minute, ServiceAccounts: []ServiceAccount{},
+				HandshakeTimeout: 10 * time.Second, MaxConnsPerAddr: 256,
+				RateLimit: RateLimit{Multiple: 30, Burst: 200, DefaultInterval: 10 * time.Second}},
 			External:       External{ClientID: "offsite-gw-1", Topics: []string{}},
 			QueueSize:      65536,
 			EnqueueTimeout: 30 * time.Second, MaxFutureSkew: 5 * time.Minute, MaxAge: 168 * time.Hour,
@@ -245,7 +266,8 @@ func Default() Config {
 		},
 		Streams: Streams{StallTimeout: 5 * time.Second, OfflineTimeout: 15 * time.Second, BackoffMin: time.Second,
 			BackoffMax: 30 * time.Second, IdleTimeout: 30 * time.Second, QueueUnits: 256,
-			RTSP:     StreamsRTSP{Listen: ":8554", Username: "offsite"},
+			RTSP: StreamsRTSP{Listen: ":8554", Username: "offsite", HandshakeTimeout: 10 * time.Second, MaxConnsPerAddr: 32,
+				AuthFailLimit: 5, AuthFailWindow: time.Minute},
 			WebRTC:   WebRTC{UDPListen: ":8189", TCPListen: ":8189", PublicIPs: []string{}, DisconnectTimeout: 5 * time.Second, MaxLag: time.Second, MaxSessions: 1000},
 			Snapshot: Snapshot{FFmpeg: "ffmpeg", Cache: time.Second}},
 		Rules:    rules.Config{Schedules: map[string]rules.Schedule{}, Holidays: rules.Holidays{Off: []string{}, Workdays: []string{}}, Overrides: []rules.Override{}, Cooldown: profiles.Duration(rules.DefaultCooldown)},
@@ -358,6 +380,13 @@ func (c *Config) validate(where func(key string) string) []Problem {
 	}
 	if in.Broker.MaxPacketBytes < 1024 || in.Broker.MaxInflight < 1 || in.Broker.MaxInflight > 65535 {
 		bad("ingest.broker", "max_packet_bytes must be at least 1024 and max_inflight between 1 and 65535")
+	}
+	if in.Broker.HandshakeTimeout < 0 || in.Broker.MaxConnsPerAddr < 0 || in.Broker.RateLimit.Multiple < 0 ||
+		in.Broker.RateLimit.Burst < 0 || in.Broker.RateLimit.DefaultInterval < 0 {
+		bad("ingest.broker", "handshake_timeout, max_conns_per_addr and rate_limit must not be negative (0 turns a bound off)")
+	}
+	if r := c.Streams.RTSP; r.HandshakeTimeout < 0 || r.MaxConnsPerAddr < 0 || r.AuthFailLimit < 0 || r.AuthFailWindow < 0 {
+		bad("streams.rtsp", "handshake_timeout, max_conns_per_addr, auth_fail_limit and auth_fail_window must not be negative (0 turns a bound off)")
 	}
 	if in.QueueSize < 16 || in.Workers < 0 {
 		bad("ingest.queue_size", "must be at least 16 (and workers not negative)")
