@@ -137,7 +137,7 @@ func chainLegacy(ctx context.Context, tx *store.Tx, through int64) (int64, strin
 
 // Break is the first record where the chain does not hold.
 type Break struct {
-	ID     int64  `json:"id"` // the record's id (0: the chain head row itself)
+	ID     int64 `json:"id"` // the record's id (0: the chain head row itself)
 	At     time.Time
 	Actor  string `json:"actor"`
 	Action string `json:"action"`
