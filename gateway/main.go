@@ -49,6 +49,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdDevices(ctx, args[1:], stdout, stderr)
 	case "profiles":
 		err = cmdProfiles(args[1:], stdout, stderr)
+	case "audit":
+		err = cmdAudit(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "offsite %s\n", version)
 		return 0
@@ -90,6 +92,9 @@ Usage:
   offsite devices export [--config FILE] [--gbk] [-o FILE]
                                           write every site and device as CSV
   offsite profiles validate DIR           check firmware profile YAML files
+  offsite audit verify [--config FILE] [--json]
+                                          check the audit log's SM3 hash chain; exit 1 naming the
+                                          first broken record
   offsite version
 
 Every config key can be overridden by an environment variable OFFSITE_<KEY>, e.g. OFFSITE_HTTP_LISTEN.
