@@ -50,6 +50,8 @@ const (
 	DefaultBodyLimit   = 8 << 20
 	DefaultReadTimeout = 30 * time.Second
 	DefaultIdleTimeout = 120 * time.Second
+	// DefaultImportMaxRows bounds one device CSV import.
+	DefaultImportMaxRows = 50000
 )
 
 // Server is the HTTP API. Fill the fields, call Initialize, then Start; Shutdown stops it.
@@ -76,6 +78,9 @@ type Server struct {
 	ProxyHeader    string
 	// BodyLimit bounds request bodies (default 8 MiB, enough for a CSV of many devices).
 	BodyLimit int
+	// ImportMaxRows bounds the rows of one device CSV import; a larger sheet is answered 413
+	// before any work (default DefaultImportMaxRows).
+	ImportMaxRows int
 	// ReadTimeout bounds reading one request; IdleTimeout bounds keep-alive connections. There
 	// is no write timeout: Server-Sent Events and video signalling stay open.
 	ReadTimeout time.Duration
@@ -120,8 +125,8 @@ type Server struct {
 	done chan struct{}
 
 	eventMetrics *eventMetrics
-	// streams is the parent of every open SSE stream; Shutdown cancels it so open streams
-	// end at once instead of holding the shutdown until its deadline.
+	// streams is the parent of every open SSE stream and long request (imports); Shutdown
+	// cancels it so they end at once instead of holding the shutdown until its deadline.
 	streams     context.Context
 	stopStreams context.CancelFunc
 	streamWG    sync.WaitGroup
@@ -190,6 +195,13 @@ func (s *Server) Initialize() error {
 	s.app = app
 	s.routes()
 	return nil
+}
+
+// untilShutdown returns a context that ends with parent or when Shutdown begins.
+func (s *Server) untilShutdown(parent context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(parent)
+	stop := context.AfterFunc(s.streams, cancel)
+	return ctx, func() { stop(); cancel() }
 }
 
 func orDefault[T comparable](v, def T) T {
