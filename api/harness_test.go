@@ -94,7 +94,7 @@ func (c *catalog) CheckFirmware(profileID, version string) profiles.FirmwareChec
 }
 
 type harness struct {
-	t       *testing.T
+	t       testing.TB
 	db      *store.DB
 	clock   *clock
 	logs    *syncBuffer
@@ -109,7 +109,7 @@ type harness struct {
 
 // newHarness starts an API on db with the admin of a first start logged in. tune adjusts the
 // auth service (lock-out settings) before use.
-func newHarness(t *testing.T, db *store.DB, tune func(*auth.Service)) *harness {
+func newHarness(t testing.TB, db *store.DB, tune func(*auth.Service)) *harness {
 	t.Helper()
 	key := devices.GenerateSealerKey()
 	sealer, err := devices.NewSealer(key)
@@ -154,13 +154,13 @@ type resp struct {
 	body   []byte
 }
 
-func (r resp) json(t *testing.T, v any) {
+func (r resp) json(t testing.TB, v any) {
 	t.Helper()
 	require.NoError(t, json.Unmarshal(r.body, v), string(r.body))
 }
 
 // errCode returns error.code of an error answer.
-func (r resp) errCode(t *testing.T) string {
+func (r resp) errCode(t testing.TB) string {
 	t.Helper()
 	var e api.ErrorBody
 	r.json(t, &e)
