@@ -27,6 +27,9 @@ type Handler struct {
 	// for the audit log. Return an errs.Error of kind Unauthorized (401) or Forbidden (403).
 	// Required: without it every request is refused (default deny).
 	Authorize func(r *http.Request, cameraID string) (user string, err error)
+	// MayEndAny, if set, says whether the request's identity may end other users' viewing
+	// sessions (an administrator). Without it only a session's own viewer may end it.
+	MayEndAny func(r *http.Request) bool
 	// AllowOrigin, if set, is sent as Access-Control-Allow-Origin.
 	AllowOrigin string
 
@@ -123,14 +126,16 @@ func (h *Handler) doOffer(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) doDelete(w http.ResponseWriter, r *http.Request) {
 	h.cors(w)
 	id := r.PathValue("id")
-	if _, ok := h.authorize(w, r, id); !ok {
+	user, ok := h.authorize(w, r, id)
+	if !ok {
 		return
 	}
 	if h.WHEP == nil {
 		writeError(w, http.StatusNotFound, "session_not_found", "no such session")
 		return
 	}
-	if err := h.WHEP.Delete(id, r.PathValue("session")); err != nil {
+	anyOwner := h.MayEndAny != nil && h.MayEndAny(r)
+	if err := h.WHEP.End(id, r.PathValue("session"), Viewer{User: user, RemoteAddr: r.RemoteAddr}, anyOwner); err != nil {
 		writeErr(w, err)
 		return
 	}
