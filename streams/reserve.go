@@ -31,6 +31,10 @@ type Reserve struct {
 	Username string
 	Password string
 	Logger   *slog.Logger
+	// OnPull, if set, receives the start (PLAY) and end of every reader's session (audit log).
+	OnPull func(PullEvent)
+
+	pullLog pullLog
 
 	server  *gortsplib.Server
 	ln      net.Listener
@@ -146,7 +150,7 @@ func (s *Reserve) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Respons
 func (s *Reserve) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (*base.Response, error) {
 	st := ctx.Session.SetuppedStream()
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	found := false
 	for _, rs := range s.streams {
 		if rs.stream == st {
 			rs.sessions[ctx.Session] = struct{}{}
@@ -154,14 +158,21 @@ func (s *Reserve) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (*base.Response,
 			if rs.reader == nil {
 				s.startPumpLocked(rs)
 			}
-			return &base.Response{StatusCode: base.StatusOK}, nil
+			found = true
+			break
 		}
 	}
-	return &base.Response{StatusCode: base.StatusNotFound}, fmt.Errorf("stream gone")
+	s.mu.Unlock()
+	if !found {
+		return &base.Response{StatusCode: base.StatusNotFound}, fmt.Errorf("stream gone")
+	}
+	s.pullStarted(ctx)
+	return &base.Response{StatusCode: base.StatusOK}, nil
 }
 
 // OnSessionClose implements gortsplib.ServerHandlerOnSessionClose.
 func (s *Reserve) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCtx) {
+	defer s.pullEnded(ctx.Session)
 	s.mu.Lock()
 	rs := s.bySess[ctx.Session]
 	delete(s.bySess, ctx.Session)
