@@ -105,6 +105,8 @@ type harness struct {
 	admin   string // admin token
 	adminPW string
 	tune    func(*auth.Service)
+	// video, when set before restart, is served as Server.Video.
+	video http.Handler
 }
 
 // newHarness starts an API on db with the admin of a first start logged in. tune adjusts the
@@ -144,6 +146,7 @@ func (h *harness) restart() {
 		Audit:    al,
 		Logger:   logger,
 		Version:  "test",
+		Video:    h.video,
 	}
 	require.NoError(h.t, h.srv.Initialize())
 }

@@ -7,6 +7,7 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/offsite-gw/offsite/internal/errs"
@@ -111,7 +112,10 @@ func (h *Handler) doOffer(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "webrtc_disabled", "WebRTC viewing is disabled on this gateway")
 		return
 	}
-	answer, sid, err := h.WHEP.Offer(r.Context(), id, string(body), Viewer{User: user, RemoteAddr: r.RemoteAddr})
+	// The strings outlive the request: copies, because a server may hand us views of buffers
+	// it reuses for the next request (fiber's adaptor does), which would rename the viewer.
+	id, v := strings.Clone(id), Viewer{User: strings.Clone(user), RemoteAddr: strings.Clone(r.RemoteAddr)}
+	answer, sid, err := h.WHEP.Offer(r.Context(), id, string(body), v)
 	if err != nil {
 		writeErr(w, err)
 		return
@@ -135,7 +139,8 @@ func (h *Handler) doDelete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	anyOwner := h.MayEndAny != nil && h.MayEndAny(r)
-	if err := h.WHEP.End(id, r.PathValue("session"), Viewer{User: user, RemoteAddr: r.RemoteAddr}, anyOwner); err != nil {
+	by := Viewer{User: strings.Clone(user), RemoteAddr: strings.Clone(r.RemoteAddr)} // see doOffer
+	if err := h.WHEP.End(id, r.PathValue("session"), by, anyOwner); err != nil {
 		writeErr(w, err)
 		return
 	}
