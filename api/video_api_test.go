@@ -116,5 +116,8 @@ func TestViewingSessionsBelongToTheirViewer(t *testing.T) {
 	require.Len(t, snaps, 1)
 	require.Equal(t, "alice", snaps[0].Actor)
 	require.Equal(t, "ok", snaps[0].Result)
-	require.True(t, func() bool { r, err := (&audit.Log{DB: h.db}).Verify(context.Background()); return err == nil && r.OK() }())
+	require.True(t, func() bool {
+		r, err := (&audit.Log{DB: h.db}).Verify(context.Background())
+		return err == nil && r.OK()
+	}())
 }
