@@ -151,6 +151,17 @@ func (h *harness) restart() {
 	require.NoError(h.t, h.srv.Initialize())
 }
 
+// restartTrusting restarts with the test client trusted as a proxy, so X-Forwarded-For sets
+// the client address a request comes from.
+func (h *harness) restartTrusting() {
+	h.t.Helper()
+	h.restart()
+	old := h.srv
+	h.srv = &api.Server{DB: old.DB, Auth: old.Auth, Devices: old.Devices, Profiles: old.Profiles, Firmware: old.Firmware,
+		Audit: old.Audit, Logger: old.Logger, Version: old.Version, TrustedProxies: []string{"0.0.0.0/0"}}
+	require.NoError(h.t, h.srv.Initialize())
+}
+
 type resp struct {
 	status int
 	header http.Header

@@ -35,6 +35,7 @@ func (s *Server) routes() {
 	v1.Put("/users/:id", users, s.updateUser)
 	v1.Delete("/users/:id", users, s.deleteUser)
 	v1.Put("/users/:id/password", s.setPassword) // admin, or the user with the old password
+	v1.Post("/users/:id/unlock", users, s.unlockUser)
 
 	sitesR, sitesW := s.Require(auth.PermSitesRead), s.Require(auth.PermSitesWrite)
 	v1.Get("/sites", sitesR, s.listSites)
