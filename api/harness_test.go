@@ -156,9 +156,16 @@ func (h *harness) restart() {
 func (h *harness) restartTrusting() {
 	h.t.Helper()
 	h.restart()
+	h.variant(func(s *api.Server) { s.TrustedProxies = []string{"0.0.0.0/0"} })
+}
+
+// variant replaces the Server by one with the same parts and tune's settings.
+func (h *harness) variant(tune func(s *api.Server)) {
+	h.t.Helper()
 	old := h.srv
 	h.srv = &api.Server{DB: old.DB, Auth: old.Auth, Devices: old.Devices, Profiles: old.Profiles, Firmware: old.Firmware,
-		Audit: old.Audit, Logger: old.Logger, Version: old.Version, TrustedProxies: []string{"0.0.0.0/0"}}
+		Audit: old.Audit, Logger: old.Logger, Version: old.Version}
+	tune(h.srv)
 	require.NoError(h.t, h.srv.Initialize())
 }
 

@@ -6,7 +6,6 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/offsite-gw/offsite/api/auth"
 	"github.com/offsite-gw/offsite/internal/errs"
@@ -17,7 +16,13 @@ import (
 func (s *Server) routes() {
 	app := s.app
 	app.Get("/healthz", s.healthz)
-	app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{})))
+	if s.MetricsListen == "" {
+		app.Get("/metrics", adaptor.HTTPHandler(s.metricsHandler()))
+	} else { // served on its own listener only (Start)
+		app.Get("/metrics", func(*fiber.Ctx) error {
+			return errs.E(errs.KindNotFound, "not_found", "/metrics is served on its own address (http.metrics_listen), not here")
+		})
+	}
 
 	// Login is the one /api/v1 route without a token; it is registered before the group's
 	// authentication middleware so that middleware never sees it.
