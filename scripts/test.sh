@@ -51,4 +51,7 @@ file "$testenv/offsite-arm64" 2>/dev/null || true
 step "go test -race"
 go test -race -count=1 -timeout 20m ./...
 
+step "fuzz: every target for ${FUZZTIME:-5s}"
+scripts/fuzz.sh
+
 step "done in $(( $(date +%s) - start ))s"

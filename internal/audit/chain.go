@@ -105,34 +105,39 @@ func (l *Log) appendChained(ctx context.Context, e *Entry) error {
 	})
 }
 
-// chainLegacy hashes the records written before the chain existed (once, by the first append).
+// chainLegacy hashes the records written before the chain existed (once, by the first append),
+// a page at a time so that a large old log is not held in memory.
 func chainLegacy(ctx context.Context, tx *store.Tx, through int64) (int64, string, error) {
-	rows, err := tx.Query(ctx, `SELECT `+entryColumns+` FROM audit WHERE id <= ? ORDER BY id`, through)
-	if err != nil {
-		return 0, "", fmt.Errorf("read records before the chain: %w", err)
-	}
-	var list []Entry
-	for rows.Next() {
-		e, err := scanEntry(rows)
-		if err != nil {
-			rows.Close()
-			return 0, "", err
-		}
-		list = append(list, e)
-	}
-	if err := rows.Close(); err != nil {
-		return 0, "", err
-	}
 	var lastID int64
 	prev := ""
-	for _, e := range list {
-		hash := ChainHash(prev, e)
-		if _, err := tx.Exec(ctx, `UPDATE audit SET prev_hash = ?, hash = ? WHERE id = ?`, prev, hash, e.ID); err != nil {
-			return 0, "", fmt.Errorf("chain record %d: %w", e.ID, err)
+	for {
+		rows, err := tx.Query(ctx, `SELECT `+entryColumns+` FROM audit WHERE id > ? AND id <= ? ORDER BY id LIMIT 1000`, lastID, through)
+		if err != nil {
+			return 0, "", fmt.Errorf("read records before the chain: %w", err)
 		}
-		prev, lastID = hash, e.ID
+		var page []Entry
+		for rows.Next() {
+			e, err := scanEntry(rows)
+			if err != nil {
+				rows.Close()
+				return 0, "", err
+			}
+			page = append(page, e)
+		}
+		if err := rows.Close(); err != nil {
+			return 0, "", err
+		}
+		if len(page) == 0 {
+			return lastID, prev, nil
+		}
+		for _, e := range page {
+			hash := ChainHash(prev, e)
+			if _, err := tx.Exec(ctx, `UPDATE audit SET prev_hash = ?, hash = ? WHERE id = ?`, prev, hash, e.ID); err != nil {
+				return 0, "", fmt.Errorf("chain record %d: %w", e.ID, err)
+			}
+			prev, lastID = hash, e.ID
+		}
 	}
-	return lastID, prev, nil
 }
 
 // Break is the first record where the chain does not hold.
