@@ -95,7 +95,9 @@ func TestServesHTTPS(t *testing.T) {
 	}
 
 	// A missing key is a clear error at start.
-	h.variant(func(s *api.Server) { s.TLSCert, s.TLSKey, s.Listen = cert, filepath.Join(dir, "missing.pem"), "127.0.0.1:0" })
+	h.variant(func(s *api.Server) {
+		s.TLSCert, s.TLSKey, s.Listen = cert, filepath.Join(dir, "missing.pem"), "127.0.0.1:0"
+	})
 	require.ErrorContains(t, h.srv.Start(), "missing.pem")
 }
 

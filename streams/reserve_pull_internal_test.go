@@ -10,7 +10,7 @@ import (
 func TestRTSPUser(t *testing.T) {
 	for h, want := range map[string]string{
 		`Digest username="worker-1", realm="offsite", nonce="n", uri="rtsp://x/cam", response="r"`: "worker-1",
-		"Basic " + base64.StdEncoding.EncodeToString([]byte("rec:pa:ss")):                         "rec",
+		"Basic " + base64.StdEncoding.EncodeToString([]byte("rec:pa:ss")):                          "rec",
 		"Basic !!!": "",
 		"Bearer x":  "",
 		"":          "",
