@@ -481,12 +481,6 @@ func (w *WHEP) Offer(ctx context.Context, cameraID, offer string, v Viewer) (ans
 	return pc.LocalDescription().SDP, s.id, nil
 }
 
-// Delete ends a session (WHEP DELETE) whoever owns it. cameraID, if not empty, must match the
-// session's. Requests from people go through End, which checks the owner.
-func (w *WHEP) Delete(cameraID, sessionID string) error {
-	return w.End(cameraID, sessionID, Viewer{}, true)
-}
-
 // End ends a session on behalf of by (WHEP DELETE): only the session's own viewer may, unless
 // anyOwner (an administrator). Another user's session is errs.KindForbidden not_your_session;
 // the session's end event names by as EndedBy. cameraID, if not empty, must match the
