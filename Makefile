@@ -4,7 +4,7 @@ BIN     := bin
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build build-analytics build-arm64 demo test lint vet fmt clean bench bench-ingest bench-relay bench-events bench-analytics bench-centre
+.PHONY: all build build-analytics build-arm64 demo test lint vet fmt clean bench bench-ingest bench-relay bench-events bench-analytics bench-centre bench-import
 
 all: build
 
@@ -31,7 +31,7 @@ test:
 	scripts/test.sh
 
 ## bench-*: benchmarks on loopback; each ends with BENCH lines (compare as ratios in one run)
-bench: bench-ingest bench-relay bench-events bench-analytics bench-centre
+bench: bench-ingest bench-relay bench-events bench-analytics bench-centre bench-import
 
 bench-ingest:
 	scripts/bench-ingest.sh
@@ -47,6 +47,8 @@ bench-analytics:
 
 bench-centre:
 	scripts/bench-centre.sh
+bench-import:
+	scripts/bench-import.sh
 
 vet:
 	$(GO) vet ./...

@@ -54,6 +54,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdProfiles(args[1:], stdout, stderr)
 	case "rtsp-consumers":
 		err = cmdRTSPConsumers(ctx, args[1:], stdout, stderr)
+	case "audit":
+		err = cmdAudit(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "offsite %s\n", version)
 		return 0
@@ -101,6 +103,9 @@ Usage:
   offsite profiles validate DIR           check firmware profile YAML files
   offsite rtsp-consumers add|list|revoke [--config FILE] [--note TEXT] [NAME]
                                           RTSP re-serve logins, one per worker or recorder
+  offsite audit verify [--config FILE] [--json]
+                                          check the audit log's SM3 hash chain; exit 1 naming the
+                                          first broken record
   offsite version
 
 Every config key can be overridden by an environment variable OFFSITE_<KEY>, e.g. OFFSITE_HTTP_LISTEN.

@@ -237,6 +237,7 @@ func openGateway(ctx context.Context, cfg config.Config, logger *slog.Logger, ou
 	}
 	g.onStop("store", func(context.Context) error { return g.db.Close() })
 	g.audit = &audit.Log{DB: g.db, Logger: logger}
+	g.goBackground(func(ctx context.Context) { g.audit.RunRetention(ctx, cfg.Audit.Retention) })
 
 	g.profiles, err = profiles.NewRegistry(cfg.Profiles.Embedded, cfg.Profiles.Dir)
 	if err != nil {
@@ -304,8 +305,9 @@ func openGateway(ctx context.Context, cfg config.Config, logger *slog.Logger, ou
 
 	g.api = &api.Server{
 		Listen: cfg.HTTP.Listen, ReadTimeout: cfg.HTTP.ReadTimeout, BodyLimit: cfg.HTTP.BodyLimitMB << 20,
-		TrustedProxies: cfg.HTTP.TrustedProxies,
-		DB:             g.db, Auth: g.auth, Devices: g.devices, Profiles: g.profiles, Firmware: g.profiles,
+		TrustedProxies: cfg.HTTP.TrustedProxies, TLSCert: cfg.HTTP.TLSCert, TLSKey: cfg.HTTP.TLSKey,
+		MetricsListen: cfg.HTTP.MetricsListen, MetricsToken: cfg.HTTP.MetricsToken, ImportMaxRows: cfg.HTTP.ImportMaxRows,
+		DB: g.db, Auth: g.auth, Devices: g.devices, Profiles: g.profiles, Firmware: g.profiles,
 		Audit: g.audit, Registry: g.reg, Logger: logger, Version: version,
 		UI:     dashboard.Handler(),
 		Events: g.events, Alerts: g.alerts, Feed: g.feed, Evidence: g.evidence, Uplinks: g.uplinks,

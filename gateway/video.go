@@ -18,7 +18,6 @@ import (
 	"github.com/offsite-gw/offsite/devices"
 	"github.com/offsite-gw/offsite/events/event"
 	profiles "github.com/offsite-gw/offsite/firmware-profiles"
-	"github.com/offsite-gw/offsite/internal/audit"
 	"github.com/offsite-gw/offsite/streams"
 )
 
@@ -75,7 +74,8 @@ func (g *gateway) openVideo(ctx context.Context) error {
 
 	v.whep = &streams.WHEP{Manager: v.manager, UDPListen: sc.WebRTC.UDPListen, TCPListen: sc.WebRTC.TCPListen,
 		PublicIPs: sc.WebRTC.PublicIPs, DisconnectTimeout: sc.WebRTC.DisconnectTimeout, MaxLag: sc.WebRTC.MaxLag,
-		MaxSessions: sc.WebRTC.MaxSessions, OnSession: v.onSession, Registerer: g.reg, Logger: g.log.With("component", "whep")}
+		MaxSessions: sc.WebRTC.MaxSessions, MaxSessionsPerUser: sc.WebRTC.MaxSessionsPerUser, MaxSessionsPerCamera: sc.WebRTC.MaxSessionsPerCamera,
+		OnSession: v.onSession, Registerer: g.reg, Logger: g.log.With("component", "whep")}
 	if err := v.whep.Initialize(); err != nil {
 		return fmt.Errorf("webrtc: %w", err)
 	}
@@ -85,7 +85,7 @@ func (g *gateway) openVideo(ctx context.Context) error {
 		return err
 	}
 	// The API's camera routes check who may watch a camera and name the viewer for it.
-	v.handler = &streams.Handler{WHEP: v.whep, Snapshot: v.snapshot, Authorize: api.VideoViewer}
+	v.handler = &streams.Handler{WHEP: v.whep, Snapshot: v.snapshot, Authorize: api.VideoViewer, MayEndAny: api.VideoMayEndAny}
 	if err := v.handler.Initialize(); err != nil {
 		return err
 	}
@@ -118,7 +118,7 @@ func (v *video) startReserve() error {
 		Username: v.rtspUser, Password: v.rtspPass, Credentials: v.reserveCredentials(),
 		AuthFailLimit: orOff(sc.AuthFailLimit), AuthFailWindow: sc.AuthFailWindow,
 		HandshakeTimeout: orOff(sc.HandshakeTimeout), MaxConnsPerAddr: orOff(sc.MaxConnsPerAddr),
-		OnReader: v.onReserveReader, Registerer: v.g.reg, Logger: v.g.log.With("component", "rtsp-reserve")}
+		OnPull: v.onPull, Registerer: v.g.reg, Logger: v.g.log.With("component", "rtsp-reserve")}
 	if err := v.reserve.Initialize(); err != nil {
 		return fmt.Errorf("rtsp re-serve: %w", err)
 	}
@@ -129,18 +129,6 @@ func (v *video) startReserve() error {
 	v.reserveAddr.Store(&addr)
 	v.g.onStop("rtsp re-serve", func(context.Context) error { v.reserve.Close(); return nil })
 	return nil
-}
-
-// onReserveReader puts every RTSP re-serve reader into the audit log, named by its consumer.
-func (v *video) onReserveReader(consumer, camera, remote string) {
-	host, _, err := net.SplitHostPort(remote)
-	if err != nil {
-		host = remote
-	}
-	if consumer == "" {
-		consumer = "anonymous"
-	}
-	_ = v.g.audit.Record(context.Background(), audit.Entry{Actor: "rtsp:" + consumer, Action: "camera.rtsp_play", Target: camera, IP: host, Result: "ok"})
 }
 
 // reserveCredentials are the re-serve's logins besides the configured one: the consumers an
@@ -310,14 +298,13 @@ func (v *video) onState(camera string, st streams.State, reason string) {
 	v.g.raise(e)
 }
 
-// onSession puts every viewing session into the audit log (等级保护: who watched what, when).
+// onSession puts every viewing session into the audit log (等级保护: who watched what, when,
+// and who ended it).
 func (v *video) onSession(se streams.SessionEvent) {
-	e := audit.Entry{Actor: se.User, Action: "camera.view." + se.Kind, Target: se.Camera, IP: se.RemoteAddr, Result: "ok"}
-	if se.Kind == "end" {
-		e.Detail = fmt.Sprintf("session %s from %s to %s (%s), reason: %s, packets sent %d, dropped %d", se.ID,
-			se.Start.Format(time.RFC3339), se.End.Format(time.RFC3339), se.End.Sub(se.Start).Round(time.Second), se.Reason, se.PacketsSent, se.PacketsDropped)
-	} else {
-		e.Detail = "session " + se.ID
-	}
-	_ = v.g.audit.Record(context.Background(), e)
+	_ = v.g.audit.Record(context.Background(), api.ViewingAudit(se))
+}
+
+// onPull puts every pull from the RTSP re-serve into the audit log.
+func (v *video) onPull(pe streams.PullEvent) {
+	_ = v.g.audit.Record(context.Background(), api.PullAudit(pe))
 }

@@ -46,9 +46,13 @@ type Reserve struct {
 	MaxConnsPerAddr  int
 	// OnReader is told of every reader that starts playing a camera (consumer "" without
 	// authentication), e.g. for the audit log.
-	OnReader   func(consumer, camera, remote string)
+	OnReader func(consumer, camera, remote string)
+	// OnPull, if set, receives the start (PLAY) and end of every reader's session (audit log).
+	OnPull     func(PullEvent)
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
+
+	pullLog pullLog
 
 	server  *gortsplib.Server
 	ln      net.Listener
@@ -222,6 +226,7 @@ func (s *Reserve) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (*base.Response,
 			if s.OnReader != nil {
 				s.OnReader(consumer, camera, ctx.Conn.NetConn().RemoteAddr().String())
 			}
+			s.pullStarted(ctx, consumer)
 			return &base.Response{StatusCode: base.StatusOK}, nil
 		}
 	}
@@ -231,6 +236,7 @@ func (s *Reserve) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (*base.Response,
 
 // OnSessionClose implements gortsplib.ServerHandlerOnSessionClose.
 func (s *Reserve) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCtx) {
+	defer s.pullEnded(ctx.Session)
 	s.mu.Lock()
 	rs := s.bySess[ctx.Session]
 	delete(s.bySess, ctx.Session)
