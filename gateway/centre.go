@@ -22,7 +22,7 @@ func (g *gateway) openCentre(sealer *devices.Sealer) {
 	g.receiver = &centre.Receiver{Log: g.events, Gateways: g.gateways, MaxSkew: g.cfg.Centre.MaxSkew, Logger: g.log.With("component", "centre")}
 	g.reg.MustRegister(g.receiver.Collectors()...)
 	mon := &centre.Monitor{Receiver: g.receiver, OfflineAfter: g.cfg.Centre.OfflineAfter}
-	g.goBackground(mon.Run)
+	g.goBackground(func(ctx context.Context) { g.leases.Run(ctx, leaseGatewayHealth, mon.Run) })
 }
 
 // inventory is what this site reports to its centre: every site and device from the

@@ -167,7 +167,11 @@ func (s *sensors) onReadings(sensor *ingest.Sensor, rs []ingest.Reading) {
 }
 
 // onPresence turns a sensor going silent or coming back into device.offline / device.online.
+// With several centre instances only the holder of the presence lease reports them.
 func (s *sensors) onPresence(c ingest.PresenceChange) {
+	if !s.g.leases.Held(leasePresence) {
+		return
+	}
 	e := event.Event{Device: &event.Device{ID: c.Device}, AlarmKey: c.Device + "/presence", Rule: "presence", OccurredAt: c.At}
 	if c.Online {
 		e.Type, e.Severity, e.State, e.Message = "device.online", "info", "cleared", "设备恢复在线"

@@ -29,6 +29,7 @@ import (
 	profiles "github.com/offsite-gw/offsite/firmware-profiles"
 	"github.com/offsite-gw/offsite/gateway/config"
 	"github.com/offsite-gw/offsite/internal/audit"
+	"github.com/offsite-gw/offsite/internal/lease"
 	"github.com/offsite-gw/offsite/internal/store"
 )
 
@@ -82,6 +83,9 @@ type gateway struct {
 	log      *slog.Logger
 	reg      *prometheus.Registry
 	db       *store.DB
+	// leases give background jobs and uplinks to one instance at a time when several centre
+	// instances share PostgreSQL; nil on SQLite (one instance runs everything).
+	leases   *lease.Keeper
 	audit    *audit.Log
 	profiles *profiles.Registry
 	devices  *devices.SQLStore
@@ -236,6 +240,9 @@ func openGateway(ctx context.Context, cfg config.Config, logger *slog.Logger, ou
 		return g, err
 	}
 	g.onStop("store", func(context.Context) error { return g.db.Close() })
+	if g.db.Dialect == store.Postgres {
+		g.openLeases()
+	}
 	g.audit = &audit.Log{DB: g.db, Logger: logger}
 
 	g.profiles, err = profiles.NewRegistry(cfg.Profiles.Embedded, cfg.Profiles.Dir)
@@ -279,12 +286,16 @@ func openGateway(ctx context.Context, cfg config.Config, logger *slog.Logger, ou
 	if err := g.alerts.Initialize(); err != nil {
 		return g, fmt.Errorf("alerts: %w", err)
 	}
-	g.goBackground(g.alerts.Run)
+	g.goBackground(func(ctx context.Context) { g.leases.Run(ctx, leaseEscalation, g.alerts.Run) })
+	// Other centre instances' appends reach this one's live readers (PostgreSQL only).
+	g.goBackground(func(ctx context.Context) { g.events.Follow(ctx, 0) })
 	g.feed = &events.Feed{Log: g.events}
 	g.goBackground(g.appendRaised)
 	g.evidence = cfg.Events.Evidence.EvidenceStore(cfg.DataDir)
 	g.evidence.Keep = g.openAlertEvidence()
-	g.goBackground(func(ctx context.Context) { g.evidence.Run(ctx, cfg.Events.Evidence.SweepEvery, logger) })
+	g.goBackground(func(ctx context.Context) {
+		g.leases.Run(ctx, leaseRetention, func(ctx context.Context) { g.evidence.Run(ctx, cfg.Events.Evidence.SweepEvery, logger) })
+	})
 	g.openCentre(sealer)
 
 	if err := g.openSensors(ctx); err != nil {
@@ -295,7 +306,7 @@ func openGateway(ctx context.Context, cfg config.Config, logger *slog.Logger, ou
 	}
 	// Uplinks start after the components the inventory for a centre reads.
 	g.uplinks = &uplink.Set{Configs: append(append([]uplink.Config{}, cfg.Uplinks...), cfg.Webhooks...),
-		GatewayID: cfg.GatewayID, Log: g.events, Logger: logger, Version: version, Inventory: g.inventory}
+		GatewayID: cfg.GatewayID, Log: g.events, Logger: logger, Version: version, Inventory: g.inventory, Lease: g.leases}
 	if err := g.uplinks.Initialize(); err != nil {
 		return g, fmt.Errorf("uplinks: %w", err)
 	}
