@@ -23,7 +23,7 @@ func (g *gateway) openLeases() {
 	held := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "offsite_lease_held",
 		Help: "1 while this instance holds the lease (runs the job or uplink), 0 otherwise."}, []string{"lease"})
 	g.reg.MustRegister(held)
-	g.leases = &lease.Keeper{DB: g.db, Logger: g.log.With("component", "lease"),
+	g.leases = &lease.Keeper{DB: g.db, Holder: lease.NewHolder(), Logger: g.log.With("component", "lease"),
 		OnChange: func(name string, h bool) {
 			v := 0.0
 			if h {
@@ -35,6 +35,8 @@ func (g *gateway) openLeases() {
 		held.WithLabelValues(name).Set(0)
 	}
 	// Presence checks run on every instance that has sensors; only the holder reports changes.
-	g.goBackground(func(ctx context.Context) { g.leases.Run(ctx, leasePresence, func(ctx context.Context) { <-ctx.Done() }) })
+	g.goBackground(func(ctx context.Context) {
+		g.leases.Run(ctx, leasePresence, func(ctx context.Context) { <-ctx.Done() })
+	})
 	g.log.Info("shared PostgreSQL: uplinks and background jobs run under leases", "instance", g.leases.Holder)
 }

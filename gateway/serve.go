@@ -83,9 +83,6 @@ type gateway struct {
 	log      *slog.Logger
 	reg      *prometheus.Registry
 	db       *store.DB
-	// leases give background jobs and uplinks to one instance at a time when several centre
-	// instances share PostgreSQL; nil on SQLite (one instance runs everything).
-	leases   *lease.Keeper
 	audit    *audit.Log
 	profiles *profiles.Registry
 	devices  *devices.SQLStore
@@ -113,6 +110,10 @@ type gateway struct {
 	cancelBg context.CancelFunc
 	bgWG     sync.WaitGroup
 	closers  []closer
+
+	// leases give background jobs and uplinks to one instance at a time when several centre
+	// instances share PostgreSQL; nil on SQLite (one instance runs everything).
+	leases *lease.Keeper
 }
 
 func (g *gateway) stopBackground(ctx context.Context) error {

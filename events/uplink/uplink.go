@@ -178,7 +178,9 @@ func (u *Uplink) Initialize() error {
 				u.fail(err)
 			}
 			u.Logger.Info("uplink: this instance delivers", "cursor", cur, "holder", u.Lease.Holder)
-			u.update(func(st *Status) { st.Standby, st.Cursor, st.Pending, st.Attempts, st.DeadLetters = false, cur, 0, 0, dead })
+			u.update(func(st *Status) {
+				st.Standby, st.Cursor, st.Pending, st.Attempts, st.DeadLetters = false, cur, 0, 0, dead
+			})
 			defer u.update(func(st *Status) { st.Standby, st.Pending, st.oldest = true, 0, time.Time{} })
 			u.run(ctx, cur)
 		})
