@@ -241,9 +241,7 @@ func openGateway(ctx context.Context, cfg config.Config, logger *slog.Logger, ou
 		return g, err
 	}
 	g.onStop("store", func(context.Context) error { return g.db.Close() })
-	if g.db.Dialect == store.Postgres {
-		g.openLeases()
-	}
+	g.openLeases()
 	g.audit = &audit.Log{DB: g.db, Logger: logger}
 
 	g.profiles, err = profiles.NewRegistry(cfg.Profiles.Embedded, cfg.Profiles.Dir)
