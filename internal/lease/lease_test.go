@@ -55,11 +55,11 @@ func TestLeaseOneHolderAndTakeoverAfterExpiry(t *testing.T) {
 		// a stops (and releases): b takes over at its next poll.
 		killA()
 		<-aDone
-		require.Eventually(t, func() bool { return b.Held("uplink/province") }, 10*time.Second, 10*time.Millisecond,
-			"b takes the lease over once a stops")
+		require.Eventually(t, func() bool {
+			v, _ := who.Load("now")
+			return b.Held("uplink/province") && v == "b"
+		}, 10*time.Second, 10*time.Millisecond, "b takes the lease over once a stops and runs the job")
 		require.Zero(t, overlaps.Load(), "never two holders at once")
-		v, _ := who.Load("now")
-		require.Equal(t, "b", v)
 
 		ls, err := b.List(context.Background())
 		require.NoError(t, err)
