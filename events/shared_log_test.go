@@ -96,6 +96,24 @@ func TestSharedLogTwoInstancesOneOrderNoGaps(t *testing.T) {
 			}
 		}
 	}
+	// Live push across instances: an event appended on A wakes a reader on B by notification
+	// (the poll here is an hour). The figure is logged; only a generous bound is asserted.
+	head, _ := b.Head()
+	live := (&events.Feed{Log: b}).Subscribe(ctx, head, nil)
+	for i := 0; i < 5; i++ {
+		e := reading("dev-live", float64(i))
+		e.AlarmKey, e.State = "", ""
+		sent := time.Now()
+		out, err := a.Append(ctx, e)
+		require.NoError(t, err)
+		select {
+		case got := <-live:
+			require.Equal(t, out[0].ID, got.ID)
+			t.Logf("appended on A, received on B after %s", time.Since(sent))
+		case <-time.After(30 * time.Second):
+			t.Fatal("an event appended on A never reached a live reader on B")
+		}
+	}
 	// Both instances' heads agree with the store.
 	require.Eventually(t, func() bool {
 		ha, _ := a.Head()
