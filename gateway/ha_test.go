@@ -455,14 +455,16 @@ func TestTwoCentreInstancesSurviveKill9(t *testing.T) {
 	require.GreaterOrEqual(t, accepted.Load(), int64(total))
 
 	// Every event stored once, with the content sent.
-	rows, err := db.Query(context.Background(), `SELECT id, body FROM events WHERE type = 'test.load'`)
+	rows, err := db.Query(context.Background(), `SELECT id, body FROM events WHERE type = 'test.load' ORDER BY seq`)
 	require.NoError(t, err)
 	stored := map[string]bool{}
+	var logOrder []string
 	for rows.Next() {
 		var id, body string
 		require.NoError(t, rows.Scan(&id, &body))
 		require.False(t, stored[id], "event %s stored twice", id)
 		stored[id] = true
+		logOrder = append(logOrder, id)
 		var e struct{ Message string }
 		require.NoError(t, json.Unmarshal([]byte(body), &e))
 		require.Equal(t, sent[id], e.Message, "event %s stored with other content", id)
@@ -507,6 +509,7 @@ func TestTwoCentreInstancesSurviveKill9(t *testing.T) {
 			require.Contains(t, sent, id)
 		}
 		require.Len(t, seen, total, "%s: no gap", c.name)
+		require.Equal(t, logOrder, ids, "%s received the events in the log's one order", c.name)
 		require.GreaterOrEqual(t, len(conns), 2, "%s resumed at least once: %v", c.name, conns)
 		t.Logf("%s: %d events over connections %v", c.name, len(ids), conns)
 	}
