@@ -195,7 +195,11 @@ func orOff[T int | time.Duration](v T) T {
 }
 
 // onPresence turns a sensor going silent or coming back into device.offline / device.online.
+// With several centre instances only the holder of the presence lease reports them.
 func (s *sensors) onPresence(c ingest.PresenceChange) {
+	if !s.g.leases.Held(leasePresence) {
+		return
+	}
 	e := event.Event{Device: &event.Device{ID: c.Device}, AlarmKey: c.Device + "/presence", Rule: "presence", OccurredAt: c.At}
 	if c.Online {
 		e.Type, e.Severity, e.State, e.Message = "device.online", "info", "cleared", "设备恢复在线"
