@@ -132,6 +132,10 @@ func (fr *Reader) scan() (data []byte, ferr *FrameError, need bool) {
 	if i > 0 {
 		return nil, fr.garbage(i), false
 	}
+	if len(b) > 2 && b[2] == '#' {
+		// "###…": the frame starts one byte later
+		return nil, fr.garbage(1), false
+	}
 	if len(b) < headerLen {
 		return nil, nil, true
 	}
@@ -148,20 +152,21 @@ func (fr *Reader) scan() (data []byte, ferr *FrameError, need bool) {
 		return nil, &FrameError{Reason: ReasonTooLong, Msg: fmt.Sprintf("data segment of %d bytes is over the maximum of %d; its bytes are refused up to the next frame", n, fr.max), Raw: bytes.Clone(b[:headerLen])}, false
 	}
 	total := headerLen + n + trailerLen
+	// A data segment holds neither "##" nor CR LF: either one before the claimed end means the
+	// length lies (or the frame was cut and a new one began). Refuse up to there, so the next
+	// frame is found instead of being swallowed, and do not wait for bytes that belong to it.
+	lim := min(len(b), total)
+	if k := bytes.Index(b[2:lim], frameStart); k >= 0 {
+		return nil, fr.badLength(b[:2+k], n), false
+	}
+	if k := bytes.Index(b[headerLen:lim], []byte("\r\n")); k >= 0 && headerLen+k != total-2 {
+		return nil, fr.badLength(b[:headerLen+k+2], n), false
+	}
 	if len(b) < total {
-		// A frame that ends (CR LF) and a new one that starts inside the claimed length means
-		// the length lies: do not wait for bytes that belong to the next frame.
-		if j := bytes.Index(b[headerLen:], []byte("\r\n##")); j >= 0 {
-			return nil, fr.badLength(b, n, headerLen+j+2), false
-		}
 		return nil, nil, true
 	}
 	if b[total-2] != '\r' || b[total-1] != '\n' {
-		end := total
-		if j := bytes.Index(b[headerLen:], []byte("\r\n")); j >= 0 && headerLen+j+2 < end {
-			end = headerLen + j + 2
-		}
-		return nil, fr.badLength(b, n, end), false
+		return nil, fr.badLength(b[:total], n), false
 	}
 	data = b[headerLen : headerLen+n]
 	got, ok := parseCRC(b[headerLen+n : headerLen+n+4])
@@ -177,14 +182,9 @@ func (fr *Reader) scan() (data []byte, ferr *FrameError, need bool) {
 	return data, nil, false
 }
 
-// badLength refuses the frame header at the start of b and the bytes up to end (where it
-// really ended, or the claimed end); reading resumes after the "##" so a frame starting inside
-// is found.
-func (fr *Reader) badLength(b []byte, n, end int) *FrameError {
-	raw := b[:end]
-	if next := bytes.Index(b[2:end], frameStart); next >= 0 {
-		raw = b[:2+next]
-	}
+// badLength refuses raw, a frame header and what followed it up to where the frame really
+// ended or the next one starts.
+func (fr *Reader) badLength(raw []byte, n int) *FrameError {
 	fr.beg += len(raw)
 	return &FrameError{Reason: ReasonBadLength, Msg: fmt.Sprintf("length field says %d bytes but the frame does not end there with CRC and CR LF", n), Raw: bytes.Clone(raw)}
 }
