@@ -544,9 +544,9 @@ func TestHJ212Decoder(t *testing.T) {
 	require.Empty(t, decode.Validate(p, d))
 
 	for raw, reason := range map[string]string{
-		"CN=2011;MN=A1;PW=1":                                  "malformed_segment",
-		"CN=2011;MN=A1;PW=1;CP=&&DataTime=2026&&":             "bad_time",
-		"CN=2011;MN=A1;PW=1;CP=&&a21026-Rtd=lots&&":           "bad_value",
+		"CN=2011;MN=A1;PW=1":                                    "malformed_segment",
+		"CN=2011;MN=A1;PW=1;CP=&&DataTime=2026&&":               "bad_time",
+		"CN=2011;MN=A1;PW=1;CP=&&a21026-Rtd=lots&&":             "bad_value",
 		"CN=2011;MN=A1;PW=1;CP=&&a21026-Rtd=1,a21026-Flag=##&&": "bad_value",
 	} {
 		_, err := dec.Decode([]byte(raw))

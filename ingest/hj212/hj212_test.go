@@ -73,7 +73,7 @@ func TestReaderManyFramesAnyCut(t *testing.T) {
 func TestReaderRefusesBadBytesKeepsGoodFrames(t *testing.T) {
 	good := func(i int) []byte { return hj212.AppendFrame(nil, []byte(stdSegments[i%2])) }
 	badCRC := hj212.AppendFrame(nil, []byte(stdSegments[0]))
-	badCRC[len(badCRC)-3] ^= 1 // flip a CRC digit
+	badCRC[len(badCRC)-3] ^= 1                             // flip a CRC digit
 	liar := []byte("##0900" + stdSegments[1] + "ABCD\r\n") // says 900, is shorter
 	tooLong := []byte("##2000" + string(bytes.Repeat([]byte("x"), 30)) + "\r\n")
 	var stream []byte
@@ -173,12 +173,12 @@ func TestParseSegmentRefusals(t *testing.T) {
 		require.Equal(t, hj212.ReasonMalformed, se.Reason, name)
 	}
 	for cp, reason := range map[string]string{
-		"DataTime=20161301000000":       hj212.ReasonBadTime,
-		"DataTime=2016":                 hj212.ReasonBadTime,
-		"w01018-Rtd=abc":                hj212.ReasonBadValue,
-		"w01018-Rtd=NaN":                hj212.ReasonBadValue,
-		"w01018-Rtd=0x10":               hj212.ReasonBadValue,
-		"w01018-Flag=NN":                hj212.ReasonBadValue,
+		"DataTime=20161301000000": hj212.ReasonBadTime,
+		"DataTime=2016":           hj212.ReasonBadTime,
+		"w01018-Rtd=abc":          hj212.ReasonBadValue,
+		"w01018-Rtd=NaN":          hj212.ReasonBadValue,
+		"w01018-Rtd=0x10":         hj212.ReasonBadValue,
+		"w01018-Flag=NN":          hj212.ReasonBadValue,
 		"DataTime=20160801085857;DataTime=20160801085858": hj212.ReasonMalformed,
 	} {
 		_, err := hj212.ParseCP(cp, nil)
