@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -252,7 +253,8 @@ func (l *HJ212Listener) refuse(cn *conn, s *Sensor, mn, reason, detail string, r
 	cn.failures++
 	l.mFrames.WithLabelValues("refused").Inc()
 	l.mRefused.WithLabelValues(reason).Inc()
-	l.Pipeline.quarantine(Message{Topic: "hj212", Payload: raw, Received: l.Now(), Client: mn, Remote: cn.remote}, s, reason, "",
+	// raw may be the frame reader's buffer, reused for the next frame: the quarantine writes later.
+	l.Pipeline.quarantine(Message{Topic: "hj212", Payload: bytes.Clone(raw), Received: l.Now(), Client: mn, Remote: cn.remote}, s, reason, "",
 		fmt.Sprintf("%s (from %s)", detail, cn.remote))
 	l.Logger.Debug("HJ 212 input refused", "remote", cn.remote, "mn", mn, "device", sensorID(s), "reason", reason, "detail", detail)
 }

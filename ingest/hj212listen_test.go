@@ -18,6 +18,7 @@ import (
 	"github.com/offsite-gw/offsite/devices"
 	"github.com/offsite-gw/offsite/ingest"
 	"github.com/offsite-gw/offsite/ingest/hj212"
+	hjsim "github.com/offsite-gw/offsite/ingest/hj212/sim"
 	"github.com/offsite-gw/offsite/internal/store"
 	"github.com/offsite-gw/offsite/internal/store/storetest"
 )
@@ -371,5 +372,28 @@ func TestHJ212RefusesUnknownStationsAndClosesAfterRepeatedFailures(t *testing.T)
 		st2 := dialStation(t, s.l.Addr())
 		st2.send(t, frame(realtime("20261203104000004", "5", now, "w01018-Rtd=33,w01018-Flag=N")))
 		require.Equal(t, "20261203104000004", st2.next(t).QN)
+	})
+}
+
+// The simulator the demo runs: a station with a slow clock sends real-time and minute data,
+// gets answers, follows the gateway's CN 1012, and its readings are stored with their flags.
+func TestHJ212SimulatedStation(t *testing.T) {
+	storetest.Each(t, testSchema, func(t *testing.T, db *store.DB) {
+		s := newHJStack(t, db, nil)
+		st := &hjsim.Station{Addr: s.l.Addr(), MN: stationMN, PW: stationPW, Pollutants: hjsim.Wastewater(),
+			RealtimeEvery: 40 * time.Millisecond, MinuteEvery: 100 * time.Millisecond, ClockOffset: -3 * time.Minute,
+			Maintenance: hjsim.Period{Every: time.Hour, For: time.Hour}, Logger: quietLogger()}
+		require.NoError(t, st.Initialize())
+		t.Cleanup(st.Close)
+		waitFor(t, 60*time.Second, func() (bool, string) {
+			return st.Acked() >= 10 && st.Calibrations() >= 1, fmt.Sprintf("acked %d, calibrations %d", st.Acked(), st.Calibrations())
+		})
+		st.Close()
+		s.flush(t)
+		l := s.latest(t)
+		require.Len(t, l, 7, "every pollutant of the wastewater profile")
+		require.Equal(t, "M", l["cod"].Flag, "maintenance period: every value flagged M")
+		require.WithinDuration(t, time.Now(), l["cod"].Time, 90*time.Second, "after CN 1012 the station's clock is right")
+		require.Zero(t, s.pipe.Stats().Quarantined)
 	})
 }
