@@ -29,6 +29,7 @@ type demoFile struct {
 	HTTP     string       `json:"http"`
 	RTSP     string       `json:"rtsp,omitempty"`
 	MQTT     string       `json:"mqtt,omitempty"`
+	HJ212    string       `json:"hj212,omitempty"` // tcp://host:port of the HJ 212 listener (§8)
 	Users    []demoUser   `json:"users"`
 	Cameras  []demoCamera `json:"cameras"`
 	Sensors  []demoSensor `json:"sensors"`
@@ -63,6 +64,10 @@ type demoSensor struct {
 	MQTTUsername string   `json:"mqtt_username"`
 	MQTTPassword string   `json:"mqtt_password"`
 	Metrics      []string `json:"metrics"`
+	// HJ 212 stations (protocol "hj212") have an MN and PW instead of MQTT credentials.
+	Protocol string `json:"protocol,omitempty"`
+	MN       string `json:"mn,omitempty"`
+	PW       string `json:"pw,omitempty"`
 }
 
 type demoLink struct {
@@ -80,6 +85,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	rtspAddr := fs.String("rtsp", "127.0.0.1:8554", "RTSP re-serve listen address")
 	webrtcAddr := fs.String("webrtc", "127.0.0.1:8189", "WebRTC (ICE) UDP and TCP listen address")
 	mqttAddr := fs.String("mqtt", "127.0.0.1:1883", "embedded MQTT broker listen address")
+	hj212Addr := fs.String("hj212", "127.0.0.1:9212", "HJ 212-2017 listener address (online monitoring stations)")
 	worker := fs.String("analytics", "auto", "video analytics worker binary: auto (offsite-analytics beside this binary or on PATH), a path, or off")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -95,6 +101,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	cfg.Streams.RTSP.Listen = *rtspAddr
 	cfg.Streams.WebRTC.UDPListen = *webrtcAddr
 	cfg.Streams.WebRTC.TCPListen = *webrtcAddr
+	configureHJ212Demo(&cfg, *hj212Addr)
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	if err := os.MkdirAll(*dataDir, 0o750); err != nil {
 		return err
@@ -143,6 +150,10 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		g.stop()
 		return fmt.Errorf("demo fixtures: %w", err)
 	}
+	if err := seedHJ212Demo(ctx, g, prev, &df); err != nil {
+		g.stop()
+		return fmt.Errorf("demo fixtures: %w", err)
+	}
 	if err := g.video.sync(ctx); err != nil {
 		g.stop()
 		return err
@@ -159,6 +170,9 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	// with daily patterns, noise, excursions over the rule limits, and one going silent.
 	fleet := &sim.Fleet{BrokerURL: df.MQTT, Interval: 5 * time.Second, Logger: logger.With("component", "sim-sensors")}
 	for i, sn := range df.Sensors {
+		if sn.Protocol == "hj212" {
+			continue // simulated below, over HJ 212
+		}
 		p, _ := g.profiles.Get(sn.Profile)
 		fleet.Sensors = append(fleet.Sensors, sim.Sensor{Device: sn.ID, Site: sn.Site, Profile: p,
 			Username: sn.MQTTUsername, Password: sn.MQTTPassword, Silent: i == 0})
@@ -168,6 +182,12 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("simulated sensors: %w", err)
 	}
 	defer fleet.Close()
+	stopHJ212, err := startHJ212Demo(g, &df, logger)
+	if err != nil {
+		g.stop()
+		return fmt.Errorf("simulated HJ 212 station: %w", err)
+	}
+	defer stopHJ212()
 	df.Province = &province
 	for i := range df.Cameras {
 		df.Cameras[i].RTSP = g.video.rtspURL(df.Cameras[i].ID)

@@ -76,7 +76,7 @@ func startDemo(t *testing.T, dataDir string) (*exec.Cmd, demoJSON, *syncBuffer) 
 	t.Helper()
 	out := &syncBuffer{}
 	cmd := exec.Command(offsiteBin, "demo", "--data", dataDir, "--http", "127.0.0.1:0", "--rtsp", "127.0.0.1:0",
-		"--webrtc", "127.0.0.1:0", "--mqtt", "127.0.0.1:0", "--analytics", "off")
+		"--webrtc", "127.0.0.1:0", "--mqtt", "127.0.0.1:0", "--hj212", "127.0.0.1:0", "--analytics", "off")
 	cmd.Stdout = out
 	cmd.Stderr = out
 	before := fileMTime(filepath.Join(dataDir, "demo.json"))
