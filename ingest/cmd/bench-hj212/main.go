@@ -127,6 +127,8 @@ func child(mode string, args []string) error {
 	addr := ln.Addr().String()
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	// the telemetry store logs every lost batch; the bench counts them instead (OnDrop)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	db, err := store.Open(ctx, "", *dataDir, devices.Migrations, ingest.Migrations)
 	if err != nil {
 		return err
@@ -169,8 +171,10 @@ func child(mode string, args []string) error {
 		mu     sync.Mutex
 		lat    []float64 // ms, since the last mark
 		stored atomic.Int64
+		lost   atomic.Int64
 	)
-	tel := &ingest.SQLiteTelemetry{Path: filepath.Join(*dataDir, "telemetry.db"), Logger: log,
+	tel := &ingest.SQLiteTelemetry{Path: filepath.Join(*dataDir, "telemetry.db"), Logger: quiet,
+		OnDrop: func(n, _ int64, _ string) { lost.Add(n) },
 		OnStored: func(rs []ingest.Reading, _ int) {
 			now := float64(time.Now().UnixMilli() - *epoch)
 			mu.Lock()
@@ -212,7 +216,8 @@ func child(mode string, args []string) error {
 		mu.Unlock()
 		slices.Sort(l)
 		st := pipe.Stats()
-		return fmt.Sprintf("stored=%d latencies=%d p50=%.1f p99=%.1f quarantined=%d dropped=%d handed=%d submitted=%d", stored.Load(), len(l), pct(l, 0.50), pct(l, 0.99), st.Quarantined, st.Dropped, st.Stored, st.Submitted)
+		return fmt.Sprintf("stored=%d latencies=%d p50=%.1f p99=%.1f quarantined=%d dropped=%d handed=%d submitted=%d lost=%d",
+			stored.Load(), len(l), pct(l, 0.50), pct(l, 0.99), st.Quarantined, st.Dropped, st.Stored, st.Submitted, lost.Load())
 	})
 	l.Close()
 	pipe.Close()
@@ -358,34 +363,69 @@ func (s *station) frame(flag int) []byte {
 	return s.buf
 }
 
-// load runs n stations against addr for d: paced (one frame a second each, answers read) or
-// flooding. It returns the frames written.
-func load(addr string, n int, d time.Duration, paced bool, epoch time.Time) (int64, error) {
-	var sent atomic.Int64
+// dialAll connects n stations to addr, retrying: 1,000 connects at once can outrun a busy
+// accept loop.
+func dialAll(addr string, n int) ([]net.Conn, error) {
+	conns := make([]net.Conn, n)
 	var wg sync.WaitGroup
 	errc := make(chan error, n)
-	deadline := time.Now().Add(d)
+	sem := make(chan struct{}, 64)
 	for i := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, err := net.DialTimeout("tcp", addr, 10*time.Second)
-			if err != nil {
-				errc <- err
-				return
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			var err error
+			for attempt := 0; attempt < 10; attempt++ {
+				var c net.Conn
+				if c, err = net.DialTimeout("tcp", addr, 10*time.Second); err == nil {
+					conns[i] = c
+					go func() { _, _ = io.Copy(io.Discard, c) }() // answers
+					return
+				}
+				time.Sleep(200 * time.Millisecond)
 			}
-			defer c.Close()
-			go func() { _, _ = io.Copy(io.Discard, c) }() // answers
+			errc <- err
+		}()
+	}
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		closeAll(conns)
+		return nil, err
+	}
+	return conns, nil
+}
+
+func closeAll(conns []net.Conn) {
+	for _, c := range conns {
+		if c != nil {
+			c.Close()
+		}
+	}
+}
+
+// load drives the stations on conns for d: paced (one frame a second each, Flag=5) or
+// flooding (Flag=4, as fast as TCP takes it). It returns the frames written.
+func load(conns []net.Conn, d time.Duration, paced bool, epoch time.Time) int64 {
+	var sent atomic.Int64
+	var wg sync.WaitGroup
+	deadline := time.Now().Add(d)
+	n := len(conns)
+	for i, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
 			s := &station{i: i, epoch: epoch}
-			w := bufio.NewWriterSize(c, 64<<10)
 			if paced {
 				// spread the stations over the second
 				time.Sleep(time.Duration(i) * time.Second / time.Duration(n))
 				t := time.NewTicker(time.Second)
 				defer t.Stop()
 				for time.Now().Before(deadline) {
+					_ = c.SetWriteDeadline(time.Now().Add(30 * time.Second))
 					if _, err := c.Write(s.frame(hj212.Version2017<<2 | hj212.FlagAnswer)); err != nil {
-						errc <- err
 						return
 					}
 					sent.Add(1)
@@ -393,22 +433,34 @@ func load(addr string, n int, d time.Duration, paced bool, epoch time.Time) (int
 				}
 				return
 			}
-			_ = c.SetWriteDeadline(deadline.Add(5 * time.Second))
+			w := bufio.NewWriterSize(c, 16<<10)
+			_ = c.SetWriteDeadline(deadline.Add(2 * time.Second))
 			for time.Now().Before(deadline) {
 				if _, err := w.Write(s.frame(hj212.Version2017 << 2)); err != nil {
-					return // deadline: the reader fell behind, fine for a flood
+					return // the write deadline: the reader fell behind, as a flood should find
 				}
 				sent.Add(1)
 			}
 			_ = w.Flush()
+			_ = c.SetWriteDeadline(time.Time{})
 		}()
 	}
 	wg.Wait()
-	close(errc)
-	for err := range errc {
-		return sent.Load(), err
+	return sent.Load()
+}
+
+// loadavg is /proc/loadavg's first three fields: on a shared machine the figures mean little
+// without it.
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
 	}
-	return sent.Load(), nil
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
 }
 
 func drive() error {
@@ -422,59 +474,60 @@ func drive() error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	fmt.Printf("bench-hj212: %d stations, 8 pollutants a frame, %d CPUs, GOMAXPROCS %d\n", *stations, runtime.NumCPU(), runtime.GOMAXPROCS(0))
+	fmt.Printf("bench-hj212: %d stations, 8 pollutants a frame, %d CPUs, GOMAXPROCS %d, load average %s\n", *stations, runtime.NumCPU(), runtime.GOMAXPROCS(0), loadavg())
+	defer func() { fmt.Printf("bench-hj212: load average at the end %s\n", loadavg()) }()
 
 	gw, err := startChild("gateway", "-stations", strconv.Itoa(*stations), "-data", tmp, "-epoch", strconv.FormatInt(epoch.UnixMilli(), 10))
 	if err != nil {
 		return err
 	}
 	defer gw.stop()
-	// warm-up: every station connects and is checked once
-	if _, err := load(gw.addr, *stations, 3*time.Second, true, epoch); err != nil {
+	conns, err := dialAll(gw.addr, *stations)
+	if err != nil {
 		return err
 	}
+	// warm-up: every station is checked once (MN, PW) and its connection set up
+	load(conns, 3*time.Second, true, epoch)
 	time.Sleep(2 * time.Second)
 	gw.mark()
 
 	c0, t0 := gw.cpu(), time.Now()
-	sent, err := load(gw.addr, *stations, *paced, true, epoch)
-	if err != nil {
-		return err
-	}
+	sent := load(conns, *paced, true, epoch)
 	time.Sleep(2 * time.Second) // the last frames reach the store
 	el := time.Since(t0)
 	st := gw.mark()
 	cpuPct := 100 * float64(gw.cpu()-c0) / float64(el)
-	fmt.Printf("paced: sent %d frames in %s, stored %.0f (quarantined %.0f, dropped %.0f)\n", sent, el.Round(time.Millisecond), st["latencies"], st["quarantined"], st["dropped"])
+	fmt.Printf("paced: sent %d frames in %s, stored %.0f (quarantined %.0f, dropped %.0f, readings lost %.0f)\n", sent, el.Round(time.Millisecond), st["latencies"], st["quarantined"], st["dropped"], st["lost"])
 	fmt.Printf("BENCH hj212-paced stations=%d frames_per_s=%.0f p50_ms=%.1f p99_ms=%.1f cpu_pct=%.0f rss_mb=%.0f\n",
 		*stations, st["latencies"]/el.Seconds(), st["p50"], st["p99"], cpuPct, gw.rssMB())
 
 	before := st["stored"]
 	c0, t0 = gw.cpu(), time.Now()
-	sent, err = load(gw.addr, *stations, *flood, false, epoch)
-	if err != nil {
-		return err
-	}
+	sent = load(conns, *flood, false, epoch)
 	el = time.Since(t0)
 	st = gw.mark()
 	stored := st["stored"] - before
 	cpuPct = 100 * float64(gw.cpu()-c0) / float64(el)
 	gwRate := stored / el.Seconds()
-	fmt.Printf("flood: sent %d frames in %s, stored %.0f during it (pipeline: submitted %.0f, handed to the store %.0f)\n", sent, el.Round(time.Millisecond), stored, st["submitted"], st["handed"])
+	fmt.Printf("flood: sent %d frames in %s, stored %.0f during it (pipeline: submitted %.0f, handed to the store %.0f; readings lost %.0f)\n",
+		sent, el.Round(time.Millisecond), stored, st["submitted"], st["handed"], st["lost"])
+	closeAll(conns)
 	gw.stop()
 
 	null, err := startChild("null")
 	if err != nil {
 		return err
 	}
-	c1, t1 := null.cpu(), time.Now()
-	nsent, err := load(null.addr, *stations, *flood, false, epoch)
+	nconns, err := dialAll(null.addr, *stations)
 	if err != nil {
 		null.stop()
 		return err
 	}
+	c1, t1 := null.cpu(), time.Now()
+	nsent := load(nconns, *flood, false, epoch)
 	nel := time.Since(t1)
 	nullCPU := 100 * float64(null.cpu()-c1) / float64(nel)
+	closeAll(nconns)
 	null.stop()
 	nullRate := float64(nsent) / nel.Seconds()
 	fmt.Printf("do-nothing reader: %d frames in %s (cpu %.0f%%)\n", nsent, nel.Round(time.Millisecond), nullCPU)
