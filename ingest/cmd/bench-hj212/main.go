@@ -475,7 +475,6 @@ func drive() error {
 	}
 	defer os.RemoveAll(tmp)
 	fmt.Printf("bench-hj212: %d stations, 8 pollutants a frame, %d CPUs, GOMAXPROCS %d, load average %s\n", *stations, runtime.NumCPU(), runtime.GOMAXPROCS(0), loadavg())
-	defer func() { fmt.Printf("bench-hj212: load average at the end %s\n", loadavg()) }()
 
 	gw, err := startChild("gateway", "-stations", strconv.Itoa(*stations), "-data", tmp, "-epoch", strconv.FormatInt(epoch.UnixMilli(), 10))
 	if err != nil {
@@ -534,6 +533,7 @@ func drive() error {
 	if nullRate == 0 {
 		return errors.New("the do-nothing reader got nothing")
 	}
+	fmt.Printf("bench-hj212: load average at the end %s\n", loadavg())
 	fmt.Printf("BENCH hj212 stations=%d frames_per_s=%.0f readings_per_s=%.0f null_frames_per_s=%.0f ratio=%.2f cpu_pct=%.0f flood_p99_ms=%.1f\n",
 		*stations, gwRate, gwRate*9, nullRate, gwRate/nullRate, cpuPct, st["p99"])
 	return nil
