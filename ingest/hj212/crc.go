@@ -7,7 +7,17 @@ package hj212
 func CRC(data []byte) uint16 {
 	reg := uint16(0xFFFF)
 	for _, b := range data {
-		reg = (reg >> 8) ^ uint16(b)
+		// (reg >> 8) ^ b has an empty high byte, so the 8 rounds depend on 8 bits only: a
+		// table of 256 entries does them at once.
+		reg = crcTable[byte(reg>>8)^b]
+	}
+	return reg
+}
+
+// crcTable[v] is v after the standard's 8 rounds of shift-right and XOR 0xA001.
+var crcTable = func() (t [256]uint16) {
+	for v := range t {
+		reg := uint16(v)
 		for range 8 {
 			out := reg & 1
 			reg >>= 1
@@ -15,9 +25,10 @@ func CRC(data []byte) uint16 {
 				reg ^= 0xA001
 			}
 		}
+		t[v] = reg
 	}
-	return reg
-}
+	return t
+}()
 
 const hexDigits = "0123456789ABCDEF"
 

@@ -242,3 +242,29 @@ func TestAssembler(t *testing.T) {
 	require.Equal(t, 3, lost[0].Want)
 	require.Contains(t, lost[0].Raw, "w01018-Rtd=25.3")
 }
+
+// crcBitwise is the standard's description, bit by bit, to check the table against.
+func crcBitwise(data []byte) uint16 {
+	reg := uint16(0xFFFF)
+	for _, b := range data {
+		reg = (reg >> 8) ^ uint16(b)
+		for range 8 {
+			out := reg & 1
+			reg >>= 1
+			if out != 0 {
+				reg ^= 0xA001
+			}
+		}
+	}
+	return reg
+}
+
+func TestCRCTableMatchesTheStandardsDescription(t *testing.T) {
+	inputs := [][]byte{nil, {0}, {0xFF}, []byte(stdFrame), []byte(benchSegment())}
+	for i := range 256 {
+		inputs = append(inputs, []byte{byte(i), byte(255 - i), byte(i * 7)})
+	}
+	for _, in := range inputs {
+		require.Equal(t, crcBitwise(in), hj212.CRC(in), "%q", in)
+	}
+}
