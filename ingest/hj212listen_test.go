@@ -204,6 +204,27 @@ func TestHJ212FramesOverTCP(t *testing.T) {
 		// gets is the answer to its next upload.
 		st.send(t, frame(realtime("20261203101700004", "5", now, "w01018-Rtd=40.0,w01018-Flag=N")))
 		require.Equal(t, "20261203101700004", st.next(t).QN)
+
+		// A 2005 station asking for an answer (Flag=1: version 0) gets one in its version; a
+		// length that lies and a frame over the maximum are refused without losing the
+		// uploads around them.
+		liar := []byte("##0400" + realtime("20261203101700005", "5", now, "w01018-Rtd=1,w01018-Flag=N") + "0000\r\n")
+		tooLong := []byte("##2000QN=1;" + strings.Repeat("x", 100) + "\r\n")
+		var more []byte
+		more = append(more, liar...)
+		more = append(more, frame(realtime("20261203101700006", "1", now, "w01018-Rtd=41.0,w01018-Flag=N"))...)
+		more = append(more, tooLong...)
+		more = append(more, frame(realtime("20261203101700007", "5", now, "w01018-Rtd=42.0,w01018-Flag=N"))...)
+		st.send(t, more)
+		a := st.next(t)
+		require.Equal(t, "20261203101700006", a.QN)
+		require.Equal(t, hj212.Version2005, a.Version(), "answered in the station's protocol version")
+		require.False(t, a.WantsAnswer())
+		require.Equal(t, "20261203101700007", st.next(t).QN)
+		require.Equal(t, 1.0, s.refused(t, "bad_length"))
+		require.Equal(t, 1.0, s.refused(t, "too_long"))
+		require.Len(t, s.quarantined(t, "bad_length"), 1)
+		require.Contains(t, string(s.quarantined(t, "too_long")[0].Payload), "##2000")
 	})
 }
 
