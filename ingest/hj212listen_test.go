@@ -409,6 +409,10 @@ func TestHJ212SimulatedStation(t *testing.T) {
 		waitFor(t, 60*time.Second, func() (bool, string) {
 			return st.Acked() >= 10 && st.Calibrations() >= 1, fmt.Sprintf("acked %d, calibrations %d", st.Acked(), st.Calibrations())
 		})
+		after := st.Acked()
+		waitFor(t, 60*time.Second, func() (bool, string) {
+			return st.Acked() >= after+3, "uploads answered after the calibration"
+		})
 		st.Close()
 		s.flush(t)
 		l := s.latest(t)
