@@ -50,6 +50,7 @@ type demoJSON struct {
 		MQTTUsername       string `json:"mqtt_username"`
 		MQTTPassword       string `json:"mqtt_password"`
 		Metrics            []string
+		Protocol, MN, PW   string // HJ 212 stations (docs/contracts.md §8)
 	} `json:"sensors"`
 }
 
@@ -160,6 +161,12 @@ func TestDemoServesLoginDevicesAndRoles(t *testing.T) {
 	}
 	require.True(t, roles["admin"] && roles["officer"] && roles["service"], "demo.json users: %+v", dj.Users)
 	for _, s := range dj.Sensors {
+		require.NotEmpty(t, s.Metrics, "sensor %s lists no metrics", s.ID)
+		if s.Protocol == "hj212" {
+			require.NotEmpty(t, s.MN, "an HJ 212 station has an MN and PW instead of MQTT credentials")
+			require.NotEmpty(t, s.PW)
+			continue
+		}
 		require.NotEmpty(t, s.Topic)
 		require.NotEmpty(t, s.MQTTPassword)
 		require.NotEmpty(t, s.Metrics, "sensor %s lists no metrics", s.ID)
