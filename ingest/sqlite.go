@@ -217,18 +217,48 @@ func (s *SQLiteTelemetry) tryWrite(batch []Reading) error {
 		return err
 	}
 	defer func() { _ = tx.Rollback() }()
-	st, err := tx.PrepareContext(ctx, `INSERT OR REPLACE INTO readings (device, metric, ts, value, site, unit, quality, recv, flag)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	// Many rows a statement: with the pure-Go driver the cost is mostly per statement
+	// execution (bind, VDBE set-up), not per row.
+	full, err := tx.PrepareContext(ctx, insertRows(sqliteRowsPerInsert))
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	for _, r := range batch {
-		if _, err := st.ExecContext(ctx, r.Device, r.Metric, r.Time.UnixMilli(), r.Value, r.Site, r.Unit, string(r.Quality), r.ReceiveTime.UnixMilli(), r.Flag); err != nil {
+	defer full.Close()
+	args := make([]any, 0, 9*sqliteRowsPerInsert)
+	for len(batch) > 0 {
+		n := min(len(batch), sqliteRowsPerInsert)
+		args = args[:0]
+		for _, r := range batch[:n] {
+			args = append(args, r.Device, r.Metric, r.Time.UnixMilli(), r.Value, r.Site, r.Unit, string(r.Quality), r.ReceiveTime.UnixMilli(), r.Flag)
+		}
+		if n == sqliteRowsPerInsert {
+			_, err = full.ExecContext(ctx, args...)
+		} else {
+			_, err = tx.ExecContext(ctx, insertRows(n), args...)
+		}
+		if err != nil {
 			return err
 		}
+		batch = batch[n:]
 	}
 	return tx.Commit()
+}
+
+// sqliteRowsPerInsert rows go in one INSERT (9 parameters each, far below SQLite's limit).
+const sqliteRowsPerInsert = 128
+
+// insertRows is an INSERT of n rows. A row written twice (same device, metric and time) keeps
+// the last value, as the one-row statement did.
+func insertRows(n int) string {
+	var b strings.Builder
+	b.WriteString(`INSERT OR REPLACE INTO readings (device, metric, ts, value, site, unit, quality, recv, flag) VALUES `)
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(`(?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	}
+	return b.String()
 }
 
 func (s *SQLiteTelemetry) applyRetention() {
