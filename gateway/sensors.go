@@ -32,6 +32,7 @@ type sensors struct {
 	pipeline   *ingest.Pipeline
 	broker     *ingest.Broker
 	subscriber *ingest.Subscriber
+	hj212      *hj212Input
 	rules      *rules.Engine
 }
 
@@ -116,6 +117,9 @@ func (g *gateway) openSensors(ctx context.Context) error {
 
 // startInput opens the MQTT side (an input: opened last, closed first).
 func (s *sensors) startInput() error {
+	if err := s.startHJ212(); err != nil {
+		return err
+	}
 	ic := s.g.cfg.Ingest
 	lg := s.g.log // the broker and the subscriber name their component themselves
 	if ic.External.URL != "" {
@@ -156,9 +160,13 @@ func (s *sensors) onReadings(sensor *ingest.Sensor, rs []ingest.Reading) {
 	if len(rs) == 0 {
 		return
 	}
+	s.dataFlags(sensor, rs)
 	batch := make([]decode.Reading, 0, len(rs))
 	at := rs[0].Time
 	for _, r := range rs {
+		if !r.Normal() {
+			continue // HJ 212 values flagged F M S D C T B are stored, not judged against limits
+		}
 		if !r.Time.Equal(at) {
 			s.rules.Observe(context.Background(), sensor.ID, batch, at)
 			batch, at = batch[:0], r.Time

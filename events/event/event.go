@@ -15,10 +15,13 @@ import (
 
 // Event types (docs/contracts.md §5). Producers may add their own dotted types.
 const (
-	TypeSensorThreshold  = "sensor.threshold"
-	TypeSensorSilent     = "sensor.silent"
-	TypeDeviceOffline    = "device.offline"
-	TypeDeviceOnline     = "device.online"
+	TypeSensorThreshold = "sensor.threshold"
+	TypeSensorSilent    = "sensor.silent"
+	TypeDeviceOffline   = "device.offline"
+	TypeDeviceOnline    = "device.online"
+	// TypeDeviceFault: a device reports a fault of its own, e.g. an HJ 212 station flagging
+	// its values D (instrument fault) or B (communication fault); device health.
+	TypeDeviceFault      = "device.fault"
 	TypeVideoSignalLost  = "video.signal_lost"
 	TypeVideoTamper      = "video.tamper"
 	TypeVideoStaffAbsent = "video.staff_absent"

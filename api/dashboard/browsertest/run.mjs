@@ -8,7 +8,7 @@
 //   CHROMIUM                 browser binary (default /usr/bin/chromium)
 //   OFFSITE_CAMERA_DOWN_CMD  shell command taking camera {id} off line (e.g. stop its simulator)
 //   OFFSITE_CAMERA_UP_CMD    shell command bringing it back
-//   OFFSITE_TEST_ONLY        comma list of scenarios to run (login,wall,alerts,chain,scope,offline,soak,screens)
+//   OFFSITE_TEST_ONLY        comma list of scenarios to run (login,wall,alerts,chain,scope,offline,devices,hj212,soak,screens)
 //   OFFSITE_TEST_SOAK_CYCLES how many times the soak scenario fills and clears the wall (default 8)
 //   OFFSITE_TEST_READING     {"sensor","metric","value"} forcing the reading that must raise an alert
 //   OFFSITE_TEST_STRICT=1    a skipped scenario counts as a failure
@@ -19,6 +19,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execSync } from 'node:child_process';
 import { publish } from './mqtt.mjs';
+import * as hj212 from './hj212.mjs';
 
 const [base0, demoPath] = process.argv.slice(2);
 if (!base0 || !demoPath) {
@@ -223,7 +224,7 @@ async function pickSensorReading() {
     const sensor = demo.sensors.find((s) => !r.sensor || s.id === r.sensor);
     return { sensor, reading: r, profile: await apiGet(token, `profiles/${encodeURIComponent(sensor.profile)}`) };
   }
-  for (const s of demo.sensors || []) {
+  for (const s of (demo.sensors || []).filter((x) => x.protocol !== 'hj212')) { // MQTT sensors only
     const profile = await apiGet(token, `profiles/${encodeURIComponent(s.profile)}`);
     const reading = thresholdReading(profile, s);
     if (reading) return { sensor: s, reading, profile };
@@ -337,7 +338,7 @@ await scenario('scope', async () => {
   for (const own of [true, false]) {
     const have = (await alertsOf(admTok)).some((a) => a.department && depts.includes(a.department) === own);
     if (have) continue;
-    const candidates = (demo.sensors || []).filter((sn) => deptOf.get(sn.site) && depts.includes(deptOf.get(sn.site)) === own);
+    const candidates = (demo.sensors || []).filter((sn) => sn.protocol !== 'hj212' && deptOf.get(sn.site) && depts.includes(deptOf.get(sn.site)) === own);
     let done = false;
     for (const sn of candidates) {
       const profile = await apiGet(admTok, `profiles/${encodeURIComponent(sn.profile)}`);
@@ -467,6 +468,37 @@ await scenario('devices', async () => {
   }
   await ctx.close();
   return { msg: `${rows.length} row error(s) shown: ${rows[0]?.slice(0, 80)}` };
+});
+
+// An HJ 212 station's maintenance period (data flag M) is shaded on its readings chart, with a
+// legend, in Chinese and in English.
+await scenario('hj212', async () => {
+  const st = (demo.sensors || []).find((s) => s.protocol === 'hj212');
+  if (!demo.hj212 || !st) return { skip: 'demo.json has no HJ 212 station' };
+  const now = Date.now();
+  const segs = [];
+  for (let i = 0; i < 6; i++) {
+    const at = new Date(now - (6 - i) * 60e3);
+    const flag = i >= 2 && i < 4 ? 'M' : 'N';
+    segs.push(`QN=${hj212.beijing(at)}${String(100 + i)};ST=32;CN=2051;PW=${st.pw};MN=${st.mn};Flag=5;CP=&&DataTime=${hj212.beijing(at)};`
+      + `w01018-Avg=${30 + i},w01018-Flag=${flag}&&`);
+  }
+  await hj212.send(demo.hj212, segs);
+  const shots = [];
+  for (const lang of ['zh-CN', 'en']) {
+    const { ctx, page } = await newPage({ lang });
+    await login(page, admin);
+    await page.goto(`${BASE}/#/devices/${encodeURIComponent(st.id)}`);
+    await page.waitForSelector('.chart-legend .legend-M', { timeout: 15000 });
+    const legend = await page.textContent('.chart-legend');
+    assert(legend.includes(lang === 'en' ? 'Maintenance' : '维护'), `legend in ${lang}: ${legend}`);
+    assert(await page.$('.chart rect.band-M'), 'no shaded maintenance band on the chart');
+    const file = `${lang}-1920x1080-hj212-chart.png`;
+    await page.screenshot({ path: path.join(OUT, file) });
+    shots.push(file);
+    await ctx.close();
+  }
+  return { msg: `M period shaded; ${shots.join(', ')}` };
 });
 
 // The wall must not leak: put cameras up and take them down many times, then count the live

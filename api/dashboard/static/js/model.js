@@ -96,7 +96,9 @@ export function telemetryPoints(data) {
     let t; let v;
     if (Array.isArray(p)) { [t, v] = p; } else { t = p.t ?? p.ts ?? p.time ?? p.at; v = p.v ?? p.value ?? p.mean ?? p.avg; }
     const d = typeof t === 'number' ? new Date(t < 1e12 ? t * 1000 : t) : new Date(t);
-    if (!isNaN(d.getTime()) && typeof v === 'number' && isFinite(v)) out.push({ t: d, v });
+    // flags: HJ 212 data flags other than N in the step (M maintenance, C calibration, …)
+    const flags = typeof p.flags === 'string' ? p.flags : (typeof p.flag === 'string' && p.flag !== 'N' ? p.flag : '');
+    if (!isNaN(d.getTime()) && typeof v === 'number' && isFinite(v)) out.push({ t: d, v, flags });
   }
   out.sort((a, b) => a.t - b.t);
   return out;
