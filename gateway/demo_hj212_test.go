@@ -108,7 +108,12 @@ func TestDemoHJ212PermitAlertAndFault(t *testing.T) {
 	code, body = get(t, dj.HTTP+"/api/v1/events?type=sensor.threshold&device="+device, eco)
 	require.Equal(t, 200, code)
 	require.NotContains(t, string(body), `"value":99`, "a D-flagged value raises no limit alarm")
-	code, body = get(t, dj.HTTP+"/api/v1/devices/"+device+"/readings/latest", eco)
-	require.Equal(t, 200, code)
-	require.Contains(t, string(body), `"flag":"D"`, "the value is stored with its flag")
+	// Readings stay at the site gateway that serves the plant (the centre gets events).
+	site, siteUsers := siteOf(t, dj, "demo-gw-city")
+	siteAdmin := login(t, site, "admin", userPassword(siteUsers, "admin"))
+	from, to := time.Now().Add(-10*time.Minute).UTC().Format(time.RFC3339), time.Now().Add(time.Minute).UTC().Format(time.RFC3339)
+	require.Eventually(t, func() bool {
+		code, body := get(t, site+"/api/v1/devices/"+device+"/telemetry?metric=cod&step=1m&from="+from+"&to="+to, siteAdmin)
+		return code == 200 && strings.Contains(string(body), `"D"`)
+	}, 30*time.Second, 200*time.Millisecond, "the value is stored with its flag (the simulated station's later readings are N)")
 }

@@ -487,8 +487,11 @@ await scenario('hj212', async () => {
   const shots = [];
   for (const lang of ['zh-CN', 'en']) {
     const { ctx, page } = await newPage({ lang });
-    await login(page, admin);
-    await page.goto(`${BASE}/#/devices/${encodeURIComponent(st.id)}`);
+    // Readings are kept at the station's site gateway; a centre shows its events.
+    const gw = (demo.gateways || []).find((g) => g.id === st.gateway);
+    const base = gw ? gw.http : BASE;
+    await login(page, gw ? gw.users.find((u) => u.role === 'admin') : admin, base);
+    await page.goto(`${base}/#/devices/${encodeURIComponent(st.id)}`);
     await page.waitForSelector('.chart-legend .legend-M', { timeout: 15000 });
     const legend = await page.textContent('.chart-legend');
     assert(legend.includes(lang === 'en' ? 'Maintenance' : '维护'), `legend in ${lang}: ${legend}`);
