@@ -101,6 +101,10 @@ type AlertRef struct {
 	OutcomeLabel string   `json:"outcome_label,omitempty"`
 	Attachments  []string `json:"attachments,omitempty"` // evidence sha256s
 	Level        int      `json:"level,omitempty"`       // escalation level on alert.escalated
+	// Audience is who must act on the alert: maintainers, officers or all.
+	Audience string `json:"audience,omitempty"`
+	// Occurrences is how often the alert's condition has occurred (alert.recurred and later).
+	Occurrences int `json:"occurrences,omitempty"`
 }
 
 // Severities, lowest first.
