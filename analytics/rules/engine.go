@@ -455,7 +455,7 @@ func (e *Engine) event(ds *deviceState, r *rule, st *ruleState, state string, at
 		Device: &event.Device{ID: ds.id},
 	}
 	if dr := ds.rules; dr != nil {
-		ev.Device.Kind, ev.Device.Profile = string(dr.dev.Kind), dr.dev.Profile
+		ev.Device.Kind, ev.Device.Profile, ev.Device.Name = string(dr.dev.Kind), dr.dev.Profile, dr.dev.Name
 		if dr.site != nil {
 			ev.Site = &event.Site{ID: dr.site.ID, Name: dr.site.Name, USCC: dr.site.USCC, RegionCode: dr.site.RegionCode}
 			if ev.Department == "" {

@@ -134,7 +134,7 @@ func (e *Engine) clearMessage(dr *deviceRules, r *rule, st *ruleState, why clear
 		if r.gate != nil {
 			text = "（" + r.gate.text + "）"
 		}
-		return fmt.Sprintf("%s 规则 %s 的监测时段%s已结束，告警解除", who, r.id, text)
+		return fmt.Sprintf("%s %s告警规则的监测时段%s已结束，告警解除", who, r.label, text)
 	}
-	return fmt.Sprintf("%s 规则 %s 已停用或删除，告警解除", who, r.id)
+	return fmt.Sprintf("%s %s告警规则已停用或删除，告警解除", who, r.label)
 }

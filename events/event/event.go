@@ -49,6 +49,9 @@ type Event struct {
 	AlarmKey        string     `json:"alarm_key,omitempty"`
 	Rule            string     `json:"rule,omitempty"`
 	Message         string     `json:"message,omitempty"`
+	// Detail is technical detail for whoever fixes the cause (the RTSP error text, the raw
+	// presence reason); Message is the sentence a person reads.
+	Detail string `json:"detail,omitempty"`
 	// Alert is set on alert.* events: which alert, its new state and who moved it.
 	Alert *AlertRef `json:"alert,omitempty"`
 
@@ -72,6 +75,7 @@ type Site struct {
 // Device is the device an event came from.
 type Device struct {
 	ID      string `json:"id"`
+	Name    string `json:"name,omitempty"` // what people call it (进水口摄像机); the id comes second
 	Kind    string `json:"kind,omitempty"`
 	Profile string `json:"profile,omitempty"`
 }
@@ -162,7 +166,7 @@ func (e *Event) Validate() error {
 	if y := e.OccurredAt.Year(); y < 2000 || y > 9999 {
 		return bad("occurred_at %s is out of range", e.OccurredAt)
 	}
-	for name, s := range map[string]string{"message": e.Message, "rule": e.Rule, "alarm_key": e.AlarmKey,
+	for name, s := range map[string]string{"message": e.Message, "detail": e.Detail, "rule": e.Rule, "alarm_key": e.AlarmKey,
 		"department": e.Department, "supervision_item": e.SupervisionItem, "gateway_id": e.GatewayID} {
 		if len(s) > MaxText {
 			return bad("%s longer than %d bytes", name, MaxText)
@@ -246,6 +250,7 @@ type wireEvent struct {
 	AlarmKey        string     `json:"alarm_key,omitempty"`
 	Rule            string     `json:"rule,omitempty"`
 	Message         string     `json:"message,omitempty"`
+	Detail          string     `json:"detail,omitempty"`
 	Alert           *AlertRef  `json:"alert,omitempty"`
 }
 
@@ -259,6 +264,6 @@ func (e Event) MarshalJSON() ([]byte, error) {
 		OccurredAt: e.OccurredAt.UTC().Format(TimeFormat), GatewayID: e.GatewayID,
 		Site: e.Site, Device: e.Device, Department: e.Department, SupervisionItem: e.SupervisionItem,
 		Reading: e.Reading, Evidence: e.Evidence, AlarmKey: e.AlarmKey, Rule: e.Rule, Message: e.Message,
-		Alert: e.Alert,
+		Detail: e.Detail, Alert: e.Alert,
 	})
 }
