@@ -7,7 +7,7 @@ import { api, optional, withToken, telemetry } from '../api.js';
 import { subscribe } from '../events.js';
 import { lineChart } from '../chart.js';
 import { severityChip, stateChip, typeLabel, facts, errorBox, loading, toast, field, select } from '../ui.js';
-import { severityOf, alertState, siteOf, deviceOf, occurredAt, department, supervisionItem, pick, eventType, timeline, telemetryPoints, OUTCOMES } from '../model.js';
+import { severityOf, alertState, siteOf, deviceOf, deviceLabel, occurredAt, department, supervisionItem, pick, eventType, timeline, telemetryPoints, OUTCOMES } from '../model.js';
 
 // Which forms each state offers, in the order of the chain 认领 → 处办 → 反馈 → 办结
 // (events: handle may be recorded more than once before the feedback).
@@ -23,6 +23,7 @@ const NEXT = {
 // action or event type.
 function stepLabel(ty, state) {
   if (ty === 'open' || ty === 'opened' || ty === 'alert.opened') return t('action.open');
+  if (['recur', 'recover', 'raise', 'escalate'].includes(ty)) return t(`action.${ty}`);
   if (state && state !== 'opened') return tOr(`alert_state.${state}`, state);
   return tOr(`type.${ty}`, tOr(`action.${ty}`, ty));
 }
@@ -60,18 +61,25 @@ export function mount(main, { id }) {
 
     const head = h('div', { class: `card detail-head sev-border-${sev}` },
       h('div', { class: 'chips' }, severityChip(sev), stateChip('alert_state', st), h('span', { class: 'chip plain' }, typeLabel(eventType(a)))),
-      h('h2', { class: 'detail-message' }, pick(a, 'message') || typeLabel(eventType(a))),
+      h('h2', { class: 'detail-title' }, [deviceLabel(a), site.name || site.id].filter(Boolean).join(' · ') || typeLabel(eventType(a))),
+      h('p', { class: 'detail-message' }, pick(a, 'message') || typeLabel(eventType(a)),
+        a.alarm_active === false && st !== 'closed' ? h('span', { class: 'chip plain recovered' }, ` ${t('alerts.recovered')}`) : null),
       h('p', { class: 'muted' }, `${fmtTime(occurredAt(a))} · ${site.name || site.id || ''}`));
 
     const eventFacts = facts([
       [t('alert.id'), a.id],
       [t('alert.occurred'), fmtTime(occurredAt(a))],
       [t('alert.type'), typeLabel(eventType(a))],
+      [t('alert.occurrences'), String(a.occurrences || 1)],
+      (a.occurrences || 1) > 1 ? [t('alert.first_at'), fmtTime(a.first_at)] : null,
+      (a.occurrences || 1) > 1 ? [t('alert.last_at'), fmtTime(a.last_at)] : null,
+      a.recovered_at ? [t('alert.recovered_at'), fmtTime(a.recovered_at)] : null,
       [t('alert.rule'), pick(a, 'rule', 'alarm_key')],
-      [t('alert.device'), dev.id ? h('a', { href: `#/devices/${encodeURIComponent(dev.id)}` }, dev.name || dev.id) : ''],
+      [t('alert.device'), dev.id ? h('a', { href: `#/devices/${encodeURIComponent(dev.id)}` }, deviceLabel(a)) : ''],
       reading.metric ? [t('alert.reading'), `${reading.metric}: ${fmtNum(reading.value, 2)} ${reading.unit || ''}`] : null,
       typeof reading.limit === 'number' ? [t('alert.limit'), `${fmtNum(reading.limit, 2)} ${reading.unit || ''}`] : null,
       [t('alert.gateway'), pick(a, 'gateway_id')],
+      pick(a, 'detail') ? [t('alert.detail'), h('code', { class: 'detail-text' }, pick(a, 'detail'))] : null,
       [t('alert.assignee'), a.claimed_by || a.assignee || a.owner],
       a.outcome ? [t('alert.outcome'), tOr(`outcome.${a.outcome}`, a.outcome)] : null,
     ]);
