@@ -636,7 +636,8 @@ await scenario('camstates', async () => {
   await page.waitForFunction((ids) => ids.every((id) => document.querySelector(`.tree .cam[data-camera="${CSS.escape(id)}"] .dot.online`)), ids, { timeout: 40000, polling: 500 })
     .catch(() => { throw new Error('the wall tree does not show the streaming cameras online'); });
   await page.screenshot({ path: path.join(OUT, 'zh-CN-1920x1080-wall-tree-online.png') });
-  const dev = await ctx.newPage();
+  const dev = await ctx.newPage(); // a tab of its own (the session is per tab): the wall keeps streaming
+  await login(dev, admin);
   await dev.goto(`${BASE}/#/devices`);
   await dev.waitForSelector('.summary .stat', { timeout: 10000 });
   await dev.waitForFunction((ids) => ids.every((id) => {

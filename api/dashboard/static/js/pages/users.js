@@ -37,7 +37,8 @@ export function mount(main) {
           if (pw.value) req.password = pw.value;
           const res = await api('users', { method: 'POST', body: req });
           clear(panel);
-          if (res?.password) panel.append(shownPassword(res.username || req.username, res.password));
+          const generated = res?.generated_password || res?.password;
+          if (generated) panel.append(shownPassword(res.username || req.username, generated));
           toast(t('users.created', { name: req.username }), 'ok');
         } else {
           await api(`users/${encodeURIComponent(u.id)}`, { method: 'PUT', body: req });
