@@ -52,6 +52,18 @@ func TestAlertRoutingMaintainerVersusOfficer(t *testing.T) {
 	require.ElementsMatch(t, []string{"device.offline", "video.tamper"}, typesOf(list(maint)), "the maintainer gets his work orders")
 	require.Empty(t, list(farMaint), "a maintainer of another region gets nothing")
 	require.Len(t, list(h.admin), 3)
+	r := h.do("GET", "/api/v1/alerts?limit=2", h.admin, nil)
+	var page struct {
+		Alerts []events.Alert
+		Limit  int
+		More   bool
+	}
+	r.json(t, &page)
+	require.Len(t, page.Alerts, 2)
+	require.True(t, page.More, "a list cut at its limit says so")
+	r = h.do("GET", "/api/v1/alerts?limit=3", h.admin, nil)
+	r.json(t, &page)
+	require.False(t, page.More)
 
 	// The alert itself: an officer cannot open a work order's page.
 	for _, al := range list(maint) {
@@ -77,7 +89,7 @@ func TestAlertRoutingMaintainerVersusOfficer(t *testing.T) {
 	require.Equal(t, []string{"摄像机离线", "摄像机画面被遮挡"}, read(maintStream, 2))
 
 	// Nothing more reaches the officer: a marker violation arrives next, not the work orders.
-	r := h.do("POST", "/api/v1/events", h.service, map[string]any{"type": "video.crowding", "severity": "minor", "state": "active",
+	r = h.do("POST", "/api/v1/events", h.service, map[string]any{"type": "video.crowding", "severity": "minor", "state": "active",
 		"alarm_key": "cam-env-1/crowding", "device": map[string]any{"id": "cam-env-1"}, "message": "人员聚集", "occurred_at": time.Now().UTC().Format(time.RFC3339)})
 	require.Equal(t, 201, r.status, string(r.body))
 	require.Equal(t, []string{"人员聚集"}, read(officerStream, 1))

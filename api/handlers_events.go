@@ -389,7 +389,7 @@ func (s *Server) listAlerts(c *fiber.Ctx) error {
 		return err
 	}
 	reader := alertReader(u)
-	f := events.AlertFilter{State: state, Limit: limit, Audiences: reader.Audiences()}
+	f := events.AlertFilter{State: state, Limit: limit + 1, Audiences: reader.Audiences()} // one more: is there more?
 	if len(severities) > 0 {
 		f.Limit = 5000 // filtered here, then cut to limit
 	}
@@ -397,17 +397,19 @@ func (s *Server) listAlerts(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	out := make([]events.Alert, 0, len(list))
+	out := make([]events.Alert, 0, min(len(list), limit))
+	more := false
 	for _, al := range list {
-		if len(out) == limit {
-			break
-		}
 		if len(severities) > 0 && !slices.Contains(severities, al.Severity) {
 			continue
 		}
+		if len(out) == limit {
+			more = true // a list cut at its limit says so
+			break
+		}
 		out = append(out, al)
 	}
-	return c.JSON(fiber.Map{"alerts": out})
+	return c.JSON(fiber.Map{"alerts": out, "limit": limit, "more": more})
 }
 
 func (s *Server) getAlert(c *fiber.Ctx) error {

@@ -38,12 +38,16 @@ func TestDemoRestartOpensNoAlert(t *testing.T) {
 	q := url.Values{"type": {"device.offline,sensor.silent,video.signal_lost"}, "limit": {"5000"}}
 	code, body := get(t, second.HTTP+"/api/v1/events?"+q.Encode(), admin)
 	require.Equal(t, 200, code, string(body))
-	var page struct{ Events []struct{ Type, Message string } }
+	var page struct {
+		Events []struct{ Type, Message string }
+	}
 	require.NoError(t, json.Unmarshal(body, &page))
 	require.Empty(t, page.Events, "a restart is no device's outage")
 	code, body = get(t, second.HTTP+"/api/v1/alerts?limit=5000", admin)
 	require.Equal(t, 200, code)
-	var alerts struct{ Alerts []struct{ Type, Message string } }
+	var alerts struct {
+		Alerts []struct{ Type, Message string }
+	}
 	require.NoError(t, json.Unmarshal(body, &alerts))
 	for _, a := range alerts.Alerts {
 		require.NotContains(t, []string{"device.offline", "sensor.silent", "video.signal_lost"}, a.Type, "alert %s", a.Message)

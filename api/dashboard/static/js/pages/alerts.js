@@ -14,6 +14,7 @@ export function mount(main) {
   let f = { state: 'active', severity: '', type: '', site: '', q: '' };
   try { f = Object.assign(f, JSON.parse(sessionStorage.getItem(FILTER_KEY) || '{}')); } catch { /* defaults */ }
   let alerts = [];
+  let more = false; // the server's list stopped at its limit
   let fresh = new Set();
   let disposed = false;
   let abort = null;
@@ -69,7 +70,7 @@ export function mount(main) {
     fillOptions(typeSel, [...types]);
     fillOptions(siteSel, [...sites]);
     const rows = alerts.filter(matches);
-    count.textContent = t('alerts.count', { n: rows.length });
+    count.textContent = more ? t('alerts.count_limited', { n: rows.length }) : t('alerts.count', { n: rows.length });
     const cols = [
       { label: t('alerts.severity'), class: 'inline', render: (a) => severityChip(severityOf(a)) },
       { label: t('alerts.type'), class: 'inline', render: (a) => typeLabel(eventType(a)) },
@@ -103,6 +104,7 @@ export function mount(main) {
       if (disposed) return;
       const before = new Set(alerts.map((a) => a.id));
       alerts = list(data, 'alerts');
+      more = data?.more === true;
       alerts.sort((x, y) => new Date(occurredAt(y) || 0) - new Date(occurredAt(x) || 0));
       // Rows new since the last load flash once; the set holds only those, so it cannot grow.
       fresh = new Set(before.size ? alerts.filter((a) => !before.has(a.id)).map((a) => a.id) : []);
