@@ -3,6 +3,7 @@ package main_test
 import (
 	"encoding/json"
 	"net/url"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -52,7 +53,26 @@ func TestDemoRestartOpensNoAlert(t *testing.T) {
 	for _, a := range alerts.Alerts {
 		require.NotContains(t, []string{"device.offline", "sensor.silent", "video.signal_lost"}, a.Type, "alert %s", a.Message)
 	}
+
+	// Every event message the demo produced over both runs reads in Chinese: no English
+	// phrase (units such as %LEL aside).
+	code, body = get(t, second.HTTP+"/api/v1/events?limit=5000", admin)
+	require.Equal(t, 200, code)
+	require.NoError(t, json.Unmarshal(body, &page))
+	require.NotEmpty(t, page.Events)
+	for _, e := range page.Events {
+		for _, w := range englishWord.FindAllString(e.Message, -1) {
+			if !unitWords[w] {
+				t.Errorf("%s: message %q contains the English %q", e.Type, e.Message, w)
+			}
+		}
+	}
 }
+
+var (
+	englishWord = regexp.MustCompile(`[A-Za-z]{3,}`)
+	unitWords   = map[string]bool{"LEL": true, "TSP": true}
+)
 
 // waitSensorsOnline waits until presence reports every demo sensor online (the simulated
 // sensors have (re)connected and sent data).

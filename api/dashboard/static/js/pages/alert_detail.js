@@ -48,11 +48,25 @@ export function mount(main, { id }) {
       const full = await optional(`sites/${encodeURIComponent(site.id)}`).catch(() => null);
       if (full) site = Object.assign({}, full, site, { uscc: site.uscc || full.uscc, region_code: site.region_code || full.region_code, department: site.department || full.department });
     }
+    const prof = deviceOf(a).profile;
+    const profile = prof ? await optional(`profiles/${encodeURIComponent(prof)}`).catch(() => null) : null;
     if (disposed || mine !== loads) return;
-    render(a, site);
+    render(a, site, profile);
   }
 
-  function render(a, site) {
+  // ruleLabel names the rule as people know it: the profile's Chinese name and what the rule
+  // watches ("可燃气体探测器 · 可燃气体浓度 ≥ 20 %LEL"), the rule id second.
+  function ruleLabel(a, profile) {
+    const id = pick(a, 'rule');
+    if (!id) return pick(a, 'alarm_key');
+    const r = (profile?.rules || []).find((x) => x.id === id);
+    if (!r) return h('span', {}, typeLabel(eventType(a)), h('small', { class: 'muted' }, ` (${id})`));
+    const m = (profile.metrics || []).find((x) => x.name === r.metric);
+    const what = r.metric ? `${m?.label || r.metric} ${r.op || ''} ${r.value ?? ''} ${m?.unit || ''}`.trim() : typeLabel(eventType(a));
+    return h('span', {}, `${profile.name || profile.id} · ${what}`, h('small', { class: 'muted' }, ` (${id})`));
+  }
+
+  function render(a, site, profile) {
     const ev = a.event || a;
     const st = alertState(a);
     const dev = deviceOf(a);
@@ -74,7 +88,7 @@ export function mount(main, { id }) {
       (a.occurrences || 1) > 1 ? [t('alert.first_at'), fmtTime(a.first_at)] : null,
       (a.occurrences || 1) > 1 ? [t('alert.last_at'), fmtTime(a.last_at)] : null,
       a.recovered_at ? [t('alert.recovered_at'), fmtTime(a.recovered_at)] : null,
-      [t('alert.rule'), pick(a, 'rule', 'alarm_key')],
+      [t('alert.rule'), ruleLabel(a, profile)],
       [t('alert.device'), dev.id ? h('a', { href: `#/devices/${encodeURIComponent(dev.id)}` }, deviceLabel(a)) : ''],
       reading.metric ? [t('alert.reading'), `${reading.metric}: ${fmtNum(reading.value, 2)} ${reading.unit || ''}`] : null,
       typeof reading.limit === 'number' ? [t('alert.limit'), `${fmtNum(reading.limit, 2)} ${reading.unit || ''}`] : null,
