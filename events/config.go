@@ -43,7 +43,7 @@ type AlertsConfig struct {
 func DefaultConfig() Config {
 	return Config{
 		Evidence: EvidenceConfig{MaxAge: 90 * 24 * time.Hour, SweepEvery: time.Hour},
-		Alerts:   AlertsConfig{EscalationInterval: 5 * time.Second},
+		Alerts:   AlertsConfig{EscalationInterval: 5 * time.Second, Types: map[string]TypePolicy{}},
 	}
 }
 
