@@ -17,7 +17,7 @@ import (
 func TestAlertRoutingMaintainerVersusOfficer(t *testing.T) {
 	h := newEventsHarness(t, storetest.SQLite(t, testSchema...), nil)
 	base := h.start()
-	_, maint := h.user("weihu", auth.RoleMaintainer, nil, []string{"4107"})       // looks after 新乡 (site-env is 410702)
+	_, maint := h.user("weihu", auth.RoleMaintainer, nil, []string{"4107"})     // looks after 新乡 (site-env is 410702)
 	_, farMaint := h.user("weihu2", auth.RoleMaintainer, nil, []string{"3501"}) // another city
 	officerStream := openStream(t, base, h.env, "", "&type=alert.")
 	defer officerStream.close()

@@ -116,7 +116,7 @@ func TestDemoScenarioAlerts(t *testing.T) {
 			require.Equal(t, activations[key], al.Occurrences, "%s: one occurrence per activation", key)
 			t.Logf("%s: one alert, %d occurrences, first %s, last %s", key, al.Occurrences, al.FirstAt.Sub(start.UTC()), al.LastAt.Sub(start.UTC()))
 		}
-		check("goes-black/tamper", 8)              // black for 20 s of every 40 s
+		check("goes-black/tamper", 8)               // black for 20 s of every 40 s
 		check("counter-empties/staff_absent/w1", 5) // the clerk leaves for 40 s of every minute
 		check("back-office/signal", 3)              // reboots at 3, 6 and 9 minutes
 		require.Equal(t, 3, byKey["back-office/signal"].Occurrences, "one alarm per outage")

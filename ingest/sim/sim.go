@@ -56,7 +56,7 @@ type Fleet struct {
 	// shows a reading over a limit within minutes (default 60s; negative: off).
 	FirstExcursionAfter time.Duration
 	Seed                uint64
-	Logger      *slog.Logger
+	Logger              *slog.Logger
 
 	stop chan struct{}
 	wg   sync.WaitGroup
