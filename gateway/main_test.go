@@ -406,7 +406,7 @@ func TestDemoEventBecomesAlertAndReachesProvince(t *testing.T) {
 	site, siteUsers := siteOf(t, dj, "demo-gw-city")
 	svc := login(t, site, "analytics", userPassword(siteUsers, "analytics"))
 	code, body := post(t, site+"/api/v1/events", svc,
-		`{"type":"video.tamper","severity":"major","state":"active","occurred_at":"2026-11-27T10:15:04.123Z","device":{"id":"cam-site-gate"},"alarm_key":"cam-site-gate/tamper","message":"镜头被遮挡"}`)
+		`{"type":"video.crowding","severity":"major","state":"active","occurred_at":"2026-11-27T10:15:04.123Z","device":{"id":"cam-site-gate"},"alarm_key":"cam-site-gate/crowding","message":"人员聚集"}`)
 	require.Equalf(t, 201, code, "%s\n%s", body, out)
 	var ev struct{ ID string }
 	require.NoError(t, json.Unmarshal(body, &ev))

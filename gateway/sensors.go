@@ -213,7 +213,7 @@ func (s *sensors) onPresence(c ingest.PresenceChange) {
 		e.Type, e.Severity, e.State, e.Message = "device.online", "info", "cleared", "设备恢复在线"
 	} else {
 		e.Type, e.Severity, e.State = "device.offline", "minor", "active"
-		e.Message = "设备离线：" + c.Reason
+		e.Message, e.Detail = "设备离线："+ingest.ExplainPresence(c.Reason), c.Reason
 		if !c.LastSeen.IsZero() {
 			e.Message += "，最后上报 " + c.LastSeen.In(time.FixedZone("CST", 8*3600)).Format("2006-01-02 15:04:05")
 		}
