@@ -26,19 +26,39 @@ func TestDemoKeepsServingAfterHostileInput(t *testing.T) {
 	}
 	dir := t.TempDir()
 	_, dj, out := startDemo(t, dir)
+	// The hostile input goes to the service hall's site gateway, where its devices are.
 	var full struct {
-		RTSP, MQTT string
-		Cameras    []struct{ ID, RTSP string }
+		Gateways []struct {
+			ID, HTTP, RTSP, MQTT string
+			Users                []demoUserJSON
+		}
+		Cameras []struct{ ID, RTSP, Gateway string }
 	}
 	b, err := os.ReadFile(dir + "/demo.json")
 	require.NoError(t, err)
 	require.NoError(t, json.Unmarshal(b, &full))
-	mq, err := url.Parse(full.MQTT)
+	hall := full.Gateways[0]
+	require.Equal(t, "demo-gw-hall", hall.ID)
+	mq, err := url.Parse(hall.MQTT)
 	require.NoError(t, err)
-	rt, err := url.Parse(full.RTSP)
+	rt, err := url.Parse(hall.RTSP)
 	require.NoError(t, err)
-	require.GreaterOrEqual(t, len(dj.Sensors), 2)
-	flooder, other := dj.Sensors[0], dj.Sensors[1]
+	var sensors []struct {
+		ID, Topic, MQTTUsername, MQTTPassword string
+	}
+	for _, s := range dj.Sensors {
+		if s.Gateway == hall.ID {
+			sensors = append(sensors, struct{ ID, Topic, MQTTUsername, MQTTPassword string }{s.ID, s.Topic, s.MQTTUsername, s.MQTTPassword})
+		}
+	}
+	var cams []struct{ ID, RTSP string }
+	for _, c := range full.Cameras {
+		if c.Gateway == hall.ID {
+			cams = append(cams, struct{ ID, RTSP string }{c.ID, c.RTSP})
+		}
+	}
+	require.GreaterOrEqual(t, len(sensors), 2)
+	flooder, other := sensors[0], sensors[1]
 	statusOf := func(up string) string { return strings.TrimSuffix(up, "/up") + "/status" }
 	pub := func(stdin string, args ...string) error {
 		cmd := exec.Command("mosquitto_pub", append([]string{"-h", mq.Hostname(), "-p", mq.Port(), "-V", "mqttv311"}, args...)...)
@@ -70,11 +90,11 @@ func TestDemoKeepsServingAfterHostileInput(t *testing.T) {
 	require.NoError(t, pub(strings.Repeat(`{"flood": 1}`+"\n", 3000), "-i", "hostile-flood", "-u", flooder.MQTTUsername,
 		"-P", flooder.MQTTPassword, "-q", "1", "-t", flooder.Topic, "-l"))
 	// Guessed RTSP logins.
-	if ffprobe, err := exec.LookPath("ffprobe"); err == nil && len(full.Cameras) > 0 {
+	if ffprobe, err := exec.LookPath("ffprobe"); err == nil && len(cams) > 0 {
 		for i := range 6 {
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			err := exec.CommandContext(ctx, ffprobe, "-v", "error", "-rtsp_transport", "tcp",
-				fmt.Sprintf("rtsp://offsite:guess%d@%s/%s", i, rt.Host, full.Cameras[0].ID)).Run()
+				fmt.Sprintf("rtsp://offsite:guess%d@%s/%s", i, rt.Host, cams[0].ID)).Run()
 			cancel()
 			require.Error(t, err)
 		}
@@ -82,12 +102,12 @@ func TestDemoKeepsServingAfterHostileInput(t *testing.T) {
 
 	// Still serving: /healthz, and the other sensor's readings keep arriving.
 	after := time.Now()
-	code, body := get(t, dj.HTTP+"/healthz", "")
+	code, body := get(t, hall.HTTP+"/healthz", "")
 	require.Equal(t, 200, code, string(body))
-	admin := login(t, dj.HTTP, "admin", password(dj, "admin"))
+	admin := login(t, hall.HTTP, "admin", userPassword(hall.Users, "admin"))
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		code, body := get(t, dj.HTTP+"/api/v1/devices/"+other.ID+"/readings/latest", admin)
+		code, body := get(t, hall.HTTP+"/api/v1/devices/"+other.ID+"/readings/latest", admin)
 		require.Equal(t, 200, code, string(body))
 		var latest struct {
 			Readings []struct {
@@ -108,11 +128,11 @@ func TestDemoKeepsServingAfterHostileInput(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	// Maintainers see the flooding sensor, in the API and as an event.
-	code, body = get(t, dj.HTTP+"/api/v1/ingest/rate-limited", admin)
+	code, body = get(t, hall.HTTP+"/api/v1/ingest/rate-limited", admin)
 	require.Equal(t, 200, code, string(body))
 	require.Contains(t, string(body), `"device":"`+flooder.ID+`"`)
 	require.Eventually(t, func() bool {
-		code, body := get(t, dj.HTTP+"/api/v1/events?type=device.rate_limited", admin)
+		code, body := get(t, hall.HTTP+"/api/v1/events?type=device.rate_limited", admin)
 		return code == 200 && strings.Contains(string(body), flooder.ID)
 	}, 30*time.Second, 200*time.Millisecond, "no device.rate_limited event")
 	// The refused publish's payload is not in the log.

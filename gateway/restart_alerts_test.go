@@ -74,18 +74,26 @@ var (
 	unitWords   = map[string]bool{"LEL": true, "TSP": true}
 )
 
-// waitSensorsOnline waits until presence reports every demo sensor online (the simulated
-// sensors have (re)connected and sent data).
+// waitSensorsOnline waits until every demo sensor is online: at the centre, the state its site
+// gateway reports in the inventory (the simulated sensors have (re)connected and sent data).
 func waitSensorsOnline(t *testing.T, dj demoJSON, token string, out *syncBuffer) {
 	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
+		state := map[string]string{}
+		code, body := get(t, dj.HTTP+"/api/v1/devices?kind=sensor", token)
+		var list struct {
+			Devices []struct{ ID, State string }
+		}
+		if code == 200 && json.Unmarshal(body, &list) == nil {
+			for _, d := range list.Devices {
+				state[d.ID] = d.State
+			}
+		}
 		var waiting []string
 		for _, s := range dj.Sensors {
-			code, body := get(t, dj.HTTP+"/api/v1/devices/"+s.ID+"/presence", token)
-			var p struct{ State string }
-			if code != 200 || json.Unmarshal(body, &p) != nil || p.State != "online" {
-				waiting = append(waiting, s.ID+"="+p.State)
+			if state[s.ID] != "online" {
+				waiting = append(waiting, s.ID+"="+state[s.ID])
 			}
 		}
 		if len(waiting) == 0 {

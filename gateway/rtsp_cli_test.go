@@ -23,7 +23,8 @@ func TestRTSPConsumersCLI(t *testing.T) {
 	}
 	dir := t.TempDir()
 	_, _, out := startDemo(t, dir)
-	env := []string{"OFFSITE_DATA_DIR=" + dir}
+	// Consumers are the service hall gateway's: its store and its re-serve.
+	env := []string{"OFFSITE_DATA_DIR=" + filepath.Join(dir, "demo-gw-hall")}
 	code, stdout, stderr := run(t, env, "rtsp-consumers", "add", "--note", "NVR room 2", "recorder-1")
 	require.Equal(t, 0, code, stderr)
 	secret := regexp.MustCompile(`(?m)^([A-Za-z0-9_-]{32})$`).FindStringSubmatch(stdout)
@@ -35,11 +36,13 @@ func TestRTSPConsumersCLI(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join(dir, "demo.json"))
 	require.NoError(t, err)
 	var dj struct {
-		RTSP    string
-		Cameras []struct{ ID, RTSP string }
+		Gateways []struct{ ID, RTSP string }
+		Cameras  []struct{ ID, RTSP, Gateway string }
 	}
 	require.NoError(t, json.Unmarshal(b, &dj))
-	host := dj.RTSP[len("rtsp://"):]
+	require.Equal(t, "demo-gw-hall", dj.Gateways[0].ID)
+	host := dj.Gateways[0].RTSP[len("rtsp://"):]
+	require.Equal(t, "demo-gw-hall", dj.Cameras[0].Gateway)
 	probe := func(url string) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()

@@ -603,7 +603,11 @@ await scenario('accounts', async () => {
   await page.goto(`${BASE}/#/audit`);
   await page.fill('#audit-actor', admin.username);
   await page.click('#audit-apply');
-  await page.waitForSelector('tr[data-action="user.create"]', { timeout: 10000 });
+  // Wait for the filtered answer, not the unfiltered list shown before it.
+  await page.waitForFunction((who) => {
+    const rows = [...document.querySelectorAll('tr[data-actor]')];
+    return rows.some((r) => r.dataset.action === 'user.create') && rows.every((r) => r.dataset.actor === who);
+  }, admin.username, { timeout: 10000 }).catch(() => {});
   const actors = await page.$$eval('tr[data-actor]', (r) => [...new Set(r.map((x) => x.dataset.actor))]);
   assert(actors.length === 1 && actors[0] === admin.username, `audit filtered by ${admin.username} shows ${actors.join(', ')}`);
   await page.screenshot({ path: path.join(OUT, 'zh-CN-1920x1080-audit.png') });
