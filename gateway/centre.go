@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"os"
-	"strings"
 
 	"github.com/offsite-gw/offsite/devices"
 	"github.com/offsite-gw/offsite/events/centre"
@@ -82,18 +80,7 @@ func (g *gateway) inventory(ctx context.Context) (devices.Inventory, error) {
 // cascadeCredentials lets this site's centre log in to the RTSP re-serve with the password
 // derived from their shared secret (devices.CascadePassword); nil without a centre uplink.
 func (g *gateway) cascadeCredentials() func(string) (string, bool) {
-	secret := ""
-	for _, u := range g.cfg.Uplinks {
-		if u.Kind != uplink.KindCentre {
-			continue
-		}
-		secret = u.Secret
-		if secret == "" && u.SecretFile != "" {
-			if b, err := os.ReadFile(u.SecretFile); err == nil {
-				secret = strings.TrimSpace(string(b))
-			}
-		}
-	}
+	secret := g.centreSecret()
 	if secret == "" {
 		return nil
 	}

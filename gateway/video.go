@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/offsite-gw/offsite/analytics/leases"
-	"github.com/offsite-gw/offsite/api"
 	"github.com/offsite-gw/offsite/devices"
 	"github.com/offsite-gw/offsite/events/event"
 	profiles "github.com/offsite-gw/offsite/firmware-profiles"
@@ -43,6 +42,8 @@ type video struct {
 	// children are the cameras of site gateways below this centre, pulled from their
 	// re-serve on demand (cascade); their state is the site's to report, not this node's.
 	children map[string]bool
+	// viewers is the last user allowed to watch each camera (named in a cascade pull).
+	viewers map[string]string
 }
 
 func (g *gateway) openVideo(ctx context.Context) error {
@@ -57,7 +58,7 @@ func (g *gateway) openVideo(ctx context.Context) error {
 	v.rtspPass = pass
 
 	v.manager = &streams.Manager{StallTimeout: sc.StallTimeout, OfflineTimeout: sc.OfflineTimeout, BackoffMin: sc.BackoffMin,
-		BackoffMax: sc.BackoffMax, IdleTimeout: sc.IdleTimeout, QueueSize: sc.QueueUnits, OnState: v.onState,
+		BackoffMax: sc.BackoffMax, IdleTimeout: sc.IdleTimeout, QueueSize: sc.QueueUnits, OnState: v.onState, PullHeader: v.pullHeader,
 		Registerer: g.reg, Logger: g.log.With("component", "streams")}
 	if err := v.manager.Initialize(); err != nil {
 		return err
@@ -76,7 +77,7 @@ func (g *gateway) openVideo(ctx context.Context) error {
 		return err
 	}
 	// The API's camera routes check who may watch a camera and name the viewer for it.
-	v.handler = &streams.Handler{WHEP: v.whep, Snapshot: v.snapshot, Authorize: api.VideoViewer}
+	v.handler = &streams.Handler{WHEP: v.whep, Snapshot: v.snapshot, Authorize: v.authorizeViewer}
 	if err := v.handler.Initialize(); err != nil {
 		return err
 	}
@@ -106,7 +107,7 @@ func (g *gateway) openVideo(ctx context.Context) error {
 func (v *video) startReserve() error {
 	sc := v.g.cfg.Streams.RTSP
 	v.reserve = &streams.Reserve{Manager: v.manager, Listen: sc.Listen, UDPRTPListen: sc.UDPRTPListen, UDPRTCPListen: sc.UDPRTCPListen,
-		Username: v.rtspUser, Password: v.rtspPass, Credentials: v.g.cascadeCredentials(), Logger: v.g.log.With("component", "rtsp-reserve")}
+		Username: v.rtspUser, Password: v.rtspPass, Credentials: v.g.cascadeCredentials(), OnPull: v.onPull, Registerer: v.g.reg, Logger: v.g.log.With("component", "rtsp-reserve")}
 	if err := v.reserve.Initialize(); err != nil {
 		return fmt.Errorf("rtsp re-serve: %w", err)
 	}

@@ -8,14 +8,16 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bluenviron/gortsplib/v4"
 	"github.com/bluenviron/gortsplib/v4/pkg/base"
-	"github.com/bluenviron/gortsplib/v4/pkg/headers"
 	"github.com/bluenviron/gortsplib/v4/pkg/description"
 	"github.com/bluenviron/gortsplib/v4/pkg/format"
+	"github.com/bluenviron/gortsplib/v4/pkg/headers"
 	"github.com/bluenviron/gortsplib/v4/pkg/liberrors"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Reserve re-serves the cameras over RTSP (gortsplib server) at rtsp://host:port/{camera-id}
@@ -34,7 +36,14 @@ type Reserve struct {
 	// Credentials, if set, names further readers that may log in: the password of username,
 	// or false. A centre pulling this site's cameras logs in this way (cascade).
 	Credentials func(username string) (password string, ok bool)
-	Logger      *slog.Logger
+	// OnPull, if set, is called when a reader starts playing a camera; an error refuses the
+	// play (403). A site checks and audits its centre's pulls here (cascade).
+	OnPull func(ReservePull) error
+	// Registerer, if set, receives the re-serve's metrics (offsite_rtsp_reserve_*).
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+
+	metrics reserveMetrics
 
 	server  *gortsplib.Server
 	ln      net.Listener
@@ -52,6 +61,7 @@ type reserveStream struct {
 	sessions map[*gortsplib.ServerSession]struct{}
 	reader   *Reader
 	stop     chan struct{}
+	readers  atomic.Int64 // playing sessions, for the bytes-sent count
 }
 
 // Initialize starts the RTSP server.
@@ -86,6 +96,12 @@ func (s *Reserve) Initialize() error {
 	}
 	if err := s.server.Start(); err != nil {
 		return fmt.Errorf("reserve: %w", err)
+	}
+	if s.Registerer != nil {
+		if err := s.registerMetrics(s.Registerer); err != nil {
+			s.server.Close()
+			return fmt.Errorf("reserve metrics: %w", err)
+		}
 	}
 	return nil
 }
@@ -140,6 +156,7 @@ func authUser(req *base.Request) string {
 // OnDescribe implements gortsplib.ServerHandlerOnDescribe.
 func (s *Reserve) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (*base.Response, *gortsplib.ServerStream, error) {
 	if !s.checkAuth(ctx.Conn, ctx.Request) {
+		s.refusedAuth(ctx.Request)
 		return &base.Response{StatusCode: base.StatusUnauthorized}, nil, liberrors.ErrServerAuth{}
 	}
 	rs, status, err := s.streamFor(cameraFromPath(ctx.Path))
@@ -152,6 +169,7 @@ func (s *Reserve) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (*base.R
 // OnSetup implements gortsplib.ServerHandlerOnSetup.
 func (s *Reserve) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Response, *gortsplib.ServerStream, error) {
 	if !s.checkAuth(ctx.Conn, ctx.Request) {
+		s.refusedAuth(ctx.Request)
 		return &base.Response{StatusCode: base.StatusUnauthorized}, nil, liberrors.ErrServerAuth{}
 	}
 	if st := ctx.Session.SetuppedStream(); st != nil {
@@ -166,12 +184,16 @@ func (s *Reserve) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Respons
 
 // OnPlay implements gortsplib.ServerHandlerOnPlay.
 func (s *Reserve) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (*base.Response, error) {
+	if err := s.checkPull(ctx); err != nil {
+		return &base.Response{StatusCode: base.StatusForbidden}, err
+	}
 	st := ctx.Session.SetuppedStream()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, rs := range s.streams {
 		if rs.stream == st {
 			rs.sessions[ctx.Session] = struct{}{}
+			rs.readers.Store(int64(len(rs.sessions)))
 			s.bySess[ctx.Session] = rs
 			if rs.reader == nil {
 				s.startPumpLocked(rs)
@@ -190,6 +212,7 @@ func (s *Reserve) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCtx) 
 	var stop *reserveStream
 	if rs != nil {
 		delete(rs.sessions, ctx.Session)
+		rs.readers.Store(int64(len(rs.sessions)))
 		if len(rs.sessions) == 0 {
 			stop = rs
 		}
@@ -276,6 +299,7 @@ func (s *Reserve) startPumpLocked(rs *reserveStream) {
 					if err := rs.stream.WritePacketRTPWithNTP(medi, &cp, u.Received); err != nil {
 						return
 					}
+					s.metrics.bytesSent.Add(uint64(cp.MarshalSize()) * uint64(rs.readers.Load()))
 				}
 			}
 		}

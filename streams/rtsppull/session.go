@@ -86,7 +86,10 @@ type Session struct {
 	OnAccessUnit func(au [][]byte, pts int64, received time.Time)
 	// OnAudioRTP gets every audio RTP packet with its PTS (8 kHz).
 	OnAudioRTP func(pkt *rtp.Packet, pts int64, received time.Time)
-	Logger     *slog.Logger
+	// Header, if set, adds these headers to every request of the session (a centre's pull
+	// names the user it is opened for; see streams.Manager.PullHeader).
+	Header map[string]string
+	Logger *slog.Logger
 
 	client     *gortsplib.Client
 	stop       func() bool // undoes the close-on-ctx hook
@@ -152,6 +155,13 @@ func (s *Session) Initialize(ctx context.Context) error {
 		Transport:    &transport,
 		ReadTimeout:  s.ReadTimeout,
 		WriteTimeout: s.WriteTimeout,
+	}
+	if len(s.Header) > 0 {
+		c.OnRequest = func(req *base.Request) {
+			for k, v := range s.Header {
+				req.Header[k] = base.HeaderValue{v}
+			}
+		}
 	}
 	if err := c.Start2(); err != nil {
 		return fmt.Errorf("connect: %w", err)
