@@ -166,6 +166,29 @@ await scenario('wall', async () => {
   return { msg: `${ids.length} tiles decoding` };
 });
 
+// The wall's layout is kept at the gateway per user: a browser that never saw it (fresh
+// storage, another machine) gets it on login.
+await scenario('wall-layout', async () => {
+  const a = await newPage();
+  await login(a.page, admin);
+  const ids = await fillWall(a.page, 4);
+  const deadline = Date.now() + 15000;
+  let kept = null;
+  while (Date.now() < deadline) {
+    kept = await apiGet(adminToken || await apiToken(admin), 'auth/me/preferences/wall');
+    if (kept && kept.layout === 4 && ids.every((id, i) => kept.tiles?.[i] === id)) break;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  assert(kept && ids.every((id, i) => kept.tiles?.[i] === id), `layout not kept at the gateway: ${JSON.stringify(kept)}`);
+  await a.ctx.close();
+  const b = await newPage();
+  await login(b.page, admin);
+  await b.page.goto(`${BASE}/#/wall`);
+  await b.page.waitForFunction((ids) => ids.every((id, i) => document.querySelector(`.tile[data-index="${i}"]`)?.dataset.camera === id), ids, { timeout: 15000 });
+  await b.ctx.close();
+  return { msg: `layout of ${ids.length} tiles restored in a fresh browser` };
+});
+
 // thresholdReading picks, from a sensor's profile, a rule that fires on a single reading
 // (kind threshold, a comparison) and a value past it that is still inside the metric's valid
 // range (readings outside it are quarantined, not evaluated).

@@ -1,5 +1,5 @@
 // wall: the video wall — site/camera tree, 1/4/9/16 layouts, one WHEP player per tile, the
-// layout remembered per user in localStorage.
+// layout remembered per user at the gateway (wallprefs.js) and in localStorage.
 
 import { h, clear, svg } from '../dom.js';
 import { t, tOr } from '../i18n.js';
@@ -7,6 +7,7 @@ import { api, list, optional, session } from '../api.js';
 import { WhepPlayer } from '../player.js';
 import { errorBox, loading } from '../ui.js';
 import { deviceState } from '../model.js';
+import { fetchLayout, storeLayout, flushLayout } from '../wallprefs.js';
 
 const LAYOUTS = [1, 4, 9, 16];
 
@@ -50,7 +51,7 @@ export function mount(main) {
     h('button', { type: 'button', class: 'btn small', id: 'wall-fullscreen', onclick: () => grid.requestFullscreen?.().catch(() => {}) }, t('wall.fullscreen')));
   main.append(h('div', { class: 'wall' }, side, h('section', { class: 'wall-main', 'aria-label': t('nav.wall') }, toolbar, grid)));
 
-  function save() { localStorage.setItem(storeKey(), JSON.stringify(state)); }
+  function save() { localStorage.setItem(storeKey(), JSON.stringify(state)); storeLayout(state); }
 
   function ensure() { if (!state) state = { layout: 4, tiles: [] }; }
 
@@ -194,8 +195,9 @@ export function mount(main) {
 
   (async () => {
     try {
-      const [s, d] = await Promise.all([api('sites'), api('devices?kind=camera')]);
+      const [s, d, kept] = await Promise.all([api('sites'), api('devices?kind=camera'), fetchLayout()]);
       if (disposed) return;
+      if (kept) { state = kept; localStorage.setItem(storeKey(), JSON.stringify(state)); }
       sites = list(s, 'sites');
       cameras = list(d, 'devices').filter((c) => !c.kind || c.kind === 'camera');
     } catch (e) {
@@ -219,6 +221,7 @@ export function mount(main) {
   return () => {
     window.removeEventListener('pagehide', onHide);
     disposed = true;
+    flushLayout();
     clearInterval(statusTimer);
     for (const p of players.values()) p.player.stop();
     players.clear();
