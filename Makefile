@@ -4,7 +4,7 @@ BIN     := bin
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build build-analytics build-arm64 demo test lint vet fmt clean bench bench-ingest bench-relay bench-events bench-analytics bench-cascade
+.PHONY: all build build-analytics build-arm64 demo test lint vet fmt clean bench bench-ingest bench-relay bench-events bench-analytics bench-centre bench-import bench-cascade
 
 all: build
 
@@ -31,7 +31,7 @@ test:
 	scripts/test.sh
 
 ## bench-*: benchmarks on loopback; each ends with BENCH lines (compare as ratios in one run)
-bench: bench-ingest bench-relay bench-events bench-analytics bench-cascade
+bench: bench-ingest bench-relay bench-events bench-analytics bench-centre bench-import bench-cascade
 
 bench-ingest:
 	scripts/bench-ingest.sh
@@ -47,6 +47,11 @@ bench-events:
 
 bench-analytics:
 	scripts/bench-analytics.sh
+
+bench-centre:
+	scripts/bench-centre.sh
+bench-import:
+	scripts/bench-import.sh
 
 vet:
 	$(GO) vet ./...

@@ -35,6 +35,8 @@ type fullHarness struct {
 	relay      *fakeRelay
 	video      *fakeVideo
 	leases     *leases.Service
+	consumers  *streams.ConsumerStore
+	rateLimits *fakeRateLimits
 }
 
 type fakePresence struct{ states map[string]ingest.DeviceState }
@@ -99,6 +101,9 @@ func newFullHarness(t *testing.T, db *store.DB) *fullHarness {
 		s.Cameras, s.Video, s.Leases = f.relay, f.video, f.leases
 		s.Gateways = &devices.GatewayStore{DB: db, Sealer: h.sealer}
 		s.Receiver = &centre.Receiver{Log: h.log, Gateways: s.Gateways}
+		f.consumers = &streams.ConsumerStore{DB: db}
+		f.rateLimits = &fakeRateLimits{}
+		s.RTSPConsumers, s.RateLimits = f.consumers, f.rateLimits
 	})
 	return f
 }

@@ -73,6 +73,7 @@ func writeError(c *fiber.Ctx, status int, d ErrorDetail) error {
 	if d.RequestID == "" {
 		d.RequestID = RequestID(c.UserContext())
 	}
+	c.Locals(localErrCode, d.Code)
 	c.Status(status)
 	return c.JSON(ErrorBody{Error: d})
 }

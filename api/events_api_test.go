@@ -539,13 +539,20 @@ func TestEvidenceRoundTripAndTraversal(t *testing.T) {
 	require.Len(t, up.SHA256, 64)
 	require.Equal(t, "/api/v1/evidence/"+up.SHA256[:2]+"/"+up.SHA256[2:4]+"/"+up.SHA256+".jpg", up.URL)
 
+	// Evidence is served to those who may see an event it is attached to.
+	require.Equal(t, 404, h.do("GET", up.URL, h.env, nil).status, "attached to nothing yet")
+	r = h.do("POST", "/api/v1/events", h.service, map[string]any{"type": "video.tamper", "severity": "major", "state": "active",
+		"alarm_key": "cam-env-1/tamper", "device": map[string]any{"id": "cam-env-1"}, "message": "镜头遮挡",
+		"evidence": []map[string]any{{"kind": "snapshot", "url": up.URL, "sha256": up.SHA256}}})
+	require.Equal(t, 201, r.status, string(r.body))
+
 	r = h.do("GET", up.URL, h.env, nil)
 	require.Equal(t, 200, r.status)
 	require.Equal(t, jpegBytes, r.body)
 	require.Equal(t, "image/jpeg", r.header.Get("Content-Type"))
 	require.Contains(t, r.header.Get("Cache-Control"), "max-age=31536000")
 	require.Equal(t, 304, h.do("GET", up.URL, h.env, nil, "If-None-Match", `"`+up.SHA256+`"`).status)
-	r = h.do("GET", up.URL+"?token="+h.house, "", nil) // <img src>
+	r = h.do("GET", up.URL+"?token="+h.env, "", nil) // <img src>
 	require.Equal(t, 200, r.status)
 
 	// Upload rules.

@@ -7,6 +7,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/offsite-gw/offsite/api/auth"
+	"github.com/offsite-gw/offsite/internal/audit"
 	"github.com/offsite-gw/offsite/internal/errs"
 )
 
@@ -198,4 +199,15 @@ func (s *Server) setPassword(c *fiber.Ctx) error {
 		return err
 	}
 	return c.SendStatus(fiber.StatusNoContent)
+}
+
+// unlockUser ends every login lock-out of a user (POST /api/v1/users/{id}/unlock, admin).
+func (s *Server) unlockUser(c *fiber.Ctx) error {
+	me, _ := UserOf(c)
+	e := audit.Entry{Actor: me.Username, Role: string(me.Role), IP: c.IP()}
+	u, err := s.Auth.Unlock(c.UserContext(), c.Params("id"), e)
+	if err != nil {
+		return err
+	}
+	return c.JSON(u)
 }

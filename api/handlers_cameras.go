@@ -2,12 +2,15 @@ package api
 
 import (
 	"net/http"
+	"strconv"
+	"strings"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
 
 	"github.com/offsite-gw/offsite/api/auth"
 	"github.com/offsite-gw/offsite/devices"
+	"github.com/offsite-gw/offsite/internal/audit"
 	"github.com/offsite-gw/offsite/internal/errs"
 	"github.com/offsite-gw/offsite/streams"
 )
@@ -17,16 +20,28 @@ type CameraRelay interface {
 	Cameras() []streams.CameraStatus
 }
 
-// viewerHeader carries the caller from the camera routes to the Video handler. The routes
-// always overwrite it, so a client cannot forge it; VideoViewer reads it.
-const viewerHeader = "X-Offsite-Viewer"
+// viewerHeader and viewerRoleHeader carry the caller from the camera routes to the Video
+// handler. The routes always overwrite them, so a client cannot forge them; VideoViewer and
+// VideoMayEndAny read them.
+const (
+	viewerHeader     = "X-Offsite-Viewer"
+	viewerRoleHeader = "X-Offsite-Viewer-Role"
+)
+
+// VideoMayEndAny is the MayEndAny function of the Video handler (streams.Handler): an
+// administrator may end other users' viewing sessions; everyone else only their own.
+func VideoMayEndAny(r *http.Request) bool {
+	return r.Header.Get(viewerRoleHeader) == string(auth.RoleAdmin)
+}
 
 // VideoViewer is the Authorize function of the Video handler (streams.Handler): the user the
 // camera route has already authenticated and allowed to watch the camera. A request that did
 // not come through the route is refused.
 func VideoViewer(r *http.Request, _ string) (string, error) {
 	if u := r.Header.Get(viewerHeader); u != "" {
-		return u, nil
+		// A copy: the adaptor's request shares fasthttp's buffers, which the next request
+		// reuses; a session kept under this name would otherwise be renamed.
+		return strings.Clone(u), nil
 	}
 	return "", errs.E(errs.KindUnauthorized, "unauthenticated", "log in first")
 }
@@ -98,15 +113,30 @@ func (s *Server) visibleCamera(c *fiber.Ctx, id string) (devices.Device, error) 
 }
 
 // watchCamera hands WHEP and snapshot requests of cameras the caller may watch to video,
-// naming the caller for VideoViewer (and so for the audit of viewing sessions).
+// naming the caller for VideoViewer (and so for the audit of viewing sessions) and the role
+// for VideoMayEndAny. Every snapshot download is audited (camera.snapshot).
 func (s *Server) watchCamera(video fiber.Handler) fiber.Handler {
 	return func(c *fiber.Ctx) error {
-		if _, err := s.visibleCamera(c, c.Params("id")); err != nil {
+		id := c.Params("id")
+		snapshot := c.Method() == fiber.MethodGet
+		if _, err := s.visibleCamera(c, id); err != nil {
+			if snapshot {
+				s.Record(c, "camera.snapshot", id, err, "")
+			}
 			return err
 		}
 		u, _ := UserOf(c)
 		c.Request().Header.Set(viewerHeader, u.Username)
-		return video(c)
+		c.Request().Header.Set(viewerRoleHeader, string(u.Role))
+		err := video(c)
+		if snapshot {
+			e := audit.Entry{Action: "camera.snapshot", Target: id, Result: "ok"}
+			if st := c.Response().StatusCode(); st >= 400 || err != nil {
+				e.Result, e.Detail = "failed", "status "+strconv.Itoa(st)
+			}
+			s.record(c, e)
+		}
+		return err
 	}
 }
 

@@ -410,9 +410,18 @@ func (s *Server) importDevices(c *fiber.Ctx) error {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return errs.E(errs.KindInvalid, "empty_body", "send the CSV sheet as the request body (Content-Type: text/csv)")
 	}
+	maxRows := orDefault(s.ImportMaxRows, DefaultImportMaxRows)
+	if n := devices.CountCSVRows(body, maxRows); n > maxRows {
+		s.Record(c, "device.import", "", errs.E(errs.KindInvalid, "too_many_rows", ""), fmt.Sprintf("more than %d rows", maxRows))
+		return writeError(c, fiber.StatusRequestEntityTooLarge, ErrorDetail{Code: "too_many_rows",
+			Message: fmt.Sprintf("the sheet has more than %d rows; one import takes at most %d (http.import_max_rows): split it and import the parts; nothing was imported", maxRows, maxRows)})
+	}
+	// The import stops (and rolls back) when the caller goes away or the server shuts down.
+	ctx, cancel := s.untilShutdown(c.UserContext())
+	defer cancel()
 	sites, devs, err := devices.ParseCSV(bytes.NewReader(body), s.csvOptions())
 	if err == nil {
-		err = s.Devices.Import(c.UserContext(), sites, devs)
+		err = s.Devices.Import(ctx, sites, devs)
 	}
 	detail := fmt.Sprintf("%d bytes", len(body))
 	if err == nil {

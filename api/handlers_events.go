@@ -116,6 +116,10 @@ func (s *Server) componentEnabled(name string) bool {
 		return s.Leases != nil
 	case "gateways":
 		return s.Gateways != nil
+	case "rtsp_consumers":
+		return s.RTSPConsumers != nil
+	case "rate_limits":
+		return s.RateLimits != nil
 	}
 	return true
 }
@@ -534,23 +538,54 @@ func (s *Server) postEvidence(c *fiber.Ctx) error {
 	return c.JSON(fiber.Map{"sha256": sum, "url": url})
 }
 
-// getEvidence serves a stored file. events.ParseEvidencePath checks the path against the
+// getEvidence serves a stored file to a caller who may see an event or alert it is attached
+// to (administrators: any); to anyone else it does not exist (404), so file names of other
+// departments' evidence tell nothing. events.ParseEvidencePath checks the path against the
 // store's layout before anything touches the file system, so nothing else can be reached.
+// Every download and every refusal is audited (evidence.download).
 func (s *Server) getEvidence(c *fiber.Ctx) error {
 	ref, err := events.ParseEvidencePath(c.Params("a"), c.Params("b"), c.Params("file"))
 	if err != nil {
+		return err
+	}
+	target := ref.SHA256 + ref.Ext
+	if err := s.evidenceVisible(c, ref.SHA256); err != nil {
+		s.Record(c, "evidence.download", target, err, "")
 		return err
 	}
 	etag := `"` + ref.SHA256 + `"`
 	c.Set(fiber.HeaderCacheControl, "private, max-age=31536000, immutable") // content-addressed
 	c.Set(fiber.HeaderETag, etag)
 	if c.Get(fiber.HeaderIfNoneMatch) == etag {
+		s.Record(c, "evidence.download", target, nil, "not modified")
 		return c.SendStatus(fiber.StatusNotModified)
 	}
 	f, size, err := s.Evidence.OpenRef(ref)
+	s.Record(c, "evidence.download", target, err, "")
 	if err != nil {
 		return err
 	}
 	c.Set(fiber.HeaderContentType, ref.ContentType)
 	return c.SendStream(f, int(size)) // fasthttp closes f when sent
+}
+
+// evidenceVisible is nil if the caller may see evidence sum: an administrator, or someone
+// who may see an event or alert it is attached to. Otherwise it is evidence_not_found.
+func (s *Server) evidenceVisible(c *fiber.Ctx, sum string) error {
+	u, _ := UserOf(c)
+	if u.Role == auth.RoleAdmin {
+		return nil
+	}
+	notFound := errs.E(errs.KindNotFound, "evidence_not_found", "no such evidence file, or it is not attached to an event or alert you may see")
+	if s.Events == nil {
+		return notFound
+	}
+	ok, err := s.Events.EvidenceVisible(c.UserContext(), u.Scope(), sum, func(t string) bool { return typeVisible(u.Role, t) })
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return notFound
+	}
+	return nil
 }

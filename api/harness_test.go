@@ -94,7 +94,7 @@ func (c *catalog) CheckFirmware(profileID, version string) profiles.FirmwareChec
 }
 
 type harness struct {
-	t       *testing.T
+	t       testing.TB
 	db      *store.DB
 	clock   *clock
 	logs    *syncBuffer
@@ -105,11 +105,13 @@ type harness struct {
 	admin   string // admin token
 	adminPW string
 	tune    func(*auth.Service)
+	// video, when set before restart, is served as Server.Video.
+	video http.Handler
 }
 
 // newHarness starts an API on db with the admin of a first start logged in. tune adjusts the
 // auth service (lock-out settings) before use.
-func newHarness(t *testing.T, db *store.DB, tune func(*auth.Service)) *harness {
+func newHarness(t testing.TB, db *store.DB, tune func(*auth.Service)) *harness {
 	t.Helper()
 	key := devices.GenerateSealerKey()
 	sealer, err := devices.NewSealer(key)
@@ -144,7 +146,26 @@ func (h *harness) restart() {
 		Audit:    al,
 		Logger:   logger,
 		Version:  "test",
+		Video:    h.video,
 	}
+	require.NoError(h.t, h.srv.Initialize())
+}
+
+// restartTrusting restarts with the test client trusted as a proxy, so X-Forwarded-For sets
+// the client address a request comes from.
+func (h *harness) restartTrusting() {
+	h.t.Helper()
+	h.restart()
+	h.variant(func(s *api.Server) { s.TrustedProxies = []string{"0.0.0.0/0"} })
+}
+
+// variant replaces the Server by one with the same parts and tune's settings.
+func (h *harness) variant(tune func(s *api.Server)) {
+	h.t.Helper()
+	old := h.srv
+	h.srv = &api.Server{DB: old.DB, Auth: old.Auth, Devices: old.Devices, Profiles: old.Profiles, Firmware: old.Firmware,
+		Audit: old.Audit, Logger: old.Logger, Version: old.Version}
+	tune(h.srv)
 	require.NoError(h.t, h.srv.Initialize())
 }
 
@@ -154,13 +175,13 @@ type resp struct {
 	body   []byte
 }
 
-func (r resp) json(t *testing.T, v any) {
+func (r resp) json(t testing.TB, v any) {
 	t.Helper()
 	require.NoError(t, json.Unmarshal(r.body, v), string(r.body))
 }
 
 // errCode returns error.code of an error answer.
-func (r resp) errCode(t *testing.T) string {
+func (r resp) errCode(t testing.TB) string {
 	t.Helper()
 	var e api.ErrorBody
 	r.json(t, &e)

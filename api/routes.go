@@ -6,7 +6,6 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/offsite-gw/offsite/api/auth"
 	"github.com/offsite-gw/offsite/internal/errs"
@@ -17,7 +16,13 @@ import (
 func (s *Server) routes() {
 	app := s.app
 	app.Get("/healthz", s.healthz)
-	app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{})))
+	if s.MetricsListen == "" {
+		app.Get("/metrics", adaptor.HTTPHandler(s.metricsHandler()))
+	} else { // served on its own listener only (Start)
+		app.Get("/metrics", func(*fiber.Ctx) error {
+			return errs.E(errs.KindNotFound, "not_found", "/metrics is served on its own address (http.metrics_listen), not here")
+		})
+	}
 
 	// Login is the one /api/v1 route without a token; it is registered before the group's
 	// authentication middleware so that middleware never sees it.
@@ -39,6 +44,7 @@ func (s *Server) routes() {
 	v1.Put("/users/:id", users, s.updateUser)
 	v1.Delete("/users/:id", users, s.deleteUser)
 	v1.Put("/users/:id/password", s.setPassword) // admin, or the user with the old password
+	v1.Post("/users/:id/unlock", users, s.unlockUser)
 
 	sitesR, sitesW := s.Require(auth.PermSitesRead), s.Require(auth.PermSitesWrite)
 	v1.Get("/sites", sitesR, s.listSites)
@@ -71,6 +77,7 @@ func (s *Server) routes() {
 	s.cameraRoutes(v1)
 	s.analyticsRoutes(v1)
 	s.gatewayRoutes(v1)
+	s.hardeningRoutes(v1)
 }
 
 // healthz answers 200 while the process serves and the database answers a ping.

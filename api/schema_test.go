@@ -9,7 +9,8 @@ import (
 	"github.com/offsite-gw/offsite/ingest"
 	"github.com/offsite-gw/offsite/internal/audit"
 	"github.com/offsite-gw/offsite/internal/store"
+	"github.com/offsite-gw/offsite/streams"
 )
 
 // testSchema is every table these tests touch, from the folders that own them.
-var testSchema = []store.Migrations{devices.Migrations, auth.Migrations, audit.Migrations, events.Migrations, ingest.Migrations, leases.Migrations, rules.Migrations}
+var testSchema = []store.Migrations{devices.Migrations, auth.Migrations, audit.Migrations, events.Migrations, ingest.Migrations, leases.Migrations, rules.Migrations, streams.Migrations}

@@ -11,6 +11,8 @@ package api
 
 import (
 	"context"
+	"crypto/subtle"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -23,6 +25,7 @@ import (
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/offsite-gw/offsite/api/auth"
 	"github.com/offsite-gw/offsite/devices"
@@ -51,6 +54,8 @@ const (
 	DefaultBodyLimit   = 8 << 20
 	DefaultReadTimeout = 30 * time.Second
 	DefaultIdleTimeout = 120 * time.Second
+	// DefaultImportMaxRows bounds one device CSV import.
+	DefaultImportMaxRows = 50000
 )
 
 // Server is the HTTP API. Fill the fields, call Initialize, then Start; Shutdown stops it.
@@ -77,6 +82,19 @@ type Server struct {
 	ProxyHeader    string
 	// BodyLimit bounds request bodies (default 8 MiB, enough for a CSV of many devices).
 	BodyLimit int
+	// ImportMaxRows bounds the rows of one device CSV import; a larger sheet is answered 413
+	// before any work (default DefaultImportMaxRows).
+	ImportMaxRows int
+	// TLSCert and TLSKey (PEM files), when both are set, make Start serve HTTPS (TLS 1.2 or
+	// newer); a reverse proxy in front of plain HTTP stays possible.
+	TLSCert string
+	TLSKey  string
+	// MetricsListen, when set, serves /metrics on this address only (plain HTTP), not on
+	// Listen. MetricsToken, when set, requires "Authorization: Bearer MetricsToken" for
+	// /metrics wherever it is served. With neither, /metrics is public on Listen (a warning
+	// is logged): it names cameras and devices.
+	MetricsListen string
+	MetricsToken  string
 	// ReadTimeout bounds reading one request; IdleTimeout bounds keep-alive connections. There
 	// is no write timeout: Server-Sent Events and video signalling stay open.
 	ReadTimeout time.Duration
@@ -110,6 +128,11 @@ type Server struct {
 	Receiver *centre.Receiver
 	// Leases, when set, serves the analytics workers' leases and the cameras' analytics settings.
 	Leases LeaseService
+	// RTSPConsumers, when set, serves /rtsp-consumers (admin only): the RTSP re-serve's logins.
+	RTSPConsumers RTSPConsumerService
+	// RateLimits, when set, serves GET /ingest/rate-limited: devices whose MQTT messages the
+	// embedded broker dropped for their rate.
+	RateLimits RateLimitReader
 	// EvidenceLimit bounds one evidence upload (default 16 MiB).
 	EvidenceLimit int
 	// Heartbeat is the interval of SSE keep-alive comments (default 15 s); a client that went
@@ -120,13 +143,15 @@ type Server struct {
 	uiMounted bool
 	metrics   *httpMetrics
 
-	lnMu sync.Mutex
-	ln   net.Listener
-	done chan struct{}
+	lnMu       sync.Mutex
+	ln         net.Listener
+	done       chan struct{}
+	metricsSrv *http.Server
+	metricsLn  net.Listener
 
 	eventMetrics *eventMetrics
-	// streams is the parent of every open SSE stream; Shutdown cancels it so open streams
-	// end at once instead of holding the shutdown until its deadline.
+	// streams is the parent of every open SSE stream and long request (imports); Shutdown
+	// cancels it so they end at once instead of holding the shutdown until its deadline.
 	streams     context.Context
 	stopStreams context.CancelFunc
 	streamWG    sync.WaitGroup
@@ -197,6 +222,13 @@ func (s *Server) Initialize() error {
 	return nil
 }
 
+// untilShutdown returns a context that ends with parent or when Shutdown begins.
+func (s *Server) untilShutdown(parent context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(parent)
+	stop := context.AfterFunc(s.streams, cancel)
+	return ctx, func() { stop(); cancel() }
+}
+
 func orDefault[T comparable](v, def T) T {
 	var zero T
 	if v == zero {
@@ -220,9 +252,24 @@ func (s *Server) Start() error {
 		s.uiMounted = true
 	}
 	addr := orDefault(s.Listen, DefaultListen)
+	var tlsCfg *tls.Config
+	if s.TLSCert != "" || s.TLSKey != "" {
+		cert, err := tls.LoadX509KeyPair(s.TLSCert, s.TLSKey)
+		if err != nil {
+			return fmt.Errorf("api: TLS certificate %s and key %s: %w", s.TLSCert, s.TLSKey, err)
+		}
+		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	if err := s.startMetrics(); err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
+		s.stopMetrics(context.Background())
 		return fmt.Errorf("api: listen on %s: %w", addr, err)
+	}
+	if tlsCfg != nil {
+		ln = tls.NewListener(ln, tlsCfg)
 	}
 	s.lnMu.Lock()
 	s.ln = ln
@@ -234,8 +281,73 @@ func (s *Server) Start() error {
 			s.Logger.Error("http server stopped", "addr", ln.Addr().String(), "err", err)
 		}
 	}()
-	s.Logger.Info("http api listening", "addr", ln.Addr().String())
+	s.Logger.Info("http api listening", "addr", ln.Addr().String(), "tls", tlsCfg != nil)
+	if s.MetricsListen == "" && s.MetricsToken == "" {
+		s.Logger.Warn("/metrics is public on the API address and names cameras and devices; set http.metrics_listen or http.metrics_token", "addr", ln.Addr().String())
+	}
 	return nil
+}
+
+// metricsHandler serves the registry, behind MetricsToken when it is set.
+func (s *Server) metricsHandler() http.Handler {
+	h := promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{})
+	if s.MetricsToken == "" {
+		return h
+	}
+	want := []byte("Bearer " + s.MetricsToken)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="metrics"`)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = w.Write([]byte(`{"error":{"code":"unauthenticated","message":"/metrics needs Authorization: Bearer with the metrics token (http.metrics_token)"}}`))
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// startMetrics serves /metrics on MetricsListen, when set.
+func (s *Server) startMetrics() error {
+	if s.MetricsListen == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", s.MetricsListen)
+	if err != nil {
+		return fmt.Errorf("api: metrics listen on %s: %w", s.MetricsListen, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", s.metricsHandler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: DefaultIdleTimeout}
+	s.lnMu.Lock()
+	s.metricsSrv, s.metricsLn = srv, ln
+	s.lnMu.Unlock()
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.Logger.Error("metrics server stopped", "addr", ln.Addr().String(), "err", err)
+		}
+	}()
+	s.Logger.Info("metrics listening", "addr", ln.Addr().String(), "token", s.MetricsToken != "")
+	return nil
+}
+
+func (s *Server) stopMetrics(ctx context.Context) {
+	s.lnMu.Lock()
+	srv := s.metricsSrv
+	s.lnMu.Unlock()
+	if srv != nil {
+		_ = srv.Shutdown(ctx)
+	}
+}
+
+// MetricsAddr is the address /metrics is served on by itself (MetricsListen), or "".
+func (s *Server) MetricsAddr() string {
+	s.lnMu.Lock()
+	defer s.lnMu.Unlock()
+	if s.metricsLn == nil {
+		return ""
+	}
+	return s.metricsLn.Addr().String()
 }
 
 // Addr is the address Start bound (useful with Listen ":0"), or "" before Start.
@@ -258,6 +370,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.closing = true
 	s.streamMu.Unlock()
 	s.stopStreams() // SSE streams never end by themselves
+	s.stopMetrics(ctx)
 	err := s.app.ShutdownWithContext(ctx)
 	s.lnMu.Lock()
 	done := s.done

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -153,6 +154,25 @@ type GatewayStore struct {
 	// Sealer encrypts the enrolment secrets (they are needed in clear to check signatures).
 	Sealer *Sealer
 	Now    func() time.Time
+	// CredentialsTTL is how long Credentials keeps a gateway's decrypted secret in memory
+	// (default 5 s; negative: read the database every time). Changes through this store take
+	// effect at once; changes by another process (the CLI) within the TTL.
+	CredentialsTTL time.Duration
+
+	credMu sync.Mutex
+	creds  map[string]cachedCredentials
+}
+
+type cachedCredentials struct {
+	Credentials
+	until time.Time
+}
+
+// forget drops a gateway's cached credentials after its secret, flags or enrolment changed.
+func (s *GatewayStore) forget(id string) {
+	s.credMu.Lock()
+	delete(s.creds, id)
+	s.credMu.Unlock()
 }
 
 func (s *GatewayStore) now() time.Time {
@@ -207,6 +227,7 @@ func (s *GatewayStore) Enrol(ctx context.Context, g *Gateway, secret string) (st
 	} else if len(secret) < 16 {
 		return "", errs.E(errs.KindInvalid, "weak_secret", "an enrolment secret needs at least 16 characters")
 	}
+	defer s.forget(g.ID)
 	now := s.now()
 	_, err := s.DB.Exec(ctx, `INSERT INTO gateways(id, name, base_url, alg, secret_enc, disabled, created_at, updated_at, state, state_since)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, g.ID, g.Name, g.BaseURL, g.Alg, s.Sealer.Seal(secret, "gateway:"+g.ID),
@@ -232,6 +253,7 @@ func (s *GatewayStore) RotateSecret(ctx context.Context, id, secret string) (str
 	} else if len(secret) < 16 {
 		return "", errs.E(errs.KindInvalid, "weak_secret", "an enrolment secret needs at least 16 characters")
 	}
+	defer s.forget(id)
 	res, err := s.DB.Exec(ctx, `UPDATE gateways SET secret_enc = ?, updated_at = ? WHERE id = ?`,
 		s.Sealer.Seal(secret, "gateway:"+id), s.now().UnixMilli(), id)
 	if err != nil {
@@ -248,6 +270,7 @@ func (s *GatewayStore) Update(ctx context.Context, g *Gateway) error {
 	if err := validateGateway(g); err != nil {
 		return err
 	}
+	defer s.forget(g.ID)
 	res, err := s.DB.Exec(ctx, `UPDATE gateways SET name = ?, base_url = ?, alg = ?, disabled = ?, updated_at = ? WHERE id = ?`,
 		g.Name, g.BaseURL, g.Alg, g.Disabled, s.now().UnixMilli(), g.ID)
 	if err != nil {
@@ -265,6 +288,7 @@ func (s *GatewayStore) Update(ctx context.Context, g *Gateway) error {
 
 // Delete removes a gateway and its inventory. Its events stay in the log.
 func (s *GatewayStore) Delete(ctx context.Context, id string) error {
+	defer s.forget(id)
 	return s.DB.InTx(ctx, func(tx *store.Tx) error {
 		res, err := tx.Exec(ctx, `DELETE FROM gateways WHERE id = ?`, id)
 		if err != nil {
@@ -377,8 +401,23 @@ type Credentials struct {
 	Disabled bool
 }
 
-// Credentials returns a gateway's secret in clear, for signature checks only.
+// Credentials returns a gateway's secret in clear, for signature checks only. Found
+// credentials are kept for CredentialsTTL, so a busy centre does not read and decrypt them for
+// every batch.
 func (s *GatewayStore) Credentials(ctx context.Context, id string) (Credentials, error) {
+	ttl := s.CredentialsTTL
+	if ttl == 0 {
+		ttl = 5 * time.Second
+	}
+	now := time.Now()
+	if ttl > 0 {
+		s.credMu.Lock()
+		c, ok := s.creds[id]
+		s.credMu.Unlock()
+		if ok && now.Before(c.until) {
+			return c.Credentials, nil
+		}
+	}
 	var enc, alg string
 	var disabled bool
 	err := s.DB.QueryRow(ctx, `SELECT secret_enc, alg, disabled FROM gateways WHERE id = ?`, id).Scan(&enc, &alg, &disabled)
@@ -392,34 +431,56 @@ func (s *GatewayStore) Credentials(ctx context.Context, id string) (Credentials,
 	if err != nil {
 		return Credentials{}, err
 	}
-	return Credentials{Secret: []byte(secret), Alg: alg, Disabled: disabled}, nil
+	c := Credentials{Secret: []byte(secret), Alg: alg, Disabled: disabled}
+	if ttl > 0 {
+		s.credMu.Lock()
+		if s.creds == nil {
+			s.creds = map[string]cachedCredentials{}
+		}
+		s.creds[id] = cachedCredentials{Credentials: c, until: now.Add(ttl)}
+		s.credMu.Unlock()
+	}
+	return c, nil
 }
 
 // Contact records a verified request from a gateway. It returns the state the gateway was in
 // before, so the caller can announce a return (offline → online).
 func (s *GatewayStore) Contact(ctx context.Context, id, addr, version string, backlog int64, events int) (prev string, err error) {
-	now := s.now().UnixMilli()
 	err = s.DB.InTx(ctx, func(tx *store.Tx) error {
-		if err := tx.QueryRow(ctx, `SELECT state FROM gateways WHERE id = ?`, id).Scan(&prev); err != nil {
-			if store.IsNoRows(err) {
-				return errNoGateway(id)
-			}
-			return err
-		}
-		q := `UPDATE gateways SET last_seen = ?, last_addr = ?, events_received = events_received + ?, backlog = ?`
-		args := []any{now, addr, events, backlog}
-		if version != "" {
-			q += `, version = ?`
-			args = append(args, version)
-		}
-		if prev != GatewayOnline {
-			q += `, state = ?, state_since = ?`
-			args = append(args, GatewayOnline, now)
-		}
-		_, err := tx.Exec(ctx, q+` WHERE id = ?`, append(args, id)...)
+		prev, err = s.ContactIn(ctx, tx, id, addr, version, backlog, events)
 		return err
 	})
+	return prev, err
+}
+
+// ContactIn is Contact inside q's transaction: a centre records the contact in the
+// transaction that logs the gateway's batch, so the counters move with the events and a
+// batch costs one write transaction, not two. For a gateway already online it is one
+// statement.
+func (s *GatewayStore) ContactIn(ctx context.Context, q Querier, id, addr, version string, backlog int64, events int) (prev string, err error) {
+	now := s.now().UnixMilli()
+	res, err := q.Exec(ctx, `UPDATE gateways SET last_seen = ?, last_addr = ?, events_received = events_received + ?, backlog = ?,
+		version = CASE WHEN ? = '' THEN version ELSE ? END WHERE id = ? AND state = ?`,
+		now, addr, events, backlog, version, version, id, GatewayOnline)
 	if err != nil {
+		return "", fmt.Errorf("devices: record gateway contact: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n > 0 {
+		return GatewayOnline, nil
+	}
+	if err := q.QueryRow(ctx, `SELECT state FROM gateways WHERE id = ?`, id).Scan(&prev); err != nil {
+		if store.IsNoRows(err) {
+			return "", errNoGateway(id)
+		}
+		return "", fmt.Errorf("devices: record gateway contact: %w", err)
+	}
+	qs := `UPDATE gateways SET last_seen = ?, last_addr = ?, events_received = events_received + ?, backlog = ?, state = ?, state_since = ?`
+	args := []any{now, addr, events, backlog, GatewayOnline, now}
+	if version != "" {
+		qs += `, version = ?`
+		args = append(args, version)
+	}
+	if _, err := q.Exec(ctx, qs+` WHERE id = ?`, append(args, id)...); err != nil {
 		return "", fmt.Errorf("devices: record gateway contact: %w", err)
 	}
 	return prev, nil
@@ -452,16 +513,19 @@ func (s *GatewayStore) Refused(ctx context.Context, id, reason string) {
 type Querier = querier
 
 // UseNonce records a request nonce of gateway id inside q's transaction; it returns false if
-// the nonce was used before (a replay).
+// the nonce was used before (a replay). A replay does not abort the transaction (on
+// PostgreSQL a failed statement would), so a centre can commit other gateways' batches with it.
 func (s *GatewayStore) UseNonce(ctx context.Context, q Querier, id, nonce string) (bool, error) {
-	_, err := q.Exec(ctx, `INSERT INTO gateway_nonces(gateway_id, nonce, at) VALUES (?, ?, ?)`, id, nonce, s.now().UnixMilli())
-	if store.IsUniqueViolation(err) {
-		return false, nil
-	}
+	res, err := q.Exec(ctx, `INSERT INTO gateway_nonces(gateway_id, nonce, at) VALUES (?, ?, ?) ON CONFLICT (gateway_id, nonce) DO NOTHING`,
+		id, nonce, s.now().UnixMilli())
 	if err != nil {
 		return false, fmt.Errorf("devices: record nonce: %w", err)
 	}
-	return true, nil
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("devices: record nonce: %w", err)
+	}
+	return n > 0, nil
 }
 
 // PruneNonces forgets nonces older than before (requests that old are refused as stale anyway).

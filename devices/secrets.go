@@ -269,8 +269,12 @@ func parseHash(encoded string) (parsedHash, error) {
 	return h, nil
 }
 
-// VerifySecret reports whether secret matches a HashSecret string, comparing in constant time.
+// VerifySecret reports whether secret matches a HashSecret or HashStrongSecret string,
+// comparing in constant time.
 func VerifySecret(encoded, secret string) (bool, error) {
+	if strings.HasPrefix(encoded, prefixSHA256) {
+		return verifyFast(encoded, secret)
+	}
 	h, err := parseHash(encoded)
 	if err != nil {
 		return false, err

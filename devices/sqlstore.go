@@ -323,7 +323,11 @@ func (s *SQLStore) seal(d *Device) (sealedSecrets, error) {
 		out.passwordEnc = s.Sealer.Seal(d.Stream.Password, d.ID)
 	}
 	if d.MQTT != nil && d.MQTT.Secret != "" {
-		out.secretHash = HashSecret(d.MQTT.Secret, s.argonParam)
+		if StrongSecret(d.MQTT.Secret) {
+			out.secretHash = HashStrongSecret(d.MQTT.Secret)
+		} else {
+			out.secretHash = HashSecret(d.MQTT.Secret, s.argonParam)
+		}
 	}
 	return out, nil
 }
@@ -552,6 +556,9 @@ func (s *SQLStore) Import(ctx context.Context, sites []Site, devs []Device) erro
 	}
 	secs := make([]sealedSecrets, len(devs))
 	for i := range devs {
+		if i%64 == 0 && ctx.Err() != nil {
+			return importCancelled(ctx.Err())
+		}
 		var err error
 		if secs[i], err = s.seal(&devs[i]); err != nil {
 			return err
@@ -587,6 +594,9 @@ func (s *SQLStore) Import(ctx context.Context, sites []Site, devs []Device) erro
 		return nil
 	})
 	if err != nil {
+		if ctx.Err() != nil {
+			return importCancelled(ctx.Err())
+		}
 		var e *errs.Error
 		if errors.As(err, &e) {
 			return &errs.Error{Kind: e.Kind, Code: e.Code, Message: "nothing was imported: " + e.Message, Err: e.Err}
@@ -597,6 +607,12 @@ func (s *SQLStore) Import(ctx context.Context, sites []Site, devs []Device) erro
 		forgetSecrets(&devs[i], hasPassword[i])
 	}
 	return nil
+}
+
+// importCancelled is the error of an import stopped by its context (the caller went away, or
+// the gateway is shutting down): the transaction was rolled back.
+func importCancelled(err error) error {
+	return errs.Wrap(errs.KindUnavailable, "import_cancelled", err, "the import was cancelled (the gateway is shutting down or the request ended); nothing was imported")
 }
 
 func joinFirst(items []string, n int) string {

@@ -3,6 +3,7 @@ package devices_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -482,22 +483,28 @@ func TestMaintenance(t *testing.T) {
 	})
 }
 
-// The real cost parameters work end to end (the other tests use cheap ones).
+// The real cost parameters work end to end (the other tests use cheap ones): a secret a person
+// made up takes argon2id at the default cost; a generated one, too long and random to guess,
+// takes the fast salted SHA-256. Both log in, and a wrong secret does not.
 func TestCheckMQTTDefaultCost(t *testing.T) {
 	db := storetest.SQLite(t, testSchema...)
 	ctx := context.Background()
 	st := &devices.SQLStore{DB: db}
 	s := validSite()
 	require.NoError(t, st.CreateSite(ctx, &s))
-	secret := devices.GenerateSecret()
-	d := validSensor()
-	d.MQTT.Secret = secret
-	require.NoError(t, st.CreateDevice(ctx, &d))
-	var hash string
-	require.NoError(t, db.QueryRow(ctx, `SELECT mqtt_secret_hash FROM devices WHERE id = ?`, d.ID).Scan(&hash))
-	require.Contains(t, hash, "$m=16384,t=1,p=1$")
-	_, err := st.CheckMQTT(ctx, d.MQTT.Username, secret)
-	require.NoError(t, err)
-	_, err = st.CheckMQTT(ctx, d.MQTT.Username, secret+"x")
-	requireKind(t, err, errs.KindUnauthorized, "mqtt_login_refused")
+	for i, c := range []struct{ secret, hash string }{
+		{"dust-sensor-01", "$m=16384,t=1,p=1$"},
+		{devices.GenerateSecret(), "$sha256$"},
+	} {
+		d := validSensor()
+		d.ID, d.MQTT.Username, d.MQTT.Secret = fmt.Sprintf("dust-%d", i), fmt.Sprintf("dust-%d", i), c.secret
+		require.NoError(t, st.CreateDevice(ctx, &d))
+		var hash string
+		require.NoError(t, db.QueryRow(ctx, `SELECT mqtt_secret_hash FROM devices WHERE id = ?`, d.ID).Scan(&hash))
+		require.Contains(t, hash, c.hash)
+		_, err := st.CheckMQTT(ctx, d.MQTT.Username, c.secret)
+		require.NoError(t, err)
+		_, err = st.CheckMQTT(ctx, d.MQTT.Username, c.secret+"x")
+		requireKind(t, err, errs.KindUnauthorized, "mqtt_login_refused")
+	}
 }

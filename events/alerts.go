@@ -350,6 +350,11 @@ func (a *Alerts) transition(ctx context.Context, sc devices.Scope, id, action st
 		for _, f := range tr.from {
 			ok = ok || al.State == f
 		}
+		if !ok && action == "claim" && al.ClaimedBy != "" {
+			// Two officers claiming at once (on one centre instance or two): the loser learns who won
+			// (same code as before, for clients that check it).
+			return errs.E(errs.KindConflict, "invalid_transition", "alert %s is already claimed by %s", id, al.ClaimedBy)
+		}
 		if !ok {
 			return errs.E(errs.KindConflict, "invalid_transition", "alert %s is %s; %s needs it %s", id, al.State, action, strings.Join(tr.from, " or "))
 		}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -26,8 +27,11 @@ const pgAppendLock = 7304112
 // change and its event commit together.
 type TxHook func(ctx context.Context, tx *Tx, e *event.Event) error
 
-// Log is the durable, append-only event log. One process writes a database's log; appends are
-// serialised so that seq order is commit order.
+// Log is the durable, append-only event log. Appends are serialised so that seq order is
+// commit order: within a process by a mutex, and across the instances of a centre sharing one
+// PostgreSQL by an advisory lock held until commit. Each instance keeps a ring of recent events
+// for live readers that holds every committed event after its floor, the other instances' too
+// (see Follow), so a reader never gets an event out of order or misses one.
 type Log struct {
 	DB        *store.DB
 	GatewayID string
@@ -36,7 +40,8 @@ type Log struct {
 	// order, while the writer lock is held: it must not block (hand off to a channel). MQTT
 	// publishing can use it, or subscribe through a Feed instead.
 	OnAppend func([]event.Event)
-	// RingSize is how many recent events are kept in memory for live readers (default 8192).
+	// RingSize is how many recent events are at least kept in memory for live readers (default
+	// 8192; up to twice as many are held between trims).
 	RingSize int
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
@@ -45,6 +50,9 @@ type Log struct {
 	hooks   []TxHook
 	qmu     sync.Mutex
 	queue   []*appendReq
+
+	// instance tells this Log's notifications from other instances' (see Follow).
+	instance string
 
 	mu        sync.Mutex
 	head      int64
@@ -71,6 +79,7 @@ func (l *Log) Initialize() error {
 	l.head = head.Int64
 	l.ringFloor = head.Int64
 	l.changed = make(chan struct{})
+	l.instance = NewID(l.Now())
 	return nil
 }
 
@@ -110,6 +119,7 @@ type Tx struct {
 	now      time.Time
 	stmt     *sql.Stmt
 	appended []event.Event
+	foreign  []event.Event // other instances' events between the ring's head and ours
 }
 
 // Now is the time the transaction started; use it for state changes made with the events.
@@ -137,12 +147,18 @@ func (l *Log) inTxLocked(ctx context.Context, fn func(tx *Tx) error) error {
 				_ = t.stmt.Close()
 			}
 		}()
-		return fn(t)
+		if err := fn(t); err != nil {
+			return err
+		}
+		return t.shareAppended(ctx)
 	})
 	if err != nil {
 		return err
 	}
 	if len(t.appended) > 0 {
+		if len(t.foreign) > 0 {
+			l.publish(t.foreign)
+		}
 		l.publish(t.appended)
 		if l.OnAppend != nil {
 			l.OnAppend(t.appended)
@@ -235,7 +251,7 @@ func (t *Tx) Append(ctx context.Context, evs ...event.Event) ([]event.Event, err
 			return nil, err
 		}
 		e.Raw = nil
-		body, err := json.Marshal(&e)
+		body, err := e.MarshalJSON() // what json.Marshal(&e) gives, without re-scanning it
 		if err != nil {
 			return nil, fmt.Errorf("events: encode %s: %w", e.ID, err)
 		}
@@ -287,18 +303,62 @@ func (t *Tx) get(ctx context.Context, id string) (event.Event, error) {
 	return scanOne(t.QueryRow(ctx, `SELECT seq, logged_at, body FROM events WHERE id = ?`, id))
 }
 
+// shareAppended, on PostgreSQL, runs at the end of an append transaction (the append lock
+// held): it reads the events other instances committed since this instance's ring head, which
+// all precede ours, so that the ring takes them before ours, and notifies the other instances
+// that the log grew (delivered at commit).
+func (t *Tx) shareAppended(ctx context.Context) error {
+	l := t.log
+	if l.DB.Dialect != store.Postgres || len(t.appended) == 0 {
+		return nil
+	}
+	first, last := t.appended[0].Seq, t.appended[len(t.appended)-1].Seq
+	l.mu.Lock()
+	head := l.head
+	l.mu.Unlock()
+	t.foreign = t.foreign[:0]
+	if first > head+1 && first-head <= int64(l.RingSize) {
+		rows, err := t.Query(ctx, `SELECT seq, logged_at, body FROM events WHERE seq > ? AND seq < ? ORDER BY seq`, head, first)
+		if err != nil {
+			return fmt.Errorf("events: read other instances' events: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			e, err := scanOne(rows)
+			if err != nil {
+				return err
+			}
+			t.foreign = append(t.foreign, e)
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("events: read other instances' events: %w", err)
+		}
+	} else if first > head+1 {
+		t.foreign = nil // too many to keep: publish restarts the ring at ours
+	}
+	return t.Notify(ctx, NotifyChannel, l.instance+" "+strconv.FormatInt(last, 10))
+}
+
 // publish makes committed events visible to live readers. Called with writeMu held, so in
 // commit order.
 func (l *Log) publish(evs []event.Event) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if len(evs) > 0 && l.DB.Dialect == store.Postgres && evs[0].Seq-l.head > int64(l.RingSize) {
+		// Other instances appended more than the ring holds since this one last looked: the
+		// ring restarts here, and readers further back read the store.
+		l.ring, l.ringFloor, l.head = l.ring[:0], evs[0].Seq-1, evs[0].Seq-1
+	}
 	for _, e := range evs {
 		if e.Seq > l.head {
 			l.head = e.Seq
 		}
 	}
 	l.ring = append(l.ring, evs...)
-	if n := len(l.ring) - l.RingSize; n > 0 {
+	// Trim only once the ring holds twice its size, down to its size: a copy of RingSize
+	// events per RingSize appended, not one per commit (at thousands of events per second,
+	// copying the whole ring on every commit cost more than the inserts).
+	if n := len(l.ring) - l.RingSize; n > 0 && len(l.ring) >= 2*l.RingSize {
 		l.ringFloor = l.ring[n-1].Seq
 		l.ring = append(l.ring[:0:0], l.ring[n:]...)
 	}

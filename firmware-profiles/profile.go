@@ -23,7 +23,10 @@ type Profile struct {
 	Decoder   *Decoder  `yaml:"decoder,omitempty" json:"decoder,omitempty"`
 	Metrics   []Metric  `yaml:"metrics,omitempty" json:"metrics,omitempty"`
 	Heartbeat Duration  `yaml:"heartbeat,omitempty" json:"heartbeat,omitempty"` // expected max gap between messages
-	Rules     []Rule    `yaml:"rules,omitempty" json:"rules,omitempty"`         // default rules for analytics
+	// Interval is the normal gap between two messages (the device's normal rate); ingest drops
+	// a device's messages beyond a configurable multiple of this rate. 0: the gateway's default.
+	Interval Duration `yaml:"interval,omitempty" json:"interval,omitempty"`
+	Rules    []Rule   `yaml:"rules,omitempty" json:"rules,omitempty"` // default rules for analytics
 
 	// Cameras
 	RTSP *RTSPSpec `yaml:"rtsp,omitempty" json:"rtsp,omitempty"`

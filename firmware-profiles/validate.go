@@ -110,11 +110,15 @@ func (w *walker) validate(p *Profile) {
 		if p.Heartbeat <= 0 {
 			w.errAt(w.line("heartbeat"), "heartbeat must be greater than 0 for a sensor (the longest normal gap between two messages, e.g. 5m)")
 		}
+		if p.Interval < 0 || (p.Interval > 0 && p.Heartbeat > 0 && p.Interval > p.Heartbeat) {
+			w.errAt(w.line("interval"), "interval must be between 0 and the heartbeat (the normal gap between two messages, e.g. 30s)")
+		}
 		w.notFor("rtsp", "only camera profiles have RTSP templates")
 	case "camera":
 		w.validateRTSP(p)
 		w.notFor("mqtt", "only sensor profiles have MQTT topics")
 		w.notFor("decoder", "only sensor profiles have a payload decoder")
+		w.notFor("interval", "only sensor profiles have a message interval")
 	}
 	w.validateRules(p, metrics)
 }

@@ -112,6 +112,8 @@ func TestBrokenProfiles(t *testing.T) {
 			`dust-noise.yml:1: missing required key "mqtt"`},
 		{"zero heartbeat", baseSensor, "heartbeat: 5m", "heartbeat: 0s",
 			`dust-noise.yml:11: heartbeat must be greater than 0`},
+		{"interval above the heartbeat", baseSensor, "heartbeat: 5m", "heartbeat: 5m\ninterval: 10m",
+			`dust-noise.yml:12: interval must be between 0 and the heartbeat`},
 		{"bad duration", baseSensor, "heartbeat: 5m", "heartbeat: 5 minutes",
 			`dust-noise.yml:11: heartbeat: invalid duration "5 minutes": want e.g. 30s, 10m, 1h30m`},
 		{"duration as number", baseSensor, "heartbeat: 5m", "heartbeat: 300",

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"os"
 	"strings"
@@ -79,29 +78,39 @@ func (v *video) pullHeader(camera string) map[string]string {
 	return map[string]string{devices.OnBehalfHeader: devices.SignOnBehalf(cr.Secret, v.g.cfg.GatewayID, camera, user, time.Now())}
 }
 
-// onPull is the re-serve's OnPull at a site: a pull by the centre is audited as the centre,
-// naming the centre user it states; a statement that does not verify refuses the pull.
-func (v *video) onPull(p streams.ReservePull) error {
-	if p.User != devices.CascadeUser {
-		return nil
+// verifyPull is the re-serve's VerifyPull at a site: a pull by the centre that states the
+// centre user it is opened for must sign it with the enrolment secret (the audit of the pull,
+// onPull, then names the centre and that user); a statement that does not verify refuses the
+// pull and is audited. Without a statement the pull is the centre's alone (an older centre).
+func (v *video) verifyPull(p streams.PullRequest) (streams.PullClaim, error) {
+	hv := p.Header[devices.OnBehalfHeader]
+	if len(hv) == 0 {
+		return streams.PullClaim{}, nil
 	}
-	e := audit.Entry{Actor: "centre", Action: "camera.pull", Target: p.Camera, IP: p.RemoteAddr, Result: "ok",
-		Detail: "pulled by the centre; viewer not stated"}
-	var err error
-	if hv := p.Header[devices.OnBehalfHeader]; len(hv) > 0 {
-		var centre, user string
-		secret := v.g.centreSecret()
-		if secret == "" {
-			err = errors.New("no centre uplink")
-		} else {
-			centre, user, err = devices.VerifyOnBehalf([]byte(secret), p.Camera, hv[0], time.Now())
-		}
-		if err != nil {
-			e.Result, e.Detail = "denied", err.Error()
-		} else {
-			e.Actor, e.Detail = "centre:"+centre, "pulled by centre "+centre+" on behalf of centre user "+user
-		}
+	secret := v.g.centreSecret()
+	if secret == "" {
+		return streams.PullClaim{}, nil // no centre: the header means nothing here
 	}
-	_ = v.g.audit.Record(context.Background(), e)
-	return err
+	centre, user, err := devices.VerifyOnBehalf([]byte(secret), p.Camera, hv[0], time.Now())
+	if err != nil {
+		_ = v.g.audit.Record(context.Background(), audit.Entry{Actor: "rtsp:" + p.Consumer, Action: "camera.pull.start", Target: p.Camera,
+			IP: p.RemoteAddr, Result: "denied", Detail: err.Error()})
+		return streams.PullClaim{}, err
+	}
+	return streams.PullClaim{Origin: centre, User: user}, nil
+}
+
+// pullAudit is the audit record of a re-serve pull; one a centre opened for one of its users
+// names the centre as actor and the user in its detail.
+func pullAudit(pe streams.PullEvent) audit.Entry {
+	e := api.PullAudit(pe)
+	if pe.Origin != "" {
+		e.Actor = "centre:" + pe.Origin
+		note := "pulled by centre " + pe.Origin + " on behalf of centre user " + pe.OnBehalfOf
+		if e.Detail != "" {
+			note += "; " + e.Detail
+		}
+		e.Detail = note
+	}
+	return e
 }

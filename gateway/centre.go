@@ -5,6 +5,11 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/offsite-gw/offsite/devices"
 	"github.com/offsite-gw/offsite/events/centre"
@@ -19,8 +24,9 @@ func (g *gateway) openCentre(sealer *devices.Sealer) {
 	g.gateways = &devices.GatewayStore{DB: g.db, Sealer: sealer}
 	g.receiver = &centre.Receiver{Log: g.events, Gateways: g.gateways, MaxSkew: g.cfg.Centre.MaxSkew, Logger: g.log.With("component", "centre")}
 	g.reg.MustRegister(g.receiver.Collectors()...)
+	g.reg.MustRegister(gatewayHealth{g.gateways})
 	mon := &centre.Monitor{Receiver: g.receiver, OfflineAfter: g.cfg.Centre.OfflineAfter}
-	g.goBackground(mon.Run)
+	g.goBackground(func(ctx context.Context) { g.leases.Run(ctx, leaseGatewayHealth, mon.Run) })
 }
 
 // inventory is what this site reports to its centre: every site and device from the
@@ -77,20 +83,25 @@ func (g *gateway) inventory(ctx context.Context) (devices.Inventory, error) {
 	return inv, nil
 }
 
-// cascadeCredentials lets this site's centre log in to the RTSP re-serve with the password
+// cascadeCredential lets this site's centre log in to the RTSP re-serve with the password
 // derived from their shared secret (devices.CascadePassword); nil without a centre uplink.
-func (g *gateway) cascadeCredentials() func(string) (string, bool) {
-	secret := g.centreSecret()
+func (g *gateway) cascadeCredential() streams.CredentialSource {
+	secret := ""
+	for _, u := range g.cfg.Uplinks {
+		if u.Kind != uplink.KindCentre {
+			continue
+		}
+		secret = u.Secret
+		if secret == "" && u.SecretFile != "" {
+			if b, err := os.ReadFile(u.SecretFile); err == nil {
+				secret = strings.TrimSpace(string(b))
+			}
+		}
+	}
 	if secret == "" {
 		return nil
 	}
-	pw := devices.CascadePassword([]byte(secret))
-	return func(user string) (string, bool) {
-		if user == devices.CascadeUser {
-			return pw, true
-		}
-		return "", false
-	}
+	return streams.StaticCredential{Consumer: "centre", Username: devices.CascadeUser, Password: devices.CascadePassword([]byte(secret))}
 }
 
 // childCameras are the cameras of the site gateways below this centre, as relay sources
@@ -141,4 +152,44 @@ func (g *gateway) childCameras(ctx context.Context) []streams.CameraConfig {
 		out = append(out, streams.CameraConfig{ID: c.ID, Site: c.SiteID, URL: u.String(), Username: devices.CascadeUser, Password: pw, Transport: "tcp"})
 	}
 	return out
+}
+
+var (
+	descGatewayUp = prometheus.NewDesc("offsite_centre_gateway_up",
+		"1 while an enrolled site gateway is online at this centre, 0 when offline or never heard from.", []string{"gateway"}, nil)
+	descGatewayLag = prometheus.NewDesc("offsite_centre_gateway_backlog_events",
+		"Events the site gateway last said it still has to send to this centre.", []string{"gateway"}, nil)
+	descGatewaySeen = prometheus.NewDesc("offsite_centre_gateway_last_seen_seconds",
+		"Unix time the site gateway was last heard from (0: never).", []string{"gateway"}, nil)
+)
+
+// gatewayHealth exposes the enrolled site gateways' health, read from the store at scrape
+// time, so every centre instance reports the same.
+type gatewayHealth struct{ store *devices.GatewayStore }
+
+func (c gatewayHealth) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descGatewayUp
+	ch <- descGatewayLag
+	ch <- descGatewaySeen
+}
+
+func (c gatewayHealth) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	gws, err := c.store.List(ctx)
+	if err != nil {
+		return // the scrape shows the gateways missing; the store error is logged elsewhere
+	}
+	for _, gw := range gws {
+		up, seen := 0.0, 0.0
+		if gw.State == "online" {
+			up = 1
+		}
+		if gw.LastSeen != nil {
+			seen = float64(gw.LastSeen.Unix())
+		}
+		ch <- prometheus.MustNewConstMetric(descGatewayUp, prometheus.GaugeValue, up, gw.ID)
+		ch <- prometheus.MustNewConstMetric(descGatewayLag, prometheus.GaugeValue, float64(gw.LagEvents), gw.ID)
+		ch <- prometheus.MustNewConstMetric(descGatewaySeen, prometheus.GaugeValue, seen, gw.ID)
+	}
 }

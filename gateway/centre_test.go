@@ -316,7 +316,6 @@ func TestCityLosesNothingWhenSiteAndCentreAreKilled(t *testing.T) {
 	dir, dj, out := startCity(t, p)
 	site, siteUsers := siteOf(t, dj, "demo-gw-hall")
 	svcPw := userPassword(siteUsers, "analytics")
-	siteAdmin := login(t, site, "admin", userPassword(siteUsers, "admin"))
 
 	// The province is down the whole time the sites send: intake at the centre must not wait
 	// for it.
@@ -425,7 +424,7 @@ func TestCityLosesNothingWhenSiteAndCentreAreKilled(t *testing.T) {
 			since = page.Next
 		}
 	}
-	siteAdmin = login(t, site, "admin", userPassword(siteUsers, "admin"))
+	siteAdmin := login(t, site, "admin", userPassword(siteUsers, "admin"))
 	atSite := readAll(site, siteAdmin)
 	require.Len(t, atSite, total, "the site logged every event it acknowledged")
 	var atCentre map[string]string

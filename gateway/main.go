@@ -7,6 +7,7 @@
 //	offsite devices import FILE.csv    bulk registration (all or nothing)
 //	offsite devices export             CSV to standard output
 //	offsite profiles validate DIR      check firmware profile files
+//	offsite rtsp-consumers add NAME    RTSP re-serve logins (add, list, revoke)
 //	offsite version
 package main
 
@@ -51,6 +52,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdGateways(ctx, args[1:], stdout, stderr)
 	case "profiles":
 		err = cmdProfiles(args[1:], stdout, stderr)
+	case "rtsp-consumers":
+		err = cmdRTSPConsumers(ctx, args[1:], stdout, stderr)
+	case "audit":
+		err = cmdAudit(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "offsite %s\n", version)
 		return 0
@@ -96,6 +101,11 @@ Usage:
   offsite gateways list|remove|rotate-secret --config FILE [ID]
                                           the site gateways below this centre and their health
   offsite profiles validate DIR           check firmware profile YAML files
+  offsite rtsp-consumers add|list|revoke [--config FILE] [--note TEXT] [NAME]
+                                          RTSP re-serve logins, one per worker or recorder
+  offsite audit verify [--config FILE] [--json]
+                                          check the audit log's SM3 hash chain; exit 1 naming the
+                                          first broken record
   offsite version
 
 Every config key can be overridden by an environment variable OFFSITE_<KEY>, e.g. OFFSITE_HTTP_LISTEN.

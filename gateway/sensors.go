@@ -138,7 +138,9 @@ func (s *sensors) startInput() error {
 	s.broker = &ingest.Broker{Listen: b.Listen, Auth: s.g.devices, Directory: s.dir, Pipeline: s.pipeline,
 		MaxPacketSize: uint32(b.MaxPacketBytes), MaxInflight: uint16(b.MaxInflight), MaxClients: int64(b.MaxClients),
 		ConnectRate: b.ConnectRate, ConnectBurst: b.ConnectBurst, AuthCacheTTL: b.AuthCache, ServiceAccounts: accounts,
-		Registerer: s.g.reg, Logger: lg}
+		HandshakeTimeout: orOff(b.HandshakeTimeout), MaxConnsPerAddr: orOff(b.MaxConnsPerAddr),
+		RateMultiple: b.RateLimit.Multiple, RateBurst: b.RateLimit.Burst, DefaultInterval: b.RateLimit.DefaultInterval,
+		OnRateLimited: s.onRateLimited, Registerer: s.g.reg, Logger: lg}
 	if err := s.broker.Initialize(); err != nil {
 		return fmt.Errorf("mqtt broker: %w", err)
 	}
@@ -166,8 +168,38 @@ func (s *sensors) onReadings(sensor *ingest.Sensor, rs []ingest.Reading) {
 	s.rules.Observe(context.Background(), sensor.ID, batch, at)
 }
 
+// onRateLimited tells maintainers that a device publishes far more than its profile says.
+func (s *sensors) onRateLimited(r ingest.RateLimitReport) {
+	s.g.raise(event.Event{Type: "device.rate_limited", Severity: "minor", OccurredAt: time.Now(),
+		Device: &event.Device{ID: r.Device}, Rule: "rate_limit",
+		Message: fmt.Sprintf("设备上报过于频繁，已丢弃 %d 条消息（累计 %d 条）：正常每 %s 一条，允许每分钟 %.0f 条。请检查设备的上报周期配置或固件。",
+			r.Dropped, r.Total, r.Interval, r.Limit*60)})
+}
+
+// RateLimited lists the devices the embedded broker dropped messages of for their rate (none
+// with an external broker).
+func (s *sensors) RateLimited() []ingest.RateLimitStat {
+	if s.broker == nil {
+		return []ingest.RateLimitStat{}
+	}
+	return s.broker.RateLimited()
+}
+
+// orOff maps the configuration's 0 ("no bound") to a component's negative "off" (its 0
+// means its default).
+func orOff[T int | time.Duration](v T) T {
+	if v == 0 {
+		return -1
+	}
+	return v
+}
+
 // onPresence turns a sensor going silent or coming back into device.offline / device.online.
+// With several centre instances only the holder of the presence lease reports them.
 func (s *sensors) onPresence(c ingest.PresenceChange) {
+	if !s.g.leases.Held(leasePresence) {
+		return
+	}
 	e := event.Event{Device: &event.Device{ID: c.Device}, AlarmKey: c.Device + "/presence", Rule: "presence", OccurredAt: c.At}
 	if c.Online {
 		e.Type, e.Severity, e.State, e.Message = "device.online", "info", "cleared", "设备恢复在线"

@@ -29,6 +29,7 @@ import (
 	profiles "github.com/offsite-gw/offsite/firmware-profiles"
 	"github.com/offsite-gw/offsite/gateway/config"
 	"github.com/offsite-gw/offsite/internal/audit"
+	"github.com/offsite-gw/offsite/internal/lease"
 	"github.com/offsite-gw/offsite/internal/store"
 )
 
@@ -109,6 +110,10 @@ type gateway struct {
 	cancelBg context.CancelFunc
 	bgWG     sync.WaitGroup
 	closers  []closer
+
+	// leases give background jobs and uplinks to one instance at a time when several centre
+	// instances share PostgreSQL; nil on SQLite (one instance runs everything).
+	leases *lease.Keeper
 }
 
 func (g *gateway) stopBackground(ctx context.Context) error {
@@ -236,7 +241,9 @@ func openGateway(ctx context.Context, cfg config.Config, logger *slog.Logger, ou
 		return g, err
 	}
 	g.onStop("store", func(context.Context) error { return g.db.Close() })
+	g.openLeases()
 	g.audit = &audit.Log{DB: g.db, Logger: logger}
+	g.goBackground(func(ctx context.Context) { g.audit.RunRetention(ctx, cfg.Audit.Retention) })
 
 	g.profiles, err = profiles.NewRegistry(cfg.Profiles.Embedded, cfg.Profiles.Dir)
 	if err != nil {
@@ -279,12 +286,16 @@ func openGateway(ctx context.Context, cfg config.Config, logger *slog.Logger, ou
 	if err := g.alerts.Initialize(); err != nil {
 		return g, fmt.Errorf("alerts: %w", err)
 	}
-	g.goBackground(g.alerts.Run)
+	g.goBackground(func(ctx context.Context) { g.leases.Run(ctx, leaseEscalation, g.alerts.Run) })
+	// Other centre instances' appends reach this one's live readers (PostgreSQL only).
+	g.goBackground(func(ctx context.Context) { g.events.Follow(ctx, 0) })
 	g.feed = &events.Feed{Log: g.events}
 	g.goBackground(g.appendRaised)
 	g.evidence = cfg.Events.Evidence.EvidenceStore(cfg.DataDir)
 	g.evidence.Keep = g.openAlertEvidence()
-	g.goBackground(func(ctx context.Context) { g.evidence.Run(ctx, cfg.Events.Evidence.SweepEvery, logger) })
+	g.goBackground(func(ctx context.Context) {
+		g.leases.Run(ctx, leaseRetention, func(ctx context.Context) { g.evidence.Run(ctx, cfg.Events.Evidence.SweepEvery, logger) })
+	})
 	g.openCentre(sealer)
 
 	if err := g.openSensors(ctx); err != nil {
@@ -295,7 +306,7 @@ func openGateway(ctx context.Context, cfg config.Config, logger *slog.Logger, ou
 	}
 	// Uplinks start after the components the inventory for a centre reads.
 	g.uplinks = &uplink.Set{Configs: append(append([]uplink.Config{}, cfg.Uplinks...), cfg.Webhooks...),
-		GatewayID: cfg.GatewayID, Log: g.events, Logger: logger, Version: version, Inventory: g.inventory}
+		GatewayID: cfg.GatewayID, Log: g.events, Logger: logger, Version: version, Inventory: g.inventory, Lease: g.leases}
 	if err := g.uplinks.Initialize(); err != nil {
 		return g, fmt.Errorf("uplinks: %w", err)
 	}
@@ -304,14 +315,16 @@ func openGateway(ctx context.Context, cfg config.Config, logger *slog.Logger, ou
 
 	g.api = &api.Server{
 		Listen: cfg.HTTP.Listen, ReadTimeout: cfg.HTTP.ReadTimeout, BodyLimit: cfg.HTTP.BodyLimitMB << 20,
-		TrustedProxies: cfg.HTTP.TrustedProxies,
-		DB:             g.db, Auth: g.auth, Devices: g.devices, Profiles: g.profiles, Firmware: g.profiles,
+		TrustedProxies: cfg.HTTP.TrustedProxies, TLSCert: cfg.HTTP.TLSCert, TLSKey: cfg.HTTP.TLSKey,
+		MetricsListen: cfg.HTTP.MetricsListen, MetricsToken: cfg.HTTP.MetricsToken, ImportMaxRows: cfg.HTTP.ImportMaxRows,
+		DB: g.db, Auth: g.auth, Devices: g.devices, Profiles: g.profiles, Firmware: g.profiles,
 		Audit: g.audit, Registry: g.reg, Logger: logger, Version: version,
 		UI:     dashboard.Handler(),
 		Events: g.events, Alerts: g.alerts, Feed: g.feed, Evidence: g.evidence, Uplinks: g.uplinks,
 		Telemetry: g.sensors.telemetry, Presence: g.sensors.presence, Quarantine: g.sensors.quarantine,
 		Cameras: g.video.manager, Video: g.video.handler, Leases: g.video.leases,
 		Gateways: g.gateways, Receiver: g.receiver,
+		RTSPConsumers: g.video.consumers, RateLimits: g.sensors,
 	}
 	if err := g.api.Initialize(); err != nil {
 		return g, fmt.Errorf("api: %w", err)

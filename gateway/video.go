@@ -14,10 +14,10 @@ import (
 	"time"
 
 	"github.com/offsite-gw/offsite/analytics/leases"
+	"github.com/offsite-gw/offsite/api"
 	"github.com/offsite-gw/offsite/devices"
 	"github.com/offsite-gw/offsite/events/event"
 	profiles "github.com/offsite-gw/offsite/firmware-profiles"
-	"github.com/offsite-gw/offsite/internal/audit"
 	"github.com/offsite-gw/offsite/streams"
 )
 
@@ -31,6 +31,9 @@ type video struct {
 	handler  *streams.Handler
 	reserve  *streams.Reserve
 	leases   *leases.Service
+	// consumers are the re-serve's own logins (one per worker or recorder), besides the
+	// configured one.
+	consumers *streams.ConsumerStore
 
 	rtspUser, rtspPass string
 	// reserveAddr is the re-serve's address once it listens (read by the inventory).
@@ -56,6 +59,12 @@ func (g *gateway) openVideo(ctx context.Context) error {
 		return err
 	}
 	v.rtspPass = pass
+	v.consumers = &streams.ConsumerStore{DB: g.db, Reserved: []string{v.rtspUser}, OnRevoke: func(name string) {
+		if v.reserve != nil {
+			n := v.reserve.Disconnect(name)
+			g.log.Info("RTSP consumer revoked", "consumer", name, "connections_closed", n)
+		}
+	}}
 
 	v.manager = &streams.Manager{StallTimeout: sc.StallTimeout, OfflineTimeout: sc.OfflineTimeout, BackoffMin: sc.BackoffMin,
 		BackoffMax: sc.BackoffMax, IdleTimeout: sc.IdleTimeout, QueueSize: sc.QueueUnits, OnState: v.onState, PullHeader: v.pullHeader,
@@ -67,7 +76,8 @@ func (g *gateway) openVideo(ctx context.Context) error {
 
 	v.whep = &streams.WHEP{Manager: v.manager, UDPListen: sc.WebRTC.UDPListen, TCPListen: sc.WebRTC.TCPListen,
 		PublicIPs: sc.WebRTC.PublicIPs, DisconnectTimeout: sc.WebRTC.DisconnectTimeout, MaxLag: sc.WebRTC.MaxLag,
-		MaxSessions: sc.WebRTC.MaxSessions, OnSession: v.onSession, Registerer: g.reg, Logger: g.log.With("component", "whep")}
+		MaxSessions: sc.WebRTC.MaxSessions, MaxSessionsPerUser: sc.WebRTC.MaxSessionsPerUser, MaxSessionsPerCamera: sc.WebRTC.MaxSessionsPerCamera,
+		OnSession: v.onSession, Registerer: g.reg, Logger: g.log.With("component", "whep")}
 	if err := v.whep.Initialize(); err != nil {
 		return fmt.Errorf("webrtc: %w", err)
 	}
@@ -77,7 +87,7 @@ func (g *gateway) openVideo(ctx context.Context) error {
 		return err
 	}
 	// The API's camera routes check who may watch a camera and name the viewer for it.
-	v.handler = &streams.Handler{WHEP: v.whep, Snapshot: v.snapshot, Authorize: v.authorizeViewer}
+	v.handler = &streams.Handler{WHEP: v.whep, Snapshot: v.snapshot, Authorize: v.authorizeViewer, MayEndAny: api.VideoMayEndAny}
 	if err := v.handler.Initialize(); err != nil {
 		return err
 	}
@@ -107,7 +117,10 @@ func (g *gateway) openVideo(ctx context.Context) error {
 func (v *video) startReserve() error {
 	sc := v.g.cfg.Streams.RTSP
 	v.reserve = &streams.Reserve{Manager: v.manager, Listen: sc.Listen, UDPRTPListen: sc.UDPRTPListen, UDPRTCPListen: sc.UDPRTCPListen,
-		Username: v.rtspUser, Password: v.rtspPass, Credentials: v.g.cascadeCredentials(), OnPull: v.onPull, Registerer: v.g.reg, Logger: v.g.log.With("component", "rtsp-reserve")}
+		Username: v.rtspUser, Password: v.rtspPass, Credentials: v.reserveCredentials(),
+		AuthFailLimit: orOff(sc.AuthFailLimit), AuthFailWindow: sc.AuthFailWindow,
+		HandshakeTimeout: orOff(sc.HandshakeTimeout), MaxConnsPerAddr: orOff(sc.MaxConnsPerAddr),
+		OnPull: v.onPull, VerifyPull: v.verifyPull, Registerer: v.g.reg, Logger: v.g.log.With("component", "rtsp-reserve")}
 	if err := v.reserve.Initialize(); err != nil {
 		return fmt.Errorf("rtsp re-serve: %w", err)
 	}
@@ -118,6 +131,16 @@ func (v *video) startReserve() error {
 	v.reserveAddr.Store(&addr)
 	v.g.onStop("rtsp re-serve", func(context.Context) error { v.reserve.Close(); return nil })
 	return nil
+}
+
+// reserveCredentials are the re-serve's logins besides the configured one: the consumers an
+// admin created, and this site's centre (cascade) if it has one.
+func (v *video) reserveCredentials() []streams.CredentialSource {
+	srcs := []streams.CredentialSource{v.consumers}
+	if c := v.g.cascadeCredential(); c != nil {
+		srcs = append(srcs, c)
+	}
+	return srcs
 }
 
 // rtspURL is the re-serve URL a worker reads a camera from, with the re-serve credentials.
@@ -277,14 +300,13 @@ func (v *video) onState(camera string, st streams.State, reason string) {
 	v.g.raise(e)
 }
 
-// onSession puts every viewing session into the audit log (等级保护: who watched what, when).
+// onSession puts every viewing session into the audit log (等级保护: who watched what, when,
+// and who ended it).
 func (v *video) onSession(se streams.SessionEvent) {
-	e := audit.Entry{Actor: se.User, Action: "camera.view." + se.Kind, Target: se.Camera, IP: se.RemoteAddr, Result: "ok"}
-	if se.Kind == "end" {
-		e.Detail = fmt.Sprintf("session %s from %s to %s (%s), reason: %s, packets sent %d, dropped %d", se.ID,
-			se.Start.Format(time.RFC3339), se.End.Format(time.RFC3339), se.End.Sub(se.Start).Round(time.Second), se.Reason, se.PacketsSent, se.PacketsDropped)
-	} else {
-		e.Detail = "session " + se.ID
-	}
-	_ = v.g.audit.Record(context.Background(), e)
+	_ = v.g.audit.Record(context.Background(), api.ViewingAudit(se))
+}
+
+// onPull puts every pull from the RTSP re-serve into the audit log.
+func (v *video) onPull(pe streams.PullEvent) {
+	_ = v.g.audit.Record(context.Background(), pullAudit(pe))
 }

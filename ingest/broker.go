@@ -20,6 +20,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/offsite-gw/offsite/devices"
+	"github.com/offsite-gw/offsite/internal/connguard"
 )
 
 // Authenticator checks a device's broker login; devices.Store satisfies it.
@@ -37,6 +38,10 @@ const (
 	RefusedInflight     = "inflight"         // more unacknowledged messages than MaxInflight
 	RefusedRate         = "connect_rate"     // connection rate limit
 	RefusedQueue        = "queue_full"       // ingest queue stayed full
+	RefusedWill         = "will_denied"      // CONNECT with a will on a topic that is not the device's own status topic
+	RefusedConnLimit    = "conn_limit"       // more open connections from one address than MaxConnsPerAddr
+	RefusedIdle         = "handshake_idle"   // no CONNECT within HandshakeTimeout
+	RefusedDeviceRate   = "rate_limited"     // a device publishing faster than RateMultiple × its normal rate
 )
 
 // Broker is the embedded MQTT broker (mochi-mqtt v2). Each device logs in with its own MQTT
@@ -75,6 +80,25 @@ type Broker struct {
 	// AuthCacheTTL is how long a successful login is remembered (default 5m): the secret hash
 	// is deliberately slow, reconnect storms must not pay it each time.
 	AuthCacheTTL time.Duration
+	// HandshakeTimeout closes a connection that has not sent its CONNECT within it (default
+	// 10s; <0: never).
+	HandshakeTimeout time.Duration
+	// MaxConnsPerAddr bounds open connections per remote IP, counted at accept (default 256;
+	// <0: no bound). Many devices behind one NAT share an address: keep it well above a
+	// site's device count.
+	MaxConnsPerAddr int
+	// RateMultiple bounds each device's messages to RateMultiple × its normal rate (one
+	// message per its profile's interval, or DefaultInterval), with bursts of RateBurst
+	// (default 200: a logger sending what it buffered offline). Messages beyond it are
+	// acknowledged and dropped, counted per device (offsite_mqtt_rate_limited_total{device})
+	// and reported through OnRateLimited. 0: no limit.
+	RateMultiple    float64
+	RateBurst       int
+	DefaultInterval time.Duration // default 10s
+	// OnRateLimited is told when a device's messages start being dropped, then at most every
+	// RateReportEvery (default 10m) while it goes on, with the number dropped since.
+	OnRateLimited   func(RateLimitReport)
+	RateReportEvery time.Duration
 
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
@@ -88,6 +112,11 @@ type Broker struct {
 	lastLoad time.Time
 	lastLog  map[string]time.Time
 	closeOne sync.Once
+
+	guards      []*connguard.Listener
+	rateMu      sync.RWMutex
+	rates       map[string]*deviceRate
+	rateDropped *prometheus.CounterVec
 }
 
 // ServiceAccount is a broker login that is not a device.
@@ -135,6 +164,25 @@ func (b *Broker) Initialize() error {
 	if b.Logger == nil {
 		b.Logger = slog.Default()
 	}
+	if b.HandshakeTimeout == 0 {
+		b.HandshakeTimeout = 10 * time.Second
+	}
+	if b.MaxConnsPerAddr == 0 {
+		b.MaxConnsPerAddr = 256
+	}
+	if b.RateBurst <= 0 {
+		b.RateBurst = 200
+	}
+	if b.DefaultInterval <= 0 {
+		b.DefaultInterval = 10 * time.Second
+	}
+	if b.RateReportEvery <= 0 {
+		b.RateReportEvery = 10 * time.Minute
+	}
+	b.rates = map[string]*deviceRate{}
+	b.rateDropped = register(b.Registerer, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "offsite_mqtt_rate_limited_total", Help: "Messages of a device dropped by the embedded broker because it published faster than its profile's normal rate allows.",
+	}, []string{"device"}))
 	b.refused = register(b.Registerer, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "offsite_mqtt_refused_total", Help: "MQTT connections, publishes and subscriptions refused by the embedded broker, by reason.",
 	}, []string{"reason"}))
@@ -152,13 +200,13 @@ func (b *Broker) Initialize() error {
 	b.server = mqtt.New(&mqtt.Options{
 		InlineClient: true,
 		Capabilities: caps,
-		Logger:       b.Logger.With("component", "mqtt"),
+		Logger:       newBrokerLog(b.Logger),
 	})
 	if err := b.server.AddHook(&brokerHook{b: b}, nil); err != nil {
 		return err
 	}
 	if b.Listen != "-" {
-		if err := b.server.AddListener(listeners.NewTCP(listeners.Config{ID: "tcp", Address: b.Listen})); err != nil {
+		if err := b.listen("tcp", b.Listen, nil); err != nil {
 			return fmt.Errorf("ingest: MQTT listen %s: %w", b.Listen, err)
 		}
 	}
@@ -166,12 +214,32 @@ func (b *Broker) Initialize() error {
 		if b.TLS == nil {
 			return errors.New("ingest: Broker.TLSListen needs TLS")
 		}
-		if err := b.server.AddListener(listeners.NewTCP(listeners.Config{ID: "tls", Address: b.TLSListen, TLSConfig: b.TLS})); err != nil {
+		if err := b.listen("tls", b.TLSListen, b.TLS); err != nil {
 			return fmt.Errorf("ingest: MQTT TLS listen %s: %w", b.TLSListen, err)
 		}
 	}
 	if err := b.server.Serve(); err != nil {
 		return fmt.Errorf("ingest: MQTT broker: %w", err)
+	}
+	return nil
+}
+
+// listen adds a listener guarded against idle connections and too many from one address.
+func (b *Broker) listen(id, addr string, tc *tls.Config) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	g := &connguard.Listener{Listener: ln, PerAddr: max(b.MaxConnsPerAddr, 0), Handshake: max(b.HandshakeTimeout, 0),
+		OnRefuse: func(remote, reason string) { b.refuseAddr(reason, remote) }}
+	b.guards = append(b.guards, g)
+	var l net.Listener = g
+	if tc != nil {
+		l = tls.NewListener(g, tc)
+	}
+	if err := b.server.AddListener(listeners.NewNet(id, l)); err != nil {
+		_ = ln.Close()
+		return err
 	}
 	return nil
 }
@@ -228,6 +296,29 @@ func (b *Broker) refuse(reason string, cl *mqtt.Client, args ...any) {
 		attrs = append(attrs, "device", s.ID, "site", s.Site)
 	}
 	b.Logger.Warn("ingest: MQTT refused", append(attrs, args...)...)
+}
+
+// refuseAddr counts and logs a connection the guard closed (no client yet).
+func (b *Broker) refuseAddr(reason, remote string) {
+	b.refused.WithLabelValues(reason).Inc()
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		host = remote
+	}
+	key := reason + "\x00" + host
+	now := time.Now()
+	b.mu.Lock()
+	if b.lastLog == nil || len(b.lastLog) > 10000 {
+		b.lastLog = map[string]time.Time{}
+	}
+	if now.Sub(b.lastLog[key]) < time.Second {
+		b.mu.Unlock()
+		return
+	}
+	b.lastLog[key] = now
+	b.mu.Unlock()
+	b.Logger.Warn("ingest: MQTT connection closed", "reason", reason, "remote", remote,
+		"handshake_timeout", b.HandshakeTimeout, "max_conns_per_addr", b.MaxConnsPerAddr)
 }
 
 func (b *Broker) allowConnect(remote string) bool {
@@ -307,11 +398,40 @@ func (h *brokerHook) Provides(x byte) bool {
 }
 
 func (h *brokerHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	for _, g := range h.b.guards {
+		g.Started(cl.Net.Remote)
+	}
 	if !h.b.allowConnect(cl.Net.Remote) {
 		h.b.refuse(RefusedRate, cl)
 		return packets.ErrConnectionRateExceeded
 	}
+	if pk.Connect.WillFlag && !h.b.willAllowed(string(pk.Connect.Username), pk.Connect.WillTopic) {
+		// mochi publishes a will without asking OnACLCheck: a will on another device's status
+		// topic, retained, would speak for that device once this connection drops.
+		h.b.refuse(RefusedWill, cl, "topic", pk.Connect.WillTopic)
+		_ = h.b.server.SendConnack(cl, packets.ErrNotAuthorized, false, nil)
+		return packets.ErrNotAuthorized
+	}
 	return nil
+}
+
+// willAllowed says whether username may leave a will on topic: a device only on its own
+// status topic, a service account within its publish filters. The login itself is checked
+// after this; an unknown username's will is left to that check.
+func (b *Broker) willAllowed(username, topic string) bool {
+	if sa, ok := b.service(username); ok {
+		for _, f := range sa.Publish {
+			if FilterCovers(f, topic) {
+				return true
+			}
+		}
+		return false
+	}
+	s, ok := b.sensorOf(username)
+	if !ok {
+		return true
+	}
+	return s.Status != "" && topic == s.Status
 }
 
 func (b *Broker) service(username string) (*ServiceAccount, bool) {
@@ -369,6 +489,11 @@ func (h *brokerHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool 
 func (h *brokerHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline {
 		return pk, nil
+	}
+	if s, ok := h.b.Directory.ByUsername(string(cl.Properties.Username)); ok && !h.b.allowMessage(s) {
+		h.b.refuse(RefusedDeviceRate, cl, "topic", pk.TopicName)
+		// Acknowledged and dropped: the device does not resend it, subscribers never see it.
+		return pk, packets.CodeSuccessIgnore
 	}
 	m := Message{Topic: pk.TopicName, Payload: append([]byte(nil), pk.Payload...), Received: time.Now(),
 		Client: string(cl.Properties.Username), Remote: cl.Net.Remote}

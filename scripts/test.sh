@@ -54,4 +54,7 @@ scripts/arm64-smoke.sh "$testenv/offsite-arm64"
 step "go test -race"
 go test -race -count=1 -timeout 20m ./...
 
+step "fuzz: every target for ${FUZZTIME:-3s}"
+FUZZTIME=${FUZZTIME:-3s} scripts/fuzz.sh
+
 step "done in $(( $(date +%s) - start ))s"

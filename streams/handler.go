@@ -7,6 +7,7 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/offsite-gw/offsite/internal/errs"
@@ -27,6 +28,9 @@ type Handler struct {
 	// for the audit log. Return an errs.Error of kind Unauthorized (401) or Forbidden (403).
 	// Required: without it every request is refused (default deny).
 	Authorize func(r *http.Request, cameraID string) (user string, err error)
+	// MayEndAny, if set, says whether the request's identity may end other users' viewing
+	// sessions (an administrator). Without it only a session's own viewer may end it.
+	MayEndAny func(r *http.Request) bool
 	// AllowOrigin, if set, is sent as Access-Control-Allow-Origin.
 	AllowOrigin string
 
@@ -108,7 +112,10 @@ func (h *Handler) doOffer(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "webrtc_disabled", "WebRTC viewing is disabled on this gateway")
 		return
 	}
-	answer, sid, err := h.WHEP.Offer(r.Context(), id, string(body), Viewer{User: user, RemoteAddr: r.RemoteAddr})
+	// The strings outlive the request: copies, because a server may hand us views of buffers
+	// it reuses for the next request (fiber's adaptor does), which would rename the viewer.
+	id, v := strings.Clone(id), Viewer{User: strings.Clone(user), RemoteAddr: strings.Clone(r.RemoteAddr)}
+	answer, sid, err := h.WHEP.Offer(r.Context(), id, string(body), v)
 	if err != nil {
 		writeErr(w, err)
 		return
@@ -123,14 +130,17 @@ func (h *Handler) doOffer(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) doDelete(w http.ResponseWriter, r *http.Request) {
 	h.cors(w)
 	id := r.PathValue("id")
-	if _, ok := h.authorize(w, r, id); !ok {
+	user, ok := h.authorize(w, r, id)
+	if !ok {
 		return
 	}
 	if h.WHEP == nil {
 		writeError(w, http.StatusNotFound, "session_not_found", "no such session")
 		return
 	}
-	if err := h.WHEP.Delete(id, r.PathValue("session")); err != nil {
+	anyOwner := h.MayEndAny != nil && h.MayEndAny(r)
+	by := Viewer{User: strings.Clone(user), RemoteAddr: strings.Clone(r.RemoteAddr)} // see doOffer
+	if err := h.WHEP.End(id, r.PathValue("session"), by, anyOwner); err != nil {
 		writeErr(w, err)
 		return
 	}

@@ -8,16 +8,15 @@ import (
 	"net"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/bluenviron/gortsplib/v4"
 	"github.com/bluenviron/gortsplib/v4/pkg/base"
 	"github.com/bluenviron/gortsplib/v4/pkg/description"
 	"github.com/bluenviron/gortsplib/v4/pkg/format"
-	"github.com/bluenviron/gortsplib/v4/pkg/headers"
-	"github.com/bluenviron/gortsplib/v4/pkg/liberrors"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/offsite-gw/offsite/internal/connguard"
 )
 
 // Reserve re-serves the cameras over RTSP (gortsplib server) at rtsp://host:port/{camera-id}
@@ -30,26 +29,57 @@ type Reserve struct {
 	Listen        string
 	UDPRTPListen  string
 	UDPRTCPListen string
-	// Username and Password readers must present (basic or digest). Empty: no authentication.
-	Username string
-	Password string
-	// Credentials, if set, names further readers that may log in: the password of username,
-	// or false. A centre pulling this site's cameras logs in this way (cascade).
-	Credentials func(username string) (password string, ok bool)
-	// OnPull, if set, is called when a reader starts playing a camera; an error refuses the
-	// play (403). A site checks and audits its centre's pulls here (cascade).
-	OnPull func(ReservePull) error
-	// Registerer, if set, receives the re-serve's metrics (offsite_rtsp_reserve_*).
+	// Username and Password are one static login (the configured one: consumer Username).
+	// Credentials are further logins (a *ConsumerStore, …), asked after it in order. Readers
+	// log in with Digest (MD5, realm RTSPRealm) only: Basic is neither offered nor accepted.
+	// No login at all (no Username, no Credentials): no authentication, logged as a warning.
+	Username    string
+	Password    string
+	Credentials []CredentialSource
+	// AuthFailLimit failed logins from one address within AuthFailWindow refuse that address,
+	// without checking, until the window has passed (defaults 5 and 1m; <0: no limit).
+	AuthFailLimit  int
+	AuthFailWindow time.Duration
+	// HandshakeTimeout closes a connection that sends no request within it (default 10s;
+	// <0: never); MaxConnsPerAddr bounds open connections per remote IP (default 32; <0: none).
+	HandshakeTimeout time.Duration
+	MaxConnsPerAddr  int
+	// OnReader is told of every reader that starts playing a camera (consumer "" without
+	// authentication), e.g. for the audit log.
+	OnReader func(consumer, camera, remote string)
+	// OnPull, if set, receives the start (PLAY) and end of every reader's session (audit log).
+	OnPull func(PullEvent)
+	// VerifyPull, if set, checks a PLAY before it starts and says whom it is for (PullEvent's
+	// Origin and OnBehalfOf); an error refuses it with 403 (offsite_rtsp_refused_total
+	// {reason="bad_claim"}). A site checks its centre's on-behalf statement here (cascade).
+	VerifyPull func(PullRequest) (PullClaim, error)
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
 
-	metrics reserveMetrics
+	pullLog pullLog
+	stats   cascadeStats
 
 	server  *gortsplib.Server
 	ln      net.Listener
+	guard   *connguard.Listener
+	refused *prometheus.CounterVec
+	sources []CredentialSource
 	mu      sync.Mutex
 	streams map[string]*reserveStream                   // by camera
 	bySess  map[*gortsplib.ServerSession]*reserveStream // playing sessions
+	conns   map[*gortsplib.ServerConn]*reserveConn
+	fails   map[string]*authFails // by remote IP
+}
+
+// reserveConn is one RTSP connection's login state.
+type reserveConn struct {
+	nonce    string
+	consumer string
+}
+
+type authFails struct {
+	n     int
+	since time.Time
 }
 
 type reserveStream struct {
@@ -61,7 +91,6 @@ type reserveStream struct {
 	sessions map[*gortsplib.ServerSession]struct{}
 	reader   *Reader
 	stop     chan struct{}
-	readers  atomic.Int64 // playing sessions, for the bytes-sent count
 }
 
 // Initialize starts the RTSP server.
@@ -75,11 +104,34 @@ func (s *Reserve) Initialize() error {
 	if s.Logger == nil {
 		s.Logger = slog.Default()
 	}
-	if s.Username == "" {
+	if s.AuthFailLimit == 0 {
+		s.AuthFailLimit = 5
+	}
+	if s.AuthFailWindow <= 0 {
+		s.AuthFailWindow = time.Minute
+	}
+	if s.HandshakeTimeout == 0 {
+		s.HandshakeTimeout = 10 * time.Second
+	}
+	if s.MaxConnsPerAddr == 0 {
+		s.MaxConnsPerAddr = 32
+	}
+	s.sources = nil
+	if s.Username != "" {
+		s.sources = append(s.sources, StaticCredential{Username: s.Username, Password: s.Password})
+	}
+	s.sources = append(s.sources, s.Credentials...)
+	if len(s.sources) == 0 {
 		s.Logger.Warn("RTSP re-serve without credentials: anyone who reaches the port can watch", "listen", s.Listen)
 	}
+	s.refused = registerCounterVec(s.Registerer, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "offsite_rtsp_refused_total", Help: "RTSP re-serve connections and requests refused, by reason.",
+	}, []string{"reason"}))
+	s.registerCascadeMetrics()
 	s.streams = make(map[string]*reserveStream)
 	s.bySess = make(map[*gortsplib.ServerSession]*reserveStream)
+	s.conns = make(map[*gortsplib.ServerConn]*reserveConn)
+	s.fails = make(map[string]*authFails)
 	s.server = &gortsplib.Server{
 		Handler:        s,
 		RTSPAddress:    s.Listen,
@@ -90,18 +142,20 @@ func (s *Reserve) Initialize() error {
 		WriteTimeout:   10 * time.Second,
 		Listen: func(network, address string) (net.Listener, error) {
 			ln, err := net.Listen(network, address)
+			if err != nil {
+				return nil, err
+			}
 			s.ln = ln
-			return ln, err
+			s.guard = &connguard.Listener{Listener: ln, PerAddr: max(s.MaxConnsPerAddr, 0), Handshake: max(s.HandshakeTimeout, 0),
+				OnRefuse: func(remote, reason string) {
+					s.refused.WithLabelValues(reason).Inc()
+					s.Logger.Debug("RTSP connection closed", "reason", reason, "remote", remote)
+				}}
+			return s.guard, nil
 		},
 	}
 	if err := s.server.Start(); err != nil {
 		return fmt.Errorf("reserve: %w", err)
-	}
-	if s.Registerer != nil {
-		if err := s.registerMetrics(s.Registerer); err != nil {
-			s.server.Close()
-			return fmt.Errorf("reserve metrics: %w", err)
-		}
 	}
 	return nil
 }
@@ -128,36 +182,10 @@ func cameraFromPath(p string) string {
 	return id
 }
 
-func (s *Reserve) checkAuth(conn *gortsplib.ServerConn, req *base.Request) bool {
-	if s.Username == "" && s.Credentials == nil {
-		return true
-	}
-	user := authUser(req)
-	if s.Credentials != nil && user != "" && user != s.Username {
-		pw, ok := s.Credentials(user)
-		return ok && conn.VerifyCredentials(req, user, pw)
-	}
-	return s.Username != "" && conn.VerifyCredentials(req, s.Username, s.Password)
-}
-
-// authUser is the username a request's Authorization header names ("" without one).
-func authUser(req *base.Request) string {
-	v, ok := req.Header["Authorization"]
-	if !ok {
-		return ""
-	}
-	var h headers.Authorization
-	if err := h.Unmarshal(v); err != nil {
-		return ""
-	}
-	return h.Username
-}
-
 // OnDescribe implements gortsplib.ServerHandlerOnDescribe.
 func (s *Reserve) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (*base.Response, *gortsplib.ServerStream, error) {
-	if !s.checkAuth(ctx.Conn, ctx.Request) {
-		s.refusedAuth(ctx.Request)
-		return &base.Response{StatusCode: base.StatusUnauthorized}, nil, liberrors.ErrServerAuth{}
+	if res, err := s.authorize(ctx.Conn, ctx.Request); res != nil {
+		return res, nil, err
 	}
 	rs, status, err := s.streamFor(cameraFromPath(ctx.Path))
 	if err != nil {
@@ -168,9 +196,8 @@ func (s *Reserve) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (*base.R
 
 // OnSetup implements gortsplib.ServerHandlerOnSetup.
 func (s *Reserve) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Response, *gortsplib.ServerStream, error) {
-	if !s.checkAuth(ctx.Conn, ctx.Request) {
-		s.refusedAuth(ctx.Request)
-		return &base.Response{StatusCode: base.StatusUnauthorized}, nil, liberrors.ErrServerAuth{}
+	if res, err := s.authorize(ctx.Conn, ctx.Request); res != nil {
+		return res, nil, err
 	}
 	if st := ctx.Session.SetuppedStream(); st != nil {
 		return &base.Response{StatusCode: base.StatusOK}, st, nil
@@ -184,35 +211,49 @@ func (s *Reserve) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Respons
 
 // OnPlay implements gortsplib.ServerHandlerOnPlay.
 func (s *Reserve) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (*base.Response, error) {
-	if err := s.checkPull(ctx); err != nil {
-		return &base.Response{StatusCode: base.StatusForbidden}, err
+	if res, err := s.authorize(ctx.Conn, ctx.Request); res != nil {
+		return res, err
+	}
+	claim, res, err := s.verifyPull(ctx)
+	if res != nil {
+		return res, err
 	}
 	st := ctx.Session.SetuppedStream()
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	for _, rs := range s.streams {
 		if rs.stream == st {
 			rs.sessions[ctx.Session] = struct{}{}
-			rs.readers.Store(int64(len(rs.sessions)))
 			s.bySess[ctx.Session] = rs
 			if rs.reader == nil {
 				s.startPumpLocked(rs)
 			}
+			consumer := ""
+			if rc := s.conns[ctx.Conn]; rc != nil {
+				consumer = rc.consumer
+			}
+			camera := rs.cam.ID()
+			s.mu.Unlock()
+			if s.OnReader != nil {
+				s.OnReader(consumer, camera, ctx.Conn.NetConn().RemoteAddr().String())
+			}
+			s.pullStarted(ctx, consumer, claim)
 			return &base.Response{StatusCode: base.StatusOK}, nil
 		}
 	}
+	s.mu.Unlock()
 	return &base.Response{StatusCode: base.StatusNotFound}, fmt.Errorf("stream gone")
 }
 
 // OnSessionClose implements gortsplib.ServerHandlerOnSessionClose.
 func (s *Reserve) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCtx) {
+	defer s.pullEnded(ctx.Session)
 	s.mu.Lock()
 	rs := s.bySess[ctx.Session]
+	s.sessionClosedLocked(ctx.Session)
 	delete(s.bySess, ctx.Session)
 	var stop *reserveStream
 	if rs != nil {
 		delete(rs.sessions, ctx.Session)
-		rs.readers.Store(int64(len(rs.sessions)))
 		if len(rs.sessions) == 0 {
 			stop = rs
 		}
@@ -299,7 +340,6 @@ func (s *Reserve) startPumpLocked(rs *reserveStream) {
 					if err := rs.stream.WritePacketRTPWithNTP(medi, &cp, u.Received); err != nil {
 						return
 					}
-					s.metrics.bytesSent.Add(uint64(cp.MarshalSize()) * uint64(rs.readers.Load()))
 				}
 			}
 		}

@@ -1,95 +1,104 @@
 package streams
 
 import (
-	"net"
-	"sync/atomic"
+	"encoding/base64"
+	"strings"
+	"sync"
+	"time"
 
 	"github.com/bluenviron/gortsplib/v4"
 	"github.com/bluenviron/gortsplib/v4/pkg/base"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
-// ReservePull is one reader starting to play a camera from the re-serve: who logged in, from
-// where, and the headers of its PLAY request (a centre names there the user it pulls for).
-type ReservePull struct {
+// PullEvent reports a reader's session on the RTSP re-serve — from PLAY until the session
+// closes — for the audit log (等级保护: who pulled which camera's video, when, from where).
+type PullEvent struct {
+	Kind       string // "start" or "end"
 	Camera     string
-	User       string // the RTSP username it logged in with ("" without authentication)
+	User       string // the consumer (or RTSP username) the reader authenticated as ("" without credentials)
 	RemoteAddr string
-	Header     map[string][]string
+	Start      time.Time
+	End        time.Time // zero for "start"
+	BytesSent  uint64    // "end" only
+	// Origin and OnBehalfOf: whom the reader pulls for, as VerifyPull checked it (a centre's
+	// id and its user whose viewing opened the pull); "" when nothing was claimed.
+	Origin     string
+	OnBehalfOf string
 }
 
-// reserveMetrics are the re-serve's counters (offsite_rtsp_reserve_*), kept in the Reserve.
-type reserveMetrics struct {
-	refused   atomic.Uint64 // requests with credentials that did not verify
-	denied    atomic.Uint64 // plays refused by OnPull
-	pulls     atomic.Uint64 // plays started
-	bytesSent atomic.Uint64 // RTP bytes written to readers (each reader counted)
+// pullLog keeps the playing sessions for their end events.
+type pullLog struct {
+	mu    sync.Mutex
+	pulls map[*gortsplib.ServerSession]*PullEvent
 }
 
-// registerMetrics puts the re-serve's metrics into r: playing sessions, plays started,
-// refused logins, plays refused by OnPull, and the bytes sent to readers.
-func (s *Reserve) registerMetrics(r prometheus.Registerer) error {
-	cs := []prometheus.Collector{
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "offsite_rtsp_reserve_sessions",
-			Help: "RTSP re-serve sessions playing a camera now (a centre pulling a camera counts once)."},
-			func() float64 { return float64(s.PlayingSessions()) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "offsite_rtsp_reserve_pulls_total",
-			Help: "RTSP re-serve plays started."}, func() float64 { return float64(s.metrics.pulls.Load()) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "offsite_rtsp_reserve_auth_failures_total",
-			Help: "RTSP re-serve requests refused because their credentials did not verify (wrong or revoked)."},
-			func() float64 { return float64(s.metrics.refused.Load()) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "offsite_rtsp_reserve_denied_total",
-			Help: "RTSP re-serve plays refused after login (e.g. a centre's on-behalf signature that did not verify)."},
-			func() float64 { return float64(s.metrics.denied.Load()) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "offsite_rtsp_reserve_sent_bytes_total",
-			Help: "RTP bytes the RTSP re-serve wrote to its readers (the upstream of a site towards its centre)."},
-			func() float64 { return float64(s.metrics.bytesSent.Load()) }),
-	}
-	for _, c := range cs {
-		if err := r.Register(c); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// PlayingSessions is the number of re-serve sessions playing a camera now.
-func (s *Reserve) PlayingSessions() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.bySess)
-}
-
-// refusedAuth counts a request whose credentials did not verify. The first request of a
-// client carries none (it learns the challenge from the 401): that one is not counted.
-func (s *Reserve) refusedAuth(req *base.Request) {
-	if _, ok := req.Header["Authorization"]; ok {
-		s.metrics.refused.Add(1)
-		s.Logger.Warn("RTSP re-serve login refused", "user", authUser(req), "url", req.URL.String())
-	}
-}
-
-// checkPull asks OnPull whether a play may start; a refusal is counted.
-func (s *Reserve) checkPull(ctx *gortsplib.ServerHandlerOnPlayCtx) error {
+// pullStarted records a PLAY and reports it to OnPull.
+func (s *Reserve) pullStarted(ctx *gortsplib.ServerHandlerOnPlayCtx, consumer string, claim PullClaim) {
 	if s.OnPull == nil {
-		s.metrics.pulls.Add(1)
-		return nil
+		return
 	}
-	p := ReservePull{Camera: cameraFromPath(ctx.Path), User: authUser(ctx.Request), Header: map[string][]string{}}
-	if a := ctx.Conn.NetConn().RemoteAddr(); a != nil {
-		p.RemoteAddr = a.String()
-		if h, _, err := net.SplitHostPort(p.RemoteAddr); err == nil {
-			p.RemoteAddr = h
+	if consumer == "" {
+		consumer = rtspUser(ctx.Request)
+	}
+	ev := PullEvent{Kind: "start", Camera: cameraFromPath(ctx.Path), User: consumer, Start: time.Now(), Origin: claim.Origin, OnBehalfOf: claim.User}
+	if ctx.Conn != nil && ctx.Conn.NetConn() != nil {
+		ev.RemoteAddr = ctx.Conn.NetConn().RemoteAddr().String()
+	}
+	s.pullLog.mu.Lock()
+	if s.pullLog.pulls == nil {
+		s.pullLog.pulls = map[*gortsplib.ServerSession]*PullEvent{}
+	}
+	if _, again := s.pullLog.pulls[ctx.Session]; again { // PLAY after PAUSE: one pull
+		s.pullLog.mu.Unlock()
+		return
+	}
+	s.pullLog.pulls[ctx.Session] = &ev
+	s.pullLog.mu.Unlock()
+	s.OnPull(ev)
+}
+
+// pullEnded reports the end of a session that played.
+func (s *Reserve) pullEnded(ss *gortsplib.ServerSession) {
+	s.pullLog.mu.Lock()
+	ev := s.pullLog.pulls[ss]
+	delete(s.pullLog.pulls, ss)
+	s.pullLog.mu.Unlock()
+	if ev == nil || s.OnPull == nil {
+		return
+	}
+	end := *ev
+	end.Kind, end.End = "end", time.Now()
+	if st := ss.Stats(); st != nil {
+		end.BytesSent = st.BytesSent
+	}
+	s.OnPull(end)
+}
+
+// rtspUser is the username of a request's Authorization header (Digest or Basic), or "".
+func rtspUser(req *base.Request) string {
+	if req == nil {
+		return ""
+	}
+	vals := req.Header["Authorization"]
+	if len(vals) == 0 {
+		return ""
+	}
+	scheme, rest, _ := strings.Cut(vals[0], " ")
+	switch strings.ToLower(scheme) {
+	case "basic":
+		b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(rest))
+		if err != nil {
+			return ""
+		}
+		u, _, _ := strings.Cut(string(b), ":")
+		return u
+	case "digest":
+		for _, part := range strings.Split(rest, ",") {
+			k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
+			if ok && strings.EqualFold(k, "username") {
+				return strings.Trim(v, `"`)
+			}
 		}
 	}
-	for k, v := range ctx.Request.Header {
-		p.Header[k] = v
-	}
-	if err := s.OnPull(p); err != nil {
-		s.metrics.denied.Add(1)
-		s.Logger.Warn("RTSP re-serve play refused", "camera", p.Camera, "user", p.User, "err", err)
-		return err
-	}
-	s.metrics.pulls.Add(1)
-	return nil
+	return ""
 }

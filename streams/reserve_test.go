@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,7 +24,10 @@ func TestReserveFFprobe(t *testing.T) {
 	sim := startSim(t, &simcam.Server{Cameras: []simcam.Camera{{Path: "hd", Clip: clip, Audio: true}}})
 	r := newRelay(t, nil)
 	require.NoError(t, r.m.AddCamera(streams.CameraConfig{ID: "cam-hd", URL: sim.URL("hd")}))
-	rs := &streams.Reserve{Manager: r.m, Listen: "127.0.0.1:0", Username: "worker", Password: "w0rk3r", Logger: quietLogger()}
+	var pullMu sync.Mutex
+	var pulls []streams.PullEvent
+	rs := &streams.Reserve{Manager: r.m, Listen: "127.0.0.1:0", Username: "worker", Password: "w0rk3r", Logger: quietLogger(),
+		OnPull: func(e streams.PullEvent) { pullMu.Lock(); pulls = append(pulls, e); pullMu.Unlock() }}
 	require.NoError(t, rs.Initialize())
 	defer rs.Close()
 
@@ -58,6 +62,20 @@ func TestReserveFFprobe(t *testing.T) {
 	// the re-serve's session ended, so the on-demand camera goes idle again
 	cam, _ := r.m.Camera("cam-hd")
 	waitFor(t, 8*time.Second, "camera idle after the reader left", func() bool { return cam.Status().State == "idle" })
+
+	// The pull was reported (for the audit log) with who, which camera and from where; the
+	// refused attempt never played, so it is not a pull.
+	waitFor(t, 5*time.Second, "pull start and end", func() bool { pullMu.Lock(); defer pullMu.Unlock(); return len(pulls) == 2 })
+	pullMu.Lock()
+	defer pullMu.Unlock()
+	require.Equal(t, "start", pulls[0].Kind)
+	require.Equal(t, "end", pulls[1].Kind)
+	for _, p := range pulls {
+		require.Equal(t, "cam-hd", p.Camera)
+		require.Equal(t, "worker", p.User)
+		require.Contains(t, p.RemoteAddr, "127.0.0.1:")
+	}
+	require.Positive(t, pulls[1].BytesSent)
 }
 
 // The snapshot endpoint returns a JPEG decoded by ffmpeg from the cached GOP.

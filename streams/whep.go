@@ -17,7 +17,6 @@ import (
 	"github.com/pion/dtls/v3"
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
-	"github.com/pion/logging"
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,14 +32,18 @@ type Viewer struct {
 
 // SessionEvent reports the start and the end of a viewing session, for the audit log.
 type SessionEvent struct {
-	Kind           string // "start" or "end"
-	ID             string
-	User           string
-	Camera         string
-	RemoteAddr     string
-	Start          time.Time
-	End            time.Time // zero for "start"
-	Reason         string    // why it ended
+	Kind       string // "start" or "end"
+	ID         string
+	User       string
+	Camera     string
+	RemoteAddr string
+	Start      time.Time
+	End        time.Time // zero for "start"
+	Reason     string    // why it ended
+	// EndedBy and EndedByAddr name who ended the session with DELETE (the viewer or an
+	// administrator); empty when it ended otherwise (viewer gone, camera removed, shutdown).
+	EndedBy        string
+	EndedByAddr    string
 	PacketsSent    uint64
 	PacketsDropped uint64
 }
@@ -71,6 +74,11 @@ type WHEP struct {
 	MaxLag time.Duration
 	// MaxSessions caps concurrent sessions (default 1000).
 	MaxSessions int
+	// MaxSessionsPerUser and MaxSessionsPerCamera cap the concurrent sessions of one viewer
+	// (Viewer.User) and of one camera, offers being answered included (0: no cap). An offer
+	// beyond either is refused with errs.KindLocked (HTTP 429).
+	MaxSessionsPerUser   int
+	MaxSessionsPerCamera int
 	// DisableDirectSRTP sends media through pion's track and SRTP session instead of each
 	// session encrypting its packets and writing them to the UDP port itself (see
 	// srtpdirect.go); the direct path costs about a fifth less CPU per packet.
@@ -99,10 +107,13 @@ type WHEP struct {
 	tcpMux   ice.TCPMux
 	mu       sync.Mutex
 	sessions map[string]*whepSession
-	fanouts  map[*Hub][]*fanout
-	quit     chan struct{} // closed by Close
-	metrics  *whepMetrics
-	closed   bool
+	// perUser and perCamera count sessions and offers in progress, for the caps
+	perUser   map[string]int
+	perCamera map[string]int
+	fanouts   map[*Hub][]*fanout
+	quit      chan struct{} // closed by Close
+	metrics   *whepMetrics
+	closed    bool
 	// counters of ended sessions
 	endedSent, endedDropped uint64
 	wg                      sync.WaitGroup
@@ -135,6 +146,7 @@ func (w *WHEP) Initialize() error {
 		w.Logger = slog.Default()
 	}
 	w.sessions = make(map[string]*whepSession)
+	w.perUser, w.perCamera = make(map[string]int), make(map[string]int)
 	w.fanouts = make(map[*Hub][]*fanout)
 	w.quit = make(chan struct{})
 	w.FirstKeyframe = newLatencyHistogram("offsite_streams_whep_first_keyframe_seconds", "A viewer's connection (ICE and DTLS up) to its first keyframe sent.")
@@ -184,8 +196,7 @@ func (w *WHEP) Initialize() error {
 			}
 		}
 	}
-	lf := logging.NewDefaultLoggerFactory()
-	lf.DefaultLogLevel = logging.LogLevelWarn
+	lf := pionLog{l: w.Logger}
 	se := webrtc.SettingEngine{LoggerFactory: lf}
 	// The relay answers as the DTLS server (browsers offer "actpass"), so the ServerHello that
 	// the direct SRTP path needs is its own.
@@ -343,10 +354,27 @@ func (w *WHEP) Offer(ctx context.Context, cameraID, offer string, v Viewer) (ans
 	w.mu.Lock()
 	full := len(w.sessions) >= w.MaxSessions
 	closed := w.closed
-	w.mu.Unlock()
-	if closed || full {
-		return "", "", errs.E(errs.KindUnavailable, "too_many_viewers", "the video relay has no room for another viewer (%d sessions)", w.MaxSessions)
+	userFull := w.MaxSessionsPerUser > 0 && w.perUser[v.User] >= w.MaxSessionsPerUser
+	camFull := w.MaxSessionsPerCamera > 0 && w.perCamera[cameraID] >= w.MaxSessionsPerCamera
+	if !closed && !full && !userFull && !camFull {
+		w.perUser[v.User]++
+		w.perCamera[cameraID]++
 	}
+	w.mu.Unlock()
+	switch {
+	case closed || full:
+		return "", "", errs.E(errs.KindUnavailable, "too_many_viewers", "the video relay has no room for another viewer (%d sessions)", w.MaxSessions)
+	case userFull:
+		return "", "", errs.E(errs.KindLocked, "too_many_sessions_user", "you already have %d viewing sessions open; close one first", w.MaxSessionsPerUser)
+	case camFull:
+		return "", "", errs.E(errs.KindLocked, "too_many_sessions_camera", "camera %s already has %d viewers; try again later", cameraID, w.MaxSessionsPerCamera)
+	}
+	// The counts taken above are the session's from now on; an offer that fails gives them back.
+	defer func() {
+		if err != nil {
+			w.release(v.User, cameraID)
+		}
+	}()
 
 	// Learn the camera's codec (starting an on-demand pull). An offline camera is not an
 	// error: the viewer gets the picture when the camera comes back.
@@ -451,16 +479,39 @@ func (w *WHEP) Offer(ctx context.Context, cameraID, offer string, v Viewer) (ans
 	return pc.LocalDescription().SDP, s.id, nil
 }
 
-// Delete ends a session (WHEP DELETE). cameraID, if not empty, must match the session's.
-func (w *WHEP) Delete(cameraID, sessionID string) error {
+// End ends a session on behalf of by (WHEP DELETE): only the session's own viewer may, unless
+// anyOwner (an administrator). Another user's session is errs.KindForbidden not_your_session;
+// the session's end event names by as EndedBy. cameraID, if not empty, must match the
+// session's.
+func (w *WHEP) End(cameraID, sessionID string, by Viewer, anyOwner bool) error {
 	w.mu.Lock()
 	s := w.sessions[sessionID]
 	w.mu.Unlock()
 	if s == nil || (cameraID != "" && s.cam.ID() != cameraID) {
 		return errs.E(errs.KindNotFound, "session_not_found", "no viewing session %q", sessionID)
 	}
-	s.close("viewer ended the session")
+	if !anyOwner && s.viewer.User != by.User {
+		return errs.E(errs.KindForbidden, "not_your_session", "viewing session %s belongs to another user; only its viewer or an administrator may end it", sessionID)
+	}
+	reason := "viewer ended the session"
+	if by.User != "" && by.User != s.viewer.User {
+		reason = "ended by " + by.User
+	}
+	s.endedBy.Store(&by)
+	s.close(reason)
 	return nil
+}
+
+// release gives back the per-user and per-camera counts of a session or a failed offer.
+func (w *WHEP) release(user, cameraID string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.perUser[user]--; w.perUser[user] <= 0 {
+		delete(w.perUser, user)
+	}
+	if w.perCamera[cameraID]--; w.perCamera[cameraID] <= 0 {
+		delete(w.perCamera, cameraID)
+	}
 }
 
 func audioMime(a *AudioFormat) string {
@@ -512,6 +563,7 @@ type whepSession struct {
 	done       chan struct{}
 	once       sync.Once
 	reason     string
+	endedBy    atomic.Pointer[Viewer] // who ended it with DELETE
 	connected  chan struct{}
 	connOnce   sync.Once
 	state      atomic.Int32
@@ -848,12 +900,17 @@ func (s *whepSession) close(reason string) {
 		w.endedSent += s.sent.Load()
 		w.endedDropped += s.droppedPackets()
 		w.mu.Unlock()
+		w.release(s.viewer.User, s.cam.ID())
 		end := time.Now()
 		w.Logger.Info("whep session end", "session", s.id, "camera", s.cam.ID(), "user", s.viewer.User, "reason", reason)
 		if w.OnSession != nil {
-			w.OnSession(SessionEvent{Kind: "end", ID: s.id, User: s.viewer.User, Camera: s.cam.ID(),
+			ev := SessionEvent{Kind: "end", ID: s.id, User: s.viewer.User, Camera: s.cam.ID(),
 				RemoteAddr: s.viewer.RemoteAddr, Start: s.start, End: end, Reason: reason,
-				PacketsSent: s.sent.Load(), PacketsDropped: s.droppedPackets()})
+				PacketsSent: s.sent.Load(), PacketsDropped: s.droppedPackets()}
+			if by := s.endedBy.Load(); by != nil {
+				ev.EndedBy, ev.EndedByAddr = by.User, by.RemoteAddr
+			}
+			w.OnSession(ev)
 		}
 	})
 }

@@ -36,8 +36,12 @@ type Service struct {
 
 	// TokenTTL is how long a token from Login is valid (default 12 h).
 	TokenTTL time.Duration
-	// LockoutAfter consecutive failed logins lock an account for LockoutFor (defaults 5 and
-	// 15 min). The count and the lock live in the users table, so a restart does not reset them.
+	// LockoutAfter failed logins of one account from one client address within LockoutFor
+	// lock that account for that address for LockoutFor (defaults 5 and 15 min); the rightful
+	// user at another address still logs in. Failures are counted from the audit log (the
+	// attempts are recorded there anyway), so a restart does not reset them and every gateway
+	// on one database sees the same; without Audit there is no lock-out. A successful login
+	// from the address, an admin's Unlock or a password reset ends the lock.
 	LockoutAfter int
 	LockoutFor   time.Duration
 	// Each client IP may try IPBurst logins at once and one more every IPEvery (defaults 20
@@ -54,7 +58,6 @@ type Service struct {
 
 	mu      sync.Mutex
 	buckets map[string]*bucket // per client IP
-	ghosts  map[string]*ghost  // failed logins of unknown usernames, see Login
 }
 
 // bucket is a token bucket: tokens refill at one per IPEvery up to IPBurst.
@@ -63,15 +66,7 @@ type bucket struct {
 	last   time.Time
 }
 
-// ghost mimics the lock-out of an existing account for a username that does not exist, so
-// that the lock-out does not tell an attacker which usernames are real.
-type ghost struct {
-	failed      int
-	lockedUntil time.Time
-	last        time.Time
-}
-
-const maxTracked = 8192 // bound on in-memory buckets and ghosts
+const maxTracked = 8192 // bound on in-memory buckets
 
 var (
 	errInvalidCredentials = errs.E(errs.KindUnauthorized, "invalid_credentials", "wrong username or password")
@@ -183,48 +178,52 @@ func (s *Service) allowIP(ip string, now time.Time) (bool, time.Duration) {
 	return false, time.Duration((1 - b.tokens) * float64(every))
 }
 
-// ghostLocked reports whether an unknown username is in its mimicked lock-out.
-func (s *Service) ghostLocked(name string, now time.Time) (bool, time.Duration) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	g := s.ghosts[name]
-	if g != nil && now.Before(g.lockedUntil) {
-		return true, g.lockedUntil.Sub(now)
+// recentFailures are the failed logins of name from ip that can still count towards a lock
+// (newest first): within two lock-out periods, after the last success, unlock or reset.
+func (s *Service) recentFailures(ctx context.Context, name, ip string, now time.Time) ([]time.Time, error) {
+	if s.Audit == nil {
+		return nil, nil
 	}
-	return false, 0
+	fails, err := s.Audit.RecentFailedLogins(ctx, name, ip, now.Add(-2*s.lockoutFor()), s.lockoutAfter())
+	if err != nil {
+		return nil, errs.Wrap(errs.KindUnavailable, "store_unavailable", err, "cannot check the login now")
+	}
+	return fails, nil
 }
 
-// ghostFail counts a failed login of an unknown username the way recordFailure does for a
-// real one and reports whether it is now locked.
-func (s *Service) ghostFail(name string, now time.Time) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ghosts == nil {
-		s.ghosts = map[string]*ghost{}
+// lockedUntil is the end of the lock that failures (newest first) impose: LockoutFor after
+// the newest one when it completed LockoutAfter failures within LockoutFor. Attempts while
+// locked are not failures, so a lock ends on time, and a failure after it starts a new count.
+func (s *Service) lockedUntil(fails []time.Time) time.Time {
+	n := s.lockoutAfter()
+	if len(fails) < n || fails[0].Sub(fails[n-1]) > s.lockoutFor() {
+		return time.Time{}
 	}
-	g := s.ghosts[name]
-	if g == nil {
-		if len(s.ghosts) >= maxTracked {
-			for k, v := range s.ghosts {
-				if now.Sub(v.last) > s.lockoutFor() && now.After(v.lockedUntil) {
-					delete(s.ghosts, k)
-				}
-			}
-			if len(s.ghosts) >= maxTracked {
-				clear(s.ghosts) // under a flood, forget rather than grow without bound
-			}
-		}
-		g = &ghost{}
-		s.ghosts[name] = g
+	return fails[0].Add(s.lockoutFor())
+}
+
+// Unlock ends every login lock-out of user id (all addresses) and its password-change lock,
+// and audits it as user.unlock by actor.
+func (s *Service) Unlock(ctx context.Context, id string, actor audit.Entry) (User, error) {
+	u, err := s.GetUser(ctx, id)
+	if err != nil {
+		return u, err
 	}
-	g.last = now
-	g.failed++
-	if g.failed >= s.lockoutAfter() {
-		g.failed = 0
-		g.lockedUntil = now.Add(s.lockoutFor())
-		return true
+	if _, err := s.DB.Exec(ctx, `UPDATE users SET failed_logins = 0, locked_until = 0 WHERE id = ?`, id); err != nil {
+		return u, fmt.Errorf("auth: unlock: %w", err)
 	}
-	return false
+	actor.Action, actor.Target, actor.Result = "user.unlock", auditName(u.Username), "ok"
+	if s.Audit == nil {
+		return u, nil
+	}
+	if actor.At.IsZero() {
+		actor.At = s.now()
+	}
+	if err := s.Audit.Record(ctx, actor); err != nil {
+		return u, errs.Wrap(errs.KindUnavailable, "store_unavailable", err, "the unlock could not be recorded; try again")
+	}
+	u.LockedUntil = nil
+	return u, nil
 }
 
 // dummy is a hash checked for unknown usernames so that they take as long as known ones.
@@ -245,8 +244,9 @@ func auditName(s string) string {
 
 // Login checks username and password and returns a new token valid until expires. An unknown
 // username and a wrong password give the same error (KindUnauthorized, invalid_credentials).
-// After LockoutAfter consecutive failures the account is locked for LockoutFor (KindLocked,
-// account_locked); too many attempts from one ip give KindLocked, too_many_attempts. Use
+// After LockoutAfter failures from one ip within LockoutFor the account is locked for that ip
+// for LockoutFor (KindLocked, account_locked; other addresses are not affected); too many
+// attempts from one ip, whatever the account, give KindLocked, too_many_attempts. Use
 // RetryAfter on a KindLocked error for the wait. Every attempt is audited with ip.
 func (s *Service) Login(ctx context.Context, username, password, ip string) (string, time.Time, User, error) {
 	now := s.now()
@@ -264,47 +264,43 @@ func (s *Service) Login(ctx context.Context, username, password, ip string) (str
 		password = ""
 	}
 
-	row, err := s.loadUser(ctx, `username = ?`, name)
-	if errs.Is(err, errs.KindNotFound) {
-		if locked, wait := s.ghostLocked(name, now); locked {
-			entry.Result, entry.Detail = "locked", "unknown user"
-			s.record(ctx, entry)
-			return "", time.Time{}, User{}, lockedErr("account_locked", "account temporarily locked after too many failed logins; try again in %s", wait)
-		}
-		_, _ = VerifyPassword(s.dummy(), password)
-		entry.Result, entry.Detail = "failed", "unknown user"
-		if s.ghostFail(name, now) {
-			entry.Detail += "; locked for " + s.lockoutFor().String()
+	// Locked for this address? Known and unknown usernames lock alike, so the lock-out does
+	// not tell an attacker which usernames are real.
+	fails, err := s.recentFailures(ctx, entry.Actor, ip, now)
+	if err != nil {
+		return "", time.Time{}, User{}, err
+	}
+	if until := s.lockedUntil(fails); now.Before(until) {
+		entry.Result, entry.Detail = "locked", "locked for this address"
+		s.record(ctx, entry)
+		return "", time.Time{}, User{}, lockedErr("account_locked", "too many failed logins for this account from your address; try again in %s", until.Sub(now))
+	}
+	// fail records a failed attempt and says whether it locks the account for this address.
+	fail := func(detail string) error {
+		entry.Result, entry.Detail = "failed", detail
+		if until := s.lockedUntil(append([]time.Time{now}, fails...)); now.Before(until) {
+			entry.Detail += "; locked for " + s.lockoutFor().String() + " for this address"
 		}
 		s.record(ctx, entry)
-		return "", time.Time{}, User{}, errInvalidCredentials
+		return errInvalidCredentials
+	}
+
+	row, err := s.loadUser(ctx, `username = ?`, name)
+	if errs.Is(err, errs.KindNotFound) {
+		_, _ = VerifyPassword(s.dummy(), password)
+		return "", time.Time{}, User{}, fail("unknown user")
 	}
 	if err != nil {
 		return "", time.Time{}, User{}, err
 	}
 	u := row.User
 	entry.Role = string(u.Role)
-	if row.lockedUntil > now.UnixMilli() {
-		wait := time.UnixMilli(row.lockedUntil).Sub(now)
-		entry.Result, entry.Detail = "locked", "account locked"
-		s.record(ctx, entry)
-		return "", time.Time{}, User{}, lockedErr("account_locked", "account temporarily locked after too many failed logins; try again in %s", wait)
-	}
 	ok, verr := VerifyPassword(row.hash, password)
 	if verr != nil {
 		s.logger().Error("stored password hash unreadable", "user", u.Username, "err", verr)
 	}
 	if !ok {
-		locked, err := s.recordFailure(ctx, u.ID, now)
-		if err != nil {
-			return "", time.Time{}, User{}, err
-		}
-		entry.Result, entry.Detail = "failed", "wrong password"
-		if locked {
-			entry.Detail += "; locked for " + s.lockoutFor().String()
-		}
-		s.record(ctx, entry)
-		return "", time.Time{}, User{}, errInvalidCredentials
+		return "", time.Time{}, User{}, fail("wrong password")
 	}
 	if u.Disabled {
 		entry.Result, entry.Detail = "denied", "account disabled"

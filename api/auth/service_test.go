@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/offsite-gw/offsite/api/auth"
+	"github.com/offsite-gw/offsite/internal/audit"
 	"github.com/offsite-gw/offsite/internal/errs"
 	"github.com/offsite-gw/offsite/internal/store"
 	"github.com/offsite-gw/offsite/internal/store/storetest"
@@ -21,7 +22,7 @@ var cheap = auth.Argon2Params{Memory: 1024, Time: 1, Threads: 1}
 func TestConcurrentFailuresLock(t *testing.T) {
 	storetest.Each(t, testSchema, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
-		s := &auth.Service{DB: db, Argon2: cheap, LockoutAfter: 5, IPBurst: 100}
+		s := &auth.Service{DB: db, Audit: &audit.Log{DB: db}, Argon2: cheap, LockoutAfter: 5, IPBurst: 100}
 		_, err := s.CreateUser(ctx, auth.User{Username: "ops", Role: auth.RoleMaintainer}, "Right-Password-1")
 		require.NoError(t, err)
 		var wg sync.WaitGroup
@@ -35,6 +36,8 @@ func TestConcurrentFailuresLock(t *testing.T) {
 		_, _, _, err = s.Login(ctx, "ops", "Right-Password-1", "10.0.0.1")
 		require.Equal(t, "account_locked", errs.CodeOf(err))
 		require.Greater(t, auth.RetryAfter(err), 14*time.Minute)
+		_, _, _, err = s.Login(ctx, "ops", "Right-Password-1", "10.0.0.2")
+		require.NoError(t, err, "another address is not locked")
 	})
 }
 

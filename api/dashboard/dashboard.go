@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
+	"encoding/json"
 	"io/fs"
 	"net/http"
 	"path"
@@ -60,8 +61,13 @@ type handler struct {
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		// The API's error shape, so a client that sent a wrong method to an API path reads it
+		// like every other error answer.
 		w.Header().Set("Allow", "GET, HEAD")
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusMethodNotAllowed)
+		_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"code": "method_not_allowed",
+			"message": "this path does not take " + r.Method + "; the allowed methods are in the Allow header and the API document (/api/v1/openapi.json)"}})
 		return
 	}
 	p := r.URL.Path

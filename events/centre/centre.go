@@ -56,6 +56,9 @@ type Receiver struct {
 	Now     func() time.Time
 
 	once     sync.Once
+	qmu      sync.Mutex
+	queue    []*intake
+	leaderMu sync.Mutex
 	refused  *prometheus.CounterVec
 	received *prometheus.CounterVec
 	batchDur prometheus.Histogram
@@ -132,17 +135,92 @@ func (r *Receiver) authenticate(ctx context.Context, h http.Header, body []byte,
 	return gw, nil
 }
 
-func (r *Receiver) nonce(ctx context.Context, gw string, h http.Header, remote string) func(tx *events.Tx) error {
-	return func(tx *events.Tx) error {
-		ok, err := r.Gateways.UseNonce(ctx, tx, gw, h.Get(uplink.HeaderNonce))
-		if err != nil {
-			return err
+// intake is one verified batch on its way into the log.
+type intake struct {
+	gw, remote, version, nonce string
+	backlog                    int64
+	events                     []json.RawMessage
+
+	got  events.Received
+	prev string // the gateway's state before this contact
+	err  error
+	done chan struct{}
+}
+
+// maxGroupEvents bounds the events of the batches committed in one transaction.
+const maxGroupEvents = 5000
+
+// logBatch logs j and returns when it is committed (or failed). Batches that arrive while
+// another is being committed are committed together in the next transaction (group commit):
+// a hundred sites posting at once cost a few transactions, not a hundred. Within it each
+// batch records its nonce (a replay stores nothing of that batch), its events in the order
+// sent and its gateway's contact, in arrival order. If the group fails, each batch is retried
+// alone, so one batch's failure never fails another's.
+func (r *Receiver) logBatch(ctx context.Context, j *intake) {
+	r.qmu.Lock()
+	r.queue = append(r.queue, j)
+	r.qmu.Unlock()
+
+	r.leaderMu.Lock()
+	defer r.leaderMu.Unlock()
+	gctx := context.WithoutCancel(ctx) // the group is others' work too
+	for {
+		select {
+		case <-j.done: // a previous leader committed it
+			return
+		default:
 		}
-		if !ok {
-			return errReplay
+		r.qmu.Lock()
+		k, n := 0, 0
+		for k < len(r.queue) && (k == 0 || n+len(r.queue[k].events) <= maxGroupEvents) {
+			n += len(r.queue[k].events)
+			k++
+		}
+		group := r.queue[:k:k]
+		r.queue = append([]*intake(nil), r.queue[k:]...)
+		r.qmu.Unlock()
+
+		err := r.commit(gctx, group)
+		if err != nil && len(group) > 1 {
+			for _, g := range group {
+				if e := r.commit(gctx, []*intake{g}); e != nil {
+					g.err = e
+				}
+				close(g.done)
+			}
+			continue
+		}
+		for _, g := range group {
+			if err != nil {
+				g.err = err
+			}
+			close(g.done)
+		}
+	}
+}
+
+// commit logs a group of batches in one transaction of the log.
+func (r *Receiver) commit(ctx context.Context, group []*intake) error {
+	return r.Log.InTx(ctx, func(tx *events.Tx) error {
+		for _, j := range group {
+			j.got, j.prev, j.err = events.Received{}, "", nil
+			ok, err := r.Gateways.UseNonce(ctx, tx, j.gw, j.nonce)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				j.err = errReplay
+				continue
+			}
+			if j.got, err = tx.AppendReceived(ctx, j.gw, j.events, nil); err != nil {
+				return err
+			}
+			if j.prev, err = r.Gateways.ContactIn(ctx, tx, j.gw, j.remote, j.version, j.backlog, len(j.got.Accepted)); err != nil {
+				return err
+			}
 		}
 		return nil
-	}
+	})
 }
 
 var errReplay = errors.New("nonce already used: a captured request cannot be sent again")
@@ -171,7 +249,11 @@ func (r *Receiver) Batch(ctx context.Context, h http.Header, body []byte, remote
 	if len(req.Events) > uplink.MaxBatch {
 		return uplink.BatchResponse{}, r.refuse(ctx, gw, RefusedBody, remote, fmt.Errorf("%d events in one batch; at most %d", len(req.Events), uplink.MaxBatch))
 	}
-	got, err := r.Log.AppendReceived(ctx, gw, req.Events, nil, r.nonce(ctx, gw, h, remote))
+	backlog, _ := strconv.ParseInt(h.Get(HeaderBacklog), 10, 64)
+	j := &intake{gw: gw, remote: remote, version: h.Get(HeaderVersion), backlog: backlog, nonce: h.Get(uplink.HeaderNonce),
+		events: req.Events, done: make(chan struct{})}
+	r.logBatch(ctx, j)
+	got, prev, err := j.got, j.prev, j.err
 	if errors.Is(err, errReplay) {
 		return uplink.BatchResponse{}, r.refuse(ctx, gw, RefusedReplay, remote, err)
 	}
@@ -198,8 +280,9 @@ func (r *Receiver) Batch(ctx context.Context, h http.Header, body []byte, remote
 			r.Logger.Warn("centre: events rejected", "gateway", gw, "reason", reason, "count", n, "first", got.Rejected[0].ID)
 		}
 	}
-	backlog, _ := strconv.ParseInt(h.Get(HeaderBacklog), 10, 64)
-	r.contact(ctx, gw, remote, h.Get(HeaderVersion), backlog, len(got.Accepted))
+	if prev == devices.GatewayOffline {
+		r.returned(ctx, gw)
+	}
 	r.batchDur.Observe(time.Since(start).Seconds())
 	return resp, nil
 }
@@ -252,9 +335,14 @@ func (r *Receiver) contact(ctx context.Context, gw, remote, version string, back
 		return
 	}
 	if prev == devices.GatewayOffline {
-		g, _ := r.Gateways.Get(ctx, gw)
-		r.announce(ctx, g, false)
+		r.returned(ctx, gw)
 	}
+}
+
+// returned announces that gw, marked offline, spoke again.
+func (r *Receiver) returned(ctx context.Context, gw string) {
+	g, _ := r.Gateways.Get(ctx, gw)
+	r.announce(ctx, g, false)
 }
 
 // announce logs gateway.offline (offline) or gateway.online for g, one alarm per gateway.

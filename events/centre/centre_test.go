@@ -186,7 +186,7 @@ func TestRefusedRequestsStoreNothing(t *testing.T) {
 		require.True(t, errs.Is(err, errs.KindNotFound), "nothing of it is stored")
 
 		// A body naming another gateway than the signed header.
-		h, body = signed(t, "gw-hall", r.secrets["gw-hall"], ev)
+		_, body = signed(t, "gw-hall", r.secrets["gw-hall"], ev)
 		forged := []byte(strings.Replace(string(body), `"gateway_id":"gw-hall"`, `"gateway_id":"gw-market"`, 1))
 		_, err = r.recv.Batch(ctx, sign(t, "gw-hall", r.secrets["gw-hall"], forged), forged, "127.0.0.1")
 		require.Equal(t, centre.RefusedForeign, errs.CodeOf(err))

@@ -17,11 +17,12 @@ var (
 	descRejected = prometheus.NewDesc("offsite_uplink_rejected_total", "Events the receiver rejected.", []string{"uplink"}, nil)
 	descReq      = prometheus.NewDesc("offsite_uplink_requests_total", "Batch requests sent.", []string{"uplink"}, nil)
 	descFail     = prometheus.NewDesc("offsite_uplink_failures_total", "Batch attempts that must be retried.", []string{"uplink"}, nil)
+	descActive   = prometheus.NewDesc("offsite_uplink_active", "1 on the instance that delivers the uplink, 0 on a standby centre instance.", []string{"uplink"}, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (c Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descCursor, descBacklog, descLag, descDead, descDeliv, descRejected, descReq, descFail} {
+	for _, d := range []*prometheus.Desc{descCursor, descBacklog, descLag, descDead, descDeliv, descRejected, descReq, descFail, descActive} {
 		ch <- d
 	}
 }
@@ -44,5 +45,10 @@ func (c Collector) Collect(ch chan<- prometheus.Metric) {
 		k(descRejected, st.Rejected)
 		k(descReq, st.Requests)
 		k(descFail, st.Failures)
+		active := 1.0
+		if st.Standby {
+			active = 0
+		}
+		g(descActive, active)
 	}
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/offsite-gw/offsite/events"
 	"github.com/offsite-gw/offsite/internal/errs"
+	"github.com/offsite-gw/offsite/internal/lease"
 )
 
 // Set owns every configured uplink and webhook: the API looks them up by name.
@@ -18,6 +19,8 @@ type Set struct {
 	// Version and Inventory are handed to centre uplinks (kind centre).
 	Version   string
 	Inventory InventoryFunc
+	// Lease, if set, gives each uplink to one instance at a time (see Uplink.Lease).
+	Lease *lease.Keeper
 
 	byName map[string]*Uplink
 	order  []*Uplink
@@ -31,7 +34,7 @@ func (s *Set) Initialize() error {
 			s.Close()
 			return fmt.Errorf("uplinks: name %q used twice (each name has its own cursor)", c.Name)
 		}
-		u := &Uplink{Config: c, GatewayID: s.GatewayID, Log: s.Log, Logger: s.Logger, Version: s.Version}
+		u := &Uplink{Config: c, GatewayID: s.GatewayID, Log: s.Log, Logger: s.Logger, Version: s.Version, Lease: s.Lease}
 		if c.Kind == KindCentre {
 			u.Inventory = s.Inventory
 		}

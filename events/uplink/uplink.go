@@ -24,6 +24,7 @@ import (
 
 	"github.com/offsite-gw/offsite/events"
 	"github.com/offsite-gw/offsite/events/event"
+	"github.com/offsite-gw/offsite/internal/lease"
 	"github.com/offsite-gw/offsite/internal/store"
 )
 
@@ -79,6 +80,10 @@ type Uplink struct {
 	// Inventory, for a centre uplink, returns what the site reports of itself (docs/contracts.md
 	// §7); nil sends none.
 	Inventory InventoryFunc
+	// Lease, if set (centre instances sharing PostgreSQL), lets only the instance holding the
+	// lease "uplink/NAME" deliver; it resumes from the durable cursor when it takes the lease
+	// over. Nil (one instance) delivers always.
+	Lease *lease.Keeper
 	// Client, if nil, is built from the timeouts.
 	Client *http.Client
 	Now    func() time.Time
@@ -119,6 +124,9 @@ type Status struct {
 	Failures    uint64     `json:"failures"`
 	// Inventory is set on a centre uplink: the inventory reports to the centre.
 	Inventory *InventoryStatus `json:"inventory,omitempty"`
+	// Standby is true on a centre instance that does not hold the uplink's lease: another
+	// instance delivers, and Cursor here is the last one this instance saw.
+	Standby bool `json:"standby,omitempty"`
 
 	oldest time.Time
 }
@@ -144,7 +152,39 @@ func (u *Uplink) Initialize() error {
 		u.invDone = make(chan struct{})
 		go u.runInventory(ctx)
 	}
-	go u.run(ctx, cur)
+	go func() {
+		defer close(u.done)
+		if u.Lease == nil {
+			u.run(ctx, cur)
+			return
+		}
+		u.update(func(st *Status) { st.Standby = true })
+		u.Lease.Run(ctx, "uplink/"+u.Name, func(ctx context.Context) {
+			// Another instance may have delivered meanwhile: resume from the durable cursor.
+			var cur int64
+			for attempt := 0; ; attempt++ {
+				var err error
+				if cur, err = u.loadCursor(ctx); err == nil {
+					break
+				}
+				if ctx.Err() != nil {
+					return
+				}
+				u.fail(err)
+				u.sleep(ctx, u.backoff(attempt))
+			}
+			var dead int64
+			if err := u.Log.DB.QueryRow(ctx, `SELECT COUNT(*) FROM uplink_dead_letters WHERE uplink = ? AND resolved_at = 0`, u.Name).Scan(&dead); err != nil {
+				u.fail(err)
+			}
+			u.Logger.Info("uplink: this instance delivers", "cursor", cur, "holder", u.Lease.Holder)
+			u.update(func(st *Status) {
+				st.Standby, st.Cursor, st.Pending, st.Attempts, st.DeadLetters = false, cur, 0, 0, dead
+			})
+			defer u.update(func(st *Status) { st.Standby, st.Pending, st.oldest = true, 0, time.Time{} })
+			u.run(ctx, cur)
+		})
+	}()
 	return nil
 }
 
@@ -318,9 +358,13 @@ func (u *Uplink) loadCursor(ctx context.Context) (int64, error) {
 	if u.StartAt == "now" {
 		seq, _ = u.Log.Head()
 	}
-	if _, err := u.Log.DB.Exec(ctx, `INSERT INTO uplink_cursors(name, seq, updated_at) VALUES (?, ?, ?)`,
+	// Another centre instance starting at the same time may create it first: then its row wins.
+	if _, err := u.Log.DB.Exec(ctx, `INSERT INTO uplink_cursors(name, seq, updated_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING`,
 		u.Name, seq, u.Now().UnixMilli()); err != nil {
 		return 0, fmt.Errorf("uplink %s: create cursor: %w", u.Name, err)
+	}
+	if err := u.Log.DB.QueryRow(ctx, `SELECT seq FROM uplink_cursors WHERE name = ?`, u.Name).Scan(&seq); err != nil {
+		return 0, fmt.Errorf("uplink %s: read cursor: %w", u.Name, err)
 	}
 	return seq, nil
 }
@@ -337,6 +381,9 @@ func (u *Uplink) Status() Status {
 	u.mu.Unlock()
 	st.Head = max(head, st.Cursor)
 	st.Backlog = st.Head - st.Cursor
+	if st.Standby {
+		st.Backlog = 0 // the delivering instance reports it
+	}
 	if !st.oldest.IsZero() {
 		st.LagSeconds = max(0, u.Now().Sub(st.oldest).Seconds())
 	}
@@ -352,7 +399,6 @@ func (u *Uplink) update(fn func(st *Status)) {
 // run is the delivery loop: read a batch after the cursor, send it until a definitive answer,
 // record rejections and advance the cursor in one transaction, repeat.
 func (u *Uplink) run(ctx context.Context, cursor int64) {
-	defer close(u.done)
 	var batch []event.Event
 	var through int64
 	attempt := 0

@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -466,13 +465,6 @@ func (l *batchLog) find(id string) (rawRequest, bool) {
 		}
 	}
 	return rawRequest{}, false
-}
-
-func freeAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().String()
 }
 
 func randomHex(t *testing.T, n int) string {

@@ -27,6 +27,7 @@ type Config struct {
 	Store     Store    `yaml:"store"`
 	Secrets   Secrets  `yaml:"secrets"`
 	Auth      Auth     `yaml:"auth"`
+	Audit     Audit    `yaml:"audit"`
 	Profiles  Profiles `yaml:"profiles"`
 	Shutdown  Shutdown `yaml:"shutdown"`
 
@@ -61,6 +62,22 @@ type HTTP struct {
 	ReadTimeout    time.Duration `yaml:"read_timeout"`
 	BodyLimitMB    int           `yaml:"body_limit_mb"`
 	TrustedProxies []string      `yaml:"trusted_proxies"`
+	// TLSCert and TLSKey (PEM files), when both are set, make the listener serve HTTPS itself.
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
+	// MetricsListen, when set, serves /metrics on this address only (not on listen);
+	// MetricsToken, when set, requires "Authorization: Bearer TOKEN" for /metrics.
+	MetricsListen string `yaml:"metrics_listen"`
+	MetricsToken  string `yaml:"metrics_token"`
+	// ImportMaxRows bounds the rows of one device CSV import (413 beyond).
+	ImportMaxRows int `yaml:"import_max_rows"`
+}
+
+// Audit configures the security audit log.
+type Audit struct {
+	// Retention: records older than this are removed (0: kept for ever); the hash of the last
+	// one removed stays as the chain's anchor, so the chain still verifies.
+	Retention time.Duration `yaml:"retention"`
 }
 
 // Store selects the metadata database.
@@ -112,6 +129,18 @@ type Broker struct {
 	ConnectBurst    int              `yaml:"connect_burst"`
 	AuthCache       time.Duration    `yaml:"auth_cache"`
 	ServiceAccounts []ServiceAccount `yaml:"service_accounts"`
+	// HandshakeTimeout closes a connection without CONNECT; MaxConnsPerAddr bounds open
+	// connections per remote IP.
+	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
+	MaxConnsPerAddr  int           `yaml:"max_conns_per_addr"`
+	RateLimit        RateLimit     `yaml:"rate_limit"`
+}
+
+// RateLimit bounds each device's MQTT messages to Multiple × its profile's normal rate.
+type RateLimit struct {
+	Multiple        float64       `yaml:"multiple"`
+	Burst           int           `yaml:"burst"`
+	DefaultInterval time.Duration `yaml:"default_interval"`
 }
 
 // ServiceAccount is a non-device MQTT login limited to its topic filters.
@@ -195,6 +224,13 @@ type StreamsRTSP struct {
 	Password      string `yaml:"password"`
 	UDPRTPListen  string `yaml:"udp_rtp_listen"`
 	UDPRTCPListen string `yaml:"udp_rtcp_listen"`
+	// HandshakeTimeout closes a connection that sends no request; MaxConnsPerAddr bounds open
+	// connections per remote IP; AuthFailLimit failed logins from one address within
+	// AuthFailWindow refuse that address until the window has passed.
+	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
+	MaxConnsPerAddr  int           `yaml:"max_conns_per_addr"`
+	AuthFailLimit    int           `yaml:"auth_fail_limit"`
+	AuthFailWindow   time.Duration `yaml:"auth_fail_window"`
 }
 
 // WebRTC configures WHEP egress to browsers.
@@ -205,6 +241,10 @@ type WebRTC struct {
 	DisconnectTimeout time.Duration `yaml:"disconnect_timeout"`
 	MaxLag            time.Duration `yaml:"max_lag"`
 	MaxSessions       int           `yaml:"max_sessions"`
+	// MaxSessionsPerUser and MaxSessionsPerCamera bound concurrent sessions of one user and
+	// of one camera; beyond them an offer is answered 429.
+	MaxSessionsPerUser   int `yaml:"max_sessions_per_user"`
+	MaxSessionsPerCamera int `yaml:"max_sessions_per_camera"`
 }
 
 // Snapshot configures JPEG snapshots.
@@ -224,14 +264,17 @@ func Default() Config {
 		GatewayID: "offsite-gw-01",
 		DataDir:   "/var/lib/offsite",
 		Log:       Log{Level: "info", Format: "text"},
-		HTTP:      HTTP{Listen: ":8080", ReadTimeout: 30 * time.Second, BodyLimitMB: 16, TrustedProxies: []string{}},
+		HTTP:      HTTP{Listen: ":8080", ReadTimeout: 30 * time.Second, BodyLimitMB: 16, TrustedProxies: []string{}, ImportMaxRows: 50000},
 		Secrets:   Secrets{KeyFile: ""},
 		Auth:      Auth{TokenTTL: 12 * time.Hour, LockoutAfter: 5, LockoutFor: 15 * time.Minute},
+		Audit:     Audit{Retention: 180 * 24 * time.Hour},
 		Profiles:  Profiles{Embedded: true},
 		Shutdown:  Shutdown{Timeout: 20 * time.Second},
 		Ingest: Ingest{
 			Broker: Broker{Listen: ":1883", MaxPacketBytes: 263168, MaxInflight: 128, MaxClients: 10000, ConnectRate: 5, ConnectBurst: 20,
-				AuthCache: 5 * time.Minute, ServiceAccounts: []ServiceAccount{}},
+				AuthCache: 5 * time.Minute, ServiceAccounts: []ServiceAccount{},
+				HandshakeTimeout: 10 * time.Second, MaxConnsPerAddr: 256,
+				RateLimit: RateLimit{Multiple: 30, Burst: 200, DefaultInterval: 10 * time.Second}},
 			External:       External{ClientID: "offsite-gw-1", Topics: []string{}},
 			QueueSize:      65536,
 			EnqueueTimeout: 30 * time.Second, MaxFutureSkew: 5 * time.Minute, MaxAge: 168 * time.Hour,
@@ -245,8 +288,10 @@ func Default() Config {
 		},
 		Streams: Streams{StallTimeout: 5 * time.Second, OfflineTimeout: 15 * time.Second, BackoffMin: time.Second,
 			BackoffMax: 30 * time.Second, IdleTimeout: 30 * time.Second, QueueUnits: 256,
-			RTSP:     StreamsRTSP{Listen: ":8554", Username: "offsite"},
-			WebRTC:   WebRTC{UDPListen: ":8189", TCPListen: ":8189", PublicIPs: []string{}, DisconnectTimeout: 5 * time.Second, MaxLag: time.Second, MaxSessions: 1000},
+			RTSP: StreamsRTSP{Listen: ":8554", Username: "offsite", HandshakeTimeout: 10 * time.Second, MaxConnsPerAddr: 32,
+				AuthFailLimit: 5, AuthFailWindow: time.Minute},
+			WebRTC: WebRTC{UDPListen: ":8189", TCPListen: ":8189", PublicIPs: []string{}, DisconnectTimeout: 5 * time.Second, MaxLag: time.Second, MaxSessions: 1000,
+				MaxSessionsPerUser: 8, MaxSessionsPerCamera: 100},
 			Snapshot: Snapshot{FFmpeg: "ffmpeg", Cache: time.Second}},
 		Rules:    rules.Config{Schedules: map[string]rules.Schedule{}, Holidays: rules.Holidays{Off: []string{}, Workdays: []string{}}, Overrides: []rules.Override{}, Cooldown: profiles.Duration(rules.DefaultCooldown)},
 		Events:   defaultEvents(),
@@ -327,6 +372,25 @@ func (c *Config) validate(where func(key string) string) []Problem {
 			}
 		}
 	}
+	if (c.HTTP.TLSCert == "") != (c.HTTP.TLSKey == "") {
+		bad("http.tls_cert", "tls_cert and tls_key go together: set both (HTTPS) or neither (plain HTTP)")
+	}
+	if m := c.HTTP.MetricsListen; m != "" {
+		if _, port, err := net.SplitHostPort(m); err != nil || port == "" {
+			bad("http.metrics_listen", "must be empty (serve /metrics on http.listen) or host:port, got %q", m)
+		} else if m == c.HTTP.Listen {
+			bad("http.metrics_listen", "must differ from http.listen (leave it empty to serve /metrics there)")
+		}
+	}
+	if t := c.HTTP.MetricsToken; t != "" && len(t) < 16 {
+		bad("http.metrics_token", "must be at least 16 characters, got %d", len(t))
+	}
+	if c.HTTP.ImportMaxRows < 1 || c.HTTP.ImportMaxRows > 1000000 {
+		bad("http.import_max_rows", "must be between 1 and 1000000, got %d", c.HTTP.ImportMaxRows)
+	}
+	if r := c.Audit.Retention; r != 0 && r < 24*time.Hour {
+		bad("audit.retention", "must be 0 (keep for ever) or at least 24h, got %s; the Cybersecurity Law asks for at least 4320h (180 days)", r)
+	}
 	if d := c.Store.DSN; d != "" && !strings.HasPrefix(d, "postgres://") && !strings.HasPrefix(d, "postgresql://") && !strings.HasPrefix(d, "sqlite:") {
 		bad("store.dsn", "must be empty (SQLite in data_dir), sqlite:PATH or postgres://…; got %q", redact(d))
 	}
@@ -358,6 +422,13 @@ func (c *Config) validate(where func(key string) string) []Problem {
 	}
 	if in.Broker.MaxPacketBytes < 1024 || in.Broker.MaxInflight < 1 || in.Broker.MaxInflight > 65535 {
 		bad("ingest.broker", "max_packet_bytes must be at least 1024 and max_inflight between 1 and 65535")
+	}
+	if in.Broker.HandshakeTimeout < 0 || in.Broker.MaxConnsPerAddr < 0 || in.Broker.RateLimit.Multiple < 0 ||
+		in.Broker.RateLimit.Burst < 0 || in.Broker.RateLimit.DefaultInterval < 0 {
+		bad("ingest.broker", "handshake_timeout, max_conns_per_addr and rate_limit must not be negative (0 turns a bound off)")
+	}
+	if r := c.Streams.RTSP; r.HandshakeTimeout < 0 || r.MaxConnsPerAddr < 0 || r.AuthFailLimit < 0 || r.AuthFailWindow < 0 {
+		bad("streams.rtsp", "handshake_timeout, max_conns_per_addr, auth_fail_limit and auth_fail_window must not be negative (0 turns a bound off)")
 	}
 	if in.QueueSize < 16 || in.Workers < 0 {
 		bad("ingest.queue_size", "must be at least 16 (and workers not negative)")
@@ -408,6 +479,9 @@ func (c *Config) validate(where func(key string) string) []Problem {
 	}
 	if c.Streams.OfflineTimeout <= c.Streams.StallTimeout {
 		bad("streams.offline_timeout", "must be longer than streams.stall_timeout (%s), got %s", c.Streams.StallTimeout, c.Streams.OfflineTimeout)
+	}
+	if c.Streams.WebRTC.MaxSessionsPerUser < 1 || c.Streams.WebRTC.MaxSessionsPerCamera < 1 {
+		bad("streams.webrtc", "max_sessions_per_user and max_sessions_per_camera must be at least 1")
 	}
 	if c.Streams.QueueUnits < 16 || c.Streams.WebRTC.MaxSessions < 1 {
 		bad("streams", "queue_units must be at least 16 and webrtc.max_sessions at least 1")

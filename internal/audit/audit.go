@@ -1,5 +1,8 @@
 // Package audit keeps the security audit log (等级保护): every login, every change, every view
-// of a camera — who, what, when, from where, and the result. Entries are only ever appended.
+// of a camera or download — who, what, when, from where, and the result. Entries are only ever
+// appended, each with an SM3 hash chained to the one before (chain.go), so that a changed,
+// inserted or removed record shows in Verify; retention (Prune) removes the oldest records and
+// keeps the hash of the last one removed as the chain's anchor.
 package audit
 
 import (
@@ -22,6 +25,10 @@ type Entry struct {
 	IP     string    `json:"ip"`
 	Result string    `json:"result"` // ok, denied, failed, locked …
 	Detail string    `json:"detail"`
+	// Hash is the record's SM3 chain hash (hex); PrevHash is the hash of the record before it
+	// (the anchor for the first record kept). Set by Record.
+	PrevHash string `json:"prev_hash,omitempty"`
+	Hash     string `json:"hash,omitempty"`
 }
 
 // Filter selects entries in List. Zero fields do not filter.
@@ -33,7 +40,8 @@ type Filter struct {
 	Limit  int // default 200, at most 5000
 }
 
-// Log appends to and reads the audit table.
+// Log appends to and reads the audit table. Any number of Logs may share one database (and two
+// processes one PostgreSQL): appends are serialized on the chain head row.
 type Log struct {
 	DB     *store.DB
 	Logger *slog.Logger
@@ -48,9 +56,7 @@ func (l *Log) Record(ctx context.Context, e Entry) error {
 	if e.Result == "" {
 		e.Result = "ok"
 	}
-	_, err := l.DB.Exec(context.WithoutCancel(ctx),
-		`INSERT INTO audit(at, actor, role, action, target, ip, result, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		e.At.UnixMilli(), e.Actor, e.Role, e.Action, e.Target, e.IP, e.Result, e.Detail)
+	err := l.appendChained(context.WithoutCancel(ctx), &e)
 	if err != nil {
 		if l.Logger != nil {
 			l.Logger.Error("audit record failed", "action", e.Action, "actor", e.Actor, "target", e.Target, "err", err)
@@ -62,7 +68,7 @@ func (l *Log) Record(ctx context.Context, e Entry) error {
 
 // List returns entries newest first.
 func (l *Log) List(ctx context.Context, f Filter) ([]Entry, error) {
-	q := `SELECT id, at, actor, role, action, target, ip, result, detail FROM audit WHERE 1=1`
+	q := `SELECT ` + entryColumns + ` FROM audit WHERE 1=1`
 	var args []any
 	if f.Actor != "" {
 		q += ` AND actor = ?`
@@ -100,12 +106,10 @@ func (l *Log) List(ctx context.Context, f Filter) ([]Entry, error) {
 	defer rows.Close()
 	out := []Entry{}
 	for rows.Next() {
-		var e Entry
-		var at int64
-		if err := rows.Scan(&e.ID, &at, &e.Actor, &e.Role, &e.Action, &e.Target, &e.IP, &e.Result, &e.Detail); err != nil {
+		e, err := scanEntry(rows)
+		if err != nil {
 			return nil, err
 		}
-		e.At = time.UnixMilli(at)
 		out = append(out, e)
 	}
 	return out, rows.Err()

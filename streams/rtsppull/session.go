@@ -155,6 +155,11 @@ func (s *Session) Initialize(ctx context.Context) error {
 		Transport:    &transport,
 		ReadTimeout:  s.ReadTimeout,
 		WriteTimeout: s.WriteTimeout,
+		// gortsplib writes these to the standard logger unless told otherwise: they go to
+		// the structured log instead, per camera.
+		OnTransportSwitch: func(err error) { s.Logger.Info("rtsp transport switched", "reason", err.Error()) },
+		OnPacketsLost:     func(lost uint64) { s.Logger.Debug("rtsp packets lost", "lost", lost) },
+		OnDecodeError:     func(err error) { s.Logger.Debug("rtsp packet not decoded", "err", err.Error()) },
 	}
 	if len(s.Header) > 0 {
 		c.OnRequest = func(req *base.Request) {

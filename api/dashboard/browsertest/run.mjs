@@ -572,7 +572,9 @@ await scenario('screens', async () => {
         alertId ? ['alert-detail', `#/alerts/${encodeURIComponent(alertId)}`, '#alert-timeline'] : null,
         ['devices', '#/devices', '.summary .stat'],
         sensor ? ['device-detail', `#/devices/${encodeURIComponent(sensor.id)}`, '.chart, .chart-box .alert-box'] : null,
-        ['uplinks', '#/uplinks', '.uplink, .uplinks .alert-box, .uplinks .empty']].filter(Boolean);
+        ['sites', '#/sites', '.page-sites table, .page-sites .empty'],
+        ['uplinks', '#/uplinks', '.uplink, .uplinks .alert-box, .uplinks .empty'],
+        ['gateways', '#/gateways', '.page-gateways table, #gw-intro']].filter(Boolean);
       for (const [p, hash, ready] of pages) {
         await page.goto(`${BASE}/${hash}`);
         await page.waitForSelector(ready, { timeout: 15000 }).catch(() => {});

@@ -545,7 +545,7 @@ func benchEmbedded(c config, influx *influxd) (result, error) {
 	}
 	defer hdir.Close()
 	hook := &nullConsumer{}
-	hb := &ingest.Broker{Listen: "127.0.0.1:0", Auth: hookDevs, Directory: hdir, Pipeline: hook, Logger: log, ConnectRate: 1000, ConnectBurst: 1000}
+	hb := &ingest.Broker{Listen: "127.0.0.1:0", Auth: hookDevs, Directory: hdir, Pipeline: hook, Logger: log, ConnectRate: 1000, ConnectBurst: 1000, MaxConnsPerAddr: -1}
 	if err := hb.Initialize(); err != nil {
 		return r, err
 	}
@@ -559,7 +559,7 @@ func benchEmbedded(c config, influx *influxd) (result, error) {
 		return r, err
 	}
 	defer dir.Close()
-	nb := &ingest.Broker{Listen: "127.0.0.1:0", Auth: nullDevs, Directory: dir, Pipeline: discard{}, Logger: log, ConnectRate: 1000, ConnectBurst: 1000,
+	nb := &ingest.Broker{Listen: "127.0.0.1:0", Auth: nullDevs, Directory: dir, Pipeline: discard{}, Logger: log, ConnectRate: 1000, ConnectBurst: 1000, MaxConnsPerAddr: -1,
 		ServiceAccounts: []ingest.ServiceAccount{{Username: "bench-null", Password: "bench-null", Subscribe: []string{"offsite/#"}}}}
 	if err := nb.Initialize(); err != nil {
 		return r, err
@@ -580,7 +580,7 @@ func benchEmbedded(c config, influx *influxd) (result, error) {
 		return r, err
 	}
 	defer s.close()
-	b := &ingest.Broker{Listen: "127.0.0.1:0", Auth: devs, Directory: s.dir, Pipeline: s.pipe, Logger: log, ConnectRate: 1000, ConnectBurst: 1000}
+	b := &ingest.Broker{Listen: "127.0.0.1:0", Auth: devs, Directory: s.dir, Pipeline: s.pipe, Logger: log, ConnectRate: 1000, ConnectBurst: 1000, MaxConnsPerAddr: -1}
 	if err := b.Initialize(); err != nil {
 		return r, err
 	}

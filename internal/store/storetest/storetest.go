@@ -61,6 +61,20 @@ func SQLite(t testing.TB, sets ...store.Migrations) *store.DB {
 // afterwards.
 func Postgres(t testing.TB, sets ...store.Migrations) *store.DB {
 	t.Helper()
+	dsn := PostgresDSN(t)
+	db, err := store.Open(context.Background(), dsn, "", sets...)
+	if err != nil {
+		t.Fatalf("open postgres %s: %v", dsn, err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return db
+}
+
+// PostgresDSN creates a new, empty database on the test server and returns its DSN, for tests
+// that open it more than once (several instances sharing one database) or hand it to a child
+// process. The database is dropped afterwards, connections still open included.
+func PostgresDSN(t testing.TB) string {
+	t.Helper()
 	admin := os.Getenv(EnvPG)
 	if admin == "" {
 		t.Skipf("%s not set", EnvPG)
@@ -82,16 +96,11 @@ func Postgres(t testing.TB, sets ...store.Migrations) *store.DB {
 		t.Fatalf("parse %s: %v", EnvPG, err)
 	}
 	u.Path = "/" + name
-	db, err := store.Open(ctx, u.String(), "", sets...)
-	if err != nil {
-		t.Fatalf("open postgres %s: %v", name, err)
-	}
 	t.Cleanup(func() {
-		_ = db.Close()
 		if a, err := store.OpenNoMigrate(admin); err == nil {
 			_, _ = a.ExecContext(context.Background(), fmt.Sprintf("DROP DATABASE IF EXISTS %s WITH (FORCE)", name))
 			_ = a.Close()
 		}
 	})
-	return db
+	return u.String()
 }

@@ -383,6 +383,19 @@ func (c *Client) WaitFrames(ctx context.Context, n int64) error {
 }
 
 // Close ends the session with a WHEP DELETE (if del) and closes the peer.
+// Location is the session's resource URL, resolved against Endpoint ("" before Start).
+func (c *Client) Location() string {
+	u, err := url.Parse(c.Endpoint)
+	if err != nil || c.location == "" {
+		return ""
+	}
+	loc, err := u.Parse(c.location)
+	if err != nil {
+		return ""
+	}
+	return loc.String()
+}
+
 func (c *Client) Close(del bool) error {
 	var err error
 	if del && c.location != "" {

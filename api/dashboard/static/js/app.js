@@ -1,5 +1,6 @@
 // app: the shell (header, navigation, language and theme switches) and the hash router.
-// Routes: #/login, #/wall, #/alerts, #/alerts/ID, #/devices, #/devices/ID, #/uplinks.
+// Routes: #/login, #/wall, #/alerts, #/alerts/ID, #/devices, #/devices/ID, #/sites, #/uplinks,
+// #/gateways.
 
 import { h, clear, svg } from './dom.js';
 import { t, loadI18n, getLang, setLang, onLangChange } from './i18n.js';
@@ -13,6 +14,9 @@ import * as alertDetailPage from './pages/alert_detail.js';
 import * as devicesPage from './pages/devices.js';
 import * as deviceDetailPage from './pages/device_detail.js';
 import * as uplinksPage from './pages/uplinks.js';
+import * as gatewaysPage from './pages/gateways.js';
+import * as sitesPage from './pages/sites.js';
+import { mayReadGateways } from './centre.js';
 
 const THEME_KEY = 'offsite.theme';
 const root = document.getElementById('app');
@@ -23,7 +27,10 @@ const NAV = [
   { route: 'wall', key: 'nav.wall', icon: 'M3 4h8v7H3zM13 4h8v7h-8zM3 13h8v7H3zM13 13h8v7h-8z' },
   { route: 'alerts', key: 'nav.alerts', icon: 'M12 3a6 6 0 0 0-6 6v4l-2 3h16l-2-3V9a6 6 0 0 0-6-6zM10 19a2 2 0 0 0 4 0' },
   { route: 'devices', key: 'nav.devices', icon: 'M4 5h16v10H4zM8 19h8M12 15v4' },
+  { route: 'sites', key: 'nav.sites', icon: 'M4 20V9l8-5 8 5v11M9 20v-6h6v6M3 20h18' },
   { route: 'uplinks', key: 'nav.uplinks', icon: 'M12 20V6M6 11l6-6 6 6M4 20h16' },
+  // Site gateways below this centre: only for the roles that may list them (api/auth).
+  { route: 'gateways', key: 'nav.gateways', icon: 'M12 3v6M5 15v-3h14v3M3 15h4v5H3zM10 15h4v5h-4zM17 15h4v5h-4z', allowed: mayReadGateways },
 ];
 
 function icon(d) {
@@ -48,7 +55,7 @@ function shell(active) {
   const live = h('span', { class: 'live-dot', title: '' });
   // Officers and viewers act on alerts; uplink delivery is the administrators' business.
   const hidden = ['officer', 'viewer'].includes(user.role) ? ['uplinks'] : [];
-  const navLinks = NAV.filter((n) => !hidden.includes(n.route)).map((n) => h('a', {
+  const navLinks = NAV.filter((n) => !hidden.includes(n.route) && (!n.allowed || n.allowed(user.role))).map((n) => h('a', {
     href: `#/${n.route}`, class: `nav-link${active === n.route ? ' active' : ''}`,
     'aria-current': active === n.route ? 'page' : null, 'data-route': n.route,
   }, icon(n.icon), h('span', { class: 'nav-label' }, t(n.key)), n.route === 'alerts' ? badge : null));
@@ -95,8 +102,9 @@ export async function render() {
     return;
   }
   const pages = {
-    wall: wallPage, alerts: r.id ? alertDetailPage : alertsPage, devices: r.id ? deviceDetailPage : devicesPage, uplinks: uplinksPage,
+    wall: wallPage, alerts: r.id ? alertDetailPage : alertsPage, devices: r.id ? deviceDetailPage : devicesPage, sites: sitesPage, uplinks: uplinksPage,
   };
+  if (mayReadGateways(session.user?.role)) pages.gateways = gatewaysPage;
   const page = pages[r.name] || wallPage;
   const active = pages[r.name] ? r.name : 'wall';
   current = active;

@@ -6,6 +6,7 @@ import { api, list, optional, telemetry, session } from '../api.js';
 import { lineChart } from '../chart.js';
 import { facts, errorBox, loading, toast, field, select, stateChip, table, notAvailable } from '../ui.js';
 import { deviceState, deviceReason, lastSeen, firmwareProblem, telemetryPoints, MAINT_KINDS } from '../model.js';
+import { gatewayNames, gatewayLabel, reasonText } from '../centre.js';
 
 const RANGES = [['1h', 3600e3], ['6h', 6 * 3600e3], ['24h', 24 * 3600e3], ['7d', 7 * 24 * 3600e3]];
 
@@ -35,6 +36,7 @@ export function mount(main, { id }) {
       dev.kind !== 'camera' ? optional(`devices/${encodeURIComponent(dev.id)}/presence`).catch(() => null) : null,
       dev.kind !== 'camera' ? optional(`devices/${encodeURIComponent(dev.id)}/readings/latest`).catch(() => null) : null]);
     if (presence && !dev.presence) dev.presence = presence;
+    const gwNames = dev.gateway ? await gatewayNames() : new Map();
     if (disposed) return;
     profile = prof;
     const camSt = cam?.status && typeof cam.status === 'object' ? cam.status : cam;
@@ -48,11 +50,11 @@ export function mount(main, { id }) {
     clear(box).append(
       h('div', { class: 'card detail-head' }, h('div', { class: 'chips' }, stateChip('health', st), h('span', { class: 'chip plain' }, tOr(`kind.${dev.kind}`, dev.kind))),
         h('h2', {}, dev.name || dev.id), h('p', { class: 'muted mono' }, dev.id),
-        deviceReason(dev, camSt) ? h('p', { class: 'reason' }, deviceReason(dev, camSt)) : null),
+        deviceReason(dev, camSt) ? h('p', { class: 'reason' }, reasonText(deviceReason(dev, camSt))) : null),
       h('div', { class: 'detail-grid' },
         h('div', { class: 'col' },
           dev.kind === 'sensor' || metrics.length ? h('section', { class: 'card' }, h('h3', {}, t('device.readings')),
-            h('div', { class: 'filters' }, h('label', { class: 'filter' }, h('span', {}, t('device.metric')), metricSel),
+            h('div', { class: 'filters', style: dev.gateway ? { display: 'none' } : null }, h('label', { class: 'filter' }, h('span', {}, t('device.metric')), metricSel),
               h('label', { class: 'filter' }, h('span', {}, t('device.range')), rangeSel), fromIn, toIn,
               h('button', { type: 'button', class: 'btn small', onclick: loadChart }, t('common.refresh'))), chartBox) : null,
           h('section', { class: 'card' }, h('h3', {}, t('device.maintenance')), maintBox)),
@@ -65,9 +67,18 @@ export function mount(main, { id }) {
             [t('device.profile'), profile?.name ? `${profile.name} (${dev.profile})` : dev.profile],
             [t('device.serial'), dev.serial],
             [t('device.installed_on'), dev.installed_on],
+            dev.gateway ? [t('gateways.gateway'), gatewayLabel(dev, gwNames)] : null,
             [t('devices.site'), site ? h('span', {}, site.name, h('br'), h('small', { class: 'muted' }, `${t('site.uscc')} ${site.uscc || '—'} · ${t('site.region')} ${site.region_code || '—'} · ${site.department || ''}`)) : dev.site_id],
             camSt?.codec ? [t('device.codec'), `${camSt.codec}${camSt.width ? ` ${camSt.width}×${camSt.height}` : ''}`] : null,
           ])))));
+    // A site gateway's device keeps its readings and maintenance log at its site; the centre
+    // has its facts and live state only.
+    if (dev.gateway) {
+      const note = h('p', { class: 'muted', id: 'at-site-note' }, t('device.at_site', { gateway: gwNames.get(dev.gateway) || dev.gateway }));
+      clear(chartBox).append(note);
+      clear(maintBox).append(note.cloneNode(true));
+      return;
+    }
     if (metrics.length) loadChart();
     loadMaint();
   }

@@ -6,11 +6,12 @@ import { t, tOr, fmtTime, fmtAgo } from '../i18n.js';
 import { api, list, optional, withToken, session, eachLimited } from '../api.js';
 import { table, select, errorBox, loading, toast, stateChip } from '../ui.js';
 import { deviceState, deviceReason, lastSeen, firmwareProblem } from '../model.js';
+import { gatewayNames, gatewayLabel, gatewayOptions, hasGateways, matchesGateway, gatewayOf, reasonText } from '../centre.js';
 
 export function mount(main) {
-  let devices = []; let sites = new Map(); let profiles = new Map(); let cams = new Map();
+  let devices = []; let sites = new Map(); let profiles = new Map(); let cams = new Map(); let gwNames = new Map();
   let disposed = false;
-  const f = { kind: '', health: '', site: '', q: '' };
+  const f = { kind: '', health: '', site: '', gateway: '', q: '' };
   const summary = h('div', { class: 'summary' });
   const body = h('div', {}, loading());
   const importBox = h('div', { class: 'import-result', id: 'import-result', 'aria-live': 'polite' });
@@ -18,14 +19,18 @@ export function mount(main) {
   const kindSel = select([['', t('common.all')], ['camera', t('kind.camera')], ['sensor', t('kind.sensor')], ['gateway', t('kind.gateway')]], '', { id: 'dev-kind' });
   const healthSel = select([['', t('common.all')], ...['online', 'stalled', 'offline', 'unknown'].map((s) => [s, t(`health.${s}`)]), ['firmware', t('devices.firmware_flagged')]], '', { id: 'dev-health' });
   const siteSel = select([['', t('common.all')]], '', { id: 'dev-site' });
+  // At a centre: which site gateway the devices came from (shown once any row has one).
+  const gwSel = select([['', t('common.all')]], '', { id: 'dev-gateway' });
   const search = h('input', { type: 'search', id: 'dev-q', placeholder: t('devices.search') });
-  const onF = () => { Object.assign(f, { kind: kindSel.value, health: healthSel.value, site: siteSel.value, q: search.value.trim().toLowerCase() }); render(); };
-  for (const el of [kindSel, healthSel, siteSel]) el.addEventListener('change', onF);
+  const onF = () => { Object.assign(f, { kind: kindSel.value, health: healthSel.value, site: siteSel.value, gateway: gwSel.value, q: search.value.trim().toLowerCase() }); render(); };
+  for (const el of [kindSel, healthSel, siteSel, gwSel]) el.addEventListener('change', onF);
   search.addEventListener('input', debounce(onF, 150));
 
   const fileInput = h('input', { type: 'file', accept: '.csv,text/csv', id: 'import-file', class: 'visually-hidden', onchange: () => doImport() });
   const canWrite = ['admin', 'maintainer'].includes(session.user?.role) || !session.user?.role;
   const lab = (text, el) => h('label', { class: 'filter' }, h('span', {}, text), el);
+  const gwFilter = lab(t('gateways.gateway'), gwSel);
+  gwFilter.hidden = true;
   main.append(
     h('div', { class: 'page-head' }, h('h1', {}, t('devices.title')), h('div', { class: 'spacer' }),
       canWrite ? h('label', { class: 'btn small', for: 'import-file', tabindex: '0', role: 'button',
@@ -33,7 +38,7 @@ export function mount(main) {
       canWrite ? h('a', { class: 'btn small', href: withToken('/api/v1/devices/export'), download: 'devices.csv', id: 'export-link' }, t('devices.export')) : null),
     importBox, summary,
     h('details', { class: 'filters-box', open: window.matchMedia('(min-width: 761px)').matches }, h('summary', {}, t('alerts.filters')),
-      h('div', { class: 'filters', role: 'search' }, lab(t('devices.kind'), kindSel), lab(t('devices.health'), healthSel), lab(t('devices.site'), siteSel), lab(t('common.search'), search))),
+      h('div', { class: 'filters', role: 'search' }, lab(t('devices.kind'), kindSel), lab(t('devices.health'), healthSel), lab(t('devices.site'), siteSel), gwFilter, lab(t('common.search'), search))),
     body);
 
   function health(d) { return deviceState(d, cams.get(d.id)); }
@@ -45,30 +50,36 @@ export function mount(main) {
     clear(summary).append(...['total', 'online', 'stalled', 'offline', 'firmware'].map((k) =>
       h('button', { type: 'button', class: `stat stat-${k}`, onclick: () => { healthSel.value = k === 'total' ? '' : k; onF(); } },
         h('span', { class: 'stat-n' }, String(n[k])), h('span', { class: 'stat-l' }, t(`devices.stat_${k}`)))));
-    const rows = devices.filter((d) => (!f.kind || d.kind === f.kind) && (!f.site || d.site_id === f.site)
+    const centre = hasGateways(devices);
+    const rows = devices.filter((d) => (!f.kind || d.kind === f.kind) && (!f.site || d.site_id === f.site) && matchesGateway(d, f.gateway)
       && (!f.health || (f.health === 'firmware' ? !!fw(d) : health(d) === f.health))
       && (!f.q || `${d.id} ${d.name} ${d.model} ${d.vendor} ${d.serial}`.toLowerCase().includes(f.q)));
     const cols = [
       { label: t('devices.name'), class: 'full', render: (d) => h('span', {}, h('strong', {}, d.name || d.id), h('br'), h('small', { class: 'muted mono' }, d.id)) },
       { label: t('devices.kind'), class: 'inline', render: (d) => h('span', { class: 'chip plain' }, tOr(`kind.${d.kind}`, d.kind)) },
       { label: t('devices.site'), render: (d) => sites.get(d.site_id)?.name || d.site_id },
-      { label: t('devices.health'), render: (d) => { const r = deviceReason(d, cams.get(d.id)); return h('span', {}, stateChip('health', health(d)), r ? h('small', { class: 'muted reason' }, ` ${r}`) : null); } },
+      centre ? { label: t('gateways.gateway'), render: (d) => gatewayLabel(d, gwNames) } : null,
+      { label: t('devices.health'), render: (d) => { const r = reasonText(deviceReason(d, cams.get(d.id))); return h('span', {}, stateChip('health', health(d)), r ? h('small', { class: 'muted reason' }, ` ${r}`) : null); } },
       { label: t('devices.last_seen'), render: (d) => { const v = lastSeen(d, cams.get(d.id)); return h('time', { title: fmtTime(v) }, fmtAgo(v)); } },
       { label: t('devices.firmware'), render: (d) => { const p = fw(d); return h('span', { class: p ? 'fw-bad' : '' }, d.firmware || t('devices.firmware_unknown'), p ? h('span', { class: 'chip sev-major', title: p }, ` ⚠ ${t('devices.firmware_flag')}`) : null); } },
       { label: t('devices.model'), render: (d) => [d.vendor, d.model].filter(Boolean).join(' ') || d.profile },
-    ];
+    ].filter(Boolean);
     clear(body).append(table(cols, rows, { empty: t('devices.none'), onRow: (d) => { location.hash = `#/devices/${encodeURIComponent(d.id)}`; },
-      rowAttrs: (d) => ({ 'data-id': d.id, 'data-health': health(d) }) }));
+      rowAttrs: (d) => ({ 'data-id': d.id, 'data-health': health(d), 'data-gateway': gatewayOf(d) }) }));
   }
 
   async function load() {
     try {
-      const [d, s, p, c] = await Promise.all([api('devices'), api('sites'), optional('profiles').catch(() => null), optional('cameras').catch(() => null)]);
+      const [d, s, p, c, g] = await Promise.all([api('devices'), api('sites'), optional('profiles').catch(() => null), optional('cameras').catch(() => null), gatewayNames()]);
       if (disposed) return;
       devices = list(d, 'devices');
       sites = new Map(list(s, 'sites').map((x) => [x.id, x]));
       profiles = new Map(list(p, 'profiles').map((x) => [x.id, x]));
       cams = new Map(list(c, 'cameras').map((x) => [x.id, x]));
+      gwNames = g;
+      gwFilter.hidden = !hasGateways(devices);
+      const curGw = gwSel.value;
+      clear(gwSel).append(...gatewayOptions(devices, gwNames).map(([v, label]) => h('option', { value: v, selected: v === curGw }, label)));
       loadPresence();
       const cur = siteSel.value;
       clear(siteSel).append(h('option', { value: '' }, t('common.all')), ...[...sites.values()].map((x) => h('option', { value: x.id, selected: x.id === cur }, x.name || x.id)));
@@ -80,7 +91,8 @@ export function mount(main) {
   let presenceMissing = false;
   async function loadPresence() {
     if (presenceMissing) return;
-    const need = devices.filter((d) => d.kind !== 'camera' && deviceState(d) === 'unknown' && !d.presence);
+    // A site gateway's devices carry their live state from there; the centre has no presence.
+    const need = devices.filter((d) => d.kind !== 'camera' && !gatewayOf(d) && deviceState(d) === 'unknown' && !d.presence);
     if (!need.length) return;
     let changed = false; let ok = 0; let missing = 0;
     await eachLimited(need, 6, async (d) => {

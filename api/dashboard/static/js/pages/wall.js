@@ -7,6 +7,7 @@ import { api, list, optional, session } from '../api.js';
 import { WhepPlayer } from '../player.js';
 import { errorBox, loading } from '../ui.js';
 import { deviceState } from '../model.js';
+import { gatewayNames, gatewayLabel, hasGateways } from '../centre.js';
 import { fetchLayout, storeLayout, flushLayout } from '../wallprefs.js';
 
 const LAYOUTS = [1, 4, 9, 16];
@@ -30,6 +31,7 @@ export function mount(main) {
   let cameras = [];
   let sites = [];
   let camStatus = new Map();
+  let gwNames = new Map();
   let selected = 0;
   const players = new Map(); // tile index → { player, cameraId, el }
   let statusTimer = 0;
@@ -98,6 +100,8 @@ export function mount(main) {
     const order = sites.map((s) => s.id).filter((id) => bySite.has(id));
     for (const sid of bySite.keys()) if (!order.includes(sid)) order.push(sid);
     if (!order.length) { tree.append(h('p', { class: 'empty' }, t('wall.no_cameras'))); return; }
+    // At a centre each site says which site gateway it is on (本机 for this node's own).
+    const centre = hasGateways(cameras);
     for (const sid of order) {
       const site = sites.find((s) => s.id === sid);
       const cams = bySite.get(sid).filter((c) => !q || `${c.name} ${c.id} ${site?.name || ''}`.toLowerCase().includes(q));
@@ -113,7 +117,8 @@ export function mount(main) {
           h('span', { class: `dot ${st}`, 'aria-hidden': 'true' }), h('span', { class: 'cam-name' }, c.name || c.id)));
       });
       tree.append(h('div', { class: 'tree-site', role: 'group' },
-        h('div', { class: 'tree-site-name', title: site?.address || '' }, site?.name || sid || t('wall.unassigned')),
+        h('div', { class: 'tree-site-name', title: site?.address || '' }, site?.name || sid || t('wall.unassigned'),
+          centre ? [' ', gatewayLabel(site?.gateway ? site : bySite.get(sid)[0], gwNames)] : null),
         h('ul', {}, items)));
     }
   }
@@ -195,8 +200,9 @@ export function mount(main) {
 
   (async () => {
     try {
-      const [s, d, kept] = await Promise.all([api('sites'), api('devices?kind=camera'), fetchLayout()]);
+      const [s, d, g, kept] = await Promise.all([api('sites'), api('devices?kind=camera'), gatewayNames(), fetchLayout()]);
       if (disposed) return;
+      gwNames = g;
       if (kept) { state = kept; localStorage.setItem(storeKey(), JSON.stringify(state)); }
       sites = list(s, 'sites');
       cameras = list(d, 'devices').filter((c) => !c.kind || c.kind === 'camera');

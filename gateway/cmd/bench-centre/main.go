@@ -1,0 +1,463 @@
+// Command bench-centre measures a city centre on the real binary: how many events per second
+// 100 site gateways can get stored at one centre, and how long an event takes from its
+// creation at a site to an officer's live event stream at the centre under a steady load.
+//
+// For each store (SQLite, and PostgreSQL when -pg-dsn is given) it starts `offsite serve`
+// (bin/offsite) as a child process in a temporary data directory with every listener on
+// loopback, reads the first-start admin password from its stdout, enrols -gateways site
+// gateways through POST /api/v1/gateways (keeping the secret each answer shows once), creates
+// an officer of the sites' department and opens GET /api/v1/events/stream as him. Then:
+//
+//  1. Throughput: every simulated site posts signed batches of -batch events to
+//     POST /offsite/v1/events:batch one after the other, as fast as the centre answers, for
+//     -throughput-for; events_per_s is what the centre answered as accepted (stored and
+//     committed) per second of wall time.
+//  2. Latency: the sites make -rate events per second in total (evenly spread, each site at
+//     rate/gateways), and each posts whatever it has as soon as its previous batch was
+//     answered, as the site's centre uplink does. After -warmup, for -latency-for, every
+//     event's creation time is noted; p99_ms is the 99th percentile from creation to the
+//     officer's SSE frame for that event (lost: never seen within 10 s). alert_p99_ms is
+//     the same from an alarm activation's creation to the alert.opened frame it caused.
+//
+// The event mix is what a kitchen's gas detectors send: sensor readings forwarded as events,
+// about 4 % alarm activations (each opens an alert) and their clears. Sites retry a refused
+// or failed batch with backoff, like events/uplink. CPU (percent of one core) and peak RSS of
+// the centre's PID, from /proc, are recorded per phase. The last lines are
+//
+//	BENCH centre store=sqlite events_per_s=… p99_ms=… cpu_pct=… rss_mb=… …
+//	BENCH centre store=postgres …
+//
+// where cpu_pct and rss_mb are those of the throughput phase (load_cpu_pct, load_rss_mb: the
+// latency phase), centre_cpu_us_per_event the centre's CPU time per stored event in the
+// throughput phase, bench_cpu_pct this program's own CPU (the simulated sites share the
+// machine) and load1 the machine's load at the end. It never asserts on a figure; it fails
+// only when it cannot measure.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/offsite-gw/offsite/events/event"
+)
+
+type options struct {
+	bin           string
+	pgDSN         string
+	gateways      int
+	batch         int
+	throughputFor time.Duration
+	rate          float64
+	warmup        time.Duration
+	latencyFor    time.Duration
+	lostAfter     time.Duration
+	keep          bool
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.bin, "bin", "bin/offsite", "the offsite binary (CGO_ENABLED=0 go build -o bin/offsite ./gateway)")
+	flag.StringVar(&o.pgDSN, "pg-dsn", "", "PostgreSQL DSN of an empty throw-away database for the second run (empty: SQLite only)")
+	flag.IntVar(&o.gateways, "gateways", 100, "simulated site gateways")
+	flag.IntVar(&o.batch, "batch", 100, "events per batch in the throughput phase")
+	flag.DurationVar(&o.throughputFor, "throughput-for", 20*time.Second, "length of the throughput phase")
+	flag.Float64Var(&o.rate, "rate", 1000, "events per second in total during the latency phase")
+	flag.DurationVar(&o.warmup, "warmup", 5*time.Second, "latency phase: load before measuring")
+	flag.DurationVar(&o.latencyFor, "latency-for", 30*time.Second, "latency phase: measurement length")
+	flag.DurationVar(&o.lostAfter, "lost-after", 10*time.Second, "an event not on the officer's stream this long after the end counts as lost")
+	flag.BoolVar(&o.keep, "keep", false, "keep the centres' data directories (logs) instead of removing them")
+	flag.Parse()
+	lg := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	stores := []struct{ name, dsn string }{{"sqlite", ""}}
+	if o.pgDSN != "" {
+		stores = append(stores, struct{ name, dsn string }{"postgres", o.pgDSN})
+	}
+	var lines []string
+	for _, st := range stores {
+		line, err := run(ctx, o, st.name, st.dsn, lg.With("store", st.name))
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "bench-centre (%s): %v\n", st.name, err)
+			os.Exit(1)
+		}
+		lines = append(lines, line)
+	}
+	for _, l := range lines {
+		fmt.Println(l)
+	}
+}
+
+// tracker matches SSE frames to the events the sites made.
+type tracker struct {
+	siteFrames  atomic.Int64 // frames of site events (any phase)
+	alertFrames atomic.Int64 // alert.opened frames (any phase)
+
+	mu       sync.Mutex
+	created  map[string]time.Time // measured event id → creation
+	alarms   map[string]time.Time // measured activation's alarm key → creation
+	lat      []time.Duration
+	alertLat []time.Duration
+	measured int
+	activ    int
+}
+
+func newTracker() *tracker {
+	return &tracker{created: map[string]time.Time{}, alarms: map[string]time.Time{}}
+}
+
+func (t *tracker) add(e *event.Event, kind int, at time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.created[e.ID] = at
+	t.measured++
+	if kind == kindActivation {
+		t.alarms[e.AlarmKey] = at
+		t.activ++
+	}
+}
+
+func (t *tracker) onEvent(at time.Time, e sseEvent) {
+	switch {
+	case e.Type == "alert.opened":
+		t.alertFrames.Add(1)
+		t.mu.Lock()
+		if c, ok := t.alarms[e.AlarmKey]; ok {
+			t.alertLat = append(t.alertLat, at.Sub(c))
+			delete(t.alarms, e.AlarmKey)
+		}
+		t.mu.Unlock()
+	case strings.HasPrefix(e.GatewayID, "bench-gw-"):
+		t.siteFrames.Add(1)
+		t.mu.Lock()
+		if c, ok := t.created[e.ID]; ok {
+			t.lat = append(t.lat, at.Sub(c))
+			delete(t.created, e.ID)
+		}
+		t.mu.Unlock()
+	}
+}
+
+func (t *tracker) outstanding() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.created) + len(t.alarms)
+}
+
+// run measures one centre on one store and returns its BENCH line.
+func run(ctx context.Context, o options, storeName, dsn string, lg *slog.Logger) (string, error) {
+	dir, err := os.MkdirTemp("", "bench-centre-"+storeName+"-")
+	if err != nil {
+		return "", err
+	}
+	c := &centreProc{Bin: o.bin, DataDir: dir, DSN: dsn, Logger: lg}
+	stopped := false
+	defer func() {
+		if !stopped {
+			_ = c.Stop()
+		}
+		if o.keep {
+			lg.Info("data directory kept", "dir", dir)
+		} else {
+			_ = os.RemoveAll(dir)
+		}
+	}()
+	if err := c.Start(ctx); err != nil {
+		return "", err
+	}
+	// One connection per site, as 100 separate gateways would have.
+	hc := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{MaxIdleConns: 4 * o.gateways,
+		MaxIdleConnsPerHost: 4 * o.gateways, IdleConnTimeout: time.Minute}}
+	admin, err := login(ctx, c.HTTP, hc, "admin", c.adminPassword())
+	if err != nil {
+		return "", err
+	}
+	began := time.Now()
+	sites, err := enrol(ctx, admin, o.gateways)
+	if err != nil {
+		return "", err
+	}
+	lg.Info("gateways enrolled", "n", len(sites), "took", time.Since(began).Round(time.Millisecond))
+	officer, err := createOfficer(ctx, admin)
+	if err != nil {
+		return "", err
+	}
+	tr := newTracker()
+	streamCtx, stopStream := context.WithCancel(ctx)
+	defer stopStream()
+	streamDone, err := openStream(streamCtx, officer, tr.onEvent)
+	if err != nil {
+		return "", err
+	}
+	p := &poster{Base: c.HTTP, HTTP: hc}
+
+	// 1. Throughput.
+	lg.Info("throughput phase", "gateways", len(sites), "batch", o.batch, "for", o.throughputFor, "load1", loadAvg())
+	u, self := watch(c.Pid()), watch(os.Getpid())
+	cpuAt := cpuTime(c.Pid())
+	stored, activations, elapsed, err := throughput(ctx, p, sites, o.batch, o.throughputFor)
+	cpuUsed := cpuTime(c.Pid()) - cpuAt
+	cpuPct, rssMB := u.end()
+	benchPct, _ := self.end()
+	if err != nil {
+		return "", err
+	}
+	perS := float64(stored) / elapsed.Seconds()
+	// CPU the centre spent per stored event: steadier than events/s on a shared machine.
+	usPerEvent := float64(cpuUsed.Microseconds()) / max(float64(stored), 1)
+	lg.Info("throughput", "stored", stored, "seconds", elapsed.Seconds(), "events_per_s", int(perS), "alarm_activations", activations,
+		"centre_cpu_pct", int(cpuPct), "centre_cpu_us_per_event", int(usPerEvent), "centre_rss_mb", int(rssMB),
+		"bench_cpu_pct", int(benchPct), "load1", loadAvg())
+	// The officer's stream catches up before the latency phase starts.
+	catchUp := time.Now()
+	for tr.siteFrames.Load() < stored {
+		select {
+		case err := <-streamDone:
+			return "", err
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Since(catchUp) > 2*time.Minute {
+			return "", fmt.Errorf("the officer's stream shows %d of %d stored events 2 minutes after the throughput phase", tr.siteFrames.Load(), stored)
+		}
+	}
+	lg.Info("officer's stream caught up", "after", time.Since(catchUp).Round(time.Millisecond), "frames", tr.siteFrames.Load(), "alert_opened_frames", tr.alertFrames.Load())
+
+	// 2. Latency at a fixed load.
+	lg.Info("latency phase", "events_per_s", o.rate, "warmup", o.warmup, "for", o.latencyFor)
+	var lu *usage
+	loadStored, err := steady(ctx, p, sites, o.rate, o.warmup, o.latencyFor, tr, func() { lu = watch(c.Pid()) })
+	if err != nil {
+		return "", err
+	}
+	loadCPU, loadRSS := lu.end()
+	wait := time.Now()
+	for tr.outstanding() > 0 && time.Since(wait) < o.lostAfter {
+		select {
+		case err := <-streamDone:
+			return "", err
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	counters, err := admin.metrics(ctx, "offsite_centre_")
+	if err != nil {
+		lg.Warn("metrics", "err", err)
+	}
+	stopStream()
+	stopped = true
+	if err := c.Stop(); err != nil {
+		lg.Warn("centre stop", "err", err)
+	}
+	warns, errCount := c.countLogLines()
+	var retries, rejected int64
+	for _, s := range sites {
+		retries += s.retries.Load()
+		rejected += s.rejected.Load()
+	}
+	accepted := counters[`offsite_centre_events_total{outcome="accepted"}`]
+	lg.Info("centre", "log_warnings", warns, "log_errors", errCount, "site_retries", retries, "events_accepted_metric", accepted,
+		"events_accepted_answers", stored+loadStored, "counters", formatCounters(counters))
+	if int64(accepted) != stored+loadStored {
+		lg.Warn("the centre's accepted counter differs from the sites' answers", "metric", accepted, "answers", stored+loadStored)
+	}
+
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	lost := len(tr.created)
+	alertsLost := len(tr.alarms)
+	lg.Info("latency (ms)", "samples", len(tr.lat), "p50", ms(pct(tr.lat, 50)), "p90", ms(pct(tr.lat, 90)), "p99", ms(pct(tr.lat, 99)),
+		"max", ms(pct(tr.lat, 100)), "lost", lost, "alerts", len(tr.alertLat), "alert_p99", ms(pct(tr.alertLat, 99)), "alerts_lost", alertsLost,
+		"centre_cpu_pct", int(loadCPU), "centre_rss_mb", int(loadRSS), "cores", runtime.NumCPU(), "load1", loadAvg())
+	return fmt.Sprintf("BENCH centre store=%s events_per_s=%.0f p99_ms=%.1f cpu_pct=%.0f rss_mb=%.0f gateways=%d batch=%d p50_ms=%.1f max_ms=%.1f lost=%d "+
+		"load_events_per_s=%.0f load_cpu_pct=%.0f load_rss_mb=%.0f alert_p99_ms=%.1f alerts=%d alerts_lost=%d site_retries=%d rejected=%d "+
+		"centre_cpu_us_per_event=%.0f bench_cpu_pct=%.0f load1=%s",
+		storeName, perS, ms(pct(tr.lat, 99)), cpuPct, rssMB, len(sites), o.batch, ms(pct(tr.lat, 50)), ms(pct(tr.lat, 100)), lost,
+		o.rate, loadCPU, loadRSS, ms(pct(tr.alertLat, 99)), len(tr.alertLat), alertsLost, retries, rejected,
+		usPerEvent, benchPct, loadAvg()), nil
+}
+
+// throughput has every site post batches back to back until the phase ends; it returns the
+// events the centre accepted, the alarm activations among them and the wall time from the
+// first request to the last answer.
+func throughput(ctx context.Context, p *poster, sites []*site, batch int, d time.Duration) (stored, activations int64, elapsed time.Duration, err error) {
+	var (
+		n, act  atomic.Int64
+		errOnce sync.Once
+		first   error
+		wg      sync.WaitGroup
+	)
+	start := time.Now()
+	end := start.Add(d)
+	for _, s := range sites {
+		wg.Go(func() {
+			evs := make([]event.Event, batch)
+			for time.Now().Before(end) && ctx.Err() == nil {
+				now := time.Now()
+				a := 0
+				for i := range evs {
+					var k int
+					evs[i], k = s.next(now)
+					if k == kindActivation {
+						a++
+					}
+				}
+				acc, _, err := p.post(ctx, s, evs, 0)
+				if err != nil {
+					errOnce.Do(func() { first = err })
+					return
+				}
+				n.Add(int64(acc))
+				act.Add(int64(a))
+			}
+		})
+	}
+	wg.Wait()
+	return n.Load(), act.Load(), time.Since(start), first
+}
+
+// steady makes rate events per second in total, spread over the sites, for warmup + measure;
+// each site posts what it has whenever its previous batch was answered. Events made after the
+// warm-up are tracked. measuring is called when the measurement starts. It returns the events
+// the centre accepted.
+func steady(ctx context.Context, p *poster, sites []*site, rate float64, warmup, measure time.Duration, tr *tracker, measuring func()) (int64, error) {
+	every := time.Duration(float64(time.Second) * float64(len(sites)) / rate)
+	start := time.Now()
+	warmEnd, end := start.Add(warmup), start.Add(warmup+measure)
+	var (
+		n       atomic.Int64
+		errOnce sync.Once
+		first   error
+		wg      sync.WaitGroup
+	)
+	go func() {
+		select {
+		case <-time.After(time.Until(warmEnd)):
+			measuring()
+		case <-ctx.Done():
+		}
+	}()
+	for i, s := range sites {
+		var (
+			mu      sync.Mutex
+			pending []event.Event
+			made    = make(chan struct{}, 1)
+			genDone = make(chan struct{})
+		)
+		wg.Go(func() { // the site's rules: events as things happen
+			defer close(genDone)
+			select { // staggered, so the load is smooth rather than a burst each tick
+			case <-time.After(every * time.Duration(i) / time.Duration(len(sites))):
+			case <-ctx.Done():
+				return
+			}
+			t := time.NewTicker(every)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+				}
+				now := time.Now()
+				if !now.Before(end) {
+					return
+				}
+				e, k := s.next(now)
+				if !now.Before(warmEnd) {
+					tr.add(&e, k, now)
+				}
+				mu.Lock()
+				pending = append(pending, e)
+				mu.Unlock()
+				select {
+				case made <- struct{}{}:
+				default:
+				}
+			}
+		})
+		wg.Go(func() { // the site's centre uplink: everything pending, one batch at a time
+			for {
+				select {
+				case <-made:
+				case <-genDone:
+				case <-ctx.Done():
+					return
+				}
+				for {
+					mu.Lock()
+					k := min(len(pending), 500)
+					evs := pending[:k:k]
+					pending = pending[k:]
+					left := len(pending)
+					mu.Unlock()
+					if k == 0 {
+						break
+					}
+					acc, _, err := p.post(ctx, s, evs, left)
+					if err != nil {
+						errOnce.Do(func() { first = err })
+						return
+					}
+					n.Add(int64(acc))
+				}
+				select {
+				case <-genDone:
+					mu.Lock()
+					left := len(pending)
+					mu.Unlock()
+					if left == 0 {
+						return
+					}
+				default:
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return n.Load(), first
+}
+
+// pct is the p-th percentile (nearest rank) of ds; 0 when empty.
+func pct(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	i := int(float64(len(s))*p/100+0.999999) - 1
+	return s[max(0, min(i, len(s)-1))]
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func formatCounters(m map[string]float64) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		if m[k] == 0 || strings.Contains(k, "_bucket") {
+			continue
+		}
+		fmt.Fprintf(&b, "%s=%g ", k, m[k])
+	}
+	return strings.TrimSpace(b.String())
+}
