@@ -76,6 +76,13 @@ func main() {
 	defer os.RemoveAll(dir)
 	secret := "bench-cascade-enrolment-secret-0123456789abcdef"
 	users := []user{{Username: "admin", Role: "admin"}} // passwords issued by the nodes (ready.json)
+	siteUsers := users
+	// A user may hold 8 viewing sessions (streams.webrtc.max_sessions_per_user): the viewers
+	// log in as monitoring-room users of 8 sessions each.
+	nViewers := *cameras * *perCamera
+	for i := 0; i < (nViewers+7)/8; i++ {
+		users = append(users, user{Username: fmt.Sprintf("wall-%02d", i+1), Role: "viewer"})
+	}
 
 	centreSpec := map[string]any{"role": "centre", "gateway_id": "bench-centre", "data_dir": filepath.Join(dir, "centre"), "listen": loopback,
 		"users": users, "enrol": []map[string]string{{"id": "bench-site", "name": "bench site", "secret": secret}}}
@@ -85,7 +92,7 @@ func main() {
 	// The site serves the demo's service hall: its three cameras are simulated cameras 1-3;
 	// the rest are added through its API.
 	siteSpec := map[string]any{"role": "site", "gateway_id": "bench-site", "name": "bench site", "data_dir": filepath.Join(dir, "site"), "listen": loopback,
-		"users": users, "sites": []string{"hq-service-hall"}, "centre_secret": secret,
+		"users": siteUsers, "sites": []string{"hq-service-hall"}, "centre_secret": secret,
 		"cameras": map[string]any{"urls": map[string]string{"counter-empties": sim.URL("c01"), "waiting-area": sim.URL("c02"), "hall-entrance": sim.URL("c03")},
 			"username": sim.Username, "password": sim.Password},
 		"uplinks": []map[string]any{{"Name": "centre", "Kind": "centre", "BaseURL": centreURL, "Secret": secret,
@@ -103,6 +110,18 @@ func main() {
 		}
 	}
 	token := login(centreURL, "admin", passwordOf(centre.Users, "admin"))
+	var wallTokens []string
+	for _, u := range centre.Users {
+		if strings.HasPrefix(u.Username, "wall-") {
+			wallTokens = append(wallTokens, login(centreURL, u.Username, u.Password))
+		}
+	}
+	next := 0
+	nextToken := func() string { // under mu
+		tk := wallTokens[next%len(wallTokens)]
+		next++
+		return tk
+	}
 	var ids []string
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
@@ -133,7 +152,10 @@ func main() {
 	join := func(id string, first bool) {
 		defer wg.Done()
 		defer func() { <-sem }()
-		c := &whepclient.Client{API: api, Endpoint: centreURL + "/api/v1/cameras/" + id + "/whep", Token: token, HeaderOnly: true}
+		mu.Lock()
+		tk := nextToken()
+		mu.Unlock()
+		c := &whepclient.Client{API: api, Endpoint: centreURL + "/api/v1/cameras/" + id + "/whep", Token: tk, HeaderOnly: true}
 		ctx, cancel := context.WithTimeout(joinCtx, 30*time.Second)
 		defer cancel()
 		err := c.Start(ctx)
