@@ -189,6 +189,41 @@ await scenario('wall-layout', async () => {
   return { msg: `layout of ${ids.length} tiles restored in a fresh browser` };
 });
 
+// Tour mode: the tiles cycle through the cameras every N seconds, or hold on a tile whose
+// camera has an open alert; stopping puts the saved layout back.
+await scenario('wall-tour', async () => {
+  const { ctx, page } = await newPage();
+  await login(page, admin);
+  await page.goto(`${BASE}/#/wall`);
+  await page.waitForSelector('.tree .cam', { timeout: 10000 });
+  await page.click('[data-layout="1"]');
+  const saved = await page.$eval('.tile[data-index="0"]', (e) => e.dataset.camera || '');
+  const cams = await page.$$eval('.tree .cam', (els) => els.map((e) => e.dataset.camera));
+  await page.selectOption('#wall-tour-secs', '10');
+  await page.click('#wall-tour');
+  await page.waitForFunction(() => document.querySelector('#wall-tour-status')?.dataset.page === '1', null, { timeout: 5000 });
+  const first = await page.$eval('.tile[data-index="0"]', (e) => e.dataset.camera || '');
+  assert(cams.includes(first), `tour shows ${first}, not one of the tree's cameras`);
+  await page.waitForFunction(() => { const s = document.querySelector('#wall-tour-status'); return s?.dataset.page === '2' || s?.dataset.paused === '1'; }, null, { timeout: 30000, polling: 250 });
+  const paused = await page.$eval('#wall-tour-status', (e) => e.dataset.paused === '1');
+  let msg;
+  if (paused) {
+    const alerts = await apiGet(adminToken || await apiToken(admin), 'alerts?limit=1000');
+    const open = (alerts?.alerts || []).filter((a) => a.state !== 'closed').map((a) => a.device_id);
+    assert(open.includes(first), `tour paused on ${first}, which has no open alert`);
+    msg = `held on ${first} (open alert)`;
+  } else {
+    const second = await page.$eval('.tile[data-index="0"]', (e) => e.dataset.camera || '');
+    assert(second !== first || cams.length === 1, 'tour did not move to the next camera');
+    msg = `${first} → ${second}`;
+  }
+  await page.click('#wall-tour');
+  await page.waitForFunction((c) => (document.querySelector('.tile[data-index="0"]')?.dataset.camera || '') === c, saved, { timeout: 5000 });
+  await page.click('[data-layout="4"]');
+  await ctx.close();
+  return { msg };
+});
+
 // thresholdReading picks, from a sensor's profile, a rule that fires on a single reading
 // (kind threshold, a comparison) and a value past it that is still inside the metric's valid
 // range (readings outside it are quarantined, not evaluated).

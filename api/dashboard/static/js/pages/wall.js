@@ -9,6 +9,7 @@ import { errorBox, loading } from '../ui.js';
 import { deviceState } from '../model.js';
 import { gatewayNames, gatewayLabel, hasGateways } from '../centre.js';
 import { fetchLayout, storeLayout, flushLayout } from '../wallprefs.js';
+import { createTour } from '../walltour.js';
 
 const LAYOUTS = [1, 4, 9, 16];
 
@@ -45,10 +46,17 @@ export function mount(main) {
   const side = h('aside', { class: 'wall-side' },
     h('details', { class: 'tree-box', open: window.matchMedia('(min-width: 761px)').matches },
       h('summary', {}, t('wall.cameras')), filter, tree));
+  const tour = createTour({
+    group: () => { const q = filter.value.trim().toLowerCase(); return cameras.filter((c) => !q || `${c.name} ${c.id}`.toLowerCase().includes(q)); },
+    layout: () => state?.layout || 4,
+    show: (ids) => { ensure(); state.tiles = ids.slice(); renderGrid(); renderTree(); },
+    restore: () => { state = loadLayout() || state; renderGrid(); renderTree(); },
+  });
   const toolbar = h('div', { class: 'wall-toolbar' },
     h('div', { class: 'seg-group', role: 'group', 'aria-label': t('wall.layout') }, h('span', { class: 'muted' }, t('wall.layout')), layoutBtns),
     h('span', { class: 'muted hint-place' }, t('wall.hint')),
     h('div', { class: 'spacer' }),
+    tour.controls,
     h('button', { type: 'button', class: 'btn small', id: 'wall-clear', onclick: clearAll }, t('wall.clear_all')),
     h('button', { type: 'button', class: 'btn small', id: 'wall-fullscreen', onclick: () => grid.requestFullscreen?.().catch(() => {}) }, t('wall.fullscreen')));
   main.append(h('div', { class: 'wall' }, side, h('section', { class: 'wall-main', 'aria-label': t('nav.wall') }, toolbar, grid)));
@@ -58,6 +66,7 @@ export function mount(main) {
   function ensure() { if (!state) state = { layout: 4, tiles: [] }; }
 
   function setLayout(n) {
+    tour.stop(false);
     ensure();
     state.layout = n;
     if (selected >= n) selected = 0;
@@ -66,6 +75,7 @@ export function mount(main) {
   }
 
   function place(idx, cameraId) {
+    tour.stop(false);
     ensure();
     // A camera shows in one tile at a time: moving it frees its old tile.
     state.tiles = state.tiles.map((c, i) => (c === cameraId && i !== idx ? null : c));
@@ -84,7 +94,7 @@ export function mount(main) {
   }
 
   function clearTile(idx) { state.tiles[idx] = null; save(); selected = idx; renderGrid(); }
-  function clearAll() { ensure(); state.tiles = []; save(); selected = 0; renderGrid(); }
+  function clearAll() { tour.stop(false); ensure(); state.tiles = []; save(); selected = 0; renderGrid(); }
 
   function camName(id) { const c = cameras.find((x) => x.id === id); return c?.name || id; }
 
@@ -227,6 +237,7 @@ export function mount(main) {
   return () => {
     window.removeEventListener('pagehide', onHide);
     disposed = true;
+    tour.stop(true);
     flushLayout();
     clearInterval(statusTimer);
     for (const p of players.values()) p.player.stop();
