@@ -492,6 +492,33 @@ await scenario('offline', async () => {
   return { msg: `reason shown: "${reason.trim()}", recovered` };
 });
 
+// Cascade: a site camera watched at the centre; its site gateway dies (held down by the
+// demo), the tile says the site gateway cannot be reached; the gateway comes back and the
+// same tile plays again, without a reload.
+await scenario('site-down', async () => {
+  const cam = (demo.cameras || []).find((c) => c.gateway && c.id === 'cam-hall-queue') || (demo.cameras || []).find((c) => c.gateway);
+  if (!cam || !demo.dev_camera_control) return { skip: 'no site gateway camera or no demo control' };
+  const ctl = (action) => fetch(demo.dev_camera_control.replace('/cameras/{id}/{action}', `/nodes/${encodeURIComponent(cam.gateway)}/${action}`), { method: 'POST' });
+  const { ctx, page } = await newPage();
+  await login(page, admin);
+  await fillWall(page, 1);
+  await page.click(`.tile[data-index="0"]`, { position: { x: 30, y: 60 } });
+  await page.click(`.tree .cam[data-camera="${cam.id}"]`);
+  await waitPlaying(page, [cam.id]);
+  const sel = `.tile[data-camera="${cam.id}"]`;
+  const res = await ctl('down');
+  assert(res.status === 204, `taking ${cam.gateway} down: ${res.status}`);
+  let reason = '';
+  try {
+    await page.waitForFunction((sel) => /站点网关无法连接/.test(document.querySelector(sel)?.querySelector('.tile-reason')?.textContent || ''), sel, { timeout: 60000, polling: 250 });
+    reason = await page.textContent(`${sel} .tile-reason`);
+    await page.screenshot({ path: path.join(OUT, 'zh-CN-1920x1080-wall-site-down.png') });
+  } finally { await ctl('up'); }
+  await waitPlaying(page, [cam.id], 120000);
+  await ctx.close();
+  return { msg: `${cam.gateway} down: "${reason.trim()}"; back and playing without a reload` };
+});
+
 // Devices: a CSV with a bad row is refused with the row shown; a maintenance record is added.
 await scenario('devices', async () => {
   const { ctx, page } = await newPage();
