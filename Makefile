@@ -4,7 +4,7 @@ BIN     := bin
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build build-analytics build-arm64 demo test lint vet fmt clean bench bench-ingest bench-relay bench-events bench-analytics bench-centre bench-import bench-cascade
+.PHONY: all build build-analytics build-arm64 demo test lint vet fmt clean bench bench-ingest bench-relay bench-events bench-analytics bench-centre bench-import bench-hj212 bench-cascade
 
 all: build
 
@@ -31,10 +31,13 @@ test:
 	scripts/test.sh
 
 ## bench-*: benchmarks on loopback; each ends with BENCH lines (compare as ratios in one run)
-bench: bench-ingest bench-relay bench-events bench-analytics bench-centre bench-import bench-cascade
+bench: bench-ingest bench-relay bench-events bench-analytics bench-centre bench-import bench-hj212 bench-cascade
 
 bench-ingest:
 	scripts/bench-ingest.sh
+
+bench-hj212:
+	scripts/bench-hj212.sh
 
 bench-relay:
 	scripts/bench-relay.sh

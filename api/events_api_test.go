@@ -198,13 +198,13 @@ func TestPostAndListEvents(t *testing.T) {
 		require.Equal(t, 400, h.do("GET", "/api/v1/events?since=yesterday", h.admin, nil).status)
 		require.Equal(t, 400, h.do("GET", "/api/v1/events?limit=0", h.admin, nil).status)
 
-		// A maintainer sees device health only.
+		// A maintainer sees device health only (a covered camera is device health).
 		_, maint := h.user("weihu", auth.RoleMaintainer, nil, nil)
 		var mt []string
 		for _, e := range decodeEvents(t, h.listEvents(maint, "").Events) {
 			mt = append(mt, e.Type)
 		}
-		require.Equal(t, []string{"sensor.silent", "device.offline"}, mt)
+		require.Equal(t, []string{"video.tamper", "sensor.silent", "device.offline"}, mt)
 	})
 }
 
@@ -392,8 +392,8 @@ func TestAlertLifecycleAndScope(t *testing.T) {
 
 		r := h.do("POST", "/api/v1/events", h.service, houseEvent("扬尘超标"))
 		require.Equal(t, 201, r.status, string(r.body))
-		r = h.do("POST", "/api/v1/events", h.service, map[string]any{"type": "video.tamper", "severity": "critical", "state": "active",
-			"alarm_key": "cam-env-1/tamper", "device": map[string]any{"id": "cam-env-1"}, "message": "镜头遮挡"})
+		r = h.do("POST", "/api/v1/events", h.service, map[string]any{"type": "video.crowding", "severity": "critical", "state": "active",
+			"alarm_key": "cam-env-1/crowding", "device": map[string]any{"id": "cam-env-1"}, "message": "人员聚集"})
 		require.Equal(t, 201, r.status, string(r.body))
 
 		listAlerts := func(token, q string) []events.Alert {

@@ -196,6 +196,11 @@ func redact(d devices.Device) devices.Device {
 		m.Secret = ""
 		d.MQTT = &m
 	}
+	if d.HJ212 != nil {
+		h := *d.HJ212
+		h.PW = ""
+		d.HJ212 = &h
+	}
 	return d
 }
 

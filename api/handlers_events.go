@@ -237,14 +237,15 @@ func (s *Server) listEvents(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	f := events.Filter{Types: types, Device: c.Query("device"), Scope: u.Scope()}
+	reader := alertReader(u)
+	f := events.Filter{Types: types, Device: c.Query("device"), Scope: reader.Scope}
 	evs, through, err := s.Events.Scan(ctx, after, f, limit)
 	if err != nil {
 		return err
 	}
 	page := EventsPage{Events: make([]json.RawMessage, 0, len(evs)), Next: strconv.FormatInt(through, 10)}
 	for _, e := range evs {
-		if typeVisible(u.Role, e.Type) {
+		if eventVisible(u, reader, &e) {
 			page.Events = append(page.Events, e.Raw)
 		}
 	}
@@ -277,9 +278,9 @@ func (s *Server) streamEvents(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	scoped := events.ScopeFilter(u.Scope(), events.Filter{Types: types})
-	role := u.Role
-	match := func(e *event.Event) bool { return typeVisible(role, e.Type) && scoped(e) }
+	reader := alertReader(u)
+	scoped := events.ScopeFilter(reader.Scope, events.Filter{Types: types})
+	match := func(e *event.Event) bool { return eventVisible(u, reader, e) && scoped(e) }
 
 	s.streamMu.Lock()
 	if s.closing {
@@ -397,36 +398,39 @@ func (s *Server) listAlerts(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	f := events.AlertFilter{State: state, Limit: limit}
-	postFilter := len(severities) > 0 || u.Role == auth.RoleMaintainer
-	if postFilter {
+	reader := alertReader(u)
+	f := events.AlertFilter{State: state, Limit: limit + 1, Audiences: reader.Audiences()} // one more: is there more?
+	if len(severities) > 0 {
 		f.Limit = 5000 // filtered here, then cut to limit
 	}
-	list, err := s.Alerts.List(c.UserContext(), u.Scope(), f)
+	list, err := s.Alerts.List(c.UserContext(), reader.Scope, f)
 	if err != nil {
 		return err
 	}
-	out := make([]events.Alert, 0, len(list))
+	out := make([]events.Alert, 0, min(len(list), limit))
+	more := false
 	for _, al := range list {
-		if len(out) == limit {
-			break
-		}
-		if !typeVisible(u.Role, al.Type) || len(severities) > 0 && !slices.Contains(severities, al.Severity) {
+		if len(severities) > 0 && !slices.Contains(severities, al.Severity) {
 			continue
+		}
+		if len(out) == limit {
+			more = true // a list cut at its limit says so
+			break
 		}
 		out = append(out, al)
 	}
-	return c.JSON(fiber.Map{"alerts": out})
+	return c.JSON(fiber.Map{"alerts": out, "limit": limit, "more": more})
 }
 
 func (s *Server) getAlert(c *fiber.Ctx) error {
 	u, _ := UserOf(c)
 	id := c.Params("id")
-	al, err := s.Alerts.Get(c.UserContext(), u.Scope(), id)
+	reader := alertReader(u)
+	al, err := s.Alerts.Get(c.UserContext(), reader.Scope, id)
 	if err != nil {
 		return err
 	}
-	if !typeVisible(u.Role, al.Type) {
+	if !reader.Reads(al.Audience, al.Type) {
 		return errs.E(errs.KindNotFound, "alert_not_found", "no alert %s", id)
 	}
 	return c.JSON(al)
@@ -455,6 +459,9 @@ func (s *Server) alertAction(action string) fiber.Handler {
 		}
 		var al events.Alert
 		err := s.checkAttachments(req.Attachments)
+		if err == nil {
+			err = s.checkAudience(c, u, id)
+		}
 		if err == nil {
 			al, err = do(c.UserContext(), u.Scope(), id, events.Action{Actor: u.Username, Note: req.Note,
 				Attachments: req.Attachments, Outcome: req.Outcome, Override: u.Role == auth.RoleAdmin})

@@ -59,6 +59,8 @@ var csvColumns = []csvColumn{
 	{name: "rtsp_url", zh: "视频流地址", aliases: []string{"rtsp_url地址"}, field: "stream.url"},
 	{name: "mqtt_username", zh: "mqtt用户名", aliases: []string{"mqtt账号"}, field: "mqtt.username"},
 	{name: "mqtt_secret", zh: "mqtt密钥", aliases: []string{"mqtt密码"}, field: "mqtt.secret", secret: true},
+	{name: "hj212_mn", zh: "hj212设备编码", aliases: []string{"mn", "mn号", "监测点编码", "数采仪编码"}, field: "hj212.mn"},
+	{name: "hj212_pw", zh: "hj212访问密码", aliases: []string{"pw", "访问密码"}, field: "hj212.pw", secret: true},
 }
 
 // Column indexes into csvColumns, for readability below.
@@ -91,6 +93,8 @@ const (
 	colRTSPURL
 	colMQTTUser
 	colMQTTSecret
+	colHJ212MN
+	colHJ212PW
 	numColumns
 )
 
@@ -292,7 +296,7 @@ func ParseCSV(r io.Reader, opts CSVParseOptions) ([]Site, []Device, error) {
 
 	p := sheetParser{
 		ie: ie, opts: opts, colName: colName, sites: []Site{}, devs: []Device{},
-		siteRow: map[string]int{}, deviceRow: map[string]int{}, mqttRow: map[string]int{},
+		siteRow: map[string]int{}, deviceRow: map[string]int{}, mqttRow: map[string]int{}, mnRow: map[string]int{},
 	}
 	for {
 		rec, err := cr.Read()
@@ -370,6 +374,7 @@ type sheetParser struct {
 	siteIdx   map[string]int // site id → index in sites
 	deviceRow map[string]int
 	mqttRow   map[string]int
+	mnRow     map[string]int
 }
 
 func (p *sheetParser) fieldColumn(site bool, field string) string {
@@ -528,6 +533,11 @@ func (p *sheetParser) device(line int, v *[numColumns]string) {
 	} else if v[colMQTTSecret] != "" {
 		p.ie.add(line, p.colName(colMQTTSecret), "a secret without mqtt_username; fill in the username too")
 	}
+	if strings.TrimSpace(v[colHJ212MN]) != "" {
+		d.HJ212 = &HJ212Credentials{MN: v[colHJ212MN], PW: v[colHJ212PW]}
+	} else if v[colHJ212PW] != "" {
+		p.ie.add(line, p.colName(colHJ212PW), "a PW without hj212_mn; fill in the station's MN too")
+	}
 	normalizeDevice(&d)
 	bad, kindOK := false, true
 	for _, pr := range deviceProblems(&d) {
@@ -554,6 +564,14 @@ func (p *sheetParser) device(line int, v *[numColumns]string) {
 			p.ie.add(line, p.colName(colMQTTUser), "MQTT username %q is already used on row %d", d.MQTT.Username, prev)
 		} else {
 			p.mqttRow[d.MQTT.Username] = line
+		}
+	}
+	if d.HJ212 != nil && d.HJ212.MN != "" {
+		if prev, dup := p.mnRow[d.HJ212.MN]; dup {
+			bad = true
+			p.ie.add(line, p.colName(colHJ212MN), "HJ 212 MN %q is already used on row %d", d.HJ212.MN, prev)
+		} else {
+			p.mnRow[d.HJ212.MN] = line
 		}
 	}
 	if !bad {
@@ -704,6 +722,9 @@ func csvRecord(s *Site, d *Device) []string {
 		}
 		if d.MQTT != nil {
 			rec[colMQTTUser] = d.MQTT.Username
+		}
+		if d.HJ212 != nil {
+			rec[colHJ212MN] = d.HJ212.MN
 		}
 	}
 	for i, c := range csvColumns {

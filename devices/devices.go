@@ -53,9 +53,11 @@ type Device struct {
 	// Stream holds camera connection settings; nil for other kinds.
 	Stream *StreamSettings `json:"stream,omitempty"`
 	// MQTT holds a sensor's broker credentials; nil when the device has none.
-	MQTT      *MQTTCredentials `json:"mqtt,omitempty"`
-	CreatedAt time.Time        `json:"created_at"`
-	UpdatedAt time.Time        `json:"updated_at"`
+	MQTT *MQTTCredentials `json:"mqtt,omitempty"`
+	// HJ212 holds an HJ 212 station's identity (MN) and password (PW); nil for other devices.
+	HJ212     *HJ212Credentials `json:"hj212,omitempty"`
+	CreatedAt time.Time         `json:"created_at"`
+	UpdatedAt time.Time         `json:"updated_at"`
 }
 
 // StreamSettings says how to pull a camera. The RTSP URL is built from the profile's template
@@ -80,6 +82,14 @@ type StreamSettings struct {
 type MQTTCredentials struct {
 	Username string `json:"username"`
 	Secret   string `json:"secret,omitempty"`
+}
+
+// HJ212Credentials are an HJ 212-2017 station's identity and password (docs/contracts.md §8):
+// MN (监测点编码, up to 24 letters and digits) names the station in every frame and PW (访问密码)
+// is sent with it. PW is write-only: accepted on create, stored hashed, never returned by reads.
+type HJ212Credentials struct {
+	MN string `json:"mn"`
+	PW string `json:"pw,omitempty"`
 }
 
 // MaintenanceEntry is one line in a device's maintenance log.
@@ -115,7 +125,7 @@ type DeviceFilter struct {
 }
 
 // Store keeps sites, devices and maintenance records. Errors carry errs kinds: KindNotFound,
-// KindConflict (duplicate id, MQTT username taken, site still has devices), KindInvalid.
+// KindConflict (duplicate id, MQTT username or HJ 212 MN taken, site still has devices), KindInvalid.
 type Store interface {
 	CreateSite(ctx context.Context, s *Site) error
 	GetSite(ctx context.Context, id string) (Site, error)
@@ -140,4 +150,6 @@ type Store interface {
 	CameraPassword(ctx context.Context, deviceID string) (string, error)
 	// CheckMQTT verifies a sensor's broker login and returns its device.
 	CheckMQTT(ctx context.Context, username, secret string) (Device, error)
+	// CheckHJ212 verifies an HJ 212 station's MN and PW and returns its device.
+	CheckHJ212(ctx context.Context, mn, pw string) (Device, error)
 }

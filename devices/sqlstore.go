@@ -244,22 +244,23 @@ func prefixColumns(alias, cols string) string {
 
 // ---- devices ----
 
-const deviceColumns = `id, site_id, kind, name, vendor, model, profile, firmware, serial, installed_on, stream, rtsp_password_enc, mqtt_username, mqtt_secret_hash, created_at, updated_at`
+const deviceColumns = `id, site_id, kind, name, vendor, model, profile, firmware, serial, installed_on, stream, rtsp_password_enc, mqtt_username, mqtt_secret_hash, created_at, updated_at, hj212_mn, hj212_pw_hash`
 
 // deviceRow is a device as stored, with its secret columns.
 type deviceRow struct {
 	Device
 	passwordEnc string
 	secretHash  string
+	pwHash      string // HJ 212 PW
 }
 
 func scanDevice(sc interface{ Scan(...any) error }) (deviceRow, error) {
 	var r deviceRow
 	var stream string
-	var mqttUser sql.NullString
+	var mqttUser, mn sql.NullString
 	var created, updated int64
 	if err := sc.Scan(&r.ID, &r.SiteID, &r.Kind, &r.Name, &r.Vendor, &r.Model, &r.Profile, &r.Firmware, &r.Serial,
-		&r.InstalledOn, &stream, &r.passwordEnc, &mqttUser, &r.secretHash, &created, &updated); err != nil {
+		&r.InstalledOn, &stream, &r.passwordEnc, &mqttUser, &r.secretHash, &created, &updated, &mn, &r.pwHash); err != nil {
 		return deviceRow{}, err
 	}
 	if stream != "" {
@@ -272,6 +273,9 @@ func scanDevice(sc interface{ Scan(...any) error }) (deviceRow, error) {
 	}
 	if mqttUser.Valid {
 		r.MQTT = &MQTTCredentials{Username: mqttUser.String}
+	}
+	if mn.Valid {
+		r.HJ212 = &HJ212Credentials{MN: mn.String}
 	}
 	r.CreatedAt, r.UpdatedAt = fromMillis(created), fromMillis(updated)
 	return r, nil
@@ -290,8 +294,12 @@ func deviceArgs(r *deviceRow) []any {
 	if r.MQTT != nil {
 		user = r.MQTT.Username
 	}
+	var mn any
+	if r.HJ212 != nil {
+		mn = r.HJ212.MN
+	}
 	return []any{r.ID, r.SiteID, string(r.Kind), r.Name, r.Vendor, r.Model, r.Profile, r.Firmware, r.Serial,
-		r.InstalledOn, stream, r.passwordEnc, user, r.secretHash, r.CreatedAt.UnixMilli(), r.UpdatedAt.UnixMilli()}
+		r.InstalledOn, stream, r.passwordEnc, user, r.secretHash, r.CreatedAt.UnixMilli(), r.UpdatedAt.UnixMilli(), mn, r.pwHash}
 }
 
 // checkDevice validates d and its profile.
@@ -310,6 +318,7 @@ func (s *SQLStore) checkDevice(d *Device) error {
 type sealedSecrets struct {
 	passwordEnc string // "" = keep (update) / none (create)
 	secretHash  string
+	pwHash      string
 }
 
 func (s *SQLStore) seal(d *Device) (sealedSecrets, error) {
@@ -329,6 +338,9 @@ func (s *SQLStore) seal(d *Device) (sealedSecrets, error) {
 			out.secretHash = HashSecret(d.MQTT.Secret, s.argonParam)
 		}
 	}
+	if d.HJ212 != nil && d.HJ212.PW != "" {
+		out.pwHash = HashSecret(d.HJ212.PW, s.argonParam)
+	}
 	return out, nil
 }
 
@@ -342,7 +354,7 @@ func writeDevice(ctx context.Context, q querier, d *Device, sec sealedSecrets, o
 	if err != nil {
 		return fmt.Errorf("devices: check site %s: %w", d.SiteID, err)
 	}
-	row := deviceRow{Device: *d, passwordEnc: sec.passwordEnc, secretHash: sec.secretHash}
+	row := deviceRow{Device: *d, passwordEnc: sec.passwordEnc, secretHash: sec.secretHash, pwHash: sec.pwHash}
 	if old != nil {
 		row.CreatedAt = old.CreatedAt
 		// An empty password or secret on update keeps the stored one.
@@ -356,6 +368,15 @@ func writeDevice(ctx context.Context, q querier, d *Device, sec sealedSecrets, o
 		} else if row.secretHash == "" {
 			row.secretHash = old.secretHash
 		}
+		if d.HJ212 == nil {
+			row.pwHash = ""
+		} else if row.pwHash == "" && old.HJ212 != nil && old.HJ212.MN == d.HJ212.MN {
+			row.pwHash = old.pwHash
+		}
+	}
+	if d.HJ212 != nil && row.pwHash == "" {
+		return errs.E(errs.KindInvalid, "hj212_pw_required",
+			"device %q: hj212.pw is required for a new HJ 212 station (the PW its data logger sends)", d.ID)
 	}
 	if d.MQTT != nil && row.secretHash == "" {
 		return errs.E(errs.KindInvalid, "mqtt_secret_required",
@@ -363,11 +384,12 @@ func writeDevice(ctx context.Context, q querier, d *Device, sec sealedSecrets, o
 	}
 	a := deviceArgs(&row)
 	if old == nil {
-		_, err = q.Exec(ctx, `INSERT INTO devices (`+deviceColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, a...)
+		_, err = q.Exec(ctx, `INSERT INTO devices (`+deviceColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, a...)
 	} else {
 		_, err = q.Exec(ctx, `UPDATE devices SET site_id = ?, kind = ?, name = ?, vendor = ?, model = ?, profile = ?, firmware = ?,
-			serial = ?, installed_on = ?, stream = ?, rtsp_password_enc = ?, mqtt_username = ?, mqtt_secret_hash = ?, updated_at = ?
-			WHERE id = ?`, append(a[1:14:14], a[15], d.ID)...)
+			serial = ?, installed_on = ?, stream = ?, rtsp_password_enc = ?, mqtt_username = ?, mqtt_secret_hash = ?, updated_at = ?,
+			hj212_mn = ?, hj212_pw_hash = ?
+			WHERE id = ?`, append(a[1:14:14], a[15], a[16], a[17], d.ID)...)
 	}
 	if err != nil {
 		return deviceWriteError(d, err)
@@ -378,6 +400,8 @@ func writeDevice(ctx context.Context, q querier, d *Device, sec sealedSecrets, o
 
 func deviceWriteError(d *Device, err error) error {
 	switch {
+	case store.IsUniqueViolation(err) && strings.Contains(err.Error(), "hj212_mn"):
+		return errs.E(errs.KindConflict, "hj212_mn_taken", "device %q: HJ 212 MN %q is already used by another device", d.ID, d.HJ212.MN)
 	case store.IsUniqueViolation(err) && strings.Contains(err.Error(), "mqtt_username"):
 		return errs.E(errs.KindConflict, "mqtt_username_taken", "device %q: MQTT username %q is already used by another device", d.ID, d.MQTT.Username)
 	case store.IsUniqueViolation(err):
@@ -407,6 +431,9 @@ func forgetSecrets(d *Device, hasPassword bool) {
 	}
 	if d.MQTT != nil {
 		d.MQTT.Secret = ""
+	}
+	if d.HJ212 != nil {
+		d.HJ212.PW = ""
 	}
 }
 
@@ -740,6 +767,41 @@ func (s *SQLStore) CheckMQTT(ctx context.Context, username, secret string) (Devi
 	}
 	if err != nil {
 		return Device{}, errs.Wrap(errs.KindInternal, "secret_hash_corrupt", err, "MQTT login of device %q cannot be checked", r.ID)
+	}
+	if !ok {
+		return Device{}, refused
+	}
+	return r.Device, nil
+}
+
+// CheckHJ212 verifies an HJ 212 station's MN and PW (docs/contracts.md §8) and returns its
+// device. An unknown MN and a wrong PW give the same KindUnauthorized error and cost the same
+// time; good pairs are cached by the verifier, so a station sending every 30 s costs one hash.
+func (s *SQLStore) CheckHJ212(ctx context.Context, mn, pw string) (Device, error) {
+	s.init()
+	refused := errs.E(errs.KindUnauthorized, "hj212_login_refused", "HJ 212 station refused: unknown MN or wrong PW")
+	if mn == "" || pw == "" {
+		return Device{}, refused
+	}
+	r, err := scanDevice(s.DB.QueryRow(ctx, `SELECT `+deviceColumns+` FROM devices WHERE hj212_mn = ?`, mn))
+	if store.IsNoRows(err) {
+		if _, err := s.verifier.Verify(ctx, "hj212:"+mn, pw, s.dummyHash); err != nil {
+			return Device{}, err
+		}
+		return Device{}, refused
+	}
+	if err != nil {
+		return Device{}, fmt.Errorf("devices: check HJ 212 station %s: %w", mn, err)
+	}
+	if r.pwHash == "" {
+		return Device{}, refused
+	}
+	ok, err := s.verifier.Verify(ctx, "hj212:"+mn, pw, r.pwHash)
+	if err != nil && ctx.Err() != nil {
+		return Device{}, ctx.Err()
+	}
+	if err != nil {
+		return Device{}, errs.Wrap(errs.KindInternal, "secret_hash_corrupt", err, "HJ 212 password of device %q cannot be checked", r.ID)
 	}
 	if !ok {
 		return Device{}, refused

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"net/url"
+	"regexp"
 	"strings"
 	"time"
 	"unicode"
@@ -322,6 +323,9 @@ func normalizeDevice(d *Device) {
 	if d.MQTT != nil {
 		d.MQTT.Username = strings.TrimSpace(d.MQTT.Username)
 	}
+	if d.HJ212 != nil {
+		d.HJ212.MN = strings.TrimSpace(d.HJ212.MN)
+	}
 }
 
 func deviceProblems(d *Device) problems {
@@ -374,7 +378,34 @@ func deviceProblems(d *Device) problems {
 			}
 		}
 	}
+	if h := d.HJ212; h != nil {
+		if d.Kind != KindSensor && d.Kind != "" {
+			ps.add("hj212", "only sensors are HJ 212 stations, this device is a %s", d.Kind)
+		}
+		if !hj212MNRE.MatchString(h.MN) {
+			ps.add("hj212.mn", "%q must be 1 to 24 letters and digits (the MN the data logger sends)", h.MN)
+		}
+		// PW travels in every frame: printable ASCII without the frame's separators.
+		if h.PW != "" && !validHJ212PW(h.PW) {
+			ps.add("hj212.pw", "must be 1 to 64 printable ASCII characters without ; , = & #")
+		}
+	}
 	return ps
+}
+
+var hj212MNRE = regexp.MustCompile(`^[0-9A-Za-z]{1,24}$`)
+
+func validHJ212PW(pw string) bool {
+	if len(pw) > 64 {
+		return false
+	}
+	for i := 0; i < len(pw); i++ {
+		c := pw[i]
+		if c <= ' ' || c > '~' || strings.IndexByte(";,=&#", c) >= 0 {
+			return false
+		}
+	}
+	return true
 }
 
 func streamProblems(ps *problems, st *StreamSettings) {

@@ -62,25 +62,37 @@ func ParseOutcome(s string) (Outcome, error) {
 
 // Alert is the person-facing side of an alarm activation.
 type Alert struct {
-	ID              string       `json:"id"`
-	AlarmKey        string       `json:"alarm_key"`
-	State           string       `json:"state"`
-	Type            string       `json:"type"` // type of the event that opened it
-	Severity        string       `json:"severity"`
-	Department      string       `json:"department"`
-	RegionCode      string       `json:"region_code"`
-	SiteID          string       `json:"site_id"`
-	DeviceID        string       `json:"device_id"`
-	EventID         string       `json:"event_id"` // the event that opened it
-	Message         string       `json:"message"`
-	ClaimedBy       string       `json:"claimed_by,omitempty"`
-	Outcome         string       `json:"outcome,omitempty"`
-	EscalationLevel int          `json:"escalation_level"`
-	AlarmActive     bool         `json:"alarm_active"`
-	OpenedAt        time.Time    `json:"opened_at"`
-	UpdatedAt       time.Time    `json:"updated_at"`
-	Source          *event.Event `json:"source,omitempty"`
-	Steps           []Step       `json:"steps,omitempty"` // filled by Get
+	ID              string `json:"id"`
+	AlarmKey        string `json:"alarm_key"`
+	State           string `json:"state"`
+	Type            string `json:"type"` // type of the event that opened it
+	Severity        string `json:"severity"`
+	Department      string `json:"department"`
+	RegionCode      string `json:"region_code"`
+	SiteID          string `json:"site_id"`
+	DeviceID        string `json:"device_id"`
+	EventID         string `json:"event_id"` // the event that opened it
+	Message         string `json:"message"`
+	ClaimedBy       string `json:"claimed_by,omitempty"`
+	Outcome         string `json:"outcome,omitempty"`
+	EscalationLevel int    `json:"escalation_level"`
+	AlarmActive     bool   `json:"alarm_active"` // false: the condition has cleared (已恢复)
+	// GroupKey is the condition the alert stands for (see GroupKey); one alert per group is
+	// not closed at a time.
+	GroupKey string `json:"group_key"`
+	// Occurrences counts how often the condition occurred while the alert was not closed;
+	// FirstAt and LastAt are when the first and the latest occurrence began.
+	Occurrences int       `json:"occurrences"`
+	FirstAt     time.Time `json:"first_at"`
+	LastAt      time.Time `json:"last_at"`
+	// RecoveredAt is when the condition last cleared, while it is cleared.
+	RecoveredAt *time.Time `json:"recovered_at,omitempty"`
+	// Audience is who must act: maintainers (device health) or officers (violations, risks).
+	Audience  string       `json:"audience"`
+	OpenedAt  time.Time    `json:"opened_at"`
+	UpdatedAt time.Time    `json:"updated_at"`
+	Source    *event.Event `json:"source,omitempty"`
+	Steps     []Step       `json:"steps,omitempty"` // filled by Get
 }
 
 // Step is one recorded transition of an alert.
@@ -120,13 +132,15 @@ var DefaultEscalation = []EscalationRule{
 	{Severity: "minor", After: []time.Duration{time.Hour}},
 }
 
-// Alerts keeps alarm state per alarm_key and the alert per activation. Every transition
-// appends an alert.* event in the same transaction as the state change.
+// Alerts keeps alarm state per alarm_key and one alert per condition (GroupKey) that is not
+// closed: a re-activation adds an occurrence to it, a more severe alarm of the same
+// measurement raises its severity, and clearing marks it recovered. Every transition appends
+// an alert.* event in the same transaction as the state change.
 type Alerts struct {
 	Log *Log
-	// Cooldown: an alarm that re-activates within this long after clearing, while its alert
-	// is not yet closed, re-uses that alert instead of opening another (flapping). 0: off.
-	Cooldown time.Duration
+	// Types are the per-type policies (route, close on clear) by exact type or prefix
+	// ending in "."; DefaultRoute for types not listed.
+	Types map[string]TypePolicy
 	// Escalation rules; DefaultEscalation when empty.
 	Escalation []EscalationRule
 	// EscalationInterval is how often Run looks for overdue alerts (default 5s).
@@ -147,6 +161,9 @@ func (a *Alerts) Initialize() error {
 	}
 	if a.EscalationInterval <= 0 {
 		a.EscalationInterval = 5 * time.Second
+	}
+	if err := validateTypes(a.Types); err != nil {
+		return err
 	}
 	for _, r := range a.Escalation {
 		if r.Severity != "" && event.SeverityRank(r.Severity) < 0 {
@@ -171,9 +188,7 @@ func (a *Alerts) onEvent(ctx context.Context, tx *Tx, e *event.Event) error {
 	}
 	now := tx.Now().UnixMilli()
 	var state, alertID string
-	var clearedAt int64
-	err := tx.QueryRow(ctx, `SELECT state, alert_id, cleared_at FROM alarms WHERE alarm_key = ?`, e.AlarmKey).
-		Scan(&state, &alertID, &clearedAt)
+	err := tx.QueryRow(ctx, `SELECT state, alert_id FROM alarms WHERE alarm_key = ?`, e.AlarmKey).Scan(&state, &alertID)
 	found := err == nil
 	if err != nil && !store.IsNoRows(err) {
 		return fmt.Errorf("events: read alarm %s: %w", e.AlarmKey, err)
@@ -187,43 +202,180 @@ func (a *Alerts) onEvent(ctx context.Context, tx *Tx, e *event.Event) error {
 			event.StateCleared, now, e.ID, now, e.AlarmKey); err != nil {
 			return fmt.Errorf("events: clear alarm: %w", err)
 		}
-		_, err := tx.Exec(ctx, `UPDATE alerts SET alarm_active = ? WHERE id = ?`, false, alertID)
-		return err
+		return a.recover(ctx, tx, e, alertID)
 	case event.StateActive:
 		if found && state == event.StateActive {
 			_, err := tx.Exec(ctx, `UPDATE alarms SET last_event_id = ?, updated_at = ? WHERE alarm_key = ?`, e.ID, now, e.AlarmKey)
 			return err
 		}
-		if found && a.Cooldown > 0 && now-clearedAt < a.Cooldown.Milliseconds() {
-			var alertState string
-			if err := tx.QueryRow(ctx, `SELECT state FROM alerts WHERE id = ?`, alertID).Scan(&alertState); err == nil && alertState != AlertClosed {
-				if _, err := tx.Exec(ctx, `UPDATE alarms SET state = ?, last_event_id = ?, updated_at = ? WHERE alarm_key = ?`,
-					event.StateActive, e.ID, now, e.AlarmKey); err != nil {
-					return err
-				}
-				_, err := tx.Exec(ctx, `UPDATE alerts SET alarm_active = ? WHERE id = ?`, true, alertID)
-				return err
-			}
-		}
-		return a.open(ctx, tx, e, found)
+		return a.activate(ctx, tx, e, found)
 	}
 	return nil
 }
 
-func (a *Alerts) open(ctx context.Context, tx *Tx, e *event.Event, alarmExists bool) error {
+// GroupKey is the condition an alarm belongs to: alarms of one group share one alert while it
+// is not closed. Usually the alarm key itself; for a threshold on a sensor reading it is the
+// device, the metric and the side of the limit, so the low and the high limit of one
+// measurement (lel-low, lel-high) are one alert whose severity rises.
+func GroupKey(e *event.Event) string {
+	if e.Type == event.TypeSensorThreshold && e.Device != nil && e.Reading != nil && e.Reading.Limit != nil && e.Reading.Metric != "" {
+		side := "above"
+		if e.Reading.Value < *e.Reading.Limit {
+			side = "below"
+		}
+		return e.Device.ID + "/" + e.Reading.Metric + "/" + side
+	}
+	return e.AlarmKey
+}
+
+// activate handles an alarm that becomes active: the group's alert not yet closed takes it (a
+// new occurrence if the alert had recovered, a higher severity if the alarm is more severe);
+// without one a new alert opens.
+func (a *Alerts) activate(ctx context.Context, tx *Tx, e *event.Event, alarmExists bool) error {
+	group := GroupKey(e)
+	al, err := scanAlert(tx.QueryRow(ctx, `SELECT `+alertCols+` FROM alerts WHERE group_key = ? AND state <> ?
+		ORDER BY opened_at DESC, id DESC LIMIT 1`, group, AlertClosed))
+	if store.IsNoRows(err) {
+		return a.open(ctx, tx, e, group, alarmExists)
+	}
+	if err != nil {
+		return fmt.Errorf("events: find alert of %s: %w", group, err)
+	}
+	if err := a.bindAlarm(ctx, tx, e, al.ID, alarmExists); err != nil {
+		return err
+	}
 	now := tx.Now()
 	ms := now.UnixMilli()
-	id := NewID(now)
+	at := e.OccurredAt.UnixMilli()
+	raise := event.SeverityRank(e.Severity) > event.SeverityRank(al.Severity)
+	if al.AlarmActive && !raise {
+		return nil // another alarm of the same condition, no worse: nothing new for a person
+	}
+	occ := al.Occurrences
+	if !al.AlarmActive {
+		occ++
+	}
+	msg, sev := al.Message, al.Severity
+	if raise || !al.AlarmActive {
+		msg = e.Message // the latest reading is the one to act on
+	}
+	if raise {
+		sev = e.Severity
+	}
+	if _, err := tx.Exec(ctx, `UPDATE alerts SET alarm_active = ?, occurrences = ?, last_at = ?, recovered_at = 0, severity = ?,
+		message = ?, updated_at = ? WHERE id = ?`, true, occ, at, sev, msg, ms, al.ID); err != nil {
+		return fmt.Errorf("events: update alert %s: %w", al.ID, err)
+	}
+	src := *e
+	src.Severity = sev
+	if !al.AlarmActive {
+		ref := event.AlertRef{ID: al.ID, State: al.State, Actor: "system", Audience: al.Audience, Occurrences: occ,
+			Attachments: evidenceSums(e.Evidence)}
+		ae := alertEvent(&src, "recurred", ref, now, fmt.Sprintf("再次发生（第 %d 次）：%s", occ, e.Message))
+		ae.Evidence = e.Evidence
+		if err := a.record(ctx, tx, ae, "recur", ""); err != nil {
+			return err
+		}
+	}
+	if raise {
+		ref := event.AlertRef{ID: al.ID, State: al.State, Actor: "system", Audience: al.Audience, Occurrences: occ}
+		ae := alertEvent(&src, "escalated", ref, now, fmt.Sprintf("告警升级为%s：%s", SeverityLabel(sev), e.Message))
+		ae.Evidence = e.Evidence
+		if err := a.record(ctx, tx, ae, "raise", ""); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// bindAlarm points the alarm at an alert and marks it active.
+func (a *Alerts) bindAlarm(ctx context.Context, tx *Tx, e *event.Event, alertID string, alarmExists bool) error {
+	ms := tx.Now().UnixMilli()
 	var err error
 	if alarmExists {
 		_, err = tx.Exec(ctx, `UPDATE alarms SET state = ?, alert_id = ?, last_event_id = ?, activated_at = ?, updated_at = ? WHERE alarm_key = ?`,
-			event.StateActive, id, e.ID, ms, ms, e.AlarmKey)
+			event.StateActive, alertID, e.ID, ms, ms, e.AlarmKey)
 	} else {
 		_, err = tx.Exec(ctx, `INSERT INTO alarms(alarm_key, state, alert_id, last_event_id, activated_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)`,
-			e.AlarmKey, event.StateActive, id, e.ID, ms, ms)
+			e.AlarmKey, event.StateActive, alertID, e.ID, ms, ms)
 	}
 	if err != nil {
 		return fmt.Errorf("events: activate alarm %s: %w", e.AlarmKey, err)
+	}
+	return nil
+}
+
+// recover handles an alarm that cleared: when no alarm of its alert is active any more, the
+// alert is marked recovered (已恢复), and closed if the type's policy says so.
+func (a *Alerts) recover(ctx context.Context, tx *Tx, e *event.Event, alertID string) error {
+	if alertID == "" {
+		return nil
+	}
+	al, err := getAlert(ctx, tx.QueryRow, alertID)
+	if err != nil {
+		return err
+	}
+	var active int
+	if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM alarms WHERE alert_id = ? AND state = ?`, alertID, event.StateActive).Scan(&active); err != nil {
+		return fmt.Errorf("events: alarms of alert %s: %w", alertID, err)
+	}
+	if active > 0 || !al.AlarmActive {
+		return nil
+	}
+	now := tx.Now()
+	if _, err := tx.Exec(ctx, `UPDATE alerts SET alarm_active = ?, recovered_at = ?, updated_at = ? WHERE id = ?`,
+		false, e.OccurredAt.UnixMilli(), now.UnixMilli(), alertID); err != nil {
+		return fmt.Errorf("events: recover alert %s: %w", alertID, err)
+	}
+	if al.State == AlertClosed {
+		return nil
+	}
+	src := *al.Source
+	ref := event.AlertRef{ID: alertID, State: al.State, Actor: "system", Audience: al.Audience, Occurrences: al.Occurrences}
+	if err := a.record(ctx, tx, alertEvent(&src, "recovered", ref, now, "已恢复："+e.Message), "recover", ""); err != nil {
+		return err
+	}
+	if !a.policy(al.Type).CloseOnClear {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, `UPDATE alerts SET state = ?, updated_at = ? WHERE id = ?`, AlertClosed, now.UnixMilli(), alertID); err != nil {
+		return fmt.Errorf("events: close alert %s: %w", alertID, err)
+	}
+	ref.State = AlertClosed
+	return a.record(ctx, tx, alertEvent(&src, "closed", ref, now, "已恢复，告警自动办结："+al.Message), "close", "")
+}
+
+func evidenceSums(evs []event.Evidence) []string {
+	var out []string
+	for _, ev := range evs {
+		if ev.SHA256 != "" {
+			out = append(out, ev.SHA256)
+		}
+	}
+	return out
+}
+
+// SeverityLabel is the Chinese name of a severity.
+func SeverityLabel(s string) string {
+	switch s {
+	case "critical":
+		return "严重"
+	case "major":
+		return "重要"
+	case "minor":
+		return "一般"
+	case "info":
+		return "提示"
+	}
+	return s
+}
+
+func (a *Alerts) open(ctx context.Context, tx *Tx, e *event.Event, group string, alarmExists bool) error {
+	now := tx.Now()
+	ms := now.UnixMilli()
+	id := NewID(now)
+	if err := a.bindAlarm(ctx, tx, e, id, alarmExists); err != nil {
+		return err
 	}
 	var siteID, devID string
 	if e.Site != nil {
@@ -232,13 +384,16 @@ func (a *Alerts) open(ctx context.Context, tx *Tx, e *event.Event, alarmExists b
 	if e.Device != nil {
 		devID = e.Device.ID
 	}
+	aud := a.policy(e.Type).Route
+	at := e.OccurredAt.UnixMilli()
 	if _, err := tx.Exec(ctx, `INSERT INTO alerts(id, alarm_key, state, type, severity, department, region_code, site_id, device_id,
-		event_id, message, alarm_active, opened_at, updated_at, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		event_id, message, alarm_active, opened_at, updated_at, source, group_key, occurrences, first_at, last_at, audience)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		id, e.AlarmKey, AlertOpened, e.Type, e.Severity, e.Department, e.RegionCode(), siteID, devID, e.ID, e.Message, true,
-		ms, ms, string(e.Raw)); err != nil {
+		ms, ms, string(e.Raw), group, 1, at, at, aud); err != nil {
 		return fmt.Errorf("events: open alert: %w", err)
 	}
-	ref := event.AlertRef{ID: id, State: AlertOpened, Actor: "system"}
+	ref := event.AlertRef{ID: id, State: AlertOpened, Actor: "system", Audience: aud, Occurrences: 1}
 	ae := alertEvent(e, "opened", ref, now, e.Message)
 	ae.Evidence = e.Evidence
 	return a.record(ctx, tx, ae, "open", "")
@@ -375,7 +530,7 @@ func (a *Alerts) transition(ctx context.Context, sc devices.Scope, id, action st
 			return errs.E(errs.KindConflict, "invalid_transition", "alert %s changed meanwhile", id)
 		}
 		ref := event.AlertRef{ID: id, State: tr.to, Actor: act.Actor, Note: act.Note, Outcome: outcome.Code,
-			OutcomeLabel: outcome.Label, Attachments: act.Attachments}
+			OutcomeLabel: outcome.Label, Attachments: act.Attachments, Audience: al.Audience, Occurrences: al.Occurrences}
 		msg := fmt.Sprintf("告警%s（%s）：%s", tr.verb, act.Actor, al.Message)
 		if outcome.Label != "" {
 			msg = fmt.Sprintf("告警%s（%s，%s）：%s", tr.verb, act.Actor, outcome.Label, al.Message)
@@ -398,19 +553,25 @@ func coalesce(a, b string) string {
 }
 
 const alertCols = `id, alarm_key, state, type, severity, department, region_code, site_id, device_id, event_id, message,
-	claimed_by, outcome, escalation_level, alarm_active, opened_at, updated_at, source`
+	claimed_by, outcome, escalation_level, alarm_active, opened_at, updated_at, source, group_key, occurrences, first_at, last_at,
+	recovered_at, audience`
 
 func scanAlert(r rowScanner) (Alert, error) {
 	var al Alert
-	var opened, updated int64
+	var opened, updated, first, last, recovered int64
 	var src string
 	err := r.Scan(&al.ID, &al.AlarmKey, &al.State, &al.Type, &al.Severity, &al.Department, &al.RegionCode, &al.SiteID,
 		&al.DeviceID, &al.EventID, &al.Message, &al.ClaimedBy, &al.Outcome, &al.EscalationLevel, &al.AlarmActive,
-		&opened, &updated, &src)
+		&opened, &updated, &src, &al.GroupKey, &al.Occurrences, &first, &last, &recovered, &al.Audience)
 	if err != nil {
 		return Alert{}, err
 	}
 	al.OpenedAt, al.UpdatedAt = time.UnixMilli(opened).UTC(), time.UnixMilli(updated).UTC()
+	al.FirstAt, al.LastAt = time.UnixMilli(first).UTC(), time.UnixMilli(last).UTC()
+	if recovered > 0 && !al.AlarmActive {
+		t := time.UnixMilli(recovered).UTC()
+		al.RecoveredAt = &t
+	}
 	var e event.Event
 	if json.Unmarshal([]byte(src), &e) == nil {
 		e.Raw = json.RawMessage(src)
@@ -465,7 +626,9 @@ func (a *Alerts) Get(ctx context.Context, sc devices.Scope, id string) (Alert, e
 type AlertFilter struct {
 	State    string
 	AlarmKey string
-	Limit    int // default 200, at most 5000
+	// Audiences keeps alerts for these audiences (Reader.Audiences).
+	Audiences []string
+	Limit     int // default 200, at most 5000
 }
 
 // List returns alerts within sc, newest first.
@@ -479,6 +642,12 @@ func (a *Alerts) List(ctx context.Context, sc devices.Scope, f AlertFilter) ([]A
 	if f.AlarmKey != "" {
 		q += ` AND alarm_key = ?`
 		args = append(args, f.AlarmKey)
+	}
+	if len(f.Audiences) > 0 {
+		q += ` AND audience IN (` + strings.TrimSuffix(strings.Repeat("?, ", len(f.Audiences)), ", ") + `)`
+		for _, a := range f.Audiences {
+			args = append(args, a)
+		}
 	}
 	q, args = scopeSQL(sc, q, args)
 	if f.Limit <= 0 {
@@ -611,7 +780,8 @@ func (a *Alerts) EscalateDue(ctx context.Context, now time.Time) (int, error) {
 			}
 			for lvl := d.from + 1; lvl <= d.to; lvl++ {
 				msg := fmt.Sprintf("告警超时未认领，升级至第%d级：%s", lvl, al.Message)
-				ref := event.AlertRef{ID: d.id, State: AlertOpened, Actor: "system", Level: lvl}
+				ref := event.AlertRef{ID: d.id, State: AlertOpened, Actor: "system", Level: lvl, Audience: al.Audience,
+					Occurrences: al.Occurrences}
 				if err := a.record(ctx, tx, alertEvent(al.Source, "escalated", ref, now, msg), "escalate", ""); err != nil {
 					return err
 				}

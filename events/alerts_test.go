@@ -2,6 +2,7 @@ package events_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -59,13 +60,20 @@ func TestAlarmDedupeAndClear(t *testing.T) {
 		require.False(t, al.AlarmActive)
 		require.Equal(t, events.AlertOpened, al.State)
 
-		// Re-activation after clearing is a new activation: a new alert.
+		require.NotNil(t, al.RecoveredAt, "clearing shows the alert recovered (已恢复)")
+		require.Equal(t, 1, al.Occurrences)
+
+		// Re-activation while the alert is not closed is an occurrence of the same alert.
+		now = now.Add(time.Minute)
 		_, err = l.Append(ctx, reading("dev-1", 210))
 		require.NoError(t, err)
 		list, err = a.List(ctx, devices.Scope{}, events.AlertFilter{AlarmKey: "dev-1/pm10-high"})
 		require.NoError(t, err)
-		require.Len(t, list, 2)
-		require.Equal(t, []string{"alert.opened", "alert.opened"}, types(t, l, "alert."))
+		require.Len(t, list, 1)
+		require.Equal(t, 2, list[0].Occurrences)
+		require.True(t, list[0].AlarmActive)
+		require.Nil(t, list[0].RecoveredAt)
+		require.Equal(t, []string{"alert.opened", "alert.recovered", "alert.recurred"}, types(t, l, "alert."))
 
 		// alert.opened carries the source's context and the alert id.
 		evs, err := l.Since(ctx, 0, events.Filter{Types: []string{"alert.opened"}}, 10)
@@ -77,23 +85,140 @@ func TestAlarmDedupeAndClear(t *testing.T) {
 	})
 }
 
-func TestAlertCooldownReusesOpenAlert(t *testing.T) {
+// A flapping condition (a camera that goes black every 20 s) is one alert with an occurrence
+// per flap and the evidence of each; after an officer closed it, a recurrence is a new alert.
+func TestFlappingAlarmIsOneAlertUntilClosed(t *testing.T) {
 	storetest.Each(t, testSchema, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		now := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 		l, a := newAlerts(t, db, &now)
-		a.Cooldown = 5 * time.Minute
+		tamper := func(state string, i int) event.Event {
+			sum := fmt.Sprintf("%064x", i)
+			return event.Event{Type: "video.tamper", Severity: "major", State: state, OccurredAt: now,
+				Site: &event.Site{ID: "site-1", RegionCode: "410702"}, Device: &event.Device{ID: "cam-black", Kind: "camera"},
+				Department: "市市场监督管理局", AlarmKey: "cam-black/tamper", Message: "摄像机画面被遮挡",
+				Evidence: []event.Evidence{{Kind: "snapshot", URL: "/x", SHA256: sum}}}
+		}
+		for i := 1; i <= 18; i++ {
+			_, err := l.Append(ctx, tamper(event.StateActive, i))
+			require.NoError(t, err)
+			now = now.Add(10 * time.Second)
+			_, err = l.Append(ctx, tamper(event.StateCleared, 100+i))
+			require.NoError(t, err)
+			now = now.Add(10 * time.Second)
+		}
+		list, err := a.List(ctx, devices.Scope{}, events.AlertFilter{})
+		require.NoError(t, err)
+		require.Len(t, list, 1, "18 flaps, one alert")
+		al := list[0]
+		require.Equal(t, 18, al.Occurrences)
+		require.Equal(t, time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC), al.FirstAt)
+		require.Equal(t, time.Date(2026, 11, 27, 10, 5, 40, 0, time.UTC), al.LastAt)
+		require.False(t, al.AlarmActive)
+		require.Equal(t, events.AlertOpened, al.State, "clearing does not close it")
+		got, err := a.Get(ctx, devices.Scope{}, al.ID)
+		require.NoError(t, err)
+		require.Equal(t, "recur", got.Steps[2].Action)
+		require.Equal(t, []string{fmt.Sprintf("%064x", 2)}, got.Steps[2].Attachments, "the new evidence is on the occurrence")
+		keep, err := a.OpenEvidence(ctx)
+		require.NoError(t, err)
+		require.True(t, keep[fmt.Sprintf("%064x", 18)], "evidence of every occurrence is kept while the alert is open")
+
+		all := devices.Scope{}
+		for _, step := range []func() (events.Alert, error){
+			func() (events.Alert, error) { return a.Claim(ctx, all, al.ID, events.Action{Actor: "li"}) },
+			func() (events.Alert, error) { return a.Handle(ctx, all, al.ID, events.Action{Actor: "li"}) },
+			func() (events.Alert, error) {
+				return a.Feedback(ctx, all, al.ID, events.Action{Actor: "li", Outcome: "误报"})
+			},
+			func() (events.Alert, error) { return a.Close(ctx, all, al.ID, events.Action{Actor: "li"}) },
+		} {
+			_, err := step()
+			require.NoError(t, err)
+		}
+		_, err = l.Append(ctx, tamper(event.StateActive, 99))
+		require.NoError(t, err)
+		list, err = a.List(ctx, devices.Scope{}, events.AlertFilter{})
+		require.NoError(t, err)
+		require.Len(t, list, 2, "a recurrence after closing is a new alert")
+		require.Equal(t, 1, list[0].Occurrences)
+		require.Equal(t, events.AlertOpened, list[0].State)
+		require.Equal(t, events.AudienceMaintainers, list[0].Audience, "tamper is device health")
+	})
+}
+
+// The low and the high limit of one gas reading are one alert whose severity rises.
+func TestLowThenHighLimitIsOneAlertRising(t *testing.T) {
+	storetest.Each(t, testSchema, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		now := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+		l, a := newAlerts(t, db, &now)
+		gas := func(rule, sev, state string, v, limit float64, msg string) event.Event {
+			return event.Event{Type: "sensor.threshold", Severity: sev, State: state,
+				Site: &event.Site{ID: "site-1", RegionCode: "410702"}, Device: &event.Device{ID: "gas-1", Kind: "sensor"},
+				Department: "市应急管理局", Reading: &event.Reading{Metric: "lel", Value: v, Unit: "%LEL", Limit: &limit},
+				AlarmKey: "gas-1/" + rule, Rule: rule, Message: msg}
+		}
+		_, err := l.Append(ctx, gas("lel-low", "major", event.StateActive, 12, 10, "12 %LEL，超过低限 10 %LEL"))
+		require.NoError(t, err)
+		now = now.Add(30 * time.Second)
+		_, err = l.Append(ctx, gas("lel-high", "critical", event.StateActive, 35, 20, "35 %LEL，超过高限 20 %LEL"),
+			gas("lel-low", "major", event.StateActive, 35, 10, "35 %LEL，超过低限 10 %LEL"))
+		require.NoError(t, err)
+		list, err := a.List(ctx, devices.Scope{}, events.AlertFilter{})
+		require.NoError(t, err)
+		require.Len(t, list, 1, "one alert per measurement")
+		require.Equal(t, "critical", list[0].Severity)
+		require.Equal(t, "35 %LEL，超过高限 20 %LEL", list[0].Message)
+		require.Equal(t, 1, list[0].Occurrences, "rising is the same occurrence")
+		require.Equal(t, []string{"alert.opened", "alert.escalated"}, types(t, l, "alert."))
+		esc, err := l.Since(ctx, 0, events.Filter{Types: []string{"alert.escalated"}}, 10)
+		require.NoError(t, err)
+		require.Equal(t, "critical", esc[0].Severity)
+		require.Equal(t, events.AudienceOfficers, esc[0].Alert.Audience)
+
+		// The high limit clears while the low one holds: still active; both clear: recovered.
+		_, err = l.Append(ctx, gas("lel-high", "critical", event.StateCleared, 15, 20, "15 %LEL"))
+		require.NoError(t, err)
+		al, err := a.Get(ctx, devices.Scope{}, list[0].ID)
+		require.NoError(t, err)
+		require.True(t, al.AlarmActive)
+		_, err = l.Append(ctx, gas("lel-low", "major", event.StateCleared, 5, 10, "5 %LEL"))
+		require.NoError(t, err)
+		al, err = a.Get(ctx, devices.Scope{}, list[0].ID)
+		require.NoError(t, err)
+		require.False(t, al.AlarmActive)
+		require.Equal(t, "critical", al.Severity)
+
+		// A low-limit rule and a "too low" rule on one metric are different conditions.
+		_, err = l.Append(ctx, gas("lel-under", "minor", event.StateActive, 0, 1, "0 %LEL，低于 1 %LEL"))
+		require.NoError(t, err)
+		list, err = a.List(ctx, devices.Scope{}, events.AlertFilter{})
+		require.NoError(t, err)
+		require.Len(t, list, 2)
+	})
+}
+
+// A type whose policy says so closes its alert when the alarm clears; routes are per type.
+func TestTypePolicyCloseOnClearAndRoute(t *testing.T) {
+	storetest.Each(t, testSchema, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		now := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+		l, a := newAlerts(t, db, &now)
+		a.Types = map[string]events.TypePolicy{"sensor.": {Route: events.AudienceAll, CloseOnClear: true}}
 		clear := reading("dev-1", 100)
 		clear.State = event.StateCleared
 		_, err := l.Append(ctx, reading("dev-1", 182), clear)
 		require.NoError(t, err)
-		now = now.Add(time.Minute)
-		_, err = l.Append(ctx, reading("dev-1", 190))
-		require.NoError(t, err)
 		list, err := a.List(ctx, devices.Scope{}, events.AlertFilter{})
 		require.NoError(t, err)
 		require.Len(t, list, 1)
-		require.True(t, list[0].AlarmActive)
+		require.Equal(t, events.AlertClosed, list[0].State)
+		require.Equal(t, events.AudienceAll, list[0].Audience)
+		require.Equal(t, []string{"alert.opened", "alert.recovered", "alert.closed"}, types(t, l, "alert."))
+
+		bad := &events.Alerts{Log: l, Types: map[string]events.TypePolicy{"video.tamper": {Route: "everyone"}}}
+		require.ErrorContains(t, bad.Initialize(), "must be maintainers, officers or all")
 	})
 }
 

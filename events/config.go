@@ -27,21 +27,26 @@ type EvidenceConfig struct {
 	SweepEvery time.Duration `yaml:"sweep_every"`
 }
 
-// AlertsConfig configures alarm de-duplication and escalation.
+// AlertsConfig configures alarm de-duplication, routing and escalation.
 type AlertsConfig struct {
 	// Local makes a site gateway that reports to a centre open alerts of its own too (for
 	// staff on site). Without a centre uplink alerts are always opened locally.
-	Local              bool             `yaml:"local"`
-	Cooldown           time.Duration    `yaml:"cooldown"`
-	EscalationInterval time.Duration    `yaml:"escalation_interval"`
-	Escalation         []EscalationRule `yaml:"escalation"`
+	Local bool `yaml:"local"`
+	// Cooldown is accepted for old configurations and has no effect: every re-activation
+	// while an alert is not closed is an occurrence of that alert.
+	Cooldown time.Duration `yaml:"cooldown"`
+	// Types route alerts per event type or prefix ending in "." (maintainers, officers, all)
+	// and say whether clearing closes them.
+	Types              map[string]TypePolicy `yaml:"types"`
+	EscalationInterval time.Duration         `yaml:"escalation_interval"`
+	Escalation         []EscalationRule      `yaml:"escalation"`
 }
 
 // DefaultConfig returns the defaults documented in README.md.
 func DefaultConfig() Config {
 	return Config{
 		Evidence: EvidenceConfig{MaxAge: 90 * 24 * time.Hour, SweepEvery: time.Hour},
-		Alerts:   AlertsConfig{EscalationInterval: 5 * time.Second},
+		Alerts:   AlertsConfig{EscalationInterval: 5 * time.Second, Types: map[string]TypePolicy{}},
 	}
 }
 
@@ -58,6 +63,9 @@ func (c EvidenceConfig) EvidenceStore(dataDir string) *EvidenceStore {
 func (c Config) Validate() error {
 	if c.Evidence.MaxAge < 0 || c.Evidence.MaxMB < 0 {
 		return fmt.Errorf("events.evidence: max_age and max_mb must not be negative")
+	}
+	if err := validateTypes(c.Alerts.Types); err != nil {
+		return err
 	}
 	for i, r := range c.Alerts.Escalation {
 		if r.Severity != "" && event.SeverityRank(r.Severity) < 0 {
@@ -77,5 +85,5 @@ func (c Config) Validate() error {
 
 // Alerts builds the alerts component from the config (call Initialize on it).
 func (c AlertsConfig) Alerts(l *Log) *Alerts {
-	return &Alerts{Log: l, Cooldown: c.Cooldown, Escalation: c.Escalation, EscalationInterval: c.EscalationInterval}
+	return &Alerts{Log: l, Types: c.Types, Escalation: c.Escalation, EscalationInterval: c.EscalationInterval}
 }

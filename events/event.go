@@ -84,9 +84,10 @@ func ParseEvent(body []byte) (event.Event, error) {
 }
 
 // DeviceHealthTypes are the event types about device health (exact, or prefixes ending in
-// "."): what a maintainer goes out to fix. Enforcement events and the alert lifecycle are for
-// officers; the API shows maintainers only these, and alerts opened by them.
-var DeviceHealthTypes = []string{"device.", "sensor.silent", "video.signal_lost"}
+// "."): what a maintainer goes out to fix — a device or gateway offline, a camera without
+// signal or moved/covered (tamper), known-bad firmware. Alerts opened by them go to the
+// maintainers of the site's region unless events.alerts.types routes them elsewhere.
+var DeviceHealthTypes = []string{"device.", "gateway.", "firmware.", "sensor.silent", "video.signal_lost", "video.tamper"}
 
 // IsDeviceHealth reports whether events of type t (and alerts opened by them) are about device
 // health (DeviceHealthTypes).

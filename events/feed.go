@@ -115,6 +115,9 @@ func Enrich(ctx context.Context, dir Directory, e *event.Event) error {
 		if e.Device.Profile == "" {
 			e.Device.Profile = d.Profile
 		}
+		if e.Device.Name == "" {
+			e.Device.Name = d.Name
+		}
 		if e.Site == nil {
 			e.Site = &event.Site{ID: d.SiteID}
 		}

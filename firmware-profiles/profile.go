@@ -59,7 +59,7 @@ type MQTTSpec struct {
 
 // Decoder says how to turn a payload into metric values.
 type Decoder struct {
-	Kind string `yaml:"kind" json:"kind"` // "json" or "binary"
+	Kind string `yaml:"kind" json:"kind"` // "json", "binary" or "hj212" (HJ 212-2017 over TCP)
 	// JSON: path of the device timestamp (RFC 3339 or unix ms), optional.
 	TimePath string `yaml:"time_path,omitempty" json:"time_path,omitempty"`
 	// Binary: byte order of multi-byte fields, "big" (default) or "little"; fixed length.
@@ -92,6 +92,11 @@ type Field struct {
 	// Bit (binary decoder) takes one bit of the raw integer, 0 = least significant, so a
 	// flags byte can feed one 0/1 metric per flag. Scale and Add apply after.
 	Bit *int `yaml:"bit,omitempty" json:"bit,omitempty"`
+	// Code (hj212 decoder) is the HJ 212 pollutant code the field reads, e.g. w01018 (COD).
+	Code string `yaml:"code,omitempty" json:"code,omitempty"`
+	// Value (hj212 decoder): "" reads the measured value (Rtd in real-time data, Avg in
+	// minute, hour and day data), "zs" the converted one (ZsRtd / ZsAvg, flue gas 折算).
+	Value string `yaml:"value,omitempty" json:"value,omitempty"`
 }
 
 // Metric is one measured quantity with its unit and valid range.

@@ -16,7 +16,7 @@ import (
 
 var shipped = []string{
 	"coldchain-logger", "dahua-ipc", "dust-noise-monitor", "elevator-monitor", "gas-detector",
-	"generic-json", "generic-rtsp", "hikvision-ipc", "kitchen-fume-monitor",
+	"generic-json", "generic-rtsp", "hikvision-ipc", "hj212-dust-noise", "hj212-fluegas", "hj212-wastewater", "kitchen-fume-monitor",
 }
 
 func TestEmbeddedProfilesLoadAndValidate(t *testing.T) {
@@ -43,8 +43,12 @@ func TestEmbeddedProfilesLoadAndValidate(t *testing.T) {
 				require.Contains(t, p.RTSP.Main, "{host}")
 			case "sensor":
 				require.Positive(t, p.Heartbeat.Std())
-				require.Equal(t, "offsite/{site}/{device}/up", p.MQTT.Up)
-				require.Equal(t, "offsite/{site}/{device}/status", p.MQTT.Status)
+				if p.Decoder.Kind == "hj212" {
+					require.Nil(t, p.MQTT, "HJ 212 stations connect over TCP")
+				} else {
+					require.Equal(t, "offsite/{site}/{device}/up", p.MQTT.Up)
+					require.Equal(t, "offsite/{site}/{device}/status", p.MQTT.Status)
+				}
 				require.NotEmpty(t, p.Metrics)
 				require.NotEmpty(t, p.Rules, "sensor profiles ship default rules")
 				for _, m := range p.Metrics {
@@ -290,7 +294,7 @@ func TestValidateDirCollectsEveryError(t *testing.T) {
 	a, b, c := filepath.Join(dir, "a.yml"), filepath.Join(dir, "b.yml"), filepath.Join(dir, "c.yml")
 	require.Equal(t, []string{
 		a + `:23: metrics[0].max: expected a number, got "lots"`,
-		b + `:13: decoder kind "xml" is not one of json, binary`,
+		b + `:13: decoder kind "xml" is not one of json, binary, hj212`,
 		b + `:32: rule "pm10-high": severity "urgent" is not one of info, minor, major, critical`,
 	}, msgs)
 

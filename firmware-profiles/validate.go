@@ -10,7 +10,7 @@ import (
 // Allowed values of the enumerated keys.
 var (
 	kinds        = []string{"camera", "sensor", "gateway"}
-	decoderKinds = []string{"json", "binary"}
+	decoderKinds = []string{"json", "binary", "hj212"}
 	binaryTypes  = []string{"u8", "i8", "u16", "i16", "u32", "i32", "f32", "f64"}
 	ruleKinds    = []string{"threshold", "duration", "rate", "silence"}
 	ops          = []string{">", ">=", "<", "<=", "==", "!="}
@@ -22,6 +22,7 @@ const MaxFields = 256
 
 var (
 	idRE         = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
+	hj212CodeRE  = regexp.MustCompile(`^[A-Za-z0-9]{1,16}$`)
 	metricNameRE = regexp.MustCompile(`^[a-z0-9_]+$`)
 	duringRE     = regexp.MustCompile(`^([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-3]):[0-5][0-9]$`)
 	placeholdRE  = regexp.MustCompile(`\{[^{}]*\}`)
@@ -98,7 +99,12 @@ func (w *walker) validate(p *Profile) {
 	metrics := w.validateMetrics(p)
 	switch p.Kind {
 	case "sensor":
-		w.validateMQTT(p)
+		if p.Decoder != nil && p.Decoder.Kind == "hj212" {
+			// HJ 212 stations connect over TCP to ingest.hj212.listen, not to the broker.
+			w.notFor("mqtt", "an hj212 profile's stations connect over TCP (ingest.hj212.listen), not MQTT")
+		} else {
+			w.validateMQTT(p)
+		}
 		if p.Decoder == nil {
 			w.errAt(w.line(""), "missing required key \"decoder\": a sensor profile says how to read its payload")
 		} else {
@@ -281,6 +287,38 @@ func (w *walker) validateDecoder(d *Decoder, metrics map[string]Metric) {
 		w.validateJSONDecoder(d)
 	case "binary":
 		w.validateBinaryDecoder(d)
+	case "hj212":
+		w.validateHJ212Decoder(d)
+	}
+}
+
+// validateHJ212Decoder: each field reads one pollutant code (w01018, a21026, LA) of the CP,
+// its plain value or (value: zs) its converted 折算 value; a code and value are read once.
+func (w *walker) validateHJ212Decoder(d *Decoder) {
+	for _, k := range []string{"time_path", "open_metrics", "values_path", "byte_order", "length", "magic"} {
+		w.notFor("decoder."+k, "hj212 decoders read the CP of HJ 212 frames")
+	}
+	if len(d.Fields) == 0 {
+		w.errAt(w.line("decoder"), "an hj212 decoder needs at least one field under \"fields\" ({metric: cod, code: w01018})")
+	}
+	seen := map[string]int{}
+	for i, f := range d.Fields {
+		path := fmt.Sprintf("decoder.fields[%d]", i)
+		for _, k := range []string{"path", "offset", "type", "bit", "optional"} {
+			w.notFor(path+"."+k, "hj212 fields have code (and value), every pollutant is optional")
+		}
+		if w.required(path+".code", f.Code) && !hj212CodeRE.MatchString(f.Code) {
+			w.errAt(w.line(path+".code"), "field %q: code %q must be an HJ 212 pollutant code (letters and digits, e.g. w01018)", f.Metric, f.Code)
+		}
+		if f.Value != "" && f.Value != "zs" {
+			w.errAt(w.line(path+".value"), "field %q: value %q is not one of zs (leave it out for the measured value)", f.Metric, f.Value)
+		}
+		key := f.Code + "/" + f.Value
+		if first, dup := seen[key]; dup {
+			w.errAt(w.line(path+".code"), "field %q: code %s (value %q) is already read on line %d", f.Metric, f.Code, f.Value, first)
+		} else {
+			seen[key] = w.line(path + ".code")
+		}
 	}
 }
 
@@ -312,6 +350,9 @@ func (w *walker) validateJSONDecoder(d *Decoder) {
 		path := fmt.Sprintf("decoder.fields[%d]", i)
 		for _, k := range []string{"offset", "type", "bit"} {
 			w.notFor(path+"."+k, "only binary decoder fields have it")
+		}
+		for _, k := range []string{"code", "value"} {
+			w.notFor(path+"."+k, "only hj212 decoder fields have it")
 		}
 		if w.required(path+".path", f.Path) && w.jsonPath(path+".path", f.Path) {
 			paths = append(paths, named{f.Path, path + ".path"})
@@ -364,6 +405,9 @@ func (w *walker) validateBinaryDecoder(d *Decoder) {
 		path := fmt.Sprintf("decoder.fields[%d]", i)
 		w.notFor(path+".path", "binary decoder fields use offset and type, not path")
 		w.notFor(path+".optional", "a fixed-length frame always carries every field")
+		for _, k := range []string{"code", "value"} {
+			w.notFor(path+"."+k, "only hj212 decoder fields have it")
+		}
 		w.enum(path+".type", f.Type, fmt.Sprintf("field %q: type", f.Metric), binaryTypes)
 		size := TypeSize(f.Type)
 		if f.Offset < 0 {

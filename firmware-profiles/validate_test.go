@@ -123,7 +123,7 @@ func TestBrokenProfiles(t *testing.T) {
 		{"bad version without reason", baseSensor, `{version: "V1.0.1", reason: broken}`, `{version: "V1.0.1"}`,
 			`dust-noise.yml:8: missing required key "reason" in firmware.bad[0]`},
 		{"decoder kind", baseSensor, "  kind: json", "  kind: xml",
-			`dust-noise.yml:13: decoder kind "xml" is not one of json, binary`},
+			`dust-noise.yml:13: decoder kind "xml" is not one of json, binary, hj212`},
 		{"field metric not declared", baseSensor, "{metric: noise, path", "{metric: noize, path",
 			`dust-noise.yml:17: decoder field metric "noize" is not declared under metrics`},
 		{"field without path", baseSensor, "{metric: noise, path: data.noise, optional: true}", "{metric: noise, optional: true}",

@@ -9,6 +9,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/offsite-gw/offsite/devices"
 	profiles "github.com/offsite-gw/offsite/firmware-profiles"
@@ -34,6 +36,11 @@ func cmdDevices(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	cfg, err := config.Load(*path, os.Environ())
 	if err != nil {
 		return err
+	}
+	if sub == "export" {
+		if err := requireDatabase(cfg); err != nil {
+			return err
+		}
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	st, db, err := openDeviceStore(ctx, cfg, logger)
@@ -129,9 +136,33 @@ func openDeviceStore(ctx context.Context, cfg config.Config, logger *slog.Logger
 	return &devices.SQLStore{DB: db, Sealer: sealer, Profiles: reg}, db, nil
 }
 
+// requireDatabase refuses to read a gateway database that is not there: without it an export
+// would create an empty one (and its folder) and print an empty sheet.
+func requireDatabase(cfg config.Config) error {
+	dsn := cfg.Store.DSN
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		return nil
+	}
+	p := strings.TrimPrefix(dsn, "sqlite:")
+	if p == "" {
+		p = filepath.Join(cfg.DataDir, "offsite.db")
+	}
+	if _, err := os.Stat(p); err != nil {
+		return usageError{fmt.Sprintf("no gateway database at %s: give the gateway's configuration with --config FILE "+
+			"(or set OFFSITE_DATA_DIR or OFFSITE_STORE_DSN as the gateway has them)", p)}
+	}
+	return nil
+}
+
 func cmdProfiles(args []string, stdout, stderr io.Writer) error {
 	if len(args) != 2 || args[0] != "validate" {
 		return usageError{"usage: offsite profiles validate DIR"}
+	}
+	// The repository's firmware-profiles folder keeps the shipped profiles in builtin/.
+	if m, _ := filepath.Glob(filepath.Join(args[1], "*.y*ml")); len(m) == 0 {
+		if b, _ := filepath.Glob(filepath.Join(args[1], "builtin", "*.y*ml")); len(b) > 0 {
+			args[1] = filepath.Join(args[1], "builtin")
+		}
 	}
 	problems := profiles.ValidateDir(args[1])
 	for _, p := range problems {

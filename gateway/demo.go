@@ -34,6 +34,7 @@ type demoFile struct {
 	HTTP     string        `json:"http"`
 	RTSP     string        `json:"rtsp,omitempty"`
 	MQTT     string        `json:"mqtt,omitempty"`
+	HJ212    string        `json:"hj212,omitempty"` // tcp://host:port of demo-gw-city's HJ 212 listener (§8)
 	Centre   *demoNodeAddr `json:"centre,omitempty"`
 	Gateways []demoGateway `json:"gateways"`
 	Users    []demoUser    `json:"users"`
@@ -91,6 +92,10 @@ type demoSensor struct {
 	MQTTUsername string   `json:"mqtt_username"`
 	MQTTPassword string   `json:"mqtt_password"`
 	Metrics      []string `json:"metrics"`
+	// HJ 212 stations (protocol "hj212") have an MN and PW instead of MQTT credentials.
+	Protocol string `json:"protocol,omitempty"`
+	MN       string `json:"mn,omitempty"`
+	PW       string `json:"pw,omitempty"`
 }
 
 type demoLink struct {
@@ -113,6 +118,7 @@ var demoSiteGateway = map[string]string{
 	"hq-service-hall":    "demo-gw-hall",
 	"hq-construction-07": "demo-gw-city",
 	"hq-market-02":       "demo-gw-city",
+	demoHJ212Site.ID:     "demo-gw-city",
 }
 
 // demoSilentSensor goes silent now and then (sensor.silent, presence); tests publish their own
@@ -126,6 +132,7 @@ var (
 		{Username: "officer", Role: "officer", Departments: []string{"市住房和城乡建设局"}},
 		{Username: "officer-market", Role: "officer", Departments: []string{"市市场监督管理局"}},
 		{Username: "officer-hall", Role: "officer", Departments: []string{"市政务服务和大数据管理局"}},
+		{Username: "officer-eco", Role: "officer", Departments: []string{"市生态环境局"}},
 		{Username: "monitor", Role: "viewer"},
 		{Username: "maintainer", Role: "maintainer"},
 		{Username: "analytics", Role: "service"},
@@ -148,6 +155,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	rtspAddr := fs.String("rtsp", "127.0.0.1:8554", "the centre's RTSP re-serve address; site gateways take the next ports")
 	webrtcAddr := fs.String("webrtc", "127.0.0.1:8189", "the centre's WebRTC (ICE) UDP and TCP address; site gateways take the next ports")
 	mqttAddr := fs.String("mqtt", "127.0.0.1:1883", "the centre's MQTT broker address; site gateways take the next ports")
+	hj212Addr := fs.String("hj212", "127.0.0.1:9212", "HJ 212-2017 listener of the site gateway that serves the wastewater treatment plant")
 	worker := fs.String("analytics", "auto", "video analytics worker binary: auto (offsite-analytics beside this binary or on PATH), a path, or off")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -226,16 +234,20 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			secret = devices.GenerateSecret() + devices.GenerateSecret()
 		}
 		var sites []string
-		for _, s := range demoSites {
+		for _, s := range append(demoSites, demoHJ212Site) {
 			if demoSiteGateway[s.ID] == gp.id {
 				sites = append(sites, s.ID)
 			}
+		}
+		hj212 := ""
+		if demoSiteGateway[demoHJ212Site.ID] == gp.id {
+			hj212 = *hj212Addr
 		}
 		centreSpec.Enrol = append(centreSpec.Enrol, nodeEnrolment{ID: gp.id, Name: gp.name, Secret: secret})
 		siteSpecs = append(siteSpecs, nodeSpec{Role: "site", GatewayID: gp.id, Name: gp.name, DataDir: filepath.Join(*dataDir, gp.id),
 			Listen: addrs(i + 1), Users: withPasswords(demoSiteUsers, pg.Users), Sites: sites, Sensors: prev.Sensors,
 			Cameras:      nodeCameras{URLs: camURLs, Username: cams.Username, Password: cams.Password},
-			CentreSecret: secret})
+			CentreSecret: secret, HJ212: hj212})
 	}
 
 	centre, err := city.start(ctx, centreSpec)
@@ -280,8 +292,21 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			Users: n.ready.Users, Secret: n.spec.CentreSecret, Sites: n.spec.Sites}
 		df.Gateways = append(df.Gateways, gw)
 		fleet := &sim.Fleet{BrokerURL: gw.MQTT, Interval: 5 * time.Second, Logger: logger.With("component", "sim-sensors", "gateway", gw.ID)}
+		if n.ready.HJ212 != "" {
+			df.HJ212 = "tcp://" + n.ready.HJ212
+			stop, err := startHJ212Demo(n.ready, logger)
+			if err != nil {
+				return fmt.Errorf("simulated HJ 212 station: %w", err)
+			}
+			defer stop()
+		}
 		for _, sn := range n.ready.Sensors {
-			sn.Gateway, sn.MQTT = gw.ID, gw.MQTT
+			sn.Gateway = gw.ID
+			if sn.Protocol == "hj212" {
+				df.Sensors = append(df.Sensors, sn) // simulated over HJ 212 (startHJ212Demo)
+				continue
+			}
+			sn.MQTT = gw.MQTT
 			df.Sensors = append(df.Sensors, sn)
 			p, _ := reg.Get(sn.Profile)
 			fleet.Sensors = append(fleet.Sensors, sim.Sensor{Device: sn.ID, Site: sn.Site, Profile: p,
@@ -463,6 +488,9 @@ func (c *demoCity) start(ctx context.Context, spec nodeSpec) (*demoNode, error) 
 	// A restart listens where the node did and keeps the credentials it handed out.
 	n.spec.Listen = nodeListen{HTTP: n.ready.HTTP, RTSP: n.ready.RTSP, MQTT: n.ready.MQTT, WebRTC: n.ready.WebRTC}
 	n.spec.Users, n.spec.Sensors = n.ready.Users, n.ready.Sensors
+	if n.ready.HJ212 != "" {
+		n.spec.HJ212 = n.ready.HJ212
+	}
 	c.mu.Lock()
 	c.nodes = append(c.nodes, n)
 	c.mu.Unlock()

@@ -37,6 +37,8 @@ type nodeSpec struct {
 	Sensors      []demoSensor `json:"sensors,omitempty"` // of the last run: their MQTT secrets
 	Cameras      nodeCameras  `json:"cameras"`
 	CentreSecret string       `json:"centre_secret,omitempty"`
+	// HJ212 is the HJ 212 listen address of the site gateway that serves the plant.
+	HJ212 string `json:"hj212,omitempty"`
 }
 
 type nodeListen struct {
@@ -66,6 +68,7 @@ type nodeReady struct {
 	RTSP    string       `json:"rtsp"`
 	MQTT    string       `json:"mqtt"`
 	WebRTC  string       `json:"webrtc"`
+	HJ212   string       `json:"hj212,omitempty"`
 	Dev     string       `json:"dev,omitempty"`
 	Users   []demoUser   `json:"users"`
 	Cameras []demoCamera `json:"cameras"`
@@ -104,6 +107,9 @@ func cmdDemoNode(ctx context.Context, args []string, stderr io.Writer) error {
 	cfg.Uplinks = spec.Uplinks
 	// The demo shows a silent site within a minute rather than two.
 	cfg.Centre.OfflineAfter = time.Minute
+	if spec.HJ212 != "" {
+		configureHJ212Demo(&cfg, spec.HJ212)
+	}
 	if err := os.MkdirAll(spec.DataDir, 0o750); err != nil {
 		return err
 	}
@@ -129,6 +135,9 @@ func cmdDemoNode(ctx context.Context, args []string, stderr io.Writer) error {
 	ready.RTSP = displayAddr(g.video.reserve.Addr())
 	ready.MQTT = displayAddr(g.sensors.broker.Addr())
 	ready.WebRTC = spec.Listen.WebRTC
+	if addr := g.sensors.hj212Addr(); addr != "" {
+		ready.HJ212 = displayAddr(addr)
+	}
 	for i := range ready.Cameras {
 		ready.Cameras[i].RTSP = g.video.rtspURL(ready.Cameras[i].ID)
 	}
@@ -239,6 +248,12 @@ func seedDemo(ctx context.Context, g *gateway, spec nodeSpec) (nodeReady, error)
 			continue
 		}
 		if err := seedDemoDevice(ctx, g, spec, d, prevSensor[d.id].MQTTPassword, &ready); err != nil {
+			return ready, err
+		}
+	}
+
+	if mine[demoHJ212Site.ID] {
+		if err := seedHJ212Demo(ctx, g, spec, &ready); err != nil {
 			return ready, err
 		}
 	}

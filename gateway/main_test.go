@@ -60,6 +60,7 @@ type demoJSON struct {
 		MQTTUsername                            string `json:"mqtt_username"`
 		MQTTPassword                            string `json:"mqtt_password"`
 		Metrics                                 []string
+		Protocol, MN, PW                        string // HJ 212 stations (docs/contracts.md §8)
 	} `json:"sensors"`
 }
 
@@ -86,7 +87,7 @@ func startDemo(t *testing.T, dataDir string, extra ...string) (*exec.Cmd, demoJS
 	t.Helper()
 	out := &syncBuffer{}
 	cmd := exec.Command(offsiteBin, append([]string{"demo", "--data", dataDir, "--http", "127.0.0.1:0", "--rtsp", "127.0.0.1:0",
-		"--webrtc", "127.0.0.1:0", "--mqtt", "127.0.0.1:0", "--analytics", "off"}, extra...)...)
+		"--webrtc", "127.0.0.1:0", "--mqtt", "127.0.0.1:0", "--hj212", "127.0.0.1:0", "--analytics", "off"}, extra...)...)
 	cmd.Stdout = out
 	cmd.Stderr = out
 	before := fileMTime(filepath.Join(dataDir, "demo.json"))
@@ -170,6 +171,12 @@ func TestDemoServesLoginDevicesAndRoles(t *testing.T) {
 	}
 	require.True(t, roles["admin"] && roles["officer"] && roles["service"], "demo.json users: %+v", dj.Users)
 	for _, s := range dj.Sensors {
+		require.NotEmpty(t, s.Metrics, "sensor %s lists no metrics", s.ID)
+		if s.Protocol == "hj212" {
+			require.NotEmpty(t, s.MN, "an HJ 212 station has an MN and PW instead of MQTT credentials")
+			require.NotEmpty(t, s.PW)
+			continue
+		}
 		require.NotEmpty(t, s.Topic)
 		require.NotEmpty(t, s.MQTTPassword)
 		require.NotEmpty(t, s.Metrics, "sensor %s lists no metrics", s.ID)
@@ -399,7 +406,7 @@ func TestDemoEventBecomesAlertAndReachesProvince(t *testing.T) {
 	site, siteUsers := siteOf(t, dj, "demo-gw-city")
 	svc := login(t, site, "analytics", userPassword(siteUsers, "analytics"))
 	code, body := post(t, site+"/api/v1/events", svc,
-		`{"type":"video.tamper","severity":"major","state":"active","occurred_at":"2026-11-27T10:15:04.123Z","device":{"id":"cam-site-gate"},"alarm_key":"cam-site-gate/tamper","message":"镜头被遮挡"}`)
+		`{"type":"video.crowding","severity":"major","state":"active","occurred_at":"2026-11-27T10:15:04.123Z","device":{"id":"cam-site-gate"},"alarm_key":"cam-site-gate/crowding","message":"人员聚集"}`)
 	require.Equalf(t, 201, code, "%s\n%s", body, out)
 	var ev struct{ ID string }
 	require.NoError(t, json.Unmarshal(body, &ev))

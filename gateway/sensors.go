@@ -32,6 +32,7 @@ type sensors struct {
 	pipeline   *ingest.Pipeline
 	broker     *ingest.Broker
 	subscriber *ingest.Subscriber
+	hj212      *hj212Input
 	rules      *rules.Engine
 }
 
@@ -116,6 +117,9 @@ func (g *gateway) openSensors(ctx context.Context) error {
 
 // startInput opens the MQTT side (an input: opened last, closed first).
 func (s *sensors) startInput() error {
+	if err := s.startHJ212(); err != nil {
+		return err
+	}
 	ic := s.g.cfg.Ingest
 	lg := s.g.log // the broker and the subscriber name their component themselves
 	if ic.External.URL != "" {
@@ -156,9 +160,13 @@ func (s *sensors) onReadings(sensor *ingest.Sensor, rs []ingest.Reading) {
 	if len(rs) == 0 {
 		return
 	}
+	s.dataFlags(sensor, rs)
 	batch := make([]decode.Reading, 0, len(rs))
 	at := rs[0].Time
 	for _, r := range rs {
+		if !r.Normal() {
+			continue // HJ 212 values flagged F M S D C T B are stored, not judged against limits
+		}
 		if !r.Time.Equal(at) {
 			s.rules.Observe(context.Background(), sensor.ID, batch, at)
 			batch, at = batch[:0], r.Time
@@ -205,7 +213,7 @@ func (s *sensors) onPresence(c ingest.PresenceChange) {
 		e.Type, e.Severity, e.State, e.Message = "device.online", "info", "cleared", "设备恢复在线"
 	} else {
 		e.Type, e.Severity, e.State = "device.offline", "minor", "active"
-		e.Message = "设备离线：" + c.Reason
+		e.Message, e.Detail = "设备离线："+ingest.ExplainPresence(c.Reason), c.Reason
 		if !c.LastSeen.IsZero() {
 			e.Message += "，最后上报 " + c.LastSeen.In(time.FixedZone("CST", 8*3600)).Format("2006-01-02 15:04:05")
 		}

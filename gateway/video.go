@@ -292,7 +292,7 @@ func (v *video) onState(camera string, st streams.State, reason string) {
 	if typ == "video.signal_lost" {
 		e.Severity, e.State = "major", "active"
 		_, text := streams.ExplainReason(reason)
-		e.Message = "摄像机视频信号中断：" + text + "（" + reason + "）"
+		e.Message, e.Detail = "摄像机视频信号中断："+text, reason
 	} else {
 		e.Severity, e.State = "info", "cleared"
 		e.Message = "摄像机视频信号恢复"

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -117,6 +118,9 @@ type Broker struct {
 	rateMu      sync.RWMutex
 	rates       map[string]*deviceRate
 	rateDropped *prometheus.CounterVec
+	// closing is set before the server drops its clients: the wills it then sends are our
+	// own stop, not the devices going away.
+	closing atomic.Bool
 }
 
 // ServiceAccount is a broker login that is not a device.
@@ -247,6 +251,7 @@ func (b *Broker) listen(id, addr string, tc *tls.Config) error {
 // Close disconnects every client and stops the listeners.
 func (b *Broker) Close() {
 	b.closeOne.Do(func() {
+		b.closing.Store(true)
 		if b.server != nil {
 			_ = b.server.Close()
 		}
@@ -508,6 +513,9 @@ func (h *brokerHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 // OnWillSent hands a device's will (its status topic saying "offline") to ingest: mochi sends
 // wills without the OnPublish hook.
 func (h *brokerHook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
+	if h.b.closing.Load() {
+		return // the gateway is stopping and dropped the connection, the device did not vanish
+	}
 	h.b.Pipeline.Submit(Message{Topic: pk.TopicName, Payload: append([]byte(nil), pk.Payload...), Received: time.Now(),
 		Client: string(cl.Properties.Username), Remote: cl.Net.Remote})
 }

@@ -31,12 +31,18 @@ const (
 	TopicStatus                      // "online" / "offline", retained, also the will
 )
 
-// Sensor is a device ingest knows how to read: a sensor whose profile has MQTT topics.
+// HJ212Topic is the topic the pipeline routes an HJ 212 station's uploads by: stations do not
+// speak MQTT, the HJ 212 listener submits each upload's data segment under it.
+const HJ212Topic = "hj212/{site}/{device}"
+
+// Sensor is a device ingest knows how to read: a sensor whose profile has MQTT topics, or an
+// HJ 212 station (profile decoder kind hj212).
 type Sensor struct {
 	ID        string
 	Site      string
 	Profile   profiles.Profile
 	Username  string
+	MN        string // HJ 212 stations: the MN of the device
 	Heartbeat time.Duration
 	Up        string // expanded topics
 	Status    string
@@ -67,6 +73,7 @@ type Directory struct {
 	byTopic  map[string]Route
 	byID     map[string]*Sensor
 	byUser   map[string]*Sensor
+	byMN     map[string]*Sensor
 	version  uint64
 	decoders map[string]decoderEntry // by profile id, rebuilt only when a profile changes
 
@@ -147,9 +154,20 @@ func (d *Directory) Refresh(ctx context.Context) error {
 	byTopic := make(map[string]Route, 2*len(devs))
 	byID := make(map[string]*Sensor, len(devs))
 	byUser := make(map[string]*Sensor, len(devs))
+	byMN := map[string]*Sensor{}
 	for _, dv := range devs {
 		p, ok := d.Profiles.Get(dv.Profile)
-		if !ok || p.MQTT == nil || p.MQTT.Up == "" {
+		if !ok {
+			continue
+		}
+		up := ""
+		switch {
+		case p.Decoder != nil && p.Decoder.Kind == "hj212":
+			up = HJ212Topic
+		case p.MQTT != nil:
+			up = p.MQTT.Up
+		}
+		if up == "" {
 			continue
 		}
 		de, ok := decs[p.ID]
@@ -166,8 +184,12 @@ func (d *Directory) Refresh(ctx context.Context) error {
 			decs[p.ID] = de
 		}
 		s := &Sensor{ID: dv.ID, Site: dv.SiteID, Profile: de.p, Heartbeat: time.Duration(p.Heartbeat),
-			Up: ExpandTopic(p.MQTT.Up, dv.SiteID, dv.ID), Decoder: de.dec, DecoderErr: de.err}
-		if p.MQTT.Status != "" {
+			Up: ExpandTopic(up, dv.SiteID, dv.ID), Decoder: de.dec, DecoderErr: de.err}
+		if up == HJ212Topic && dv.HJ212 != nil && dv.HJ212.MN != "" {
+			s.MN = dv.HJ212.MN
+			byMN[s.MN] = s
+		}
+		if p.MQTT != nil && p.MQTT.Status != "" {
 			s.Status = ExpandTopic(p.MQTT.Status, dv.SiteID, dv.ID)
 			byTopic[s.Status] = Route{Kind: TopicStatus, Sensor: s}
 		}
@@ -179,7 +201,7 @@ func (d *Directory) Refresh(ctx context.Context) error {
 		}
 	}
 	d.mu.Lock()
-	d.byTopic, d.byID, d.byUser, d.decoders = byTopic, byID, byUser, decs
+	d.byTopic, d.byID, d.byUser, d.byMN, d.decoders = byTopic, byID, byUser, byMN, decs
 	d.version++
 	d.mu.Unlock()
 	return nil
@@ -204,6 +226,14 @@ func (d *Directory) Lookup(topic string) (Route, bool) {
 func (d *Directory) ByUsername(username string) (*Sensor, bool) {
 	d.mu.RLock()
 	s, ok := d.byUser[username]
+	d.mu.RUnlock()
+	return s, ok
+}
+
+// ByMN returns the HJ 212 station whose MN is mn.
+func (d *Directory) ByMN(mn string) (*Sensor, bool) {
+	d.mu.RLock()
+	s, ok := d.byMN[mn]
 	d.mu.RUnlock()
 	return s, ok
 }
@@ -234,6 +264,9 @@ func (d *Directory) Filters() []string {
 	seen := map[string]bool{}
 	var out []string
 	for _, de := range d.decoders {
+		if de.p.MQTT == nil {
+			continue // HJ 212 stations come over TCP
+		}
 		for _, t := range []string{de.p.MQTT.Up, de.p.MQTT.Status} {
 			if t == "" {
 				continue

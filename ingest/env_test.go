@@ -195,7 +195,9 @@ func (d *influxd) start() {
 	require.NoError(d.t, d.cmd.Start())
 	d.done = make(chan struct{})
 	go func(c *exec.Cmd, done chan struct{}) { _ = c.Wait(); close(done) }(d.cmd, d.done)
-	deadline := time.Now().Add(30 * time.Second)
+	// On a busy machine influxd 1.8 has been seen to take over a minute before its HTTP
+	// listener opens.
+	deadline := time.Now().Add(3 * time.Minute)
 	for time.Now().Before(deadline) {
 		if resp, err := http.Get(d.url + "/ping"); err == nil {
 			resp.Body.Close()

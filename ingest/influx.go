@@ -598,9 +598,12 @@ func appendLines(b []byte, times []int64, measurement string, receiveTime bool, 
 		if r.Quality != "" && r.Quality != QualityGood {
 			b = appendTag(b, "quality", string(r.Quality))
 		}
+		if r.Flag != "" && r.Flag != "N" {
+			b = appendTag(b, "flag", r.Flag) // HJ 212 data flag; normal readings carry none
+		}
 		sep := byte(' ')
 		j := i
-		for ; j < len(rs) && rs[j].Device == r.Device && rs[j].Time.Equal(r.Time) && rs[j].Quality == r.Quality; j++ {
+		for ; j < len(rs) && rs[j].Device == r.Device && rs[j].Time.Equal(r.Time) && rs[j].Quality == r.Quality && rs[j].Flag == r.Flag; j++ {
 			v := rs[j].Value
 			if math.IsNaN(v) || math.IsInf(v, 0) {
 				continue // validation refuses these; never send a line InfluxDB would reject
@@ -733,6 +736,7 @@ func (s *InfluxStore) Latest(ctx context.Context, device string) ([]Reading, err
 		if q := str(rec.ValueByKey("quality")); q != "" {
 			r.Quality = Quality(q)
 		}
+		r.Flag = str(rec.ValueByKey("flag"))
 		if s.Describe != nil {
 			r.Site, r.Unit = s.Describe(device, r.Metric)
 		}

@@ -461,7 +461,7 @@ func (p *Pipeline) process(m Message, w *worker) {
 		if bad[i] {
 			continue
 		}
-		rs = append(rs, Reading{Device: s.ID, Site: s.Site, Metric: v.Metric, Value: v.Value, Unit: v.Unit,
+		rs = append(rs, Reading{Device: s.ID, Site: s.Site, Metric: v.Metric, Value: v.Value, Unit: v.Unit, Flag: v.Flag,
 			Quality: quality, Time: t, DeviceTime: d.DeviceTime, ReceiveTime: m.Received})
 	}
 	if len(rs) == 0 {

@@ -30,6 +30,8 @@ type DeviceState struct {
 	Since    time.Time `json:"since"`
 	LastSeen time.Time `json:"last_seen,omitzero"`
 	Reason   string    `json:"reason,omitempty"`
+	// ReasonZH is Reason as a Chinese user reads it (ExplainPresence).
+	ReasonZH string `json:"reason_zh,omitempty"`
 }
 
 const (
@@ -392,7 +394,8 @@ func (p *Presence) State(device string) (DeviceState, bool) {
 	if !ok {
 		return DeviceState{}, false
 	}
-	return DeviceState{Device: device, Site: e.site, State: e.state, Since: e.since, LastSeen: e.lastSeen, Reason: e.reason}, true
+	return DeviceState{Device: device, Site: e.site, State: e.state, Since: e.since, LastSeen: e.lastSeen, Reason: e.reason,
+		ReasonZH: ExplainPresence(e.reason)}, true
 }
 
 // States returns every watched sensor, by device id.
@@ -400,7 +403,8 @@ func (p *Presence) States() []DeviceState {
 	p.mu.Lock()
 	out := make([]DeviceState, 0, len(p.devs))
 	for id, e := range p.devs {
-		out = append(out, DeviceState{Device: id, Site: e.site, State: e.state, Since: e.since, LastSeen: e.lastSeen, Reason: e.reason})
+		out = append(out, DeviceState{Device: id, Site: e.site, State: e.state, Since: e.since, LastSeen: e.lastSeen, Reason: e.reason,
+			ReasonZH: ExplainPresence(e.reason)})
 	}
 	p.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Device < out[j].Device })

@@ -62,12 +62,14 @@ func TestPresence(t *testing.T) {
 	st, _ = p.State("dust-1")
 	require.Equal(t, ingest.StateOnline, st.State)
 
-	// The will / status topic says offline: offline at once, not after the heartbeat.
+	// The will / status topic says offline: offline at once, not after the heartbeat — the
+	// reason says which (a generous deadline: the reason, not the clock, tells the two apart).
+	p.Seen("dust-1", time.Now())
 	pipe.Submit(ingest.Message{Topic: "offsite/site-1/dust-1/status", Payload: []byte("offline")})
 	require.Eventually(t, func() bool {
 		c, _ := ch.last("dust-1")
 		return !c.Online && c.Reason != "" && c.Reason[:6] == "status"
-	}, 500*time.Millisecond, 5*time.Millisecond)
+	}, 5*time.Second, 5*time.Millisecond)
 
 	// Bulk import: a new device is watched once the directory reloads, and goes offline.
 	devs.add("site-3", "gas-9", "gas-detector")
@@ -133,4 +135,34 @@ func connectWithWill(clientID, user, pass, willTopic, willMsg string) []byte {
 		}
 	}
 	return append(out, vh...)
+}
+
+// TestBrokerStopSendsNoOfflineWill (issue 16 item 4): stopping the gateway closes the
+// embedded broker, which drops every device connection; the devices did nothing wrong, so
+// their wills do not turn them offline (no device.offline from our own Ctrl-C).
+func TestBrokerStopSendsNoOfflineWill(t *testing.T) {
+	devs := sensorFleet()
+	tel := openSQLiteTelemetry(t)
+	s := newStack(t, devs, tel)
+	var ch changes
+	s.presence.OnChange = ch.add
+	b := startBroker(t, s, "127.0.0.1:0")
+	conn, err := net.Dial("tcp", b.Addr())
+	require.NoError(t, err)
+	defer conn.Close()
+	_, err = conn.Write(connectWithWill("raw-dust-1", "dust-1", "secret-dust-1", "offsite/site-1/dust-1/status", "offline"))
+	require.NoError(t, err)
+	ack := make([]byte, 4)
+	_, err = io.ReadFull(conn, ack)
+	require.NoError(t, err)
+	require.Equal(t, byte(0), ack[3], "CONNACK accepted")
+	s.presence.Seen("dust-1", time.Now())
+	require.Equal(t, ingest.StateOnline, func() string { st, _ := s.presence.State("dust-1"); return st.State }())
+
+	b.Close()
+	s.pipe.Close() // processes whatever the broker handed over while closing
+	st, _ := s.presence.State("dust-1")
+	require.Equal(t, ingest.StateOnline, st.State, "reason: %s", st.Reason)
+	_, n := ch.last("dust-1")
+	require.Zero(t, n)
 }

@@ -26,12 +26,24 @@ type Reading struct {
 	Value   float64 `json:"value"`
 	Unit    string  `json:"unit"`
 	Quality Quality `json:"quality"`
+	// Flag is the data flag an HJ 212 station sent with the value (N normal; F stopped,
+	// M maintenance, S manual, D fault, C calibration, T over range, B communication fault),
+	// "" for MQTT readings. Only "" and N are normal readings that rules see.
+	Flag string `json:"flag,omitempty"`
 	// Time is the device time when the payload had a usable one, else ReceiveTime. It is the
 	// timestamp the telemetry store keeps.
 	Time        time.Time `json:"time"`
 	DeviceTime  time.Time `json:"device_time,omitzero"`
 	ReceiveTime time.Time `json:"receive_time"`
 }
+
+// Normal reports whether r is a normal reading, one rules check against limits: MQTT readings
+// and HJ 212 values flagged N. Values flagged F M S D C T B are stored but not judged.
+func (r Reading) Normal() bool { return r.Flag == "" || r.Flag == "N" }
+
+// Fault reports whether the station flagged r as a fault of its own (D instrument fault,
+// B communication fault): a maintainer's matter.
+func (r Reading) Fault() bool { return r.Flag == "D" || r.Flag == "B" }
 
 // Message is one MQTT publish as it arrived, before decoding.
 type Message struct {
@@ -75,6 +87,9 @@ type Point struct {
 	Min   float64   `json:"min"`
 	Max   float64   `json:"max"`
 	Count int64     `json:"count"`
+	// Flags are the HJ 212 data flags other than N among the step's readings, e.g. "M" for a
+	// step in a maintenance period or "CM" (SQLite telemetry only; "" otherwise).
+	Flags string `json:"flags,omitempty"`
 }
 
 // Telemetry is a store of readings: InfluxStore or SQLiteTelemetry.

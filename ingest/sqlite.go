@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -56,10 +57,22 @@ CREATE TABLE IF NOT EXISTS readings (
     unit    TEXT NOT NULL,
     quality TEXT NOT NULL,
     recv    INTEGER NOT NULL,
+    flag    TEXT NOT NULL DEFAULT '', -- HJ 212 data flag ('' for MQTT readings)
     PRIMARY KEY (device, metric, ts)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS readings_ts ON readings(ts);
 `
+
+// addFlagColumn adds the flag column to a telemetry file made before HJ 212 (the CREATE above
+// does nothing to an existing table).
+func addFlagColumn(db *sql.DB) error {
+	var n int
+	if err := db.QueryRow(`SELECT COUNT(*) FROM pragma_table_info('readings') WHERE name = 'flag'`).Scan(&n); err != nil || n > 0 {
+		return err
+	}
+	_, err := db.Exec(`ALTER TABLE readings ADD COLUMN flag TEXT NOT NULL DEFAULT ''`)
+	return err
+}
 
 // Initialize opens (and creates) the file and starts the writer.
 func (s *SQLiteTelemetry) Initialize() error {
@@ -90,6 +103,10 @@ func (s *SQLiteTelemetry) Initialize() error {
 	}
 	db.SetMaxOpenConns(4)
 	if _, err := db.Exec(sqliteSchema); err != nil {
+		_ = db.Close()
+		return fmt.Errorf("ingest: telemetry schema %s: %w", s.Path, err)
+	}
+	if err := addFlagColumn(db); err != nil {
 		_ = db.Close()
 		return fmt.Errorf("ingest: telemetry schema %s: %w", s.Path, err)
 	}
@@ -200,18 +217,48 @@ func (s *SQLiteTelemetry) tryWrite(batch []Reading) error {
 		return err
 	}
 	defer func() { _ = tx.Rollback() }()
-	st, err := tx.PrepareContext(ctx, `INSERT OR REPLACE INTO readings (device, metric, ts, value, site, unit, quality, recv)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
+	// Many rows a statement: with the pure-Go driver the cost is mostly per statement
+	// execution (bind, VDBE set-up), not per row.
+	full, err := tx.PrepareContext(ctx, insertRows(sqliteRowsPerInsert))
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	for _, r := range batch {
-		if _, err := st.ExecContext(ctx, r.Device, r.Metric, r.Time.UnixMilli(), r.Value, r.Site, r.Unit, string(r.Quality), r.ReceiveTime.UnixMilli()); err != nil {
+	defer full.Close()
+	args := make([]any, 0, 9*sqliteRowsPerInsert)
+	for len(batch) > 0 {
+		n := min(len(batch), sqliteRowsPerInsert)
+		args = args[:0]
+		for _, r := range batch[:n] {
+			args = append(args, r.Device, r.Metric, r.Time.UnixMilli(), r.Value, r.Site, r.Unit, string(r.Quality), r.ReceiveTime.UnixMilli(), r.Flag)
+		}
+		if n == sqliteRowsPerInsert {
+			_, err = full.ExecContext(ctx, args...)
+		} else {
+			_, err = tx.ExecContext(ctx, insertRows(n), args...)
+		}
+		if err != nil {
 			return err
 		}
+		batch = batch[n:]
 	}
 	return tx.Commit()
+}
+
+// sqliteRowsPerInsert rows go in one INSERT (9 parameters each, far below SQLite's limit).
+const sqliteRowsPerInsert = 128
+
+// insertRows is an INSERT of n rows. A row written twice (same device, metric and time) keeps
+// the last value, as the one-row statement did.
+func insertRows(n int) string {
+	var b strings.Builder
+	b.WriteString(`INSERT OR REPLACE INTO readings (device, metric, ts, value, site, unit, quality, recv, flag) VALUES `)
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(`(?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	}
+	return b.String()
 }
 
 func (s *SQLiteTelemetry) applyRetention() {
@@ -223,7 +270,7 @@ func (s *SQLiteTelemetry) applyRetention() {
 
 // Latest implements Telemetry.
 func (s *SQLiteTelemetry) Latest(ctx context.Context, device string) ([]Reading, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT r.metric, r.ts, r.value, r.site, r.unit, r.quality, r.recv
+	rows, err := s.db.QueryContext(ctx, `SELECT r.metric, r.ts, r.value, r.site, r.unit, r.quality, r.recv, r.flag
 		FROM readings r JOIN (SELECT metric, MAX(ts) AS ts FROM readings WHERE device = ? GROUP BY metric) m
 		ON r.metric = m.metric AND r.ts = m.ts WHERE r.device = ? ORDER BY r.metric`, device, device)
 	if err != nil {
@@ -237,7 +284,7 @@ func (s *SQLiteTelemetry) Latest(ctx context.Context, device string) ([]Reading,
 			ts, recv int64
 			q        string
 		)
-		if err := rows.Scan(&r.Metric, &ts, &r.Value, &r.Site, &r.Unit, &q, &recv); err != nil {
+		if err := rows.Scan(&r.Metric, &ts, &r.Value, &r.Site, &r.Unit, &q, &recv, &r.Flag); err != nil {
 			return nil, err
 		}
 		r.Device, r.Quality, r.Time, r.ReceiveTime = device, Quality(q), time.UnixMilli(ts), time.UnixMilli(recv)
@@ -252,7 +299,8 @@ func (s *SQLiteTelemetry) Series(ctx context.Context, q SeriesQuery) ([]Point, e
 	if step <= 0 {
 		return nil, errors.New("ingest: series step must be positive")
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT (ts / ?) * ? AS b, AVG(value), MIN(value), MAX(value), COUNT(*)
+	rows, err := s.db.QueryContext(ctx, `SELECT (ts / ?) * ? AS b, AVG(value), MIN(value), MAX(value), COUNT(*),
+		COALESCE(GROUP_CONCAT(DISTINCT CASE WHEN flag NOT IN ('', 'N') THEN flag END), '')
 		FROM readings WHERE device = ? AND metric = ? AND ts >= ? AND ts < ? GROUP BY b ORDER BY b`,
 		step, step, q.Device, q.Metric, q.From.UnixMilli(), q.To.UnixMilli())
 	if err != nil {
@@ -265,9 +313,10 @@ func (s *SQLiteTelemetry) Series(ctx context.Context, q SeriesQuery) ([]Point, e
 			p Point
 			b int64
 		)
-		if err := rows.Scan(&b, &p.Mean, &p.Min, &p.Max, &p.Count); err != nil {
+		if err := rows.Scan(&b, &p.Mean, &p.Min, &p.Max, &p.Count, &p.Flags); err != nil {
 			return nil, err
 		}
+		p.Flags = strings.ReplaceAll(p.Flags, ",", "")
 		p.Time = time.UnixMilli(b).UTC()
 		out = append(out, p)
 	}

@@ -5,7 +5,7 @@
 #   max          everything qemu emulates, SM3/SM4 included (gmsm's path for them used to
 #                crash the gateway at start with SIGILL, see docs/arm64.md).
 # For each: the SM4 sealer's tests (devices, cross-compiled), then `offsite demo` started by
-# gateway/arm64smoke: admin login, the 19 devices, an MQTT reading stored and served, an event
+# gateway/arm64smoke: admin login, the 20 devices, an MQTT reading stored and served, an event
 # delivered to a province receiver on the host with an HMAC-SM3 signature checked there, every
 # camera opening its SM4-sealed RTSP password, a clean stop on SIGTERM. Loopback only; it starts
 # and stops its own processes. Exits non-zero on any failure.

@@ -16,10 +16,12 @@ need_cmd ffprobe ffmpeg
 need_pkg libopencv-dev
 need_pkg libavcodec-dev
 need_pkg pkg-config
+# The demo's tour (README) reads demo.json with jq and publishes a reading with mosquitto_pub.
+need_cmd jq jq
+need_cmd mosquitto_pub mosquitto-clients
 if [ "$what" = test ]; then
   need_pkg postgresql
   need_cmd mosquitto mosquitto
-  need_cmd mosquitto_pub mosquitto-clients
   need_cmd chromium chromium
   need_pkg fonts-noto-cjk
   need_pkg opencv-doc   # vtest.avi, the scene of walking people the detector tests use

@@ -83,6 +83,9 @@ type Engine struct {
 	emitAfter time.Time // after an Emit failure, wait until then
 	emitWait  time.Duration
 	stats     stats
+	// startedAt: silence counts only while the gateway runs, so it counts from here at the
+	// earliest — the gateway's own downtime is not the device's silence.
+	startedAt time.Time
 }
 
 const shardCount = 64
@@ -146,6 +149,7 @@ func (e *Engine) Initialize() error {
 		e.schedules[name], _ = s.parse(name, e.cal)
 	}
 	e.seed = maphash.MakeSeed()
+	e.startedAt = e.Now()
 	e.wake = make(chan struct{}, 1)
 	for i := range e.shards {
 		e.shards[i].devs = map[string]*deviceState{}
@@ -384,6 +388,9 @@ func (e *Engine) evalTime(ds *deviceState, r *rule, st *ruleState, now time.Time
 		if openSince.After(ref) {
 			ref = openSince
 		}
+		if e.startedAt.After(ref) {
+			ref = e.startedAt
+		}
 		if due := e.afterCooldown(st, ref.Add(r.forDur)); !now.Before(due) {
 			e.activate(ds, r, st, due, 0, 0)
 		}
@@ -448,7 +455,7 @@ func (e *Engine) event(ds *deviceState, r *rule, st *ruleState, state string, at
 		Device: &event.Device{ID: ds.id},
 	}
 	if dr := ds.rules; dr != nil {
-		ev.Device.Kind, ev.Device.Profile = string(dr.dev.Kind), dr.dev.Profile
+		ev.Device.Kind, ev.Device.Profile, ev.Device.Name = string(dr.dev.Kind), dr.dev.Profile, dr.dev.Name
 		if dr.site != nil {
 			ev.Site = &event.Site{ID: dr.site.ID, Name: dr.site.Name, USCC: dr.site.USCC, RegionCode: dr.site.RegionCode}
 			if ev.Department == "" {

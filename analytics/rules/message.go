@@ -76,18 +76,29 @@ func withAdvice(fact, advice string) string {
 	return fact + "。" + advice
 }
 
+// crossed says how v stands to the rule's limit without contradicting the numbers: a reading
+// of 35 against ">= 20" 超过 the limit, one of exactly 20 达到 it; the limit is named 高限 or
+// 低限 when the metric has two limits on the same side ("35 %LEL，超过高限 20 %LEL").
+func (r *rule) crossed(v float64, unit string) string {
+	word := opWords[r.op]
+	if (r.op == ">" || r.op == ">=") && v > r.value {
+		word = "超过"
+	}
+	return word + r.limitName + " " + qty(r.value, unit)
+}
+
 func (e *Engine) activeMessage(dr *deviceRules, r *rule, st *ruleState, at, since time.Time, v, delta float64) string {
 	who := dr.who()
 	switch r.kind {
 	case KindThreshold:
-		return withAdvice(fmt.Sprintf("%s %s %s，%s %s", who, r.label, qty(v, st.unit), opWords[r.op], qty(r.value, st.unit)), r.message)
+		return withAdvice(fmt.Sprintf("%s %s %s，%s", who, r.label, qty(v, st.unit), r.crossed(v, st.unit)), r.message)
 	case KindDuration:
 		held := r.forDur
 		if !since.IsZero() && at.Sub(since) > held {
 			held = at.Sub(since)
 		}
-		return withAdvice(fmt.Sprintf("%s %s %s，%s %s 已持续 %s", who, r.label, qty(v, st.unit), opWords[r.op],
-			qty(r.value, st.unit), zhDuration(held)), r.message)
+		return withAdvice(fmt.Sprintf("%s %s %s，%s 已持续 %s", who, r.label, qty(v, st.unit), r.crossed(v, st.unit),
+			zhDuration(held)), r.message)
 	case KindRate:
 		dir := "变化"
 		switch r.op {
@@ -123,7 +134,7 @@ func (e *Engine) clearMessage(dr *deviceRules, r *rule, st *ruleState, why clear
 		if r.gate != nil {
 			text = "（" + r.gate.text + "）"
 		}
-		return fmt.Sprintf("%s 规则 %s 的监测时段%s已结束，告警解除", who, r.id, text)
+		return fmt.Sprintf("%s %s告警规则的监测时段%s已结束，告警解除", who, r.label, text)
 	}
-	return fmt.Sprintf("%s 规则 %s 已停用或删除，告警解除", who, r.id)
+	return fmt.Sprintf("%s %s告警规则已停用或删除，告警解除", who, r.label)
 }

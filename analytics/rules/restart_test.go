@@ -142,3 +142,28 @@ func TestCrashBeforeTransitionStored(t *testing.T) {
 		require.Equal(t, day0.Add(10*minute+10*time.Second).UTC(), evs[0].OccurredAt)
 	})
 }
+
+// Issue 16 item 4: a gateway stopped for longer than a silence rule's time raises no silence
+// alarm when it starts again — silence counts only while the gateway runs, afresh from the
+// start; a device that then stays silent for the whole time is reported.
+func TestRestartDoesNotCountGatewayDowntimeAsSilence(t *testing.T) {
+	storetest.Each(t, testSchema, func(t *testing.T, db *store.DB) {
+		log, emit := logSink(t, db)
+		h := newHarness(t, db, testProfile(silent), func(e *rulesEngine) { e.Emit = emit })
+		h.series(0, 2*minute, 30*time.Second, "pm10", constant(50))
+		require.NoError(t, h.e.Close())
+
+		h.at(30 * minute) // the gateway was stopped for 28 minutes
+		h.start(testProfile(silent), func(e *rulesEngine) { e.Emit = emit })
+		h.tick(30*minute + time.Second)
+		h.tick(34 * minute)
+		silence := func() []event.Event {
+			evs, err := log.Since(t.Context(), 0, events.Filter{Types: []string{"sensor.silent"}}, 10)
+			require.NoError(t, err)
+			return evs
+		}
+		require.Empty(t, silence(), "the gateway's own downtime is not the sensor's silence")
+		h.tick(35*minute + time.Second)
+		require.Len(t, silence(), 1, "5 minutes of silence while running is")
+	})
+}

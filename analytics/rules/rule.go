@@ -19,6 +19,7 @@ type rule struct {
 	severity, department string
 	message              string // the profile's advice
 	label                string // metric label for messages
+	limitName            string // 高限 or 低限 when the metric has two upper limits, else ""
 	gate                 *gate
 }
 
@@ -84,7 +85,37 @@ func (e *Engine) lookup(ctx context.Context, deviceID string) (*deviceRules, err
 			dr.byMetric[r.metric] = append(dr.byMetric[r.metric], r)
 		}
 	}
+	nameLimits(dr.rules)
 	return dr, nil
+}
+
+// nameLimits calls the upper limits of one metric 高限 and 低限 when there are two or more
+// (the two-level alarm of a gas detector: low 10 %LEL, high 20 %LEL), so the officer reads
+// which one was crossed.
+func nameLimits(rs []*rule) {
+	upper := map[string][]*rule{}
+	for _, r := range rs {
+		if (r.kind == KindThreshold || r.kind == KindDuration) && (r.op == ">" || r.op == ">=") {
+			upper[r.metric] = append(upper[r.metric], r)
+		}
+	}
+	for _, group := range upper {
+		if len(group) < 2 {
+			continue
+		}
+		hi := group[0]
+		for _, r := range group {
+			if r.value > hi.value {
+				hi = r
+			}
+		}
+		for _, r := range group {
+			r.limitName = "低限"
+			if r.value == hi.value {
+				r.limitName = "高限"
+			}
+		}
+	}
 }
 
 func (e *Engine) compile(l layered, p profiles.Profile) (*rule, error) {

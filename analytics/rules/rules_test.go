@@ -42,7 +42,7 @@ func TestThreshold(t *testing.T) {
 		require.Equal(t, &event.Reading{Metric: "pm10", Value: 182, Unit: "µg/m³", Limit: pf(150)}, e.Reading)
 		require.Equal(t, "7 号地块 东侧 PM10 182 µg/m³，超过 150 µg/m³。请督促洒水降尘", e.Message)
 		require.Equal(t, "site-7", e.Site.ID)
-		require.Equal(t, &event.Device{ID: "dev-1", Kind: "sensor", Profile: "test-dust"}, e.Device)
+		require.Equal(t, &event.Device{ID: "dev-1", Name: "东侧", Kind: "sensor", Profile: "test-dust"}, e.Device)
 		require.NoError(t, e.Validate())
 	})
 	t.Run("does not fire at or below the limit", func(t *testing.T) {

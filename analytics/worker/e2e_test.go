@@ -173,7 +173,10 @@ func readClip(t *testing.T, path string) []byte {
 // with uploaded snapshots. One camera goes black, at the other the counter empties.
 func TestEndToEnd(t *testing.T) {
 	const gop = "-g 25 -keyint_min 25"
-	black := makeClip(t, "e2e-black", "-f lavfi -i testsrc2=s=640x360:r=25:d=12[a];color=c=black:s=640x360:r=25:d=8[b];[a][b]concat=n=2:v=1:a=0[out0] "+gop, "")
+	// Black for 8 s, then a normal picture for 40 s, in a loop: raising needs 2 s of black,
+	// clearing 10 s of calm, so each has a wide margin however slowly this machine looks
+	// (a look can lag seconds under load; the loop repeats, so a late start only waits longer).
+	black := makeClip(t, "e2e-black2", "-f lavfi -i color=c=black:s=640x360:r=25:d=8[a];testsrc2=s=640x360:r=25:d=40[b];[a][b]concat=n=2:v=1:a=0[out0] "+gop, "")
 	counter := makeClip(t, "e2e-counter", "-f lavfi -i "+strings.Replace(bg640, "stop_duration=60", "stop_duration=20", 1)+"[bg];color=c=0x202020:s=60x150:r=25:d=20[p];[bg][p]overlay=x='200+60*sin(t)':y=150:enable='lt(t,6)'[out0] "+gop, "")
 
 	cams := &simcam.Server{Username: "svc", Password: "rtsp-pw", Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
@@ -205,7 +208,8 @@ func TestEndToEnd(t *testing.T) {
 		}, within, 200*time.Millisecond, "%s %s %s", typ, key, state)
 		return e
 	}
-	tamper := wait(event.TypeVideoTamper, "cam-black/tamper", "active", 45*time.Second)
+	// Generous deadlines: polling returns as soon as the condition holds.
+	tamper := wait(event.TypeVideoTamper, "cam-black/tamper", "active", 2*time.Minute)
 	require.Equal(t, "tamper.covered", tamper.Rule)
 	require.Equal(t, "cam-black", tamper.Device.ID)
 	require.Len(t, tamper.Evidence, 1)
@@ -217,13 +221,13 @@ func TestEndToEnd(t *testing.T) {
 	require.Equal(t, tamper.Evidence[0].SHA256, hex.EncodeToString(sum[:]))
 	require.Equal(t, []byte{0xff, 0xd8}, b[:2])
 
-	absent := wait(event.TypeVideoStaffAbsent, "cam-counter/staff_absent/w1", "active", 45*time.Second)
+	absent := wait(event.TypeVideoStaffAbsent, "cam-counter/staff_absent/w1", "active", 2*time.Minute)
 	require.Equal(t, "minor", absent.Severity)
 	require.NotNil(t, absent.Reading)
 	require.Len(t, absent.Evidence, 1)
 
-	wait(event.TypeVideoTamper, "cam-black/tamper", "cleared", 45*time.Second)
-	wait(event.TypeVideoStaffAbsent, "cam-counter/staff_absent/w1", "cleared", 45*time.Second)
+	wait(event.TypeVideoTamper, "cam-black/tamper", "cleared", 2*time.Minute)
+	wait(event.TypeVideoStaffAbsent, "cam-counter/staff_absent/w1", "cleared", 2*time.Minute)
 
 	cancel()
 	select {

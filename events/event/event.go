@@ -15,10 +15,13 @@ import (
 
 // Event types (docs/contracts.md §5). Producers may add their own dotted types.
 const (
-	TypeSensorThreshold  = "sensor.threshold"
-	TypeSensorSilent     = "sensor.silent"
-	TypeDeviceOffline    = "device.offline"
-	TypeDeviceOnline     = "device.online"
+	TypeSensorThreshold = "sensor.threshold"
+	TypeSensorSilent    = "sensor.silent"
+	TypeDeviceOffline   = "device.offline"
+	TypeDeviceOnline    = "device.online"
+	// TypeDeviceFault: a device reports a fault of its own, e.g. an HJ 212 station flagging
+	// its values D (instrument fault) or B (communication fault); device health.
+	TypeDeviceFault      = "device.fault"
 	TypeVideoSignalLost  = "video.signal_lost"
 	TypeVideoTamper      = "video.tamper"
 	TypeVideoStaffAbsent = "video.staff_absent"
@@ -53,6 +56,9 @@ type Event struct {
 	AlarmKey        string     `json:"alarm_key,omitempty"`
 	Rule            string     `json:"rule,omitempty"`
 	Message         string     `json:"message,omitempty"`
+	// Detail is technical detail for whoever fixes the cause (the RTSP error text, the raw
+	// presence reason); Message is the sentence a person reads.
+	Detail string `json:"detail,omitempty"`
 	// Alert is set on alert.* events: which alert, its new state and who moved it.
 	Alert *AlertRef `json:"alert,omitempty"`
 
@@ -76,6 +82,7 @@ type Site struct {
 // Device is the device an event came from.
 type Device struct {
 	ID      string `json:"id"`
+	Name    string `json:"name,omitempty"` // what people call it (进水口摄像机); the id comes second
 	Kind    string `json:"kind,omitempty"`
 	Profile string `json:"profile,omitempty"`
 }
@@ -105,6 +112,10 @@ type AlertRef struct {
 	OutcomeLabel string   `json:"outcome_label,omitempty"`
 	Attachments  []string `json:"attachments,omitempty"` // evidence sha256s
 	Level        int      `json:"level,omitempty"`       // escalation level on alert.escalated
+	// Audience is who must act on the alert: maintainers, officers or all.
+	Audience string `json:"audience,omitempty"`
+	// Occurrences is how often the alert's condition has occurred (alert.recurred and later).
+	Occurrences int `json:"occurrences,omitempty"`
 }
 
 // Severities, lowest first.
@@ -162,7 +173,7 @@ func (e *Event) Validate() error {
 	if y := e.OccurredAt.Year(); y < 2000 || y > 9999 {
 		return bad("occurred_at %s is out of range", e.OccurredAt)
 	}
-	for name, s := range map[string]string{"message": e.Message, "rule": e.Rule, "alarm_key": e.AlarmKey,
+	for name, s := range map[string]string{"message": e.Message, "detail": e.Detail, "rule": e.Rule, "alarm_key": e.AlarmKey,
 		"department": e.Department, "supervision_item": e.SupervisionItem, "gateway_id": e.GatewayID} {
 		if len(s) > MaxText {
 			return bad("%s longer than %d bytes", name, MaxText)
@@ -246,6 +257,7 @@ type wireEvent struct {
 	AlarmKey        string     `json:"alarm_key,omitempty"`
 	Rule            string     `json:"rule,omitempty"`
 	Message         string     `json:"message,omitempty"`
+	Detail          string     `json:"detail,omitempty"`
 	Alert           *AlertRef  `json:"alert,omitempty"`
 }
 
@@ -259,6 +271,6 @@ func (e Event) MarshalJSON() ([]byte, error) {
 		OccurredAt: e.OccurredAt.UTC().Format(TimeFormat), GatewayID: e.GatewayID,
 		Site: e.Site, Device: e.Device, Department: e.Department, SupervisionItem: e.SupervisionItem,
 		Reading: e.Reading, Evidence: e.Evidence, AlarmKey: e.AlarmKey, Rule: e.Rule, Message: e.Message,
-		Alert: e.Alert,
+		Detail: e.Detail, Alert: e.Alert,
 	})
 }

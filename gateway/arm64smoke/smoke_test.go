@@ -158,7 +158,7 @@ func smoke(t *testing.T, qemu, cpu, bin string) {
 	for _, d := range devs.Devices {
 		got = append(got, d.ID)
 	}
-	require.Len(t, want, 19, "the demo's 6 cameras and 13 sensors")
+	require.Len(t, want, 20, "the demo's 6 cameras, 13 MQTT sensors and the HJ 212 station")
 	require.ElementsMatch(t, want, got)
 
 	// 3. A reading published over MQTT with a device's own credentials is stored and served.

@@ -117,6 +117,18 @@ type Ingest struct {
 	Telemetry      Telemetry     `yaml:"telemetry"`
 	Presence       Presence      `yaml:"presence"`
 	PublishEvents  bool          `yaml:"publish_events"`
+	HJ212          HJ212         `yaml:"hj212"`
+}
+
+// HJ212 configures the HJ 212-2017 listener for online monitoring stations (docs/contracts.md §8).
+type HJ212 struct {
+	Listen         string        `yaml:"listen"`          // "" = off; stations usually use :9212
+	MaxConnections int           `yaml:"max_connections"` // stations connected at once
+	IdleTimeout    time.Duration `yaml:"idle_timeout"`    // close a silent connection
+	MaxFailures    int           `yaml:"max_failures"`    // refused frames in a row before the connection is closed
+	MaxDataBytes   int           `yaml:"max_data_bytes"`  // longest data segment (the standard's is 1024)
+	MaxClockDrift  time.Duration `yaml:"max_clock_drift"` // real-time DataTime further off gets CN 1012
+	CalibrateEvery time.Duration `yaml:"calibrate_every"` // at most one CN 1012 per station this often
 }
 
 // Broker configures the embedded MQTT broker.
@@ -285,6 +297,8 @@ func Default() Config {
 				SQLite: SQLiteTelemetry{Retention: 720 * time.Hour}},
 			Presence:      Presence{Factor: 1.0, DefaultHeartbeat: 5 * time.Minute},
 			PublishEvents: true,
+			HJ212: HJ212{MaxConnections: 10000, IdleTimeout: 15 * time.Minute, MaxFailures: 5, MaxDataBytes: 1024,
+				MaxClockDrift: time.Minute, CalibrateEvery: 10 * time.Minute},
 		},
 		Streams: Streams{StallTimeout: 5 * time.Second, OfflineTimeout: 15 * time.Second, BackoffMin: time.Second,
 			BackoffMax: 30 * time.Second, IdleTimeout: 30 * time.Second, QueueUnits: 256,
@@ -444,6 +458,17 @@ func (c *Config) validate(where func(key string) string) []Problem {
 		}
 	default:
 		bad("ingest.telemetry.backend", "must be sqlite or influx, got %q", in.Telemetry.Backend)
+	}
+	if h := in.HJ212; h.Listen != "" {
+		if _, port, err := net.SplitHostPort(h.Listen); err != nil || port == "" {
+			bad("ingest.hj212.listen", "must be host:port, :port (usually :9212) or empty (off), got %q", h.Listen)
+		}
+	}
+	if h := in.HJ212; h.MaxConnections < 1 || h.MaxFailures < 1 || h.IdleTimeout < time.Second || h.MaxClockDrift < time.Second || h.CalibrateEvery < time.Second {
+		bad("ingest.hj212", "max_connections and max_failures must be at least 1, idle_timeout, max_clock_drift and calibrate_every at least 1s")
+	}
+	if d := in.HJ212.MaxDataBytes; d < 64 || d > 9999 {
+		bad("ingest.hj212.max_data_bytes", "must be between 64 and 9999 (the length field has 4 digits; the standard allows 1024), got %d", d)
 	}
 	if in.Presence.Factor < 1 {
 		bad("ingest.presence.factor", "must be at least 1 (a sensor is offline after factor × its heartbeat of silence), got %v", in.Presence.Factor)

@@ -22,6 +22,9 @@ type Reading struct {
 	Metric string
 	Value  float64 // after scale and add
 	Unit   string  // from the profile's metric, "" if undeclared or dimensionless
+	// Flag is the data flag of an HJ 212 value (N normal; F M S D C T B: see ingest/hj212),
+	// "" for payloads that carry none.
+	Flag string
 }
 
 // Decoded is what one payload carried.
@@ -67,6 +70,8 @@ const (
 	ReasonUnknownMetric = "unknown_metric"
 	ReasonBadMetricName = "bad_metric_name"
 	ReasonNotFinite     = "not_finite"
+	ReasonBadSegment    = "malformed_segment" // an HJ 212 data segment that does not parse
+	ReasonBadValue      = "bad_value"         // an HJ 212 value that is not a decimal number
 )
 
 // Limits.
@@ -116,6 +121,8 @@ func New(p profiles.Profile, opts ...Option) (Decoder, error) {
 		return newJSON(p, o)
 	case "binary":
 		return newBinary(p, o)
+	case "hj212":
+		return newHJ212(p, o)
 	}
 	return nil, fmt.Errorf("decode: profile %s: unknown decoder kind %q", p.ID, p.Decoder.Kind)
 }

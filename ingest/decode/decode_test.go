@@ -520,3 +520,38 @@ func TestDecodeIntoReusesStorage(t *testing.T) {
 		})
 	}
 }
+
+func TestHJ212Decoder(t *testing.T) {
+	reg, err := profiles.NewRegistry(true, "")
+	require.NoError(t, err)
+	p, ok := reg.Get("hj212-fluegas")
+	require.True(t, ok)
+	dec, err := decode.New(p)
+	require.NoError(t, err)
+	seg := "QN=20261203101600001;ST=31;CN=2051;PW=123456;MN=41070200000002A0000001;Flag=5;" +
+		"CP=&&DataTime=20261203101500;a21026-Avg=18.2,a21026-ZsAvg=22.4,a21026-Flag=N;" +
+		"a21002-Avg=31.0,a21002-ZsAvg=38.1,a21002-Flag=M;zz999-Avg=1;a00000-Cou=212000,a00000-Flag=N&&"
+	d, err := dec.Decode([]byte(seg))
+	require.NoError(t, err)
+	require.Equal(t, time.Date(2026, 12, 3, 2, 15, 0, 0, time.UTC), d.DeviceTime.UTC())
+	require.Equal(t, []decode.Reading{
+		{Metric: "so2", Value: 18.2, Unit: "mg/m³", Flag: "N"},
+		{Metric: "so2_zs", Value: 22.4, Unit: "mg/m³", Flag: "N"},
+		{Metric: "nox", Value: 31, Unit: "mg/m³", Flag: "M"},
+		{Metric: "nox_zs", Value: 38.1, Unit: "mg/m³", Flag: "M"},
+		{Metric: "flue_flow", Value: 212000, Unit: "m³/h", Flag: "N"},
+	}, d.Values)
+	require.Empty(t, decode.Validate(p, d))
+
+	for raw, reason := range map[string]string{
+		"CN=2011;MN=A1;PW=1":                                    "malformed_segment",
+		"CN=2011;MN=A1;PW=1;CP=&&DataTime=2026&&":               "bad_time",
+		"CN=2011;MN=A1;PW=1;CP=&&a21026-Rtd=lots&&":             "bad_value",
+		"CN=2011;MN=A1;PW=1;CP=&&a21026-Rtd=1,a21026-Flag=##&&": "bad_value",
+	} {
+		_, err := dec.Decode([]byte(raw))
+		var de *decode.Error
+		require.ErrorAs(t, err, &de, raw)
+		require.Equal(t, reason, de.Reason, raw)
+	}
+}

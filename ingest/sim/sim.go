@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -50,8 +51,12 @@ type Fleet struct {
 	// heartbeat).
 	SilentEvery time.Duration
 	SilentFor   time.Duration
-	Seed        uint64
-	Logger      *slog.Logger
+	// FirstExcursionAfter: the first sensor with a threshold rule (one that fires on the
+	// first reading over its limit) starts an excursion this long after the start, so a demo
+	// shows a reading over a limit within minutes (default 60s; negative: off).
+	FirstExcursionAfter time.Duration
+	Seed                uint64
+	Logger              *slog.Logger
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -74,12 +79,19 @@ func (f *Fleet) Initialize() error {
 	if f.Logger == nil {
 		f.Logger = slog.Default()
 	}
+	if f.FirstExcursionAfter == 0 {
+		f.FirstExcursionAfter = time.Minute
+	}
 	f.stop = make(chan struct{})
+	early := f.FirstExcursionAfter > 0
 	for i, s := range f.Sensors {
 		if s.Profile.MQTT == nil || s.Profile.Decoder == nil {
 			continue
 		}
 		g := NewGenerator(s.Profile, f.Seed+uint64(i))
+		if early && !s.Silent && g.hasKind("threshold") {
+			g.earlyAt, early = time.Now().Add(f.FirstExcursionAfter), false
+		}
 		f.wg.Add(1)
 		go f.run(s, g)
 	}
@@ -140,7 +152,11 @@ func (f *Fleet) run(s Sensor, g *Generator) {
 			if s.Silent && (now.Sub(start)%f.SilentEvery) > f.SilentEvery-silentFor {
 				continue // silent: no message, no will — only the heartbeat can tell
 			}
-			if g.rnd.Float64() < f.ExcursionChance {
+			if !g.earlyAt.IsZero() && !now.Before(g.earlyAt) {
+				g.earlyAt = time.Time{}
+				g.StartExcursionOf(now, f.ExcursionFor, "threshold")
+				f.Logger.Info("sim: reading over a limit", "device", s.Device)
+			} else if g.rnd.Float64() < f.ExcursionChance {
 				g.StartExcursion(now, f.ExcursionFor)
 			}
 			payload, err := g.Payload(now)
@@ -164,6 +180,7 @@ type Generator struct {
 	exc     *excursion
 	floor   float64
 	running bool
+	earlyAt time.Time // Fleet: start a threshold excursion then
 }
 
 type excursion struct {
@@ -179,9 +196,24 @@ func NewGenerator(p profiles.Profile, seed uint64) *Generator {
 
 // StartExcursion pushes one metric that has a default threshold rule across it until now+d.
 func (g *Generator) StartExcursion(now time.Time, d time.Duration) {
+	g.StartExcursionOf(now, d, "threshold", "duration")
+}
+
+// hasKind reports whether the profile has a rule of kind on a metric.
+func (g *Generator) hasKind(kind string) bool {
+	for _, r := range g.p.Rules {
+		if r.Metric != "" && r.Kind == kind {
+			return true
+		}
+	}
+	return false
+}
+
+// StartExcursionOf is StartExcursion limited to rules of the given kinds.
+func (g *Generator) StartExcursionOf(now time.Time, d time.Duration, kinds ...string) {
 	var cands []profiles.Rule
 	for _, r := range g.p.Rules {
-		if r.Metric != "" && (r.Kind == "threshold" || r.Kind == "duration") {
+		if r.Metric != "" && slices.Contains(kinds, r.Kind) {
 			cands = append(cands, r)
 		}
 	}

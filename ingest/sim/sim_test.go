@@ -26,8 +26,8 @@ func TestEveryProfileDecodes(t *testing.T) {
 	require.NoError(t, err)
 	n := 0
 	for _, p := range reg.List() {
-		if p.Kind != "sensor" || p.Decoder == nil {
-			continue
+		if p.Kind != "sensor" || p.Decoder == nil || p.MQTT == nil {
+			continue // HJ 212 stations have their own simulator (ingest/hj212/sim)
 		}
 		n++
 		t.Run(p.ID, func(t *testing.T) {
@@ -87,6 +87,7 @@ func (s *devStore) CheckMQTT(_ context.Context, u, p string) (devices.Device, er
 type sink struct {
 	mu  sync.Mutex
 	per map[string]int
+	max map[string]float64 // highest value per device/metric
 }
 
 func (s *sink) Write(rs []ingest.Reading) {
@@ -94,6 +95,12 @@ func (s *sink) Write(rs []ingest.Reading) {
 	defer s.mu.Unlock()
 	for _, r := range rs {
 		s.per[r.Device]++
+		if s.max != nil {
+			k := r.Device + "/" + r.Metric
+			if v, ok := s.max[k]; !ok || r.Value > v {
+				s.max[k] = r.Value
+			}
+		}
 	}
 }
 
@@ -106,8 +113,8 @@ func TestFleetPublishesThroughTheBroker(t *testing.T) {
 	st := &devStore{}
 	var sensors []sim.Sensor
 	for i, p := range reg.List() {
-		if p.Kind != "sensor" {
-			continue
+		if p.Kind != "sensor" || p.MQTT == nil {
+			continue // HJ 212 stations do not speak MQTT (ingest/hj212/sim)
 		}
 		id := fmt.Sprintf("sim-%d", i)
 		st.devs = append(st.devs, devices.Device{ID: id, SiteID: "site-sim", Kind: devices.KindSensor, Profile: p.ID, MQTT: &devices.MQTTCredentials{Username: id}})
@@ -136,4 +143,40 @@ func TestFleetPublishesThroughTheBroker(t *testing.T) {
 	fleet.Close()
 	require.Zero(t, pipe.Stats().Quarantined)
 	require.Zero(t, b.Refused(ingest.RefusedPublishACL)+b.Refused(ingest.RefusedCredentials))
+}
+
+// TestFleetCrossesALimitEarly (issue 16): a demo shows a reading over a limit within minutes
+// of the start, not whenever chance has it: the first sensor with a threshold rule makes an
+// excursion after FirstExcursionAfter.
+func TestFleetCrossesALimitEarly(t *testing.T) {
+	reg, err := profiles.NewRegistry(true, "")
+	require.NoError(t, err)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	gas, ok := reg.Get("gas-detector")
+	require.True(t, ok)
+	st := &devStore{devs: []devices.Device{{ID: "gas-1", SiteID: "site-sim", Kind: devices.KindSensor, Profile: gas.ID,
+		MQTT: &devices.MQTTCredentials{Username: "gas-1"}}}}
+	dir := &ingest.Directory{Devices: st, Profiles: reg, Logger: log, RefreshInterval: -1}
+	require.NoError(t, dir.Initialize())
+	defer dir.Close()
+	db := &sink{per: map[string]int{}, max: map[string]float64{}}
+	quar := &ingest.Quarantine{DB: mustDB(t), Logger: log}
+	require.NoError(t, quar.Initialize())
+	defer quar.Close()
+	pipe := &ingest.Pipeline{Directory: dir, Sink: db, Quarantine: quar, Logger: log}
+	require.NoError(t, pipe.Initialize())
+	defer pipe.Close()
+	b := &ingest.Broker{Listen: "127.0.0.1:0", Auth: st, Directory: dir, Pipeline: pipe, Logger: log}
+	require.NoError(t, b.Initialize())
+	defer b.Close()
+	fleet := &sim.Fleet{BrokerURL: "tcp://" + b.Addr(), Interval: 100 * time.Millisecond, Logger: log,
+		ExcursionChance: 1e-12, FirstExcursionAfter: 500 * time.Millisecond,
+		Sensors: []sim.Sensor{{Device: "gas-1", Site: "site-sim", Profile: gas, Username: "gas-1", Password: "pw-gas-1"}}}
+	require.NoError(t, fleet.Initialize())
+	defer fleet.Close()
+	require.Eventually(t, func() bool {
+		db.mu.Lock()
+		defer db.mu.Unlock()
+		return db.max["gas-1/lel"] >= 10 // the low limit at least (the excursion picks a rule)
+	}, 20*time.Second, 50*time.Millisecond, "no reading over a limit")
 }

@@ -8,7 +8,8 @@
 //   CHROMIUM                 browser binary (default /usr/bin/chromium)
 //   OFFSITE_CAMERA_DOWN_CMD  shell command taking camera {id} off line (e.g. stop its simulator)
 //   OFFSITE_CAMERA_UP_CMD    shell command bringing it back
-//   OFFSITE_TEST_ONLY        comma list of scenarios to run (login,wall,alerts,chain,scope,offline,soak,screens)
+//   OFFSITE_TEST_ONLY        comma list of scenarios to run (login,wall,alerts,chain,scope,offline,devices,hj212,
+//                            accounts,occurrences,camstates,soak,screens)
 //   OFFSITE_TEST_SOAK_CYCLES how many times the soak scenario fills and clears the wall (default 8)
 //   OFFSITE_TEST_READING     {"sensor","metric","value"} forcing the reading that must raise an alert
 //   OFFSITE_TEST_STRICT=1    a skipped scenario counts as a failure
@@ -19,6 +20,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execSync } from 'node:child_process';
 import { publish } from './mqtt.mjs';
+import * as hj212 from './hj212.mjs';
 
 const [base0, demoPath] = process.argv.slice(2);
 if (!base0 || !demoPath) {
@@ -281,7 +283,7 @@ async function pickSensorReading() {
     const sensor = demo.sensors.find((s) => !r.sensor || s.id === r.sensor);
     return { sensor, reading: r, profile: await apiGet(token, `profiles/${encodeURIComponent(sensor.profile)}`) };
   }
-  for (const s of demo.sensors || []) {
+  for (const s of (demo.sensors || []).filter((x) => x.protocol !== 'hj212')) { // MQTT sensors only
     const profile = await apiGet(token, `profiles/${encodeURIComponent(s.profile)}`);
     const reading = thresholdReading(profile, s);
     if (reading) return { sensor: s, reading, profile };
@@ -395,7 +397,7 @@ await scenario('scope', async () => {
   for (const own of [true, false]) {
     const have = (await alertsOf(admTok)).some((a) => a.department && depts.includes(a.department) === own);
     if (have) continue;
-    const candidates = (demo.sensors || []).filter((sn) => deptOf.get(sn.site) && depts.includes(deptOf.get(sn.site)) === own);
+    const candidates = (demo.sensors || []).filter((sn) => sn.protocol !== 'hj212' && deptOf.get(sn.site) && depts.includes(deptOf.get(sn.site)) === own);
     let done = false;
     for (const sn of candidates) {
       const profile = await apiGet(admTok, `profiles/${encodeURIComponent(sn.profile)}`);
@@ -554,6 +556,40 @@ await scenario('devices', async () => {
   return { msg: `${rows.length} row error(s) shown: ${rows[0]?.slice(0, 80)}` };
 });
 
+// An HJ 212 station's maintenance period (data flag M) is shaded on its readings chart, with a
+// legend, in Chinese and in English.
+await scenario('hj212', async () => {
+  const st = (demo.sensors || []).find((s) => s.protocol === 'hj212');
+  if (!demo.hj212 || !st) return { skip: 'demo.json has no HJ 212 station' };
+  const now = Date.now();
+  const segs = [];
+  for (let i = 0; i < 6; i++) {
+    const at = new Date(now - (6 - i) * 60e3);
+    const flag = i >= 2 && i < 4 ? 'M' : 'N';
+    segs.push(`QN=${hj212.beijing(at)}${String(100 + i)};ST=32;CN=2051;PW=${st.pw};MN=${st.mn};Flag=5;CP=&&DataTime=${hj212.beijing(at)};`
+      + `w01018-Avg=${30 + i},w01018-Flag=${flag}&&`);
+  }
+  await hj212.send(demo.hj212, segs);
+  const shots = [];
+  for (const lang of ['zh-CN', 'en']) {
+    const { ctx, page } = await newPage({ lang });
+    // Readings are kept at the station's site gateway; a centre shows its events.
+    const gw = (demo.gateways || []).find((g) => g.id === st.gateway);
+    const base = gw ? gw.http : BASE;
+    await login(page, gw ? gw.users.find((u) => u.role === 'admin') : admin, base);
+    await page.goto(`${base}/#/devices/${encodeURIComponent(st.id)}`);
+    await page.waitForSelector('.chart-legend .legend-M', { timeout: 15000 });
+    const legend = await page.textContent('.chart-legend');
+    assert(legend.includes(lang === 'en' ? 'Maintenance' : '维护'), `legend in ${lang}: ${legend}`);
+    assert(await page.$('.chart rect.band-M'), 'no shaded maintenance band on the chart');
+    const file = `${lang}-1920x1080-hj212-chart.png`;
+    await page.screenshot({ path: path.join(OUT, file) });
+    shots.push(file);
+    await ctx.close();
+  }
+  return { msg: `M period shaded; ${shots.join(', ')}` };
+});
+
 // The wall must not leak: put cameras up and take them down many times, then count the live
 // peer connections and weigh the JS heap after a garbage collection.
 await scenario('soak', async () => {
@@ -614,6 +650,135 @@ await scenario('soak', async () => {
   return { msg: `${cycles} cycles, heap ${(base / 1e6).toFixed(1)} → ${(end / 1e6).toFixed(1)} MB, peer connections back to 0` };
 });
 
+// Accounts (issue 16): the admin creates an officer with a department, sees the generated
+// password once, resets it, disables and enables the account, and reads the audit log filtered
+// by user; the new officer changes his own password and logs in with it; on a phone the
+// officer lands on his alerts.
+await scenario('accounts', async () => {
+  const { ctx, page } = await newPage();
+  await login(page, admin);
+  await page.goto(`${BASE}/#/users`);
+  await page.waitForSelector(`tr[data-username="${admin.username}"]`, { timeout: 10000 });
+  const name = `bt${Date.now().toString(36)}`;
+  await page.click('#user-new');
+  await page.fill('#user-username', name);
+  await page.fill('#user-display', '浏览器测试');
+  await page.selectOption('#user-role', 'officer');
+  await page.fill('#user-departments', '市住房和城乡建设局');
+  await page.click('#user-save');
+  await page.waitForSelector(`tr[data-username="${name}"]`, { timeout: 10000 });
+  const shown = (await page.textContent('#user-shown-password code.secret')).trim();
+  assert(shown.length >= 10, `no generated password shown (${shown})`);
+  await page.screenshot({ path: path.join(OUT, 'zh-CN-1920x1080-users.png') });
+  const row = `tr[data-username="${name}"]`;
+  // Reset the password to one the test knows.
+  const pw1 = `Reset-Pw-${Date.now() % 100000}-9x`;
+  await page.click(`${row} [data-action="reset"]`);
+  await page.fill('#reset-password', pw1);
+  await page.click('#reset-save');
+  await page.waitForSelector('#reset-form', { state: 'detached', timeout: 10000 });
+  // Disable: the login is refused; enable again.
+  await page.click(`${row} [data-action="toggle"]`);
+  await page.waitForSelector(`${row}.disabled`, { timeout: 10000 });
+  const refused = await fetch(`${BASE}/api/v1/auth/login`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ username: name, password: pw1 }) });
+  assert(refused.status === 401 || refused.status === 403, `a disabled user logged in: ${refused.status}`);
+  await page.click(`${row} [data-action="toggle"]`);
+  await page.waitForSelector(`${row}:not(.disabled)`, { timeout: 10000 });
+  // The audit log, filtered by the admin's name, shows what he just did.
+  await page.goto(`${BASE}/#/audit`);
+  await page.fill('#audit-actor', admin.username);
+  await page.click('#audit-apply');
+  await page.waitForSelector('tr[data-action="user.create"]', { timeout: 10000 });
+  const actors = await page.$$eval('tr[data-actor]', (r) => [...new Set(r.map((x) => x.dataset.actor))]);
+  assert(actors.length === 1 && actors[0] === admin.username, `audit filtered by ${admin.username} shows ${actors.join(', ')}`);
+  await page.screenshot({ path: path.join(OUT, 'zh-CN-1920x1080-audit.png') });
+  await ctx.close();
+
+  // The new officer changes his own password, on a phone, and lands on his alerts.
+  const phone = await newPage({ width: 390, height: 844 });
+  await login(phone.page, { username: name, password: pw1 });
+  await phone.page.waitForFunction(() => location.hash === '#/alerts' || document.querySelector('main.page-alerts'), null, { timeout: 10000 })
+    .catch(() => { throw new Error(`an officer on a phone landed on ${phone.page.url()}, not the alerts`); });
+  await phone.page.goto(`${BASE}/#/account`);
+  const pw2 = `Own-Secret-${Date.now() % 100000}-7y`;
+  await phone.page.fill('#pw-old', pw1);
+  await phone.page.fill('#pw-new', pw2);
+  await phone.page.fill('#pw-again', pw2);
+  await phone.page.click('#pw-save');
+  await phone.page.waitForFunction(() => document.querySelector('#pw-old')?.value === '', null, { timeout: 10000 })
+    .catch(async () => { throw new Error(`password not changed: ${await phone.page.textContent('#password-form .form-error')}`); });
+  await phone.page.screenshot({ path: path.join(OUT, 'zh-CN-390x844-account.png') });
+  await phone.ctx.close();
+  const again = await fetch(`${BASE}/api/v1/auth/login`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ username: name, password: pw2 }) });
+  assert(again.status === 200, `login with the changed password: ${again.status}`);
+  return { msg: `created ${name}, reset, disabled/enabled, audit filtered, own password changed on a phone` };
+});
+
+// Occurrences (issue 16): a camera covered, uncovered and covered again is one alert whose
+// row says how often, and shows 已恢复 while the picture is back.
+await scenario('occurrences', async () => {
+  const svc = demo.users.find((u) => u.role === 'service');
+  const cam = demo.cameras?.[0];
+  if (!svc || !cam) return { skip: 'demo.json has no service user or camera' };
+  const tok = await apiToken(svc);
+  const key = `${cam.id}/tamper-browsertest-${Date.now()}`;
+  const post = async (state) => {
+    const res = await fetch(`${BASE}/api/v1/events`, { method: 'POST', headers: { Authorization: `Bearer ${tok}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ type: 'video.crowding', severity: 'minor', state, alarm_key: key, occurred_at: new Date().toISOString(),
+        device: { id: cam.id }, message: state === 'active' ? '人员聚集（浏览器测试）' : '人员聚集已解除' }) });
+    assert(res.status === 201, `POST /events ${state}: ${res.status} ${await res.text()}`);
+  };
+  const { ctx, page } = await newPage();
+  await login(page, admin);
+  await page.goto(`${BASE}/#/alerts`);
+  await waitAlertsList(page);
+  await post('active');
+  const id = await (await page.waitForFunction((m) => [...document.querySelectorAll('tr.alert-row')].find((r) => r.textContent.includes(m))?.dataset.id,
+    '人员聚集（浏览器测试）', { timeout: 10000 })).jsonValue();
+  const row = `tr.alert-row[data-id="${id}"]`;
+  await post('cleared');
+  await page.waitForSelector(`${row} [data-recovered]`, { timeout: 10000 });
+  await post('active');
+  await page.waitForSelector(`${row} .occurrences[data-occurrences="2"]`, { timeout: 10000 });
+  await page.waitForSelector(`${row} [data-recovered]`, { state: 'detached', timeout: 10000 });
+  const n = await page.$$eval('tr.alert-row', (rs, m) => rs.filter((r) => r.textContent.includes(m)).length, '人员聚集（浏览器测试）');
+  assert(n === 1, `${n} rows for one flapping alarm`);
+  const cells = await page.textContent(row);
+  assert(cells.includes('共 2 次'), `the row does not show the count: ${cells}`);
+  await page.screenshot({ path: path.join(OUT, 'zh-CN-1920x1080-alerts-occurrences.png') });
+  await page.goto(`${BASE}/#/alerts/${encodeURIComponent(id)}`);
+  await page.waitForSelector('#alert-timeline');
+  await page.waitForFunction(() => document.querySelector('#alert-timeline')?.textContent.includes('再次发生'), null, { timeout: 10000 });
+  const title = await page.textContent('.detail-title');
+  assert(title.includes(cam.name || cam.id), `the alert title does not name the camera: ${title}`);
+  await page.screenshot({ path: path.join(OUT, 'zh-CN-1920x1080-alert-occurrences.png') });
+  await ctx.close();
+  return { msg: `one row, 共 2 次, 已恢复 between, title "${title.trim()}"` };
+});
+
+// Camera states (issue 16): while cameras stream, the wall's tree and the devices page show
+// them online — not 未知 / grey.
+await scenario('camstates', async () => {
+  const { ctx, page } = await newPage();
+  await login(page, admin);
+  const ids = await fillWall(page, Math.min(2, demo.cameras.length));
+  await waitPlaying(page, ids);
+  await page.waitForFunction((ids) => ids.every((id) => document.querySelector(`.tree .cam[data-camera="${CSS.escape(id)}"] .dot.online`)), ids, { timeout: 40000, polling: 500 })
+    .catch(() => { throw new Error('the wall tree does not show the streaming cameras online'); });
+  await page.screenshot({ path: path.join(OUT, 'zh-CN-1920x1080-wall-tree-online.png') });
+  const dev = await ctx.newPage(); // a tab of its own (the session is per tab): the wall keeps streaming
+  await login(dev, admin);
+  await dev.goto(`${BASE}/#/devices`);
+  await dev.waitForSelector('.summary .stat', { timeout: 10000 });
+  await dev.waitForFunction((ids) => ids.every((id) => {
+    const r = [...document.querySelectorAll('tr')].find((x) => x.textContent.includes(id));
+    return r && r.querySelector('.chip.st-online');
+  }), ids, { timeout: 20000, polling: 500 }).catch(() => { throw new Error('the devices page does not show the streaming cameras online'); });
+  await dev.screenshot({ path: path.join(OUT, 'zh-CN-1920x1080-devices-camera-states.png') });
+  await ctx.close();
+  return { msg: `${ids.join(', ')} online in the tree and on the devices page` };
+});
+
 // Screenshots of every page, both languages, desktop and phone.
 await scenario('screens', async () => {
   const sensor = demo.sensors?.[0];
@@ -636,7 +801,8 @@ await scenario('screens', async () => {
         sensor ? ['device-detail', `#/devices/${encodeURIComponent(sensor.id)}`, '.chart, .chart-box .alert-box'] : null,
         ['sites', '#/sites', '.page-sites table, .page-sites .empty'],
         ['uplinks', '#/uplinks', '.uplink, .uplinks .alert-box, .uplinks .empty'],
-        ['gateways', '#/gateways', '.page-gateways table, #gw-intro']].filter(Boolean);
+        ['gateways', '#/gateways', '.page-gateways table, #gw-intro'],
+        ['users', '#/users', '.users-body table'], ['audit', '#/audit', '.audit-body table'], ['account', '#/account', '#password-form']].filter(Boolean);
       for (const [p, hash, ready] of pages) {
         await page.goto(`${BASE}/${hash}`);
         await page.waitForSelector(ready, { timeout: 15000 }).catch(() => {});

@@ -14,8 +14,9 @@
 // publishes a normal reading that clears its alarm before its next turn, past the cooldown.
 //
 // For each crossing it records the time just before the MQTT publish and the arrival of the
-// sensor.threshold (active, rule lel-high) and alert.opened frames of that alarm and value on
-// the SSE stream, and prints
+// sensor.threshold (active, rule lel-high) frame of that alarm and value and of the alert frame
+// of that detector and value (alert.opened, or alert.recurred / alert.escalated: one alert
+// stands for a detector's reading while it is not closed) on the SSE stream, and prints
 //
 //	BENCH events_alert_latency samples=… p50_ms=… p99_ms=… max_ms=… background_readings_per_s=… lost=…
 //	BENCH events_alert_opened_latency …
@@ -138,22 +139,33 @@ func (t *tracker) add(alarmKey string, v float64, measured bool) *crossing {
 	return c
 }
 
+// isAlertFrame: the frame that puts a crossing in front of the officer. One alert stands for
+// a detector's reading (its low and high limit, and every occurrence while not closed), so a
+// crossing shows as alert.opened, as alert.recurred of the detector's alert, or as
+// alert.escalated when the low limit's alarm came first — whichever of its two rules, lel-low
+// or lel-high, reached the alerts first.
+func isAlertFrame(t string) bool {
+	return t == "alert.opened" || t == "alert.recurred" || t == "alert.escalated"
+}
+
 func (t *tracker) onEvent(at time.Time, e sseEvent) {
-	if e.Rule != "lel-high" || e.Reading == nil {
+	if e.Reading == nil {
 		return
 	}
 	var field func(*crossing) *time.Time
+	key := e.AlarmKey
 	switch {
-	case e.Type == "sensor.threshold" && e.State == "active":
+	case e.Rule == "lel-high" && e.Type == "sensor.threshold" && e.State == "active":
 		field = func(c *crossing) *time.Time { return &c.threshold }
-	case e.Type == "alert.opened":
+	case (e.Rule == "lel-high" || e.Rule == "lel-low") && isAlertFrame(e.Type):
 		field = func(c *crossing) *time.Time { return &c.opened }
+		key = strings.TrimSuffix(e.AlarmKey, "/"+e.Rule) + "/lel-high"
 	default:
 		return
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	c := t.byKey[crossingKey(e.AlarmKey, e.Reading.Value)]
+	c := t.byKey[crossingKey(key, e.Reading.Value)]
 	switch {
 	case c == nil:
 		t.unmatched++
@@ -161,7 +173,7 @@ func (t *tracker) onEvent(at time.Time, e sseEvent) {
 		t.dups++
 	default:
 		*field(c) = at
-		if e.Type == "alert.opened" {
+		if isAlertFrame(e.Type) {
 			c.appended = e.OccurredAt
 		}
 	}
@@ -253,7 +265,7 @@ func run(ctx context.Context, o options, lg *slog.Logger) (err error) {
 	tr := &tracker{byKey: map[string]*crossing{}}
 	streamCtx, stopStream := context.WithCancel(ctx)
 	defer stopStream()
-	streamDone, err := openStream(streamCtx, officer, []string{"sensor.threshold", "alert.opened"}, tr.onEvent)
+	streamDone, err := openStream(streamCtx, officer, []string{"sensor.threshold", "alert.opened", "alert.recurred", "alert.escalated"}, tr.onEvent)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,6 @@
 // app: the shell (header, navigation, language and theme switches) and the hash router.
 // Routes: #/login, #/wall, #/alerts, #/alerts/ID, #/devices, #/devices/ID, #/sites, #/uplinks,
-// #/gateways.
+// #/gateways, #/users, #/audit (admins), #/account.
 
 import { h, clear, svg } from './dom.js';
 import { t, loadI18n, getLang, setLang, onLangChange } from './i18n.js';
@@ -17,6 +17,9 @@ import * as uplinksPage from './pages/uplinks.js';
 import * as gatewaysPage from './pages/gateways.js';
 import * as sitesPage from './pages/sites.js';
 import { mayReadGateways } from './centre.js';
+import * as usersPage from './pages/users.js';
+import * as auditPage from './pages/audit.js';
+import * as accountPage from './pages/account.js';
 
 const THEME_KEY = 'offsite.theme';
 const root = document.getElementById('app');
@@ -31,7 +34,15 @@ const NAV = [
   { route: 'uplinks', key: 'nav.uplinks', icon: 'M12 20V6M6 11l6-6 6 6M4 20h16' },
   // Site gateways below this centre: only for the roles that may list them (api/auth).
   { route: 'gateways', key: 'nav.gateways', icon: 'M12 3v6M5 15v-3h14v3M3 15h4v5H3zM10 15h4v5h-4zM17 15h4v5h-4z', allowed: mayReadGateways },
+  { route: 'users', key: 'nav.users', icon: 'M9 11a4 4 0 1 0 0-8 4 4 0 0 0 0 8zM2 21a7 7 0 0 1 14 0M17 11a3 3 0 1 0 0-6M22 21a6 6 0 0 0-4-5.6', admin: true },
+  { route: 'audit', key: 'nav.audit', icon: 'M6 3h9l4 4v14H6zM9 10h7M9 14h7M9 18h4', admin: true },
 ];
+
+// landing is where a user starts: an officer on a phone goes to his alerts, not the wall.
+function landing() {
+  const phone = window.matchMedia('(max-width: 760px)').matches;
+  return session.user?.role === 'officer' && phone ? 'alerts' : 'wall';
+}
 
 function icon(d) {
   return svg('svg', { viewBox: '0 0 24 24', width: 20, height: 20, 'aria-hidden': 'true', class: 'icon' },
@@ -42,7 +53,7 @@ function parseRoute() {
   const raw = (location.hash || '').replace(/^#\/?/, '') || (location.pathname.replace(/^\/+/, '') || '');
   const [path] = raw.split('?');
   const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
-  return { name: parts[0] || 'wall', id: parts[1] || '' };
+  return { name: parts[0] || landing(), id: parts[1] || '' };
 }
 
 function applyTheme(theme) {
@@ -55,7 +66,7 @@ function shell(active) {
   const live = h('span', { class: 'live-dot', title: '' });
   // Officers and viewers act on alerts; uplink delivery is the administrators' business.
   const hidden = ['officer', 'viewer'].includes(user.role) ? ['uplinks'] : [];
-  const navLinks = NAV.filter((n) => !hidden.includes(n.route) && (!n.allowed || n.allowed(user.role))).map((n) => h('a', {
+  const navLinks = NAV.filter((n) => !hidden.includes(n.route) && (!n.allowed || n.allowed(user.role)) && (!n.admin || user.role === 'admin')).map((n) => h('a', {
     href: `#/${n.route}`, class: `nav-link${active === n.route ? ' active' : ''}`,
     'aria-current': active === n.route ? 'page' : null, 'data-route': n.route,
   }, icon(n.icon), h('span', { class: 'nav-label' }, t(n.key)), n.route === 'alerts' ? badge : null));
@@ -68,11 +79,11 @@ function shell(active) {
   const muteBtn = h('button', { type: 'button', class: 'btn ghost small', 'aria-pressed': String(isMuted()),
     onclick: () => { setMuted(!isMuted()); render(); } }, isMuted() ? t('header.sound_off') : t('header.sound_on'));
   const logout = h('button', { type: 'button', class: 'btn ghost small', id: 'logout', onclick: doLogout }, t('header.logout'));
-  const who = h('span', { class: 'who', title: (user.departments || []).join(', ') },
+  const who = h('a', { class: 'who', href: '#/account', id: 'account-link', title: t('account.title') },
     user.display_name || user.username || '', user.role ? h('small', {}, ` · ${t(`role.${user.role}`)}`) : null);
 
   const header = h('header', { class: 'topbar' },
-    h('a', { class: 'brand', href: '#/wall' }, h('img', { src: '/favicon.svg', alt: '', width: 26, height: 26 }), h('span', {}, t('app.title'))),
+    h('a', { class: 'brand', href: `#/${landing()}` }, h('img', { src: '/favicon.svg', alt: '', width: 26, height: 26 }), h('span', {}, t('app.title'))),
     h('nav', { class: 'mainnav', 'aria-label': t('nav.main') }, navLinks),
     h('div', { class: 'tools' }, live, who, muteBtn, themeBtn, langBtn, logout));
   const main = h('main', { id: 'main', class: `page page-${active}`, tabindex: '-1' });
@@ -103,21 +114,34 @@ export async function render() {
   }
   const pages = {
     wall: wallPage, alerts: r.id ? alertDetailPage : alertsPage, devices: r.id ? deviceDetailPage : devicesPage, sites: sitesPage, uplinks: uplinksPage,
+    account: accountPage,
   };
   if (mayReadGateways(session.user?.role)) pages.gateways = gatewaysPage;
-  const page = pages[r.name] || wallPage;
-  const active = pages[r.name] ? r.name : 'wall';
+  if (session.user?.role === 'admin') Object.assign(pages, { users: usersPage, audit: auditPage });
+  const page = pages[r.name] || pages[landing()];
+  const active = pages[r.name] ? r.name : landing();
   current = active;
   if (active === 'alerts') clearBadge();
   const main = shell(active);
   cleanup = page.mount(main, { id: r.id }) || null;
+  askPasswordChange(main, active);
+}
+
+// askPasswordChange asks the auto-created admin, still on the password the gateway printed at
+// its first start, to choose his own: a banner on every page until he has (it does not block
+// the page, so an emergency is never held up by it).
+function askPasswordChange(main, active) {
+  if (active === 'account' || !accountPage.mustChangePassword(session.user)) return;
+  main.prepend(h('div', { class: 'alert-box warn first-login', role: 'alert', id: 'first-login' },
+    h('strong', {}, t('account.first_login_title')), ' ', t('account.first_login_intro'), ' ',
+    h('a', { class: 'btn small primary', href: '#/account', id: 'first-login-change' }, t('account.change_password'))));
 }
 
 function onLoggedIn() {
   unlockAudio();
   startEvents();
   const r = parseRoute();
-  if (r.name === 'login') location.hash = '#/wall'; else render();
+  if (r.name === 'login') location.hash = `#/${landing()}`; else render();
 }
 
 async function boot() {

@@ -33,7 +33,20 @@ export function lineChart({ points, unit = '', limit, marker, highlight, from, t
     if (old) old.replaceWith(g); else wrap.prepend(g);
   };
   if (unit) wrap.append(h('figcaption', { class: 'chart-unit' }, `${t('chart.unit')}: ${unit}`));
+  // HJ 212 stations flag maintenance (M) and calibration (C) periods: shaded, with a legend.
+  const shaded = BANDS.filter((f) => points.some((p) => (p.flags || '').includes(f)));
+  if (shaded.length) {
+    wrap.append(h('div', { class: 'chart-legend' }, ...shaded.map((f) =>
+      h('span', { class: `legend legend-${f}` }, h('i', { class: `swatch band-${f}` }), `${t(`chart.flag.${f}`)} (${f})`))));
+  }
   return wrap;
+}
+
+// BANDS are the data flags drawn as shaded periods.
+const BANDS = ['M', 'C'];
+
+function flagText(flags) {
+  return [...(flags || '')].map((f) => `${f} ${t(`chart.flag.${f}`)}`).join(', ');
 }
 
 function plot({ points, unit, limit, marker, highlight, from, to, W }) {
@@ -67,6 +80,17 @@ function plot({ points, unit, limit, marker, highlight, from, to, W }) {
       : d.toLocaleTimeString(locale(), { hour: '2-digit', minute: '2-digit', hour12: false });
     g.append(svg('text', { x: x(ms), y: H - 10, 'text-anchor': i === 0 ? 'start' : i === nt ? 'end' : 'middle', class: 'tick' }, txt));
   }
+  // Shaded periods: from each flagged point to the next one (or one typical gap further).
+  const gap = points.length > 1 ? (points[points.length - 1].t - points[0].t) / (points.length - 1) : 60000;
+  points.forEach((p, i) => {
+    for (const f of BANDS) {
+      if (!(p.flags || '').includes(f)) continue;
+      const a = x(p.t.getTime());
+      const b = x(i + 1 < points.length ? points[i + 1].t.getTime() : p.t.getTime() + gap);
+      g.append(svg('rect', { x: a, y: T, width: Math.max(1, b - a), height: H - T - B, class: `band band-${f}` },
+        svg('title', {}, `${p.t.toLocaleString(locale(), { hour12: false })}  ${flagText(f)}`)));
+    }
+  });
   if (typeof limit === 'number') {
     g.append(svg('line', { x1: L, x2: W - R, y1: y(limit), y2: y(limit), class: 'limit' }));
     g.append(svg('text', { x: L + 6, y: y(limit) - 5, 'text-anchor': 'start', class: 'limit-label' }, `${t('chart.limit')} ${fmtNum(limit, 2)}`));
@@ -83,9 +107,11 @@ function plot({ points, unit, limit, marker, highlight, from, to, W }) {
   }
   if (points.length <= 120) {
     for (const p of points) {
-      const over = typeof limit === 'number' && p.v > limit;
-      g.append(svg('circle', { cx: x(p.t.getTime()), cy: y(p.v), r: over ? 3.5 : 2.2, class: over ? 'dot over' : 'dot' },
-        svg('title', {}, `${p.t.toLocaleString(locale(), { hour12: false })}  ${fmtNum(p.v, 2)} ${unit}`)));
+      // Flagged values (not N) are not judged against the limit: never drawn as over it.
+      const over = typeof limit === 'number' && p.v > limit && !p.flags;
+      const cls = over ? 'dot over' : p.flags ? 'dot flagged' : 'dot';
+      g.append(svg('circle', { cx: x(p.t.getTime()), cy: y(p.v), r: over ? 3.5 : 2.2, class: cls },
+        svg('title', {}, `${p.t.toLocaleString(locale(), { hour12: false })}  ${fmtNum(p.v, 2)} ${unit}${p.flags ? `  [${flagText(p.flags)}]` : ''}`)));
     }
   }
   return g;

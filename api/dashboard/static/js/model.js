@@ -1,6 +1,8 @@
 // model: readers for the API's objects that tolerate missing or differently nested fields,
 // because the backend grows while the dashboard is used.
 
+import { tOr, getLang } from './i18n.js';
+
 export const SEVERITIES = ['critical', 'major', 'minor', 'info'];
 export const ALERT_STATES = ['opened', 'claimed', 'handled', 'fed_back', 'closed'];
 export const OUTCOMES = ['rectify_ordered', 'case_filed', 'false_alarm', 'rectified', 'other'];
@@ -36,6 +38,12 @@ export function deviceOf(x) {
   if (d && typeof d === 'object') return d;
   return { id: pick(x, 'device_id') || (typeof d === 'string' ? d : '') };
 }
+// deviceLabel names a device as people do, the id second: "进水口 (cam-env-1)".
+export function deviceLabel(x) {
+  const d = deviceOf(x);
+  if (!d.id) return '';
+  return d.name && d.name !== d.id ? `${d.name} (${d.id})` : d.id;
+}
 export function occurredAt(a) { return pick(a, 'occurred_at', 'opened_at', 'created_at', 'at', 'time'); }
 export function department(a) { return pick(a, 'department') || siteOf(a).department || ''; }
 export function supervisionItem(a) {
@@ -52,9 +60,10 @@ export function timeline(a) {
   return items;
 }
 
-// Device health: "online", "stalled", "offline" or "unknown".
+// Device health: "online", "stalled", "offline" or "unknown". camStatus is a camera of
+// GET /cameras ({id, name, status: {state, reason}}) or its status.
 export function deviceState(d, camStatus) {
-  const cands = [camStatus?.state, d?.status?.state, d?.presence?.state, d?.health?.state,
+  const cands = [camStatus?.status?.state, camStatus?.state, d?.status?.state, d?.presence?.state, d?.health?.state,
     typeof d?.status === 'string' ? d.status : undefined, d?.state,
     typeof d?.online === 'boolean' ? (d.online ? 'online' : 'offline') : undefined];
   for (const c of cands) {
@@ -67,11 +76,18 @@ export function deviceState(d, camStatus) {
   }
   return 'unknown';
 }
+// deviceReason is why a device is in its state, in the interface language: a camera's
+// reason_code and a sensor's reason_zh are translated; the raw reason only as a last resort.
 export function deviceReason(d, camStatus) {
-  return camStatus?.reason || camStatus?.problem?.message || d?.status?.reason || d?.presence?.reason || d?.reason || '';
+  const code = camStatus?.reason_code;
+  if (code) return tOr(`player.reason.${code}`, code);
+  const zh = d?.presence?.reason_zh || d?.status?.reason_zh;
+  if (zh && getLang() === 'zh-CN') return zh;
+  if (camStatus?.status?.state === 'online') return '';
+  return camStatus?.status?.reason || camStatus?.reason || camStatus?.problem?.message || d?.status?.reason || d?.presence?.reason || d?.reason || '';
 }
 export function lastSeen(d, camStatus) {
-  return d?.last_seen || d?.status?.last_seen || d?.presence?.last_seen || d?.presence?.since || d?.last_seen_at || camStatus?.since;
+  return d?.last_seen || d?.status?.last_seen || d?.presence?.last_seen || d?.presence?.since || d?.last_seen_at || camStatus?.status?.since || camStatus?.since;
 }
 
 // firmwareProblem tells why a device's firmware is flagged, or "" when it is fine: a version
@@ -96,7 +112,9 @@ export function telemetryPoints(data) {
     let t; let v;
     if (Array.isArray(p)) { [t, v] = p; } else { t = p.t ?? p.ts ?? p.time ?? p.at; v = p.v ?? p.value ?? p.mean ?? p.avg; }
     const d = typeof t === 'number' ? new Date(t < 1e12 ? t * 1000 : t) : new Date(t);
-    if (!isNaN(d.getTime()) && typeof v === 'number' && isFinite(v)) out.push({ t: d, v });
+    // flags: HJ 212 data flags other than N in the step (M maintenance, C calibration, …)
+    const flags = typeof p.flags === 'string' ? p.flags : (typeof p.flag === 'string' && p.flag !== 'N' ? p.flag : '');
+    if (!isNaN(d.getTime()) && typeof v === 'number' && isFinite(v)) out.push({ t: d, v, flags });
   }
   out.sort((a, b) => a.t - b.t);
   return out;

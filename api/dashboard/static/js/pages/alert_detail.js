@@ -7,7 +7,7 @@ import { api, optional, withToken, telemetry } from '../api.js';
 import { subscribe } from '../events.js';
 import { lineChart } from '../chart.js';
 import { severityChip, stateChip, typeLabel, facts, errorBox, loading, toast, field, select } from '../ui.js';
-import { severityOf, alertState, siteOf, deviceOf, occurredAt, department, supervisionItem, pick, eventType, timeline, telemetryPoints, OUTCOMES } from '../model.js';
+import { severityOf, alertState, siteOf, deviceOf, deviceLabel, occurredAt, department, supervisionItem, pick, eventType, timeline, telemetryPoints, OUTCOMES } from '../model.js';
 
 // Which forms each state offers, in the order of the chain 认领 → 处办 → 反馈 → 办结
 // (events: handle may be recorded more than once before the feedback).
@@ -23,6 +23,7 @@ const NEXT = {
 // action or event type.
 function stepLabel(ty, state) {
   if (ty === 'open' || ty === 'opened' || ty === 'alert.opened') return t('action.open');
+  if (['recur', 'recover', 'raise', 'escalate'].includes(ty)) return t(`action.${ty}`);
   if (state && state !== 'opened') return tOr(`alert_state.${state}`, state);
   return tOr(`type.${ty}`, tOr(`action.${ty}`, ty));
 }
@@ -47,11 +48,25 @@ export function mount(main, { id }) {
       const full = await optional(`sites/${encodeURIComponent(site.id)}`).catch(() => null);
       if (full) site = Object.assign({}, full, site, { uscc: site.uscc || full.uscc, region_code: site.region_code || full.region_code, department: site.department || full.department });
     }
+    const prof = deviceOf(a).profile;
+    const profile = prof ? await optional(`profiles/${encodeURIComponent(prof)}`).catch(() => null) : null;
     if (disposed || mine !== loads) return;
-    render(a, site);
+    render(a, site, profile);
   }
 
-  function render(a, site) {
+  // ruleLabel names the rule as people know it: the profile's Chinese name and what the rule
+  // watches ("可燃气体探测器 · 可燃气体浓度 ≥ 20 %LEL"), the rule id second.
+  function ruleLabel(a, profile) {
+    const id = pick(a, 'rule');
+    if (!id) return pick(a, 'alarm_key');
+    const r = (profile?.rules || []).find((x) => x.id === id);
+    if (!r) return h('span', {}, typeLabel(eventType(a)), h('small', { class: 'muted' }, ` (${id})`));
+    const m = (profile.metrics || []).find((x) => x.name === r.metric);
+    const what = r.metric ? `${m?.label || r.metric} ${r.op || ''} ${r.value ?? ''} ${m?.unit || ''}`.trim() : typeLabel(eventType(a));
+    return h('span', {}, `${profile.name || profile.id} · ${what}`, h('small', { class: 'muted' }, ` (${id})`));
+  }
+
+  function render(a, site, profile) {
     const ev = a.event || a;
     const st = alertState(a);
     const dev = deviceOf(a);
@@ -60,18 +75,25 @@ export function mount(main, { id }) {
 
     const head = h('div', { class: `card detail-head sev-border-${sev}` },
       h('div', { class: 'chips' }, severityChip(sev), stateChip('alert_state', st), h('span', { class: 'chip plain' }, typeLabel(eventType(a)))),
-      h('h2', { class: 'detail-message' }, pick(a, 'message') || typeLabel(eventType(a))),
+      h('h2', { class: 'detail-title' }, [deviceLabel(a), site.name || site.id].filter(Boolean).join(' · ') || typeLabel(eventType(a))),
+      h('p', { class: 'detail-message' }, pick(a, 'message') || typeLabel(eventType(a)),
+        a.alarm_active === false && st !== 'closed' ? h('span', { class: 'chip plain recovered' }, ` ${t('alerts.recovered')}`) : null),
       h('p', { class: 'muted' }, `${fmtTime(occurredAt(a))} · ${site.name || site.id || ''}`));
 
     const eventFacts = facts([
       [t('alert.id'), a.id],
       [t('alert.occurred'), fmtTime(occurredAt(a))],
       [t('alert.type'), typeLabel(eventType(a))],
-      [t('alert.rule'), pick(a, 'rule', 'alarm_key')],
-      [t('alert.device'), dev.id ? h('a', { href: `#/devices/${encodeURIComponent(dev.id)}` }, dev.name || dev.id) : ''],
+      [t('alert.occurrences'), String(a.occurrences || 1)],
+      (a.occurrences || 1) > 1 ? [t('alert.first_at'), fmtTime(a.first_at)] : null,
+      (a.occurrences || 1) > 1 ? [t('alert.last_at'), fmtTime(a.last_at)] : null,
+      a.recovered_at ? [t('alert.recovered_at'), fmtTime(a.recovered_at)] : null,
+      [t('alert.rule'), ruleLabel(a, profile)],
+      [t('alert.device'), dev.id ? h('a', { href: `#/devices/${encodeURIComponent(dev.id)}` }, deviceLabel(a)) : ''],
       reading.metric ? [t('alert.reading'), `${reading.metric}: ${fmtNum(reading.value, 2)} ${reading.unit || ''}`] : null,
       typeof reading.limit === 'number' ? [t('alert.limit'), `${fmtNum(reading.limit, 2)} ${reading.unit || ''}`] : null,
       [t('alert.gateway'), pick(a, 'gateway_id')],
+      pick(a, 'detail') ? [t('alert.detail'), h('code', { class: 'detail-text' }, pick(a, 'detail'))] : null,
       [t('alert.assignee'), a.claimed_by || a.assignee || a.owner],
       a.outcome ? [t('alert.outcome'), tOr(`outcome.${a.outcome}`, a.outcome)] : null,
     ]);

@@ -6,7 +6,7 @@ import { t, fmtTime, fmtAgo } from '../i18n.js';
 import { api, list, qs } from '../api.js';
 import { subscribe } from '../events.js';
 import { severityChip, stateChip, typeLabel, table, select, errorBox, loading, notAvailable } from '../ui.js';
-import { SEVERITIES, ALERT_STATES, severityOf, alertState, siteOf, deviceOf, occurredAt, department, pick, eventType } from '../model.js';
+import { SEVERITIES, ALERT_STATES, severityOf, alertState, siteOf, deviceOf, deviceLabel, occurredAt, department, pick, eventType } from '../model.js';
 
 const FILTER_KEY = 'offsite.alerts.filter';
 
@@ -14,6 +14,7 @@ export function mount(main) {
   let f = { state: 'active', severity: '', type: '', site: '', q: '' };
   try { f = Object.assign(f, JSON.parse(sessionStorage.getItem(FILTER_KEY) || '{}')); } catch { /* defaults */ }
   let alerts = [];
+  let more = false; // the server's list stopped at its limit
   let fresh = new Set();
   let disposed = false;
   let abort = null;
@@ -57,7 +58,7 @@ export function mount(main) {
     if (f.state === 'active' && alertState(a) === 'closed') return false;
     if (f.state && f.state !== 'active' && alertState(a) !== f.state) return false;
     if (f.q) {
-      const hay = `${pick(a, 'message') || ''} ${siteOf(a).name || ''} ${deviceOf(a).id || ''} ${department(a)} ${a.id}`.toLowerCase();
+      const hay = `${pick(a, 'message') || ''} ${siteOf(a).name || ''} ${deviceOf(a).name || ''} ${deviceOf(a).id || ''} ${department(a)} ${a.id}`.toLowerCase();
       if (!hay.includes(f.q.toLowerCase())) return false;
     }
     return true;
@@ -69,12 +70,16 @@ export function mount(main) {
     fillOptions(typeSel, [...types]);
     fillOptions(siteSel, [...sites]);
     const rows = alerts.filter(matches);
-    count.textContent = t('alerts.count', { n: rows.length });
+    count.textContent = more ? t('alerts.count_limited', { n: rows.length }) : t('alerts.count', { n: rows.length });
     const cols = [
       { label: t('alerts.severity'), class: 'inline', render: (a) => severityChip(severityOf(a)) },
       { label: t('alerts.type'), class: 'inline', render: (a) => typeLabel(eventType(a)) },
       { label: t('alerts.state'), class: 'inline', render: (a) => stateChip('alert_state', alertState(a)) },
-      { label: t('alerts.message'), class: 'wide full strong', render: (a) => pick(a, 'message') || '' },
+      { label: t('alerts.message'), class: 'wide full strong', render: (a) => h('span', {}, pick(a, 'message') || '',
+        a.alarm_active === false && alertState(a) !== 'closed' ? h('span', { class: 'chip plain recovered', 'data-recovered': 'true' }, ` ${t('alerts.recovered')}`) : null) },
+      { label: t('alerts.occurrences'), class: 'inline', render: (a) => h('span', { class: 'occurrences', 'data-occurrences': String(a.occurrences || 1) },
+        (a.occurrences || 1) > 1 ? t('alerts.occurrences_n', { n: a.occurrences }) : '') },
+      { label: t('alerts.device'), render: (a) => deviceLabel(a) },
       { label: t('alerts.site'), render: (a) => siteOf(a).name || siteOf(a).id },
       { label: t('alerts.department'), render: (a) => department(a) },
       { label: t('alerts.occurred'), render: (a) => h('time', { datetime: occurredAt(a) || '', title: fmtTime(occurredAt(a)) }, fmtAgo(occurredAt(a))) },
@@ -99,6 +104,7 @@ export function mount(main) {
       if (disposed) return;
       const before = new Set(alerts.map((a) => a.id));
       alerts = list(data, 'alerts');
+      more = data?.more === true;
       alerts.sort((x, y) => new Date(occurredAt(y) || 0) - new Date(occurredAt(x) || 0));
       // Rows new since the last load flash once; the set holds only those, so it cannot grow.
       fresh = new Set(before.size ? alerts.filter((a) => !before.has(a.id)).map((a) => a.id) : []);

@@ -1,0 +1,35 @@
+package ingest_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/offsite-gw/offsite/ingest"
+)
+
+// BenchmarkSQLiteTelemetryWrite: readings written per second by the SQLite telemetry store's
+// one writer (9 metrics a message, as an HJ 212 upload of 8 pollutants and a marker).
+func BenchmarkSQLiteTelemetryWrite(b *testing.B) {
+	s := &ingest.SQLiteTelemetry{Path: b.TempDir() + "/telemetry.db", Logger: quietLogger(), MaxPending: 1 << 30}
+	if err := s.Initialize(); err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	base := time.Now()
+	rs := make([]ingest.Reading, 9)
+	b.ResetTimer()
+	for i := range b.N {
+		t := base.Add(time.Duration(i) * time.Millisecond)
+		for j := range rs {
+			rs[j] = ingest.Reading{Device: fmt.Sprintf("st-%04d", i%1000), Site: "s", Metric: fmt.Sprintf("m%d", j), Value: float64(i),
+				Unit: "mg/L", Quality: ingest.QualityGood, Flag: "N", Time: t, ReceiveTime: t}
+		}
+		s.Write(rs)
+	}
+	if err := s.Flush(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N*9)/b.Elapsed().Seconds(), "readings/s")
+}
