@@ -4,7 +4,7 @@ BIN     := bin
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build build-analytics build-arm64 demo test lint vet fmt clean bench bench-ingest bench-relay bench-events bench-analytics bench-centre bench-import bench-hj212
+.PHONY: all build build-analytics build-arm64 demo test lint vet fmt clean bench bench-ingest bench-relay bench-events bench-analytics bench-centre bench-import bench-hj212 bench-cascade
 
 all: build
 
@@ -31,7 +31,7 @@ test:
 	scripts/test.sh
 
 ## bench-*: benchmarks on loopback; each ends with BENCH lines (compare as ratios in one run)
-bench: bench-ingest bench-relay bench-events bench-analytics bench-centre bench-import bench-hj212
+bench: bench-ingest bench-relay bench-events bench-analytics bench-centre bench-import bench-hj212 bench-cascade
 
 bench-ingest:
 	scripts/bench-ingest.sh
@@ -41,6 +41,9 @@ bench-hj212:
 
 bench-relay:
 	scripts/bench-relay.sh
+
+bench-cascade:
+	scripts/bench-cascade.sh
 
 bench-events:
 	scripts/bench-events.sh

@@ -157,12 +157,7 @@ func (s *Server) listCameras(c *fiber.Ctx) error {
 			return err
 		}
 		for _, d := range children {
-			cv := cameraView{ID: d.ID, SiteID: d.SiteID, Name: d.Name, Profile: d.Profile, Gateway: d.Gateway, State: d.State,
-				ReasonCode: d.Reason, WHEP: "/api/v1/cameras/" + d.ID + "/whep", Snap: "/api/v1/cameras/" + d.ID + "/snapshot.jpg"}
-			if st, ok := status[d.ID]; ok {
-				cv.Status = &st // this centre's relay of it
-			}
-			out = append(out, cv)
+			out = append(out, childView(d, status))
 		}
 	}
 	return c.JSON(fiber.Map{"cameras": out})
@@ -172,6 +167,9 @@ func (s *Server) getCamera(c *fiber.Ctx) error {
 	d, err := s.visibleCamera(c, c.Params("id"))
 	if err != nil {
 		return err
+	}
+	if cv, ok := s.childCameraView(c, d.ID); ok {
+		return c.JSON(cv)
 	}
 	return c.JSON(toCameraView(d, s.cameraStatus()))
 }

@@ -34,6 +34,8 @@ func (s *Server) routes() {
 	v1.Get("/openapi.json", s.openAPI)
 	v1.Post("/auth/logout", s.logout)
 	v1.Get("/auth/me", s.me)
+	v1.Get("/auth/me/preferences/:name", s.getPreference)
+	v1.Put("/auth/me/preferences/:name", s.putPreference)
 
 	users := s.Require(auth.PermUsersManage)
 	v1.Get("/users", users, s.listUsers)

@@ -475,6 +475,7 @@ type demoNode struct {
 	mu    sync.Mutex
 	cmd   *exec.Cmd
 	done  chan struct{}
+	held  chan struct{} // set while a test keeps the node down (demo_nodes_dev.go)
 }
 
 // start runs one node and waits until it serves. The node's concrete addresses are kept in
@@ -565,6 +566,16 @@ func (c *demoCity) watch(ctx context.Context, n *demoNode) {
 		c.mu.Unlock()
 		if closing || ctx.Err() != nil {
 			return
+		}
+		n.mu.Lock()
+		held := n.held
+		n.mu.Unlock()
+		if held != nil { // kept down by POST /_dev/nodes/{id}/down until /up
+			select {
+			case <-held:
+			case <-ctx.Done():
+				return
+			}
 		}
 		c.logger.Warn("demo node exited; restarting it", "node", n.spec.GatewayID)
 		time.Sleep(time.Second)

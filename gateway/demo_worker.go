@@ -118,6 +118,7 @@ func startDevControl(ctx context.Context, cams *simcam.Server, city *demoCity, l
 		logger.Info("simulated camera switched", "camera", r.PathValue("id"), "action", action)
 		w.WriteHeader(http.StatusNoContent)
 	})
+	registerNodeControl(mux, city, logger)
 	mux.HandleFunc("GET /_dev/sessions", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]int{"whep_sessions": city.sessions()})

@@ -45,6 +45,8 @@ type video struct {
 	// children are the cameras of site gateways below this centre, pulled from their
 	// re-serve on demand (cascade); their state is the site's to report, not this node's.
 	children map[string]bool
+	// viewers is the last user allowed to watch each camera (named in a cascade pull).
+	viewers map[string]string
 }
 
 func (g *gateway) openVideo(ctx context.Context) error {
@@ -65,7 +67,7 @@ func (g *gateway) openVideo(ctx context.Context) error {
 	}}
 
 	v.manager = &streams.Manager{StallTimeout: sc.StallTimeout, OfflineTimeout: sc.OfflineTimeout, BackoffMin: sc.BackoffMin,
-		BackoffMax: sc.BackoffMax, IdleTimeout: sc.IdleTimeout, QueueSize: sc.QueueUnits, OnState: v.onState,
+		BackoffMax: sc.BackoffMax, IdleTimeout: sc.IdleTimeout, QueueSize: sc.QueueUnits, OnState: v.onState, PullHeader: v.pullHeader,
 		Registerer: g.reg, Logger: g.log.With("component", "streams")}
 	if err := v.manager.Initialize(); err != nil {
 		return err
@@ -85,7 +87,7 @@ func (g *gateway) openVideo(ctx context.Context) error {
 		return err
 	}
 	// The API's camera routes check who may watch a camera and name the viewer for it.
-	v.handler = &streams.Handler{WHEP: v.whep, Snapshot: v.snapshot, Authorize: api.VideoViewer, MayEndAny: api.VideoMayEndAny}
+	v.handler = &streams.Handler{WHEP: v.whep, Snapshot: v.snapshot, Authorize: v.authorizeViewer, MayEndAny: api.VideoMayEndAny}
 	if err := v.handler.Initialize(); err != nil {
 		return err
 	}
@@ -118,7 +120,7 @@ func (v *video) startReserve() error {
 		Username: v.rtspUser, Password: v.rtspPass, Credentials: v.reserveCredentials(),
 		AuthFailLimit: orOff(sc.AuthFailLimit), AuthFailWindow: sc.AuthFailWindow,
 		HandshakeTimeout: orOff(sc.HandshakeTimeout), MaxConnsPerAddr: orOff(sc.MaxConnsPerAddr),
-		OnPull: v.onPull, Registerer: v.g.reg, Logger: v.g.log.With("component", "rtsp-reserve")}
+		OnPull: v.onPull, VerifyPull: v.verifyPull, Registerer: v.g.reg, Logger: v.g.log.With("component", "rtsp-reserve")}
 	if err := v.reserve.Initialize(); err != nil {
 		return fmt.Errorf("rtsp re-serve: %w", err)
 	}
@@ -306,5 +308,5 @@ func (v *video) onSession(se streams.SessionEvent) {
 
 // onPull puts every pull from the RTSP re-serve into the audit log.
 func (v *video) onPull(pe streams.PullEvent) {
-	_ = v.g.audit.Record(context.Background(), api.PullAudit(pe))
+	_ = v.g.audit.Record(context.Background(), pullAudit(pe))
 }

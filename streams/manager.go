@@ -39,6 +39,9 @@ type Manager struct {
 	GOPMaxUnits    int           // default 600
 	// OnState is called on every camera state change (see EventType for the events to log).
 	OnState func(camera string, st State, reason string)
+	// PullHeader, if set, is called each time a camera's RTSP session opens, for headers to
+	// add to its requests (a centre's pull names the user it is opened for; cascade).
+	PullHeader func(camera string) map[string]string
 	// Registerer, if set, receives the relay's Prometheus metrics.
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
@@ -273,6 +276,10 @@ func (c *Camera) startSource() {
 				c.m.OnState(camera, st, reason)
 			}
 		},
+	}
+	if ph := c.m.PullHeader; ph != nil {
+		id := c.cfg.ID
+		s.Header = func() map[string]string { return ph(id) }
 	}
 	if err := s.Initialize(); err != nil {
 		c.m.Logger.Error("camera source", "camera", c.cfg.ID, "err", err)

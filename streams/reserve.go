@@ -48,11 +48,16 @@ type Reserve struct {
 	// authentication), e.g. for the audit log.
 	OnReader func(consumer, camera, remote string)
 	// OnPull, if set, receives the start (PLAY) and end of every reader's session (audit log).
-	OnPull     func(PullEvent)
+	OnPull func(PullEvent)
+	// VerifyPull, if set, checks a PLAY before it starts and says whom it is for (PullEvent's
+	// Origin and OnBehalfOf); an error refuses it with 403 (offsite_rtsp_refused_total
+	// {reason="bad_claim"}). A site checks its centre's on-behalf statement here (cascade).
+	VerifyPull func(PullRequest) (PullClaim, error)
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
 
 	pullLog pullLog
+	stats   cascadeStats
 
 	server  *gortsplib.Server
 	ln      net.Listener
@@ -122,6 +127,7 @@ func (s *Reserve) Initialize() error {
 	s.refused = registerCounterVec(s.Registerer, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "offsite_rtsp_refused_total", Help: "RTSP re-serve connections and requests refused, by reason.",
 	}, []string{"reason"}))
+	s.registerCascadeMetrics()
 	s.streams = make(map[string]*reserveStream)
 	s.bySess = make(map[*gortsplib.ServerSession]*reserveStream)
 	s.conns = make(map[*gortsplib.ServerConn]*reserveConn)
@@ -208,6 +214,10 @@ func (s *Reserve) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (*base.Response,
 	if res, err := s.authorize(ctx.Conn, ctx.Request); res != nil {
 		return res, err
 	}
+	claim, res, err := s.verifyPull(ctx)
+	if res != nil {
+		return res, err
+	}
 	st := ctx.Session.SetuppedStream()
 	s.mu.Lock()
 	for _, rs := range s.streams {
@@ -226,7 +236,7 @@ func (s *Reserve) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (*base.Response,
 			if s.OnReader != nil {
 				s.OnReader(consumer, camera, ctx.Conn.NetConn().RemoteAddr().String())
 			}
-			s.pullStarted(ctx, consumer)
+			s.pullStarted(ctx, consumer, claim)
 			return &base.Response{StatusCode: base.StatusOK}, nil
 		}
 	}
@@ -239,6 +249,7 @@ func (s *Reserve) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCtx) 
 	defer s.pullEnded(ctx.Session)
 	s.mu.Lock()
 	rs := s.bySess[ctx.Session]
+	s.sessionClosedLocked(ctx.Session)
 	delete(s.bySess, ctx.Session)
 	var stop *reserveStream
 	if rs != nil {

@@ -20,6 +20,10 @@ type PullEvent struct {
 	Start      time.Time
 	End        time.Time // zero for "start"
 	BytesSent  uint64    // "end" only
+	// Origin and OnBehalfOf: whom the reader pulls for, as VerifyPull checked it (a centre's
+	// id and its user whose viewing opened the pull); "" when nothing was claimed.
+	Origin     string
+	OnBehalfOf string
 }
 
 // pullLog keeps the playing sessions for their end events.
@@ -29,14 +33,14 @@ type pullLog struct {
 }
 
 // pullStarted records a PLAY and reports it to OnPull.
-func (s *Reserve) pullStarted(ctx *gortsplib.ServerHandlerOnPlayCtx, consumer string) {
+func (s *Reserve) pullStarted(ctx *gortsplib.ServerHandlerOnPlayCtx, consumer string, claim PullClaim) {
 	if s.OnPull == nil {
 		return
 	}
 	if consumer == "" {
 		consumer = rtspUser(ctx.Request)
 	}
-	ev := PullEvent{Kind: "start", Camera: cameraFromPath(ctx.Path), User: consumer, Start: time.Now()}
+	ev := PullEvent{Kind: "start", Camera: cameraFromPath(ctx.Path), User: consumer, Start: time.Now(), Origin: claim.Origin, OnBehalfOf: claim.User}
 	if ctx.Conn != nil && ctx.Conn.NetConn() != nil {
 		ev.RemoteAddr = ctx.Conn.NetConn().RemoteAddr().String()
 	}

@@ -75,7 +75,9 @@ type Source struct {
 	BackoffMax     time.Duration // retry delay cap (default 30 s)
 	// OnState is called on every state change, from the source's goroutine.
 	OnState func(camera string, st State, reason string)
-	Logger  *slog.Logger
+	// Header, if set, is called before each RTSP session for headers to add to its requests.
+	Header func() map[string]string
+	Logger *slog.Logger
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -201,6 +203,7 @@ func (s *Source) session() (wasOnline bool, err error) {
 		// the stall ticker below ends the session at OfflineTimeout; this is a backstop
 		ReadTimeout: s.OfflineTimeout,
 		Audio:       true,
+		Header:      s.header(),
 		Logger:      s.Logger.With("camera", s.Camera),
 		OnTracks: func(tr rtsppull.Tracks) {
 			f := Format{Codec: "H264", SPS: tr.SPS, PPS: tr.PPS, Width: tr.Width, Height: tr.Height}
@@ -282,4 +285,11 @@ var ErrBFrames = fmt.Errorf("%w: the camera's H.264 stream uses B-frames, which 
 
 func (s *Source) validate() error {
 	return rtsppull.Validate(s.URL, s.Transport)
+}
+
+func (s *Source) header() map[string]string {
+	if s.Header == nil {
+		return nil
+	}
+	return s.Header()
 }

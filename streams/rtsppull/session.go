@@ -86,7 +86,10 @@ type Session struct {
 	OnAccessUnit func(au [][]byte, pts int64, received time.Time)
 	// OnAudioRTP gets every audio RTP packet with its PTS (8 kHz).
 	OnAudioRTP func(pkt *rtp.Packet, pts int64, received time.Time)
-	Logger     *slog.Logger
+	// Header, if set, adds these headers to every request of the session (a centre's pull
+	// names the user it is opened for; see streams.Manager.PullHeader).
+	Header map[string]string
+	Logger *slog.Logger
 
 	client     *gortsplib.Client
 	stop       func() bool // undoes the close-on-ctx hook
@@ -157,6 +160,13 @@ func (s *Session) Initialize(ctx context.Context) error {
 		OnTransportSwitch: func(err error) { s.Logger.Info("rtsp transport switched", "reason", err.Error()) },
 		OnPacketsLost:     func(lost uint64) { s.Logger.Debug("rtsp packets lost", "lost", lost) },
 		OnDecodeError:     func(err error) { s.Logger.Debug("rtsp packet not decoded", "err", err.Error()) },
+	}
+	if len(s.Header) > 0 {
+		c.OnRequest = func(req *base.Request) {
+			for k, v := range s.Header {
+				req.Header[k] = base.HeaderValue{v}
+			}
+		}
 	}
 	if err := c.Start2(); err != nil {
 		return fmt.Errorf("connect: %w", err)

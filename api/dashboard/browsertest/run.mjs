@@ -168,6 +168,64 @@ await scenario('wall', async () => {
   return { msg: `${ids.length} tiles decoding` };
 });
 
+// The wall's layout is kept at the gateway per user: a browser that never saw it (fresh
+// storage, another machine) gets it on login.
+await scenario('wall-layout', async () => {
+  const a = await newPage();
+  await login(a.page, admin);
+  const ids = await fillWall(a.page, 4);
+  const deadline = Date.now() + 15000;
+  let kept = null;
+  while (Date.now() < deadline) {
+    kept = await apiGet(adminToken || await apiToken(admin), 'auth/me/preferences/wall');
+    if (kept && kept.layout === 4 && ids.every((id, i) => kept.tiles?.[i] === id)) break;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  assert(kept && ids.every((id, i) => kept.tiles?.[i] === id), `layout not kept at the gateway: ${JSON.stringify(kept)}`);
+  await a.ctx.close();
+  const b = await newPage();
+  await login(b.page, admin);
+  await b.page.goto(`${BASE}/#/wall`);
+  await b.page.waitForFunction((ids) => ids.every((id, i) => document.querySelector(`.tile[data-index="${i}"]`)?.dataset.camera === id), ids, { timeout: 15000 });
+  await b.ctx.close();
+  return { msg: `layout of ${ids.length} tiles restored in a fresh browser` };
+});
+
+// Tour mode: the tiles cycle through the cameras every N seconds, or hold on a tile whose
+// camera has an open alert; stopping puts the saved layout back.
+await scenario('wall-tour', async () => {
+  const { ctx, page } = await newPage();
+  await login(page, admin);
+  await page.goto(`${BASE}/#/wall`);
+  await page.waitForSelector('.tree .cam', { timeout: 10000 });
+  await page.click('[data-layout="1"]');
+  const saved = await page.$eval('.tile[data-index="0"]', (e) => e.dataset.camera || '');
+  const cams = await page.$$eval('.tree .cam', (els) => els.map((e) => e.dataset.camera));
+  await page.selectOption('#wall-tour-secs', '10');
+  await page.click('#wall-tour');
+  await page.waitForFunction(() => document.querySelector('#wall-tour-status')?.dataset.page === '1', null, { timeout: 5000 });
+  const first = await page.$eval('.tile[data-index="0"]', (e) => e.dataset.camera || '');
+  assert(cams.includes(first), `tour shows ${first}, not one of the tree's cameras`);
+  await page.waitForFunction(() => { const s = document.querySelector('#wall-tour-status'); return s?.dataset.page === '2' || s?.dataset.paused === '1'; }, null, { timeout: 30000, polling: 250 });
+  const paused = await page.$eval('#wall-tour-status', (e) => e.dataset.paused === '1');
+  let msg;
+  if (paused) {
+    const alerts = await apiGet(adminToken || await apiToken(admin), 'alerts?limit=1000');
+    const open = (alerts?.alerts || []).filter((a) => a.state !== 'closed').map((a) => a.device_id);
+    assert(open.includes(first), `tour paused on ${first}, which has no open alert`);
+    msg = `held on ${first} (open alert)`;
+  } else {
+    const second = await page.$eval('.tile[data-index="0"]', (e) => e.dataset.camera || '');
+    assert(second !== first || cams.length === 1, 'tour did not move to the next camera');
+    msg = `${first} → ${second}`;
+  }
+  await page.click('#wall-tour');
+  await page.waitForFunction((c) => (document.querySelector('.tile[data-index="0"]')?.dataset.camera || '') === c, saved, { timeout: 5000 });
+  await page.click('[data-layout="4"]');
+  await ctx.close();
+  return { msg };
+});
+
 // thresholdReading picks, from a sensor's profile, a rule that fires on a single reading
 // (kind threshold, a comparison) and a value past it that is still inside the metric's valid
 // range (readings outside it are quarantined, not evaluated).
@@ -434,6 +492,33 @@ await scenario('offline', async () => {
   await waitPlaying(page, [cam.id], 90000);
   await ctx.close();
   return { msg: `reason shown: "${reason.trim()}", recovered` };
+});
+
+// Cascade: a site camera watched at the centre; its site gateway dies (held down by the
+// demo), the tile says the site gateway cannot be reached; the gateway comes back and the
+// same tile plays again, without a reload.
+await scenario('site-down', async () => {
+  const cam = (demo.cameras || []).find((c) => c.gateway && c.id === 'cam-hall-queue') || (demo.cameras || []).find((c) => c.gateway);
+  if (!cam || !demo.dev_camera_control) return { skip: 'no site gateway camera or no demo control' };
+  const ctl = (action) => fetch(demo.dev_camera_control.replace('/cameras/{id}/{action}', `/nodes/${encodeURIComponent(cam.gateway)}/${action}`), { method: 'POST' });
+  const { ctx, page } = await newPage();
+  await login(page, admin);
+  await fillWall(page, 1);
+  await page.click(`.tile[data-index="0"]`, { position: { x: 30, y: 60 } });
+  await page.click(`.tree .cam[data-camera="${cam.id}"]`);
+  await waitPlaying(page, [cam.id]);
+  const sel = `.tile[data-camera="${cam.id}"]`;
+  const res = await ctl('down');
+  assert(res.status === 204, `taking ${cam.gateway} down: ${res.status}`);
+  let reason = '';
+  try {
+    await page.waitForFunction((sel) => /站点网关无法连接/.test(document.querySelector(sel)?.querySelector('.tile-reason')?.textContent || ''), sel, { timeout: 60000, polling: 250 });
+    reason = await page.textContent(`${sel} .tile-reason`);
+    await page.screenshot({ path: path.join(OUT, 'zh-CN-1920x1080-wall-site-down.png') });
+  } finally { await ctl('up'); }
+  await waitPlaying(page, [cam.id], 120000);
+  await ctx.close();
+  return { msg: `${cam.gateway} down: "${reason.trim()}"; back and playing without a reload` };
 });
 
 // Devices: a CSV with a bad row is refused with the row shown; a maintenance record is added.

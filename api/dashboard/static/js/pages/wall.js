@@ -1,5 +1,5 @@
 // wall: the video wall — site/camera tree, 1/4/9/16 layouts, one WHEP player per tile, the
-// layout remembered per user in localStorage.
+// layout remembered per user at the gateway (wallprefs.js) and in localStorage.
 
 import { h, clear, svg } from '../dom.js';
 import { t, tOr } from '../i18n.js';
@@ -8,6 +8,8 @@ import { WhepPlayer } from '../player.js';
 import { errorBox, loading } from '../ui.js';
 import { deviceState } from '../model.js';
 import { gatewayNames, gatewayLabel, hasGateways } from '../centre.js';
+import { fetchLayout, storeLayout, flushLayout } from '../wallprefs.js';
+import { createTour } from '../walltour.js';
 
 const LAYOUTS = [1, 4, 9, 16];
 
@@ -44,19 +46,27 @@ export function mount(main) {
   const side = h('aside', { class: 'wall-side' },
     h('details', { class: 'tree-box', open: window.matchMedia('(min-width: 761px)').matches },
       h('summary', {}, t('wall.cameras')), filter, tree));
+  const tour = createTour({
+    group: () => { const q = filter.value.trim().toLowerCase(); return cameras.filter((c) => !q || `${c.name} ${c.id}`.toLowerCase().includes(q)); },
+    layout: () => state?.layout || 4,
+    show: (ids) => { ensure(); state.tiles = ids.slice(); renderGrid(); renderTree(); },
+    restore: () => { state = loadLayout() || state; renderGrid(); renderTree(); },
+  });
   const toolbar = h('div', { class: 'wall-toolbar' },
     h('div', { class: 'seg-group', role: 'group', 'aria-label': t('wall.layout') }, h('span', { class: 'muted' }, t('wall.layout')), layoutBtns),
     h('span', { class: 'muted hint-place' }, t('wall.hint')),
     h('div', { class: 'spacer' }),
+    tour.controls,
     h('button', { type: 'button', class: 'btn small', id: 'wall-clear', onclick: clearAll }, t('wall.clear_all')),
     h('button', { type: 'button', class: 'btn small', id: 'wall-fullscreen', onclick: () => grid.requestFullscreen?.().catch(() => {}) }, t('wall.fullscreen')));
   main.append(h('div', { class: 'wall' }, side, h('section', { class: 'wall-main', 'aria-label': t('nav.wall') }, toolbar, grid)));
 
-  function save() { localStorage.setItem(storeKey(), JSON.stringify(state)); }
+  function save() { localStorage.setItem(storeKey(), JSON.stringify(state)); storeLayout(state); }
 
   function ensure() { if (!state) state = { layout: 4, tiles: [] }; }
 
   function setLayout(n) {
+    tour.stop(false);
     ensure();
     state.layout = n;
     if (selected >= n) selected = 0;
@@ -65,6 +75,7 @@ export function mount(main) {
   }
 
   function place(idx, cameraId) {
+    tour.stop(false);
     ensure();
     // A camera shows in one tile at a time: moving it frees its old tile.
     state.tiles = state.tiles.map((c, i) => (c === cameraId && i !== idx ? null : c));
@@ -83,7 +94,7 @@ export function mount(main) {
   }
 
   function clearTile(idx) { state.tiles[idx] = null; save(); selected = idx; renderGrid(); }
-  function clearAll() { ensure(); state.tiles = []; save(); selected = 0; renderGrid(); }
+  function clearAll() { tour.stop(false); ensure(); state.tiles = []; save(); selected = 0; renderGrid(); }
 
   function camName(id) { const c = cameras.find((x) => x.id === id); return c?.name || id; }
 
@@ -199,9 +210,10 @@ export function mount(main) {
 
   (async () => {
     try {
-      const [s, d, g] = await Promise.all([api('sites'), api('devices?kind=camera'), gatewayNames()]);
+      const [s, d, g, kept] = await Promise.all([api('sites'), api('devices?kind=camera'), gatewayNames(), fetchLayout()]);
       if (disposed) return;
       gwNames = g;
+      if (kept) { state = kept; localStorage.setItem(storeKey(), JSON.stringify(state)); }
       sites = list(s, 'sites');
       cameras = list(d, 'devices').filter((c) => !c.kind || c.kind === 'camera');
     } catch (e) {
@@ -225,6 +237,8 @@ export function mount(main) {
   return () => {
     window.removeEventListener('pagehide', onHide);
     disposed = true;
+    tour.stop(true);
+    flushLayout();
     clearInterval(statusTimer);
     for (const p of players.values()) p.player.stop();
     players.clear();
