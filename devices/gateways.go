@@ -340,8 +340,12 @@ func (s *GatewayStore) Get(ctx context.Context, id string) (Gateway, error) {
 	if err != nil {
 		return g, fmt.Errorf("devices: read gateway: %w", err)
 	}
-	_ = s.DB.QueryRow(ctx, `SELECT COUNT(*) FROM gateway_sites WHERE gateway_id = ?`, id).Scan(&g.Sites)
-	_ = s.DB.QueryRow(ctx, `SELECT COUNT(*) FROM gateway_devices WHERE gateway_id = ?`, id).Scan(&g.Devices)
+	if err := s.DB.QueryRow(ctx, `SELECT COUNT(*) FROM gateway_sites WHERE gateway_id = ?`, id).Scan(&g.Sites); err != nil {
+		return g, fmt.Errorf("devices: count gateway sites: %w", err)
+	}
+	if err := s.DB.QueryRow(ctx, `SELECT COUNT(*) FROM gateway_devices WHERE gateway_id = ?`, id).Scan(&g.Devices); err != nil {
+		return g, fmt.Errorf("devices: count gateway devices: %w", err)
+	}
 	return g, nil
 }
 
@@ -639,23 +643,12 @@ func (s *GatewayStore) ChildSites(ctx context.Context, gateway string, f SiteFil
 
 // ChildDevices returns the devices of enrolled gateways whose site the filter's scope allows.
 func (s *GatewayStore) ChildDevices(ctx context.Context, gateway string, f DeviceFilter) ([]InventoryDevice, error) {
-	where, args := scopeSQL(f.Scope, "s", nil, nil)
+	var where []string
+	var args []any
 	if gateway != "" {
-		where = append(where, "d.gateway_id = ?")
-		args = append(args, gateway)
+		where, args = []string{"d.gateway_id = ?"}, []any{gateway}
 	}
-	if f.SiteID != "" {
-		where = append(where, "d.site_id = ?")
-		args = append(args, f.SiteID)
-	}
-	if f.Kind != "" {
-		where = append(where, "d.kind = ?")
-		args = append(args, string(f.Kind))
-	}
-	if f.Profile != "" {
-		where = append(where, "d.profile = ?")
-		args = append(args, f.Profile)
-	}
+	where, args = deviceFilterSQL(f, where, args)
 	q := `SELECT d.gateway_id, d.body FROM gateway_devices d LEFT JOIN gateway_sites s ON s.gateway_id = d.gateway_id AND s.id = d.site_id`
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")

@@ -517,10 +517,10 @@ func (s *SQLStore) DeleteDevice(ctx context.Context, id string) error {
 	return nil
 }
 
-// ListDevices returns the devices the filter selects, ordered by id. The scope applies through
-// each device's site.
-func (s *SQLStore) ListDevices(ctx context.Context, f DeviceFilter) ([]Device, error) {
-	where, args := scopeSQL(f.Scope, "s", nil, nil)
+// deviceFilterSQL is the WHERE conditions of a DeviceFilter on devices aliased d whose sites are
+// aliased s: the registry's own (ListDevices) and those site gateways reported (ChildDevices).
+func deviceFilterSQL(f DeviceFilter, where []string, args []any) ([]string, []any) {
+	where, args = scopeSQL(f.Scope, "s", where, args)
 	if f.SiteID != "" {
 		where = append(where, "d.site_id = ?")
 		args = append(args, f.SiteID)
@@ -533,6 +533,13 @@ func (s *SQLStore) ListDevices(ctx context.Context, f DeviceFilter) ([]Device, e
 		where = append(where, "d.profile = ?")
 		args = append(args, f.Profile)
 	}
+	return where, args
+}
+
+// ListDevices returns the devices the filter selects, ordered by id. The scope applies through
+// each device's site.
+func (s *SQLStore) ListDevices(ctx context.Context, f DeviceFilter) ([]Device, error) {
+	where, args := deviceFilterSQL(f, nil, nil)
 	q := `SELECT ` + prefixColumns("d", deviceColumns) + ` FROM devices d JOIN sites s ON s.id = d.site_id`
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
