@@ -44,9 +44,6 @@ type Reserve struct {
 	// <0: never); MaxConnsPerAddr bounds open connections per remote IP (default 32; <0: none).
 	HandshakeTimeout time.Duration
 	MaxConnsPerAddr  int
-	// OnReader is told of every reader that starts playing a camera (consumer "" without
-	// authentication), e.g. for the audit log.
-	OnReader func(consumer, camera, remote string)
 	// OnPull, if set, receives the start (PLAY) and end of every reader's session (audit log).
 	OnPull func(PullEvent)
 	// VerifyPull, if set, checks a PLAY before it starts and says whom it is for (PullEvent's
@@ -231,11 +228,7 @@ func (s *Reserve) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (*base.Response,
 			if rc := s.conns[ctx.Conn]; rc != nil {
 				consumer = rc.consumer
 			}
-			camera := rs.cam.ID()
 			s.mu.Unlock()
-			if s.OnReader != nil {
-				s.OnReader(consumer, camera, ctx.Conn.NetConn().RemoteAddr().String())
-			}
 			s.pullStarted(ctx, consumer, claim)
 			return &base.Response{StatusCode: base.StatusOK}, nil
 		}
