@@ -19,19 +19,21 @@ func childView(d devices.InventoryDevice, status map[string]streams.CameraStatus
 	}
 	cv.Status = &st // this centre's relay of it
 	switch st.State {
-	case streams.StateOnline.String(), streams.StateIdle.String():
+	case streams.StateOnline.String(), streams.StateIdle.String(), streams.StateConnecting.String():
 		return cv
 	}
-	switch code, _ := streams.ExplainReason(st.Reason); code {
-	case "camera_unreachable", "stream_lost":
-		cv.State, cv.ReasonCode = streams.StateOffline.String(), "gateway_unreachable"
-	case "auth_failed":
+	code, _ := streams.ExplainReason(st.Reason)
+	switch {
+	case code == "auth_failed":
 		cv.State, cv.ReasonCode = streams.StateOffline.String(), "gateway_auth_failed"
-	case "":
+	case d.State == streams.StateOffline.String() && d.Reason != "":
+		// The site says its camera is down: that, not the link, is why nothing arrives.
+	case code == "camera_refused" && d.Reason != "":
+		// The site answered but has no stream to give; its own reason says why.
 	default:
-		if cv.ReasonCode == "" {
-			cv.ReasonCode = code
-		}
+		// The centre's pull is down or silent (refused, reset, stalled) while the site last
+		// reported the camera fine: the site gateway or the link to it is what failed.
+		cv.State, cv.ReasonCode = streams.StateOffline.String(), "gateway_unreachable"
 	}
 	return cv
 }

@@ -649,7 +649,8 @@ func (s *GatewayStore) ChildDevices(ctx context.Context, gateway string, f Devic
 		where, args = []string{"d.gateway_id = ?"}, []any{gateway}
 	}
 	where, args = deviceFilterSQL(f, where, args)
-	q := `SELECT d.gateway_id, d.body FROM gateway_devices d LEFT JOIN gateway_sites s ON s.gateway_id = d.gateway_id AND s.id = d.site_id`
+	q := `SELECT d.gateway_id, d.body, COALESCE(g.state, '') FROM gateway_devices d LEFT JOIN gateway_sites s ON s.gateway_id = d.gateway_id AND s.id = d.site_id
+		LEFT JOIN gateways g ON g.id = d.gateway_id`
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -660,8 +661,8 @@ func (s *GatewayStore) ChildDevices(ctx context.Context, gateway string, f Devic
 	defer rows.Close()
 	out := []InventoryDevice{}
 	for rows.Next() {
-		var gw, body string
-		if err := rows.Scan(&gw, &body); err != nil {
+		var gw, body, gwState string
+		if err := rows.Scan(&gw, &body, &gwState); err != nil {
 			return nil, err
 		}
 		var d InventoryDevice
@@ -669,6 +670,7 @@ func (s *GatewayStore) ChildDevices(ctx context.Context, gateway string, f Devic
 			return nil, fmt.Errorf("devices: stored device of %s: %w", gw, err)
 		}
 		d.Gateway = gw
+		staleIfGatewayOffline(&d, gwState)
 		out = append(out, d)
 	}
 	return out, rows.Err()
@@ -677,14 +679,14 @@ func (s *GatewayStore) ChildDevices(ctx context.Context, gateway string, f Devic
 // ChildDevice finds a device of an enrolled gateway by id (gateway "" searches all; the first
 // by gateway id wins) together with its site.
 func (s *GatewayStore) ChildDevice(ctx context.Context, gateway, id string) (InventoryDevice, ChildSite, error) {
-	q := `SELECT gateway_id, body FROM gateway_devices WHERE id = ?`
+	q := `SELECT d.gateway_id, d.body, COALESCE(g.state, '') FROM gateway_devices d LEFT JOIN gateways g ON g.id = d.gateway_id WHERE d.id = ?`
 	args := []any{id}
 	if gateway != "" {
-		q += ` AND gateway_id = ?`
+		q += ` AND d.gateway_id = ?`
 		args = append(args, gateway)
 	}
-	var gw, body string
-	err := s.DB.QueryRow(ctx, q+` ORDER BY gateway_id LIMIT 1`, args...).Scan(&gw, &body)
+	var gw, body, gwState string
+	err := s.DB.QueryRow(ctx, q+` ORDER BY d.gateway_id LIMIT 1`, args...).Scan(&gw, &body, &gwState)
 	if store.IsNoRows(err) {
 		return InventoryDevice{}, ChildSite{}, errNoDevice(id)
 	}
@@ -696,11 +698,21 @@ func (s *GatewayStore) ChildDevice(ctx context.Context, gateway, id string) (Inv
 		return d, ChildSite{}, fmt.Errorf("devices: stored device of %s: %w", gw, err)
 	}
 	d.Gateway = gw
+	staleIfGatewayOffline(&d, gwState)
 	cs := ChildSite{Gateway: gw}
 	if err := s.DB.QueryRow(ctx, `SELECT body FROM gateway_sites WHERE gateway_id = ? AND id = ?`, gw, d.SiteID).Scan(&body); err == nil {
 		_ = json.Unmarshal([]byte(body), &cs.Site)
 	}
 	return d, cs, nil
+}
+
+// staleIfGatewayOffline: the live state a gateway last reported is not live once the centre
+// has marked that gateway offline; its devices read offline, reason gateway_unreachable,
+// until it reports again.
+func staleIfGatewayOffline(d *InventoryDevice, gatewayState string) {
+	if gatewayState == GatewayOffline {
+		d.State, d.Reason = GatewayOffline, "gateway_unreachable"
+	}
 }
 
 // CascadeUser is the RTSP username a centre logs in with at a site's re-serve (cascade).

@@ -283,6 +283,23 @@ func TestSilentGatewayGoesOfflineAndComesBack(t *testing.T) {
 		h, body := signed(t, "gw-hall", r.secrets["gw-hall"], siteEvent("gw-hall", "01JDA0000000000000000000C1", event.TypeSensorSilent))
 		_, err := r.recv.Batch(ctx, h, body, "127.0.0.1")
 		require.NoError(t, err)
+		inv, err := json.Marshal(devices.Inventory{GatewayID: "gw-hall", Revision: 1,
+			Sites:   []devices.Site{{ID: "hall", Name: "政务服务中心", Department: "市政务服务和大数据管理局", RegionCode: "410702"}},
+			Devices: []devices.InventoryDevice{{ID: "cam-1", SiteID: "hall", Kind: devices.KindCamera, Name: "窗口", State: "online"}}})
+		require.NoError(t, err)
+		_, err = r.recv.Inventory(ctx, sign(t, "gw-hall", r.secrets["gw-hall"], inv), inv, "127.0.0.1")
+		require.NoError(t, err)
+		camState := func() (string, string) {
+			d, _, err := r.gws.ChildDevice(ctx, "", "cam-1")
+			require.NoError(t, err)
+			list, err := r.gws.ChildDevices(ctx, "gw-hall", devices.DeviceFilter{})
+			require.NoError(t, err)
+			require.Len(t, list, 1)
+			require.Equal(t, d.State+"/"+d.Reason, list[0].State+"/"+list[0].Reason, "one device, two reads")
+			return d.State, d.Reason
+		}
+		st, _ := camState()
+		require.Equal(t, "online", st)
 
 		mon := &centre.Monitor{Receiver: r.recv, OfflineAfter: time.Minute, Every: 10 * time.Millisecond}
 		go mon.Run(ctx)
@@ -297,6 +314,11 @@ func TestSilentGatewayGoesOfflineAndComesBack(t *testing.T) {
 		g, err := r.gws.Get(ctx, "gw-hall")
 		require.NoError(t, err)
 		require.Equal(t, devices.GatewayOffline, g.State)
+		// What the silent gateway last reported is not live any more: its camera reads offline
+		// because the site cannot be reached.
+		st, why := camState()
+		require.Equal(t, "offline", st)
+		require.Equal(t, "gateway_unreachable", why)
 		// gw-market never spoke: it is not reported offline (unknown is not a change).
 		mk, _ := r.gws.Get(ctx, "gw-market")
 		require.Equal(t, devices.GatewayUnknown, mk.State)
@@ -309,5 +331,7 @@ func TestSilentGatewayGoesOfflineAndComesBack(t *testing.T) {
 		require.Len(t, on, 1)
 		require.Equal(t, event.StateCleared, on[0].State)
 		require.Len(t, eventsOf(t, r.log, event.TypeGatewayOffline), 1)
+		st, _ = camState()
+		require.Equal(t, "online", st, "the gateway reports again: its last inventory is live again")
 	})
 }
