@@ -504,6 +504,9 @@ await scenario('site-down', async () => {
   const { ctx, page } = await newPage();
   await login(page, admin);
   await fillWall(page, 1);
+  // The centre's tree is gateway → site → camera: the camera sits under its site gateway.
+  const under = await page.$eval(`.tree .cam[data-camera="${cam.id}"]`, (b) => b.closest('.tree-gw')?.dataset.gateway || '');
+  assert(under === cam.gateway, `the tree lists ${cam.id} under gateway "${under}", not ${cam.gateway}`);
   await page.click(`.tile[data-index="0"]`, { position: { x: 30, y: 60 } });
   await page.click(`.tree .cam[data-camera="${cam.id}"]`);
   await waitPlaying(page, [cam.id]);
@@ -512,7 +515,13 @@ await scenario('site-down', async () => {
   assert(res.status === 204, `taking ${cam.gateway} down: ${res.status}`);
   let reason = '';
   try {
-    await page.waitForFunction((sel) => /站点网关无法连接/.test(document.querySelector(sel)?.querySelector('.tile-reason')?.textContent || ''), sel, { timeout: 60000, polling: 250 });
+    await page.waitForFunction((sel) => /站点网关无法连接/.test(document.querySelector(sel)?.querySelector('.tile-reason')?.textContent || ''), sel, { timeout: 60000, polling: 250 })
+      .catch(async (e) => {
+        // Say what the tile and the centre showed instead, so a failure can be read from the log.
+        const tile = await page.$eval(sel, (t) => ({ state: t.dataset.state, reason: t.querySelector('.tile-reason')?.textContent })).catch(() => 'no tile');
+        const api = await apiGet(adminToken || await apiToken(admin), `cameras/${encodeURIComponent(cam.id)}`).catch((x) => String(x));
+        throw new Error(`${e.message}; tile ${JSON.stringify(tile)}; centre says ${JSON.stringify(api)}`);
+      });
     reason = await page.textContent(`${sel} .tile-reason`);
     await page.screenshot({ path: path.join(OUT, 'zh-CN-1920x1080-wall-site-down.png') });
   } finally { await ctl('up'); }
@@ -757,7 +766,18 @@ await scenario('occurrences', async () => {
   assert(title.includes(cam.name || cam.id), `the alert title does not name the camera: ${title}`);
   await page.screenshot({ path: path.join(OUT, 'zh-CN-1920x1080-alert-occurrences.png') });
   await ctx.close();
-  return { msg: `one row, 共 2 次, 已恢复 between, title "${title.trim()}"` };
+  // With the English switch the message is English too: rebuilt from the event's type and
+  // device, with the gateway's Chinese sentence kept on hover.
+  const en = await newPage({ lang: 'en' });
+  await login(en.page, admin);
+  await en.page.goto(`${BASE}/#/alerts/${encodeURIComponent(id)}`);
+  await en.page.waitForSelector('.detail-message');
+  const enMsg = (await en.page.textContent('.detail-message')).trim();
+  const enTitle = await en.page.getAttribute('.detail-message', 'title');
+  assert(enMsg.startsWith('Crowding') && !enMsg.includes('人员聚集'), `the English message is "${enMsg}"`);
+  assert((enTitle || '').includes('人员聚集'), `the Chinese original is not kept on hover: "${enTitle}"`);
+  await en.ctx.close();
+  return { msg: `one row, 共 2 次, 已恢复 between, title "${title.trim()}"; in English "${enMsg}"` };
 });
 
 // Camera states (issue 16): while cameras stream, the wall's tree and the devices page show

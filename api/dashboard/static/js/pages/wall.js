@@ -7,7 +7,7 @@ import { api, list, optional, session } from '../api.js';
 import { WhepPlayer } from '../player.js';
 import { errorBox, loading } from '../ui.js';
 import { deviceState } from '../model.js';
-import { gatewayNames, gatewayLabel, hasGateways } from '../centre.js';
+import { gatewayNames, gatewayOf, hasGateways } from '../centre.js';
 import { fetchLayout, storeLayout, flushLayout } from '../wallprefs.js';
 import { createTour } from '../walltour.js';
 
@@ -110,27 +110,51 @@ export function mount(main) {
     const order = sites.map((s) => s.id).filter((id) => bySite.has(id));
     for (const sid of bySite.keys()) if (!order.includes(sid)) order.push(sid);
     if (!order.length) { tree.append(h('p', { class: 'empty' }, t('wall.no_cameras'))); return; }
-    // At a centre each site says which site gateway it is on (本机 for this node's own).
+    // At a centre the tree is gateway → site → camera: this node's own sites first (本机), then
+    // each site gateway with a dot for its health (its cameras' states: all offline means the
+    // site cannot be reached). A single node keeps the flat site → camera tree.
     const centre = hasGateways(cameras);
+    const siteGroups = new Map(); // gateway id ('' = this node) → [site element]
     for (const sid of order) {
       const site = sites.find((s) => s.id === sid);
-      const cams = bySite.get(sid).filter((c) => !q || `${c.name} ${c.id} ${site?.name || ''}`.toLowerCase().includes(q));
+      const cams = bySite.get(sid).filter((c) => !q || `${c.name} ${c.id} ${site?.name || ''} ${gwNames.get(gatewayOf(c)) || ''}`.toLowerCase().includes(q));
       if (!cams.length) continue;
       const items = cams.map((c) => {
         const st = deviceState(c, camStatus.get(c.id));
         const onWall = !!state && state.tiles.slice(0, state.layout).includes(c.id);
         return h('li', { role: 'treeitem', 'aria-selected': String(onWall) },
-          h('button', { type: 'button', class: `cam${onWall ? ' on-wall' : ''}`, draggable: 'true', 'data-camera': c.id,
+          h('button', { type: 'button', class: `cam${onWall ? ' on-wall' : ''}`, draggable: 'true', 'data-camera': c.id, 'data-state': st,
             title: `${c.name || c.id} · ${tOr(`health.${st}`, st)}`,
             onclick: () => place(selected, c.id),
             ondragstart: (e) => { e.dataTransfer.setData('text/x-offsite-camera', c.id); e.dataTransfer.effectAllowed = 'copy'; } },
           h('span', { class: `dot ${st}`, 'aria-hidden': 'true' }), h('span', { class: 'cam-name' }, c.name || c.id)));
       });
-      tree.append(h('div', { class: 'tree-site', role: 'group' },
-        h('div', { class: 'tree-site-name', title: site?.address || '' }, site?.name || sid || t('wall.unassigned'),
-          centre ? [' ', gatewayLabel(site?.gateway ? site : bySite.get(sid)[0], gwNames)] : null),
-        h('ul', {}, items)));
+      const el = h('div', { class: 'tree-site', role: 'group', 'data-site': sid },
+        h('div', { class: 'tree-site-name', title: site?.address || '' }, site?.name || sid || t('wall.unassigned')),
+        h('ul', {}, items));
+      if (!centre) { tree.append(el); continue; }
+      const gw = gatewayOf(site?.gateway ? site : bySite.get(sid)[0]);
+      if (!siteGroups.has(gw)) siteGroups.set(gw, []);
+      siteGroups.get(gw).push(el);
     }
+    const gwIDs = [...siteGroups.keys()].sort((a, b) => (a === '' ? -1 : b === '' ? 1 : (gwNames.get(a) || a).localeCompare(gwNames.get(b) || b, 'zh-CN')));
+    for (const gw of gwIDs) {
+      const st = gatewayHealth(cameras.filter((c) => gatewayOf(c) === gw).map((c) => deviceState(c, camStatus.get(c.id))));
+      tree.append(h('details', { class: 'tree-gw', open: true, 'data-gateway': gw, 'data-state': st },
+        h('summary', { class: 'tree-gw-name', title: `${gw || t('gateways.local')} · ${tOr(`health.${st}`, st)}` },
+          h('span', { class: `dot ${st}`, 'aria-hidden': 'true' }), ' ', gw ? (gwNames.get(gw) || gw) : t('gateways.local')),
+        siteGroups.get(gw)));
+    }
+  }
+
+  // gatewayHealth sums up a gateway's cameras: online when all are, offline when none is
+  // (the site or its link is down), stalled in between.
+  function gatewayHealth(states) {
+    if (!states.length) return 'unknown';
+    const on = states.filter((s) => s === 'online' || s === 'idle').length;
+    if (on === states.length) return 'online';
+    if (on === 0 && states.every((s) => s === 'offline')) return 'offline';
+    return 'stalled';
   }
 
   function renderGrid() {
