@@ -119,3 +119,31 @@ export function telemetryPoints(data) {
   out.sort((a, b) => a.t - b.t);
   return out;
 }
+
+// messageText is an alert's or event's message in the interface language. Gateways write the
+// message in Chinese (the language of the people who act on it); with the English switch the
+// sentence is rebuilt from what the event carries — its type, device and reading — and the
+// original stays available to the caller (see messageOriginal).
+export function messageText(a) {
+  const zh = pick(a, 'message') || '';
+  const type = eventType(a) || String(pick(a, 'type') || '');
+  if (getLang() === 'zh-CN' || !type) return zh;
+  const dev = pick(a, 'device') || {};
+  const devName = typeof dev === 'object' ? (dev.name || dev.id || '') : String(dev);
+  const r = pick(a, 'reading');
+  let text = tOr(`type.${type}`, type);
+  if (devName) text += `: ${devName}`;
+  if (r && r.metric) {
+    const unit = r.unit ? ` ${r.unit}` : '';
+    text += ` (${tOr(`metric.${r.metric}`, r.metric)} ${r.value}${unit}`;
+    if (r.limit !== undefined && r.limit !== null) text += `, ${tOr('alerts.limit_word', 'limit')} ${r.limit}${unit}`;
+    text += ')';
+  }
+  return text;
+}
+
+// messageOriginal is the gateway's own sentence when messageText rebuilt it, else ''.
+export function messageOriginal(a) {
+  const zh = pick(a, 'message') || '';
+  return zh && messageText(a) !== zh ? zh : '';
+}

@@ -7,7 +7,7 @@ import { api, optional, withToken, telemetry } from '../api.js';
 import { subscribe } from '../events.js';
 import { lineChart } from '../chart.js';
 import { severityChip, stateChip, typeLabel, facts, errorBox, loading, toast, field, select } from '../ui.js';
-import { severityOf, alertState, siteOf, deviceOf, deviceLabel, occurredAt, department, supervisionItem, pick, eventType, timeline, telemetryPoints, OUTCOMES } from '../model.js';
+import { severityOf, alertState, siteOf, deviceOf, deviceLabel, occurredAt, department, supervisionItem, pick, eventType, messageText, messageOriginal, timeline, telemetryPoints, OUTCOMES } from '../model.js';
 
 // Which forms each state offers, in the order of the chain 认领 → 处办 → 反馈 → 办结
 // (events: handle may be recorded more than once before the feedback).
@@ -76,7 +76,7 @@ export function mount(main, { id }) {
     const head = h('div', { class: `card detail-head sev-border-${sev}` },
       h('div', { class: 'chips' }, severityChip(sev), stateChip('alert_state', st), h('span', { class: 'chip plain' }, typeLabel(eventType(a)))),
       h('h2', { class: 'detail-title' }, [deviceLabel(a), site.name || site.id].filter(Boolean).join(' · ') || typeLabel(eventType(a))),
-      h('p', { class: 'detail-message' }, pick(a, 'message') || typeLabel(eventType(a)),
+      h('p', { class: 'detail-message', title: messageOriginal(a) }, messageText(a) || typeLabel(eventType(a)),
         a.alarm_active === false && st !== 'closed' ? h('span', { class: 'chip plain recovered' }, ` ${t('alerts.recovered')}`) : null),
       h('p', { class: 'muted' }, `${fmtTime(occurredAt(a))} · ${site.name || site.id || ''}`));
 

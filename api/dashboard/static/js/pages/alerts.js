@@ -6,7 +6,7 @@ import { t, fmtTime, fmtAgo } from '../i18n.js';
 import { api, list, qs } from '../api.js';
 import { subscribe } from '../events.js';
 import { severityChip, stateChip, typeLabel, table, select, errorBox, loading, notAvailable } from '../ui.js';
-import { SEVERITIES, ALERT_STATES, severityOf, alertState, siteOf, deviceOf, deviceLabel, occurredAt, department, pick, eventType } from '../model.js';
+import { SEVERITIES, ALERT_STATES, severityOf, alertState, siteOf, deviceOf, deviceLabel, occurredAt, department, pick, eventType, messageText, messageOriginal } from '../model.js';
 
 const FILTER_KEY = 'offsite.alerts.filter';
 
@@ -58,7 +58,7 @@ export function mount(main) {
     if (f.state === 'active' && alertState(a) === 'closed') return false;
     if (f.state && f.state !== 'active' && alertState(a) !== f.state) return false;
     if (f.q) {
-      const hay = `${pick(a, 'message') || ''} ${siteOf(a).name || ''} ${deviceOf(a).name || ''} ${deviceOf(a).id || ''} ${department(a)} ${a.id}`.toLowerCase();
+      const hay = `${pick(a, 'message') || ''} ${messageText(a)} ${siteOf(a).name || ''} ${deviceOf(a).name || ''} ${deviceOf(a).id || ''} ${department(a)} ${a.id}`.toLowerCase();
       if (!hay.includes(f.q.toLowerCase())) return false;
     }
     return true;
@@ -75,7 +75,7 @@ export function mount(main) {
       { label: t('alerts.severity'), class: 'inline', render: (a) => severityChip(severityOf(a)) },
       { label: t('alerts.type'), class: 'inline', render: (a) => typeLabel(eventType(a)) },
       { label: t('alerts.state'), class: 'inline', render: (a) => stateChip('alert_state', alertState(a)) },
-      { label: t('alerts.message'), class: 'wide full strong', render: (a) => h('span', {}, pick(a, 'message') || '',
+      { label: t('alerts.message'), class: 'wide full strong', render: (a) => h('span', { title: messageOriginal(a) }, messageText(a),
         a.alarm_active === false && alertState(a) !== 'closed' ? h('span', { class: 'chip plain recovered', 'data-recovered': 'true' }, ` ${t('alerts.recovered')}`) : null) },
       { label: t('alerts.occurrences'), class: 'inline', render: (a) => h('span', { class: 'occurrences', 'data-occurrences': String(a.occurrences || 1) },
         (a.occurrences || 1) > 1 ? t('alerts.occurrences_n', { n: a.occurrences }) : '') },
