@@ -1,105 +1,17 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
-	"strings"
 	"time"
+
+	"github.com/offsite-gw/offsite/internal/benchkit"
 )
 
 // apiClient calls the gateway's HTTP API as one user.
-type apiClient struct {
-	Base  string
-	Token string
-	HTTP  *http.Client
-}
-
-// do sends a request and decodes a 2xx JSON answer into out (if not nil); anything else is an
-// error carrying the gateway's error body.
-func (c *apiClient) do(ctx context.Context, method, path, contentType string, body []byte, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, c.Base+path, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	if c.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.Token)
-	}
-	resp, err := c.HTTP.Do(req)
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(b))
-	}
-	if out != nil {
-		if err := json.Unmarshal(b, out); err != nil {
-			return fmt.Errorf("%s %s: decode answer: %w", method, path, err)
-		}
-	}
-	return nil
-}
-
-func (c *apiClient) postJSON(ctx context.Context, path string, in, out any) error {
-	b, err := json.Marshal(in)
-	if err != nil {
-		return err
-	}
-	return c.do(ctx, http.MethodPost, path, "application/json", b, out)
-}
-
-// login returns a client acting as username.
-func login(ctx context.Context, base string, hc *http.Client, username, password string) (*apiClient, error) {
-	c := &apiClient{Base: base, HTTP: hc}
-	var lr struct{ Token string }
-	if err := c.postJSON(ctx, "/api/v1/auth/login", map[string]string{"username": username, "password": password}, &lr); err != nil {
-		return nil, fmt.Errorf("login %s: %w", username, err)
-	}
-	c.Token = lr.Token
-	return c, nil
-}
-
-// metrics returns the gateway's Prometheus samples whose name starts with one of prefixes,
-// keyed by the whole series (name and labels).
-func (c *apiClient) metrics(ctx context.Context, prefixes ...string) (map[string]float64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Base+"/metrics", nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := c.HTTP.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, "#") {
-			continue
-		}
-		for _, p := range prefixes {
-			if strings.HasPrefix(line, p) {
-				i := strings.LastIndexByte(line, ' ')
-				var v float64
-				if _, err := fmt.Sscan(line[i+1:], &v); err == nil {
-					out[line[:i]] = v
-				}
-			}
-		}
-	}
-	return out, sc.Err()
-}
+type apiClient = benchkit.Client
 
 // fleet is what the benchmark registers: one site of gas detectors (the alarm path) and one
 // construction site of dust monitors (the background).
@@ -146,7 +58,7 @@ func (f fleet) csv() []byte {
 // returns the officer's client.
 func register(ctx context.Context, admin *apiClient, f fleet) (*apiClient, error) {
 	var res struct{ Sites, Devices int }
-	if err := admin.do(ctx, http.MethodPost, "/api/v1/devices/import", "text/csv", f.csv(), &res); err != nil {
+	if err := admin.Do(ctx, http.MethodPost, "/api/v1/devices/import", "text/csv", f.csv(), &res); err != nil {
 		return nil, fmt.Errorf("import devices: %w", err)
 	}
 	if res.Devices != len(f.Gas)+len(f.Background) {
@@ -155,11 +67,11 @@ func register(ctx context.Context, admin *apiClient, f fleet) (*apiClient, error
 	var u struct {
 		GeneratedPassword string `json:"generated_password"`
 	}
-	if err := admin.postJSON(ctx, "/api/v1/users", map[string]any{"username": "bench-officer", "display_name": "基准测试 值班员",
+	if err := admin.JSON(ctx, http.MethodPost, "/api/v1/users", map[string]any{"username": "bench-officer", "display_name": "基准测试 值班员",
 		"role": "officer", "departments": []string{"市应急管理局"}}, &u); err != nil {
 		return nil, fmt.Errorf("create officer: %w", err)
 	}
-	return login(ctx, admin.Base, admin.HTTP, "bench-officer", u.GeneratedPassword)
+	return benchkit.Login(ctx, admin.Base, admin.HTTP, "bench-officer", u.GeneratedPassword)
 }
 
 // waitRouted waits until the broker accepts the device's login: the gateway's topic directory

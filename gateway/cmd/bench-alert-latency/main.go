@@ -39,8 +39,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
-	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -48,6 +46,7 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/offsite-gw/offsite/internal/benchkit"
 )
 
 type options struct {
@@ -204,10 +203,10 @@ func run(ctx context.Context, o options, lg *slog.Logger) (err error) {
 	if err != nil {
 		return err
 	}
-	gw := &gatewayProc{Bin: bin, DataDir: dir, Cooldown: o.cooldown, Logger: lg}
+	var gw *gatewayProc
 	defer func() {
-		if err != nil && gw.LogPath != "" {
-			err = fmt.Errorf("%w\n(gateway log %s, last lines:)\n%s", err, gw.LogPath, gw.tail(15))
+		if err != nil && gw != nil && gw.LogPath != "" {
+			err = fmt.Errorf("%w\n(gateway log %s, last lines:)\n%s", err, gw.LogPath, gw.Tail(15))
 			o.keep = true
 		}
 		if o.keep {
@@ -216,7 +215,7 @@ func run(ctx context.Context, o options, lg *slog.Logger) (err error) {
 			os.RemoveAll(dir)
 		}
 	}()
-	if err := gw.Start(ctx); err != nil {
+	if gw, err = startGateway(ctx, bin, dir, o.cooldown, lg); err != nil {
 		return err
 	}
 	stopped := false
@@ -227,7 +226,7 @@ func run(ctx context.Context, o options, lg *slog.Logger) (err error) {
 	}()
 
 	hc := &http.Client{Timeout: 30 * time.Second}
-	admin, err := login(ctx, gw.HTTP, hc, "admin", gw.adminPassword())
+	admin, err := benchkit.Login(ctx, gw.HTTP, hc, "admin", gw.AdminPassword())
 	if err != nil {
 		return err
 	}
@@ -307,13 +306,13 @@ loop:
 		case now := <-tick.C:
 			if now.After(end) {
 				bgEnd = bgAcked.Load()
-				cpu1 = [2]time.Duration{cpuTime(gw.cmd.Process.Pid), cpuTime(os.Getpid())}
+				cpu1 = [2]time.Duration{benchkit.CPUTime(gw.Pid()), benchkit.CPUTime(os.Getpid())}
 				break loop
 			}
 			if !started && now.After(warmEnd) {
 				bgStart, started = bgAcked.Load(), true
-				cpu0 = [2]time.Duration{cpuTime(gw.cmd.Process.Pid), cpuTime(os.Getpid())}
-				load0 = loadAvg()
+				cpu0 = [2]time.Duration{benchkit.CPUTime(gw.Pid()), benchkit.CPUTime(os.Getpid())}
+				load0 = benchkit.LoadAvg()
 			}
 			i := k % len(f.Gas)
 			v := 20.5 + float64(k%700)/10                               // 20.5 … 90.4 %LEL: over lel-high (≥ 20), each value once per 700
@@ -345,7 +344,7 @@ loop:
 		lg.Warn("background", "err", err)
 	}
 	acks.Wait()
-	counters, err := admin.metrics(ctx, "offsite_rules_", "offsite_ingest_messages_total", "offsite_ingest_quarantined_total",
+	counters, err := admin.Metrics(ctx, "offsite_rules_", "offsite_ingest_messages_total", "offsite_ingest_quarantined_total",
 		"offsite_mqtt_refused_total", "offsite_telemetry_sqlite_dropped_total", "offsite_api_event_streams")
 	if err != nil {
 		lg.Warn("metrics", "err", err)
@@ -355,11 +354,11 @@ loop:
 	if err := gw.Stop(); err != nil {
 		lg.Warn("gateway stop", "err", err)
 	}
-	warns, errs := gw.countLogLines()
-	lg.Info("gateway", "log_warnings", warns, "log_errors", errs, "counters", formatCounters(counters))
+	warns, errs := gw.CountLogLines()
+	lg.Info("gateway", "log_warnings", warns, "log_errors", errs, "counters", benchkit.FormatCounters(counters))
 	pctOf := func(d time.Duration) string { return fmt.Sprintf("%.0f%%", 100*d.Seconds()/o.measure.Seconds()) }
 	lg.Info("machine during the measurement", "gateway_cpu", pctOf(cpu1[0]-cpu0[0]), "bench_cpu", pctOf(cpu1[1]-cpu0[1]),
-		"cores", runtime.NumCPU(), "load1_start", load0, "load1_end", loadAvg())
+		"cores", runtime.NumCPU(), "load1_start", load0, "load1_end", benchkit.LoadAvg())
 
 	bgMsgs := float64(bgEnd-bgStart) / o.measure.Seconds()
 	report(tr, o, bgMsgs, lg)
@@ -401,7 +400,7 @@ func report(tr *tracker, o options, bgMsgs float64, lg *slog.Logger) {
 	bg := fmt.Sprintf("background_readings_per_s=%.0f background_values_per_s=%.0f", bgMsgs, bgMsgs*dustValues)
 	line := func(name string, ds []time.Duration) {
 		fmt.Printf("BENCH %s samples=%d p50_ms=%.1f p99_ms=%.1f max_ms=%.1f %s lost=%d crossings=%d\n",
-			name, len(ds), ms(pct(ds, 50)), ms(pct(ds, 99)), ms(pct(ds, 100)), bg, n-len(ds), n)
+			name, len(ds), benchkit.MS(benchkit.Pct(ds, 50)), benchkit.MS(benchkit.Pct(ds, 99)), benchkit.MS(benchkit.Pct(ds, 100)), bg, n-len(ds), n)
 	}
 	line("events_alert_latency", thr)
 	line("events_alert_opened_latency", opened)
@@ -409,39 +408,10 @@ func report(tr *tracker, o options, bgMsgs float64, lg *slog.Logger) {
 	// is queued for ingest), then ingest, rules and the append transaction (PUBACK → the
 	// alert.opened occurred_at, stamped inside the transaction), then commit, feed and SSE.
 	lg.Info("breakdown (p50/p99 ms)",
-		"publish_to_puback", fmt.Sprintf("%.1f/%.1f", ms(pct(ack, 50)), ms(pct(ack, 99))),
-		"puback_to_append_tx", fmt.Sprintf("%.1f/%.1f", ms(pct(toAppend, 50)), ms(pct(toAppend, 99))),
-		"append_tx_to_sse", fmt.Sprintf("%.1f/%.1f", ms(pct(fromAppend, 50)), ms(pct(fromAppend, 99))),
+		"publish_to_puback", fmt.Sprintf("%.1f/%.1f", benchkit.MS(benchkit.Pct(ack, 50)), benchkit.MS(benchkit.Pct(ack, 99))),
+		"puback_to_append_tx", fmt.Sprintf("%.1f/%.1f", benchkit.MS(benchkit.Pct(toAppend, 50)), benchkit.MS(benchkit.Pct(toAppend, 99))),
+		"append_tx_to_sse", fmt.Sprintf("%.1f/%.1f", benchkit.MS(benchkit.Pct(fromAppend, 50)), benchkit.MS(benchkit.Pct(fromAppend, 99))),
 		"duplicate_frames", tr.dups, "unmatched_frames", tr.unmatched)
-}
-
-// pct is the p-th percentile (nearest rank) of ds; 0 when empty.
-func pct(ds []time.Duration, p float64) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	i := int(math.Ceil(p/100*float64(len(s)))) - 1
-	return s[max(0, min(i, len(s)-1))]
-}
-
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
-func formatCounters(m map[string]float64) string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var b strings.Builder
-	for _, k := range keys {
-		if m[k] == 0 {
-			continue
-		}
-		fmt.Fprintf(&b, "%s=%g ", k, m[k])
-	}
-	return strings.TrimSpace(b.String())
 }
 
 // writeSamples writes the measured crossings as CSV, times in ms after the publish (empty when
@@ -455,7 +425,7 @@ func writeSamples(path string, tr *tracker) error {
 		if t.IsZero() {
 			return ""
 		}
-		return fmt.Sprintf("%.1f", ms(t.Round(0).Sub(c.pub.Round(0))))
+		return fmt.Sprintf("%.1f", benchkit.MS(t.Round(0).Sub(c.pub.Round(0))))
 	}
 	for _, c := range tr.all {
 		if c.measured {

@@ -44,7 +44,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -52,6 +51,7 @@ import (
 	"time"
 
 	"github.com/offsite-gw/offsite/events/event"
+	"github.com/offsite-gw/offsite/internal/benchkit"
 )
 
 type options struct {
@@ -166,10 +166,10 @@ func run(ctx context.Context, o options, storeName, dsn string, lg *slog.Logger)
 	if err != nil {
 		return "", err
 	}
-	c := &centreProc{Bin: o.bin, DataDir: dir, DSN: dsn, Logger: lg}
+	var c *benchkit.Proc
 	stopped := false
 	defer func() {
-		if !stopped {
+		if !stopped && c != nil {
 			_ = c.Stop()
 		}
 		if o.keep {
@@ -178,13 +178,13 @@ func run(ctx context.Context, o options, storeName, dsn string, lg *slog.Logger)
 			_ = os.RemoveAll(dir)
 		}
 	}()
-	if err := c.Start(ctx); err != nil {
+	if c, err = startCentre(ctx, o.bin, dir, dsn, lg); err != nil {
 		return "", err
 	}
 	// One connection per site, as 100 separate gateways would have.
 	hc := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{MaxIdleConns: 4 * o.gateways,
 		MaxIdleConnsPerHost: 4 * o.gateways, IdleConnTimeout: time.Minute}}
-	admin, err := login(ctx, c.HTTP, hc, "admin", c.adminPassword())
+	admin, err := benchkit.Login(ctx, c.HTTP, hc, "admin", c.AdminPassword())
 	if err != nil {
 		return "", err
 	}
@@ -208,13 +208,13 @@ func run(ctx context.Context, o options, storeName, dsn string, lg *slog.Logger)
 	p := &poster{Base: c.HTTP, HTTP: hc}
 
 	// 1. Throughput.
-	lg.Info("throughput phase", "gateways", len(sites), "batch", o.batch, "for", o.throughputFor, "load1", loadAvg())
-	u, self := watch(c.Pid()), watch(os.Getpid())
-	cpuAt := cpuTime(c.Pid())
+	lg.Info("throughput phase", "gateways", len(sites), "batch", o.batch, "for", o.throughputFor, "load1", benchkit.LoadAvg())
+	u, self := benchkit.Watch(c.Pid()), benchkit.Watch(os.Getpid())
+	cpuAt := benchkit.CPUTime(c.Pid())
 	stored, activations, elapsed, err := throughput(ctx, p, sites, o.batch, o.throughputFor)
-	cpuUsed := cpuTime(c.Pid()) - cpuAt
-	cpuPct, rssMB := u.end()
-	benchPct, _ := self.end()
+	cpuUsed := benchkit.CPUTime(c.Pid()) - cpuAt
+	cpuPct, rssMB := u.End()
+	benchPct, _ := self.End()
 	if err != nil {
 		return "", err
 	}
@@ -223,7 +223,7 @@ func run(ctx context.Context, o options, storeName, dsn string, lg *slog.Logger)
 	usPerEvent := float64(cpuUsed.Microseconds()) / max(float64(stored), 1)
 	lg.Info("throughput", "stored", stored, "seconds", elapsed.Seconds(), "events_per_s", int(perS), "alarm_activations", activations,
 		"centre_cpu_pct", int(cpuPct), "centre_cpu_us_per_event", int(usPerEvent), "centre_rss_mb", int(rssMB),
-		"bench_cpu_pct", int(benchPct), "load1", loadAvg())
+		"bench_cpu_pct", int(benchPct), "load1", benchkit.LoadAvg())
 	// The officer's stream catches up before the latency phase starts.
 	catchUp := time.Now()
 	for tr.siteFrames.Load() < stored {
@@ -242,12 +242,12 @@ func run(ctx context.Context, o options, storeName, dsn string, lg *slog.Logger)
 
 	// 2. Latency at a fixed load.
 	lg.Info("latency phase", "events_per_s", o.rate, "warmup", o.warmup, "for", o.latencyFor)
-	var lu *usage
-	loadStored, err := steady(ctx, p, sites, o.rate, o.warmup, o.latencyFor, tr, func() { lu = watch(c.Pid()) })
+	var lu *benchkit.Usage
+	loadStored, err := steady(ctx, p, sites, o.rate, o.warmup, o.latencyFor, tr, func() { lu = benchkit.Watch(c.Pid()) })
 	if err != nil {
 		return "", err
 	}
-	loadCPU, loadRSS := lu.end()
+	loadCPU, loadRSS := lu.End()
 	wait := time.Now()
 	for tr.outstanding() > 0 && time.Since(wait) < o.lostAfter {
 		select {
@@ -258,7 +258,7 @@ func run(ctx context.Context, o options, storeName, dsn string, lg *slog.Logger)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	counters, err := admin.metrics(ctx, "offsite_centre_")
+	counters, err := admin.Metrics(ctx, "offsite_centre_")
 	if err != nil {
 		lg.Warn("metrics", "err", err)
 	}
@@ -267,7 +267,7 @@ func run(ctx context.Context, o options, storeName, dsn string, lg *slog.Logger)
 	if err := c.Stop(); err != nil {
 		lg.Warn("centre stop", "err", err)
 	}
-	warns, errCount := c.countLogLines()
+	warns, errCount := c.CountLogLines()
 	var retries, rejected int64
 	for _, s := range sites {
 		retries += s.retries.Load()
@@ -275,7 +275,7 @@ func run(ctx context.Context, o options, storeName, dsn string, lg *slog.Logger)
 	}
 	accepted := counters[`offsite_centre_events_total{outcome="accepted"}`]
 	lg.Info("centre", "log_warnings", warns, "log_errors", errCount, "site_retries", retries, "events_accepted_metric", accepted,
-		"events_accepted_answers", stored+loadStored, "counters", formatCounters(counters))
+		"events_accepted_answers", stored+loadStored, "counters", benchkit.FormatCounters(counters))
 	if int64(accepted) != stored+loadStored {
 		lg.Warn("the centre's accepted counter differs from the sites' answers", "metric", accepted, "answers", stored+loadStored)
 	}
@@ -284,15 +284,15 @@ func run(ctx context.Context, o options, storeName, dsn string, lg *slog.Logger)
 	defer tr.mu.Unlock()
 	lost := len(tr.created)
 	alertsLost := len(tr.alarms)
-	lg.Info("latency (ms)", "samples", len(tr.lat), "p50", ms(pct(tr.lat, 50)), "p90", ms(pct(tr.lat, 90)), "p99", ms(pct(tr.lat, 99)),
-		"max", ms(pct(tr.lat, 100)), "lost", lost, "alerts", len(tr.alertLat), "alert_p99", ms(pct(tr.alertLat, 99)), "alerts_lost", alertsLost,
-		"centre_cpu_pct", int(loadCPU), "centre_rss_mb", int(loadRSS), "cores", runtime.NumCPU(), "load1", loadAvg())
+	lg.Info("latency (ms)", "samples", len(tr.lat), "p50", benchkit.MS(benchkit.Pct(tr.lat, 50)), "p90", benchkit.MS(benchkit.Pct(tr.lat, 90)), "p99", benchkit.MS(benchkit.Pct(tr.lat, 99)),
+		"max", benchkit.MS(benchkit.Pct(tr.lat, 100)), "lost", lost, "alerts", len(tr.alertLat), "alert_p99", benchkit.MS(benchkit.Pct(tr.alertLat, 99)), "alerts_lost", alertsLost,
+		"centre_cpu_pct", int(loadCPU), "centre_rss_mb", int(loadRSS), "cores", runtime.NumCPU(), "load1", benchkit.LoadAvg())
 	return fmt.Sprintf("BENCH centre store=%s events_per_s=%.0f p99_ms=%.1f cpu_pct=%.0f rss_mb=%.0f gateways=%d batch=%d p50_ms=%.1f max_ms=%.1f lost=%d "+
 		"load_events_per_s=%.0f load_cpu_pct=%.0f load_rss_mb=%.0f alert_p99_ms=%.1f alerts=%d alerts_lost=%d site_retries=%d rejected=%d "+
 		"centre_cpu_us_per_event=%.0f bench_cpu_pct=%.0f load1=%s",
-		storeName, perS, ms(pct(tr.lat, 99)), cpuPct, rssMB, len(sites), o.batch, ms(pct(tr.lat, 50)), ms(pct(tr.lat, 100)), lost,
-		o.rate, loadCPU, loadRSS, ms(pct(tr.alertLat, 99)), len(tr.alertLat), alertsLost, retries, rejected,
-		usPerEvent, benchPct, loadAvg()), nil
+		storeName, perS, benchkit.MS(benchkit.Pct(tr.lat, 99)), cpuPct, rssMB, len(sites), o.batch, benchkit.MS(benchkit.Pct(tr.lat, 50)), benchkit.MS(benchkit.Pct(tr.lat, 100)), lost,
+		o.rate, loadCPU, loadRSS, benchkit.MS(benchkit.Pct(tr.alertLat, 99)), len(tr.alertLat), alertsLost, retries, rejected,
+		usPerEvent, benchPct, benchkit.LoadAvg()), nil
 }
 
 // throughput has every site post batches back to back until the phase ends; it returns the
@@ -434,33 +434,4 @@ func steady(ctx context.Context, p *poster, sites []*site, rate float64, warmup,
 	}
 	wg.Wait()
 	return n.Load(), first
-}
-
-// pct is the p-th percentile (nearest rank) of ds; 0 when empty.
-func pct(ds []time.Duration, p float64) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	s := append([]time.Duration(nil), ds...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	i := int(float64(len(s))*p/100+0.999999) - 1
-	return s[max(0, min(i, len(s)-1))]
-}
-
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
-func formatCounters(m map[string]float64) string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var b strings.Builder
-	for _, k := range keys {
-		if m[k] == 0 || strings.Contains(k, "_bucket") {
-			continue
-		}
-		fmt.Fprintf(&b, "%s=%g ", k, m[k])
-	}
-	return strings.TrimSpace(b.String())
 }
