@@ -30,6 +30,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/offsite-gw/offsite/internal/benchkit"
 	"github.com/offsite-gw/offsite/streams/internal/whepclient"
 	"github.com/offsite-gw/offsite/streams/simcam"
 )
@@ -60,7 +61,7 @@ func main() {
 	if *bin == "" {
 		log.Fatal("bench-cascade: -offsite BIN is required")
 	}
-	clip, err := loadClip(*clipPath)
+	clip, err := benchkit.H264Clip(*clipPath)
 	must(err)
 	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	var cams []simcam.Camera
@@ -452,37 +453,6 @@ func countFrames(clip []byte) int {
 		}
 	}
 	return max(n, 1)
-}
-
-func loadClip(path string) ([]byte, error) {
-	if path != "" {
-		return os.ReadFile(path)
-	}
-	dir, err := os.UserCacheDir()
-	if err != nil {
-		dir = os.TempDir()
-	}
-	dir = filepath.Join(dir, "offsite-bench")
-	_ = os.MkdirAll(dir, 0o755)
-	p := filepath.Join(dir, "bench-720p-3m-g100.h264")
-	if b, err := os.ReadFile(p); err == nil && len(b) > 0 {
-		return b, nil
-	}
-	ffmpeg, err := exec.LookPath("ffmpeg")
-	if err != nil {
-		return nil, fmt.Errorf("ffmpeg is needed once to make the 720p test clip (apt-get install -y ffmpeg), or pass -clip")
-	}
-	fmt.Println("generating the 720p test clip with ffmpeg (once) …")
-	tmp := p + ".tmp"
-	out, err := exec.Command(ffmpeg, "-hide_banner", "-loglevel", "error", "-y",
-		"-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=25,noise=alls=8:allf=t", "-t", "20",
-		"-c:v", "libx264", "-profile:v", "baseline", "-bf", "0", "-g", "100", "-keyint_min", "100", "-sc_threshold", "0",
-		"-preset", "veryfast", "-b:v", "3M", "-maxrate", "3M", "-bufsize", "3M", "-pix_fmt", "yuv420p",
-		"-f", "h264", tmp).CombinedOutput()
-	if err != nil {
-		return nil, fmt.Errorf("ffmpeg: %v: %s", err, out)
-	}
-	return os.ReadFile(tmp)
 }
 
 func must(err error) {
