@@ -277,11 +277,16 @@ if (phase === 'enrol') {
     await page.selectOption('#site-gateway', '');
     await shot(page, 'centre-sites');
   });
-  await step('the wall names the gateway of each site', async () => {
+  await step('the wall\'s tree is gateway → site → camera', async () => {
     await page.click('a.nav-link[data-route="wall"]');
     await page.waitForSelector(`.tree .cam[data-camera="${setup.site.camera}"]`, { timeout: 10000 });
-    const head = await page.$eval(`.tree .cam[data-camera="${setup.site.camera}"]`, (b) => b.closest('.tree-site').querySelector('.tree-site-name').innerText);
-    assert(head.includes(setup.site.site_name) && head.includes(setup.site.name), `tree site: ${head}`);
+    const where = await page.$eval(`.tree .cam[data-camera="${setup.site.camera}"]`, (b) => ({
+      site: b.closest('.tree-site')?.querySelector('.tree-site-name')?.innerText || '',
+      gateway: b.closest('.tree-gw')?.dataset.gateway || '',
+      gatewayName: b.closest('.tree-gw')?.querySelector('summary')?.innerText || '',
+    }));
+    assert(where.site.includes(setup.site.site_name), `tree site: ${where.site}`);
+    assert(where.gateway === setup.site.id && where.gatewayName.includes(setup.site.name), `tree gateway: ${JSON.stringify(where)}`);
     await shot(page, 'centre-wall');
   });
   await step('phone layout', async () => {
