@@ -145,7 +145,9 @@ func (u *Uplink) Initialize() error {
 	if err := u.Log.DB.QueryRow(ctx, `SELECT COUNT(*) FROM uplink_dead_letters WHERE uplink = ? AND resolved_at = 0`, u.Name).Scan(&dead); err != nil {
 		return fmt.Errorf("uplink %s: count dead letters: %w", u.Name, err)
 	}
-	u.st = Status{Name: u.Name, Kind: u.Kind, URL: redactURL(u.endpoint()), Cursor: cur, DeadLetters: dead}
+	// With a lease, the instance stands by until it holds it (said from the start, so no one
+	// reads "delivering" from an instance that is not).
+	u.st = Status{Name: u.Name, Kind: u.Kind, URL: redactURL(u.endpoint()), Cursor: cur, DeadLetters: dead, Standby: u.Lease != nil}
 	ctx, u.cancel = context.WithCancel(ctx)
 	u.done = make(chan struct{})
 	if u.Kind == KindCentre && u.Inventory != nil {
@@ -158,7 +160,6 @@ func (u *Uplink) Initialize() error {
 			u.run(ctx, cur)
 			return
 		}
-		u.update(func(st *Status) { st.Standby = true })
 		u.Lease.Run(ctx, "uplink/"+u.Name, func(ctx context.Context) {
 			// Another instance may have delivered meanwhile: resume from the durable cursor.
 			var cur int64
@@ -524,7 +525,10 @@ func (u *Uplink) advance(ctx context.Context, from, to int64, batch []event.Even
 		seqOf[e.ID] = e.Seq
 	}
 	now := u.Now().UnixMilli()
-	return u.Log.DB.InTx(context.WithoutCancel(ctx), func(tx *store.Tx) error {
+	// The receiver has answered: record that even when the uplink is being stopped, or the
+	// instance that takes over sends the batch again.
+	ctx = context.WithoutCancel(ctx)
+	return u.Log.DB.InTx(ctx, func(tx *store.Tx) error {
 		for _, r := range rejected {
 			if _, err := tx.Exec(ctx, `INSERT INTO uplink_dead_letters(uplink, event_id, seq, reason, at) VALUES (?, ?, ?, ?, ?)
 				ON CONFLICT (uplink, event_id) DO UPDATE SET reason = excluded.reason, at = excluded.at,
