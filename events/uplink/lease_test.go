@@ -33,6 +33,9 @@ func TestUplinkOneDelivererAcrossInstances(t *testing.T) {
 		log *events.Log
 		up  *uplink.Uplink
 	}
+	// The production TTL: a shorter one lets a loaded machine miss a renewal, and then B takes
+	// over while A still delivers — correct (receivers de-duplicate), but not what this test
+	// is about. A stopping instance releases its lease, so B takes over at its next poll (2 s).
 	start := func(name string) instance {
 		db, err := store.Open(ctx, dsn, "", append(testSchema, lease.Migrations)...)
 		require.NoError(t, err)
@@ -43,7 +46,7 @@ func TestUplinkOneDelivererAcrossInstances(t *testing.T) {
 		u := &uplink.Uplink{Config: uplink.Config{Name: "province", BaseURL: srv.URL(), Secret: "sec", BatchSize: 20,
 			BackoffMin: 5 * time.Millisecond, BackoffMax: 50 * time.Millisecond, Timeout: 2 * time.Second},
 			GatewayID: "city-centre", Log: l, Logger: quiet,
-			Lease: &lease.Keeper{DB: db, Holder: name, TTL: time.Second, Logger: quiet}}
+			Lease: &lease.Keeper{DB: db, Holder: name, TTL: 10 * time.Second, Logger: quiet}}
 		require.NoError(t, u.Initialize())
 		return instance{l, u}
 	}

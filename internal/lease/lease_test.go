@@ -21,7 +21,8 @@ var sets = []store.Migrations{lease.Migrations}
 // after the lease expires, not before.
 func TestLeaseOneHolderAndTakeoverAfterExpiry(t *testing.T) {
 	storetest.Each(t, sets, func(t *testing.T, db *store.DB) {
-		ttl := 600 * time.Millisecond
+		// Long enough that a loaded machine does not miss a renewal (every ttl/3).
+		ttl := 3 * time.Second
 		a := &lease.Keeper{DB: db, Holder: "instance-a", TTL: ttl}
 		b := &lease.Keeper{DB: db, Holder: "instance-b", TTL: ttl}
 		var running, overlaps atomic.Int32
