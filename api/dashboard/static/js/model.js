@@ -135,7 +135,7 @@ export function messageText(a) {
   if (devName) text += `: ${devName}`;
   if (r && r.metric) {
     const unit = r.unit ? ` ${r.unit}` : '';
-    text += ` (${tOr(`metric.${r.metric}`, r.metric)} ${r.value}${unit}`;
+    text += ` (${r.metric} ${r.value}${unit}`;
     if (r.limit !== undefined && r.limit !== null) text += `, ${tOr('alerts.limit_word', 'limit')} ${r.limit}${unit}`;
     text += ')';
   }
