@@ -253,6 +253,11 @@ func (b *Broker) Close() {
 	b.closeOne.Do(func() {
 		b.closing.Store(true)
 		if b.server != nil {
+			// A connection the guard closed may still be leaving the server's accept path;
+			// order it before the shutdown that waits for all of them.
+			for _, g := range b.guards {
+				g.Sync()
+			}
 			_ = b.server.Close()
 		}
 	})

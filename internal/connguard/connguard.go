@@ -32,6 +32,7 @@ type Listener struct {
 	mu     sync.Mutex
 	perIP  map[string]int
 	byAddr map[string]*conn
+	closes int64 // Close calls, also repeated ones (see Sync)
 }
 
 // conn states
@@ -144,5 +145,20 @@ func (g *conn) Close() error {
 		}
 		g.l.mu.Unlock()
 	})
+	// Every call passes the listener's lock, also the server's own close of a connection the
+	// guard closed first, so Sync orders all that a server did before it with what follows.
+	g.l.mu.Lock()
+	g.l.closes++
+	g.l.mu.Unlock()
 	return g.Conn.Close()
+}
+
+// Sync returns after taking the listener's lock: whatever the protocol server did with a
+// connection before closing it (e.g. mochi's connection WaitGroup.Add) happens before what
+// the caller does next (the server's shutdown, which waits on that group). Call it before
+// stopping the server.
+func (l *Listener) Sync() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.closes
 }
