@@ -79,7 +79,13 @@ type demoCamera struct {
 	Gateway string `json:"gateway,omitempty"`
 	WHEP    string `json:"whep"`
 	RTSP    string `json:"rtsp,omitempty"`
+	// Scenario names what the simulated camera does on purpose: "reboots" (drops off every
+	// 3 minutes for 20 s), "staff_absent" (the clerk leaves), "goes_black" (covered lens).
+	Scenario string `json:"scenario,omitempty"`
 }
+
+// demoCameraScenario maps a simulated camera clip to what it does (demoCamera.Scenario).
+var demoCameraScenario = map[string]string{"back-office": "reboots", "counter-empties": "staff_absent", "goes-black": "goes_black"}
 
 type demoSensor struct {
 	ID           string   `json:"id"`

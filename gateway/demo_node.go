@@ -337,7 +337,7 @@ func seedDemoDevice(ctx context.Context, g *gateway, spec nodeSpec, dd demoDevic
 		if err := demoAnalyticsSettings(ctx, g, dd); err != nil {
 			return err
 		}
-		ready.Cameras = append(ready.Cameras, demoCamera{ID: dd.id, Site: dd.site, Name: dd.name, Profile: dd.profile})
+		ready.Cameras = append(ready.Cameras, demoCamera{ID: dd.id, Site: dd.site, Name: dd.name, Profile: dd.profile, Scenario: demoCameraScenario[dd.sim]})
 	case devices.KindSensor:
 		var metrics []string
 		for _, m := range p.Metrics {
