@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net/url"
 	"strings"
 	"sync"
@@ -441,7 +442,10 @@ func (s *GatewayStore) Credentials(ctx context.Context, id string) (Credentials,
 		if s.creds == nil {
 			s.creds = map[string]cachedCredentials{}
 		}
-		s.creds[id] = cachedCredentials{Credentials: c, until: now.Add(ttl)}
+		// Kept for half to all of the TTL: gateways first heard at once (a centre's start) do
+		// not all expire together and read the database in one burst every TTL.
+		keep := ttl - time.Duration(rand.Int64N(int64(ttl/2)+1))
+		s.creds[id] = cachedCredentials{Credentials: c, until: now.Add(keep)}
 		s.credMu.Unlock()
 	}
 	return c, nil
