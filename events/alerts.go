@@ -427,11 +427,38 @@ func (a *Alerts) record(ctx context.Context, tx *Tx, ae event.Event, action, out
 	if ref.Attachments == nil {
 		att = []byte("[]")
 	}
-	_, err = tx.Exec(ctx, `INSERT INTO alert_steps(alert_id, at, actor, action, state, note, outcome, attachments, event_id)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, ref.ID, tx.Now().UnixMilli(), ref.Actor, action, ref.State, ref.Note, outcome,
-		string(att), out[0].ID)
-	if err != nil {
-		return fmt.Errorf("events: record alert step: %w", err)
+	tx.steps = append(tx.steps, alertStep{ref.ID, tx.Now().UnixMilli(), ref.Actor, action, ref.State, ref.Note, outcome,
+		string(att), out[0].ID})
+	return nil
+}
+
+// alertStep is a row of alert_steps. A transaction keeps the steps it records and inserts
+// them together before it commits (Tx.insertSteps): nothing reads them inside it, and on
+// PostgreSQL a statement per step was a round trip per step under the log's writer lock.
+type alertStep struct {
+	alertID                                                   string
+	at                                                        int64
+	actor, action, state, note, outcome, attachments, eventID string
+}
+
+// insertSteps inserts the transaction's alert steps, in the order recorded.
+func (t *Tx) insertSteps(ctx context.Context) error {
+	for len(t.steps) > 0 {
+		n := min(len(t.steps), 500)
+		var q strings.Builder
+		q.WriteString(`INSERT INTO alert_steps(alert_id, at, actor, action, state, note, outcome, attachments, event_id) VALUES `)
+		args := make([]any, 0, 9*n)
+		for i, s := range t.steps[:n] {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?)")
+			args = append(args, s.alertID, s.at, s.actor, s.action, s.state, s.note, s.outcome, s.attachments, s.eventID)
+		}
+		if _, err := t.Exec(ctx, q.String(), args...); err != nil {
+			return fmt.Errorf("events: record alert steps: %w", err)
+		}
+		t.steps = t.steps[n:]
 	}
 	return nil
 }

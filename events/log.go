@@ -120,6 +120,7 @@ type Tx struct {
 	stmt     *sql.Stmt
 	appended []event.Event
 	foreign  []event.Event // other instances' events between the ring's head and ours
+	steps    []alertStep   // alert steps recorded, inserted together before commit
 }
 
 // Now is the time the transaction started; use it for state changes made with the events.
@@ -148,6 +149,9 @@ func (l *Log) inTxLocked(ctx context.Context, fn func(tx *Tx) error) error {
 			}
 		}()
 		if err := fn(t); err != nil {
+			return err
+		}
+		if err := t.insertSteps(ctx); err != nil {
 			return err
 		}
 		return t.shareAppended(ctx)
