@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net/url"
 	"strings"
 	"sync"
@@ -368,23 +369,34 @@ func (s *GatewayStore) List(ctx context.Context) ([]Gateway, error) {
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	counts := func(table string) map[string]int {
+	counts := func(table string) (map[string]int, error) {
 		m := map[string]int{}
 		rows, err := s.DB.Query(ctx, `SELECT gateway_id, COUNT(*) FROM `+table+` GROUP BY gateway_id`)
 		if err != nil {
-			return m
+			return nil, fmt.Errorf("devices: count %s: %w", table, err)
 		}
 		defer rows.Close()
 		for rows.Next() {
 			var id string
 			var n int
-			if rows.Scan(&id, &n) == nil {
-				m[id] = n
+			if err := rows.Scan(&id, &n); err != nil {
+				return nil, fmt.Errorf("devices: count %s: %w", table, err)
 			}
+			m[id] = n
 		}
-		return m
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("devices: count %s: %w", table, err)
+		}
+		return m, nil
 	}
-	sites, devs := counts("gateway_sites"), counts("gateway_devices")
+	sites, err := counts("gateway_sites")
+	if err != nil {
+		return nil, err
+	}
+	devs, err := counts("gateway_devices")
+	if err != nil {
+		return nil, err
+	}
 	for i := range out {
 		out[i].Sites, out[i].Devices = sites[out[i].ID], devs[out[i].ID]
 	}
@@ -441,7 +453,10 @@ func (s *GatewayStore) Credentials(ctx context.Context, id string) (Credentials,
 		if s.creds == nil {
 			s.creds = map[string]cachedCredentials{}
 		}
-		s.creds[id] = cachedCredentials{Credentials: c, until: now.Add(ttl)}
+		// Kept for half to all of the TTL: gateways first heard at once (a centre's start) do
+		// not all expire together and read the database in one burst every TTL.
+		keep := ttl - time.Duration(rand.Int64N(int64(ttl/2)+1))
+		s.creds[id] = cachedCredentials{Credentials: c, until: now.Add(keep)}
 		s.credMu.Unlock()
 	}
 	return c, nil

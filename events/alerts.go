@@ -187,6 +187,20 @@ func (a *Alerts) onEvent(ctx context.Context, tx *Tx, e *event.Event) error {
 		return nil
 	}
 	now := tx.Now().UnixMilli()
+	if e.State == event.StateCleared {
+		// Only an active alarm clears; one statement (each is a round trip on PostgreSQL).
+		var alertID string
+		err := tx.QueryRow(ctx, `UPDATE alarms SET state = ?, cleared_at = ?, last_event_id = ?, updated_at = ?
+			WHERE alarm_key = ? AND state = ? RETURNING alert_id`,
+			event.StateCleared, now, e.ID, now, e.AlarmKey, event.StateActive).Scan(&alertID)
+		if store.IsNoRows(err) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("events: clear alarm: %w", err)
+		}
+		return a.recover(ctx, tx, e, alertID)
+	}
 	var state, alertID string
 	err := tx.QueryRow(ctx, `SELECT state, alert_id FROM alarms WHERE alarm_key = ?`, e.AlarmKey).Scan(&state, &alertID)
 	found := err == nil
@@ -194,15 +208,6 @@ func (a *Alerts) onEvent(ctx context.Context, tx *Tx, e *event.Event) error {
 		return fmt.Errorf("events: read alarm %s: %w", e.AlarmKey, err)
 	}
 	switch e.State {
-	case event.StateCleared:
-		if !found || state != event.StateActive {
-			return nil
-		}
-		if _, err := tx.Exec(ctx, `UPDATE alarms SET state = ?, cleared_at = ?, last_event_id = ?, updated_at = ? WHERE alarm_key = ?`,
-			event.StateCleared, now, e.ID, now, e.AlarmKey); err != nil {
-			return fmt.Errorf("events: clear alarm: %w", err)
-		}
-		return a.recover(ctx, tx, e, alertID)
 	case event.StateActive:
 		if found && state == event.StateActive {
 			_, err := tx.Exec(ctx, `UPDATE alarms SET last_event_id = ?, updated_at = ? WHERE alarm_key = ?`, e.ID, now, e.AlarmKey)
@@ -311,13 +316,16 @@ func (a *Alerts) recover(ctx context.Context, tx *Tx, e *event.Event, alertID st
 	if alertID == "" {
 		return nil
 	}
-	al, err := getAlert(ctx, tx.QueryRow, alertID)
-	if err != nil {
-		return err
-	}
+	// The alert and how many of its alarms are still active, in one query.
 	var active int
-	if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM alarms WHERE alert_id = ? AND state = ?`, alertID, event.StateActive).Scan(&active); err != nil {
-		return fmt.Errorf("events: alarms of alert %s: %w", alertID, err)
+	al, err := scanAlert(scanAlso{tx.QueryRow(ctx, `SELECT `+alertCols+`,
+		(SELECT COUNT(*) FROM alarms WHERE alert_id = ? AND state = ?) FROM alerts WHERE id = ?`,
+		alertID, event.StateActive, alertID), &active})
+	if store.IsNoRows(err) {
+		return errs.E(errs.KindNotFound, "alert_not_found", "no alert %s", alertID)
+	}
+	if err != nil {
+		return fmt.Errorf("events: read alert %s and its alarms: %w", alertID, err)
 	}
 	if active > 0 || !al.AlarmActive {
 		return nil
@@ -344,6 +352,15 @@ func (a *Alerts) recover(ctx context.Context, tx *Tx, e *event.Event, alertID st
 	ref.State = AlertClosed
 	return a.record(ctx, tx, alertEvent(&src, "closed", ref, now, "已恢复，告警自动办结："+al.Message), "close", "")
 }
+
+// scanAlso scans a row into the given destinations and then into also (a column a query
+// adds after those a scan function knows).
+type scanAlso struct {
+	r    rowScanner
+	also any
+}
+
+func (s scanAlso) Scan(dest ...any) error { return s.r.Scan(append(dest, s.also)...) }
 
 func evidenceSums(evs []event.Evidence) []string {
 	var out []string
@@ -410,11 +427,38 @@ func (a *Alerts) record(ctx context.Context, tx *Tx, ae event.Event, action, out
 	if ref.Attachments == nil {
 		att = []byte("[]")
 	}
-	_, err = tx.Exec(ctx, `INSERT INTO alert_steps(alert_id, at, actor, action, state, note, outcome, attachments, event_id)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, ref.ID, tx.Now().UnixMilli(), ref.Actor, action, ref.State, ref.Note, outcome,
-		string(att), out[0].ID)
-	if err != nil {
-		return fmt.Errorf("events: record alert step: %w", err)
+	tx.steps = append(tx.steps, alertStep{ref.ID, tx.Now().UnixMilli(), ref.Actor, action, ref.State, ref.Note, outcome,
+		string(att), out[0].ID})
+	return nil
+}
+
+// alertStep is a row of alert_steps. A transaction keeps the steps it records and inserts
+// them together before it commits (Tx.insertSteps): nothing reads them inside it, and on
+// PostgreSQL a statement per step was a round trip per step under the log's writer lock.
+type alertStep struct {
+	alertID                                                   string
+	at                                                        int64
+	actor, action, state, note, outcome, attachments, eventID string
+}
+
+// insertSteps inserts the transaction's alert steps, in the order recorded.
+func (t *Tx) insertSteps(ctx context.Context) error {
+	for len(t.steps) > 0 {
+		n := min(len(t.steps), 500)
+		var q strings.Builder
+		q.WriteString(`INSERT INTO alert_steps(alert_id, at, actor, action, state, note, outcome, attachments, event_id) VALUES `)
+		args := make([]any, 0, 9*n)
+		for i, s := range t.steps[:n] {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?)")
+			args = append(args, s.alertID, s.at, s.actor, s.action, s.state, s.note, s.outcome, s.attachments, s.eventID)
+		}
+		if _, err := t.Exec(ctx, q.String(), args...); err != nil {
+			return fmt.Errorf("events: record alert steps: %w", err)
+		}
+		t.steps = t.steps[n:]
 	}
 	return nil
 }

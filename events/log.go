@@ -120,6 +120,7 @@ type Tx struct {
 	stmt     *sql.Stmt
 	appended []event.Event
 	foreign  []event.Event // other instances' events between the ring's head and ours
+	steps    []alertStep   // alert steps recorded, inserted together before commit
 }
 
 // Now is the time the transaction started; use it for state changes made with the events.
@@ -148,6 +149,9 @@ func (l *Log) inTxLocked(ctx context.Context, fn func(tx *Tx) error) error {
 			}
 		}()
 		if err := fn(t); err != nil {
+			return err
+		}
+		if err := t.insertSteps(ctx); err != nil {
 			return err
 		}
 		return t.shareAppended(ctx)
@@ -257,14 +261,6 @@ func (t *Tx) Append(ctx context.Context, evs ...event.Event) ([]event.Event, err
 		}
 		e.Raw = body
 		e.LoggedAt = t.now
-		if t.stmt == nil {
-			t.stmt, err = t.PrepareContext(ctx, t.log.DB.Rebind(`INSERT INTO events(id, type, severity, occurred_at, logged_at,
-				device_id, site_id, department, region_code, alarm_key, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-				ON CONFLICT (id) DO NOTHING RETURNING seq`))
-			if err != nil {
-				return nil, fmt.Errorf("events: prepare append: %w", err)
-			}
-		}
 		var devID, siteID string
 		if e.Device != nil {
 			devID = e.Device.ID
@@ -272,8 +268,20 @@ func (t *Tx) Append(ctx context.Context, evs ...event.Event) ([]event.Event, err
 		if e.Site != nil {
 			siteID = e.Site.ID
 		}
-		err = t.stmt.QueryRowContext(ctx, e.ID, e.Type, e.Severity, e.OccurredAt.UnixMilli(), t.now.UnixMilli(),
-			devID, siteID, e.Department, e.RegionCode(), e.AlarmKey, string(body)).Scan(&e.Seq)
+		args := []any{e.ID, e.Type, e.Severity, e.OccurredAt.UnixMilli(), t.now.UnixMilli(),
+			devID, siteID, e.Department, e.RegionCode(), e.AlarmKey, string(body)}
+		if t.log.DB.Dialect == store.Postgres {
+			// pgx prepares each statement once per connection by itself; an explicit prepare
+			// and close would cost two more round trips per transaction under the writer lock.
+			err = t.QueryRow(ctx, appendSQL, args...).Scan(&e.Seq)
+		} else {
+			if t.stmt == nil {
+				if t.stmt, err = t.PrepareContext(ctx, appendSQL); err != nil {
+					return nil, fmt.Errorf("events: prepare append: %w", err)
+				}
+			}
+			err = t.stmt.QueryRowContext(ctx, args...).Scan(&e.Seq)
+		}
 		if store.IsNoRows(err) {
 			prev, err := t.get(ctx, e.ID)
 			if err != nil {
@@ -298,6 +306,10 @@ func (t *Tx) Append(ctx context.Context, evs ...event.Event) ([]event.Event, err
 	}
 	return out, nil
 }
+
+// appendSQL inserts one event (SQLite placeholders: Tx.QueryRow rebinds them on PostgreSQL).
+const appendSQL = `INSERT INTO events(id, type, severity, occurred_at, logged_at, device_id, site_id, department,
+	region_code, alarm_key, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING RETURNING seq`
 
 func (t *Tx) get(ctx context.Context, id string) (event.Event, error) {
 	return scanOne(t.QueryRow(ctx, `SELECT seq, logged_at, body FROM events WHERE id = ?`, id))

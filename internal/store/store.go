@@ -70,7 +70,10 @@ func open(dsn, dataDir string) (*DB, error) {
 			return nil, fmt.Errorf("store: postgres dsn: %w", err)
 		}
 		sdb.SetMaxOpenConns(16)
-		sdb.SetMaxIdleConns(4)
+		// Keep what a burst opened: with fewer idle than open, every burst (a centre's
+		// hundred sites re-reading their credentials at once) closed the extra connections
+		// and the next one paid a new server process and re-prepared statements for each.
+		sdb.SetMaxIdleConns(16)
 		sdb.SetConnMaxIdleTime(5 * time.Minute)
 		return &DB{DB: sdb, Dialect: Postgres, Location: redactDSN(dsn)}, nil
 	default:

@@ -65,6 +65,7 @@ type options struct {
 	latencyFor    time.Duration
 	lostAfter     time.Duration
 	keep          bool
+	stores        string
 }
 
 func main() {
@@ -79,13 +80,18 @@ func main() {
 	flag.DurationVar(&o.latencyFor, "latency-for", 30*time.Second, "latency phase: measurement length")
 	flag.DurationVar(&o.lostAfter, "lost-after", 10*time.Second, "an event not on the officer's stream this long after the end counts as lost")
 	flag.BoolVar(&o.keep, "keep", false, "keep the centres' data directories (logs) instead of removing them")
+	flag.StringVar(&o.stores, "stores", "sqlite,postgres", "which stores to measure, comma-separated (postgres needs -pg-dsn)")
 	flag.Parse()
 	lg := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	stores := []struct{ name, dsn string }{{"sqlite", ""}}
-	if o.pgDSN != "" {
+	var stores []struct{ name, dsn string }
+	want := "," + o.stores + ","
+	if strings.Contains(want, ",sqlite,") {
+		stores = append(stores, struct{ name, dsn string }{"sqlite", ""})
+	}
+	if o.pgDSN != "" && strings.Contains(want, ",postgres,") {
 		stores = append(stores, struct{ name, dsn string }{"postgres", o.pgDSN})
 	}
 	var lines []string
@@ -112,18 +118,48 @@ type tracker struct {
 	alarms   map[string]time.Time // measured activation's alarm key → creation
 	lat      []time.Duration
 	alertLat []time.Duration
+	// The two halves of lat: creation → the centre's answer to the batch (the site's wait
+	// for its previous batch, the request, the commit), and that answer → the SSE frame.
+	answer   map[string]time.Time // measured event id → when its batch was answered
+	born     map[string]time.Time // measured event id → creation, kept after its frame
+	early    map[string]time.Time // measured event id → its frame, seen before the answer
+	toAnswer []time.Duration
+	toFrame  []time.Duration
 	measured int
 	activ    int
 }
 
 func newTracker() *tracker {
-	return &tracker{created: map[string]time.Time{}, alarms: map[string]time.Time{}}
+	return &tracker{created: map[string]time.Time{}, alarms: map[string]time.Time{}, answer: map[string]time.Time{},
+		born: map[string]time.Time{}, early: map[string]time.Time{}}
+}
+
+// answered notes when the batch holding evs was answered, for the measured ones.
+func (t *tracker) answered(evs []event.Event, at time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for i := range evs {
+		id := evs[i].ID
+		c, ok := t.born[id]
+		if !ok {
+			continue
+		}
+		delete(t.born, id)
+		t.toAnswer = append(t.toAnswer, at.Sub(c))
+		if f, ok := t.early[id]; ok {
+			t.toFrame = append(t.toFrame, max(0, f.Sub(at)))
+			delete(t.early, id)
+		} else {
+			t.answer[id] = at
+		}
+	}
 }
 
 func (t *tracker) add(e *event.Event, kind int, at time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.created[e.ID] = at
+	t.born[e.ID] = at
 	t.measured++
 	if kind == kindActivation {
 		t.alarms[e.AlarmKey] = at
@@ -149,6 +185,12 @@ func (t *tracker) onEvent(at time.Time, e sseEvent) {
 		if c, ok := t.created[e.ID]; ok {
 			t.lat = append(t.lat, at.Sub(c))
 			delete(t.created, e.ID)
+		}
+		if a, ok := t.answer[e.ID]; ok {
+			t.toFrame = append(t.toFrame, at.Sub(a))
+			delete(t.answer, e.ID)
+		} else if _, ok := t.born[e.ID]; ok {
+			t.early[e.ID] = at
 		}
 		t.mu.Unlock()
 	}
@@ -243,9 +285,18 @@ func run(ctx context.Context, o options, storeName, dsn string, lg *slog.Logger)
 	// 2. Latency at a fixed load.
 	lg.Info("latency phase", "events_per_s", o.rate, "warmup", o.warmup, "for", o.latencyFor)
 	var lu *benchkit.Usage
-	loadStored, err := steady(ctx, p, sites, o.rate, o.warmup, o.latencyFor, tr, func() { lu = benchkit.Watch(c.Pid()) })
+	var stagesBefore map[string]float64
+	loadStored, err := steady(ctx, p, sites, o.rate, o.warmup, o.latencyFor, tr, func() {
+		lu = benchkit.Watch(c.Pid())
+		stagesBefore, _ = admin.Metrics(ctx, stagePrefixes...)
+	})
 	if err != nil {
 		return "", err
+	}
+	if stagesAfter, err := admin.Metrics(ctx, stagePrefixes...); err == nil && stagesBefore != nil {
+		for _, l := range stageLines(stagesBefore, stagesAfter) {
+			lg.Info("latency phase stage", "histogram", l)
+		}
 	}
 	loadCPU, loadRSS := lu.End()
 	wait := time.Now()
@@ -287,6 +338,9 @@ func run(ctx context.Context, o options, storeName, dsn string, lg *slog.Logger)
 	lg.Info("latency (ms)", "samples", len(tr.lat), "p50", benchkit.MS(benchkit.Pct(tr.lat, 50)), "p90", benchkit.MS(benchkit.Pct(tr.lat, 90)), "p99", benchkit.MS(benchkit.Pct(tr.lat, 99)),
 		"max", benchkit.MS(benchkit.Pct(tr.lat, 100)), "lost", lost, "alerts", len(tr.alertLat), "alert_p99", benchkit.MS(benchkit.Pct(tr.alertLat, 99)), "alerts_lost", alertsLost,
 		"centre_cpu_pct", int(loadCPU), "centre_rss_mb", int(loadRSS), "cores", runtime.NumCPU(), "load1", benchkit.LoadAvg())
+	// A frame can come before the site reads its answer; answer_to_frame counts it as 0.
+	lg.Info("latency split (ms)", "to_answer_p50", benchkit.MS(benchkit.Pct(tr.toAnswer, 50)), "to_answer_p99", benchkit.MS(benchkit.Pct(tr.toAnswer, 99)),
+		"answer_to_frame_p50", benchkit.MS(benchkit.Pct(tr.toFrame, 50)), "answer_to_frame_p99", benchkit.MS(benchkit.Pct(tr.toFrame, 99)))
 	return fmt.Sprintf("BENCH centre store=%s events_per_s=%.0f p99_ms=%.1f cpu_pct=%.0f rss_mb=%.0f gateways=%d batch=%d p50_ms=%.1f max_ms=%.1f lost=%d "+
 		"load_events_per_s=%.0f load_cpu_pct=%.0f load_rss_mb=%.0f alert_p99_ms=%.1f alerts=%d alerts_lost=%d site_retries=%d rejected=%d "+
 		"centre_cpu_us_per_event=%.0f bench_cpu_pct=%.0f load1=%s",
@@ -418,6 +472,7 @@ func steady(ctx context.Context, p *poster, sites []*site, rate float64, warmup,
 						return
 					}
 					n.Add(int64(acc))
+					tr.answered(evs, time.Now())
 				}
 				select {
 				case <-genDone:
