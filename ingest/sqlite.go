@@ -25,7 +25,7 @@ type SQLiteTelemetry struct {
 	// Path of the file (e.g. DATA/telemetry.db), required.
 	Path string
 	// Retention is how long readings are kept (default 30 days).
-	Retention     time.Duration
+	Retention time.Duration
 	// BatchSize is the most readings one transaction writes (default 50000). A commit writes
 	// every page the batch touched to the WAL, and readings of many devices and metrics land on
 	// as many pages (the table is ordered by device, metric, time): under load, large batches
