@@ -644,19 +644,24 @@ func drive() error {
 	stored := st["frames"] - before["frames"]
 	cpuPct = 100 * float64(gw.cpu()-c0) / float64(el)
 	gwRate := stored / el.Seconds()
-	fmt.Printf("flood: sent %d frames in %s, stored %.0f during it (pipeline: submitted %.0f, handed to the store %.0f; readings lost %.0f)\n",
-		sent, el.Round(time.Millisecond), stored, st["submitted"], st["handed"], st["lost"])
+	fmt.Printf("flood: sent %d frames in %s, stored %.0f during it (pipeline: submitted %.0f, handed to the store %.0f during it; readings lost %.0f)\n",
+		sent, el.Round(time.Millisecond), stored, st["submitted"]-before["submitted"], st["handed"]-before["handed"], st["lost"])
 	// Read back: every frame the generator sent must be in the telemetry file once the
 	// gateway has drained its connections.
 	closeAll(conns)
-	tf := time.Now()
+	tf, cf := time.Now(), gw.cpu()
 	fin := gw.ask("final")
+	// The drain: what the senders left in the socket buffers, stored with the generator idle
+	// (as when the stations are other machines).
+	drainEl, drainCPU := time.Since(tf), gw.cpu()-cf
+	drained := fin["db_frames"] - st["frames"]
 	if _, ok := fin["db_frames"]; !ok {
 		return errors.New("the gateway could not count the stored frames")
 	}
 	lostFrames := float64(total) - fin["db_frames"]
 	fmt.Printf("read back: %d frames sent in all, %.0f in the telemetry store (%.0f readings), %.0f not stored (drained in %s: %t; quarantined %.0f, dropped %.0f, readings lost %.0f)\n",
 		total, fin["db_frames"], fin["db_readings"], lostFrames, time.Since(tf).Round(time.Millisecond), fin["drained"] == 1, fin["quarantined"], fin["dropped"], fin["lost"])
+	gwTotalCPU := gw.cpu() // the whole run: connect, warm-up, every phase, the drain
 	gw.stop()
 
 	null, err := startChild("null")
@@ -682,7 +687,8 @@ func drive() error {
 	nsent := load(nconns, nclocks, *flood, 0, epoch)
 	nst = null.mark()
 	nel := time.Since(t1)
-	nullCPU := 100 * float64(null.cpu()-c1) / float64(nel)
+	nullCPUTime := null.cpu() - c1
+	nullCPU := 100 * float64(nullCPUTime) / float64(nel)
 	closeAll(nconns)
 	null.stop()
 	nparsed := nst["frames"] - nbefore["frames"]
@@ -696,7 +702,9 @@ func drive() error {
 	tgtRate, nTgtRate := tgtStored/target.Seconds(), nTgt/target.Seconds()
 	fmt.Printf("BENCH hj212-offered stations=%d offered_frames_per_s=%d frames_per_s=%.0f null_frames_per_s=%.0f ratio=%.2f p99_ms=%.1f cpu_pct=%.0f\n",
 		*stations, *rate**stations, tgtRate, nTgtRate, tgtRate/nTgtRate, tgtP99, tgtCPU)
-	fmt.Printf("BENCH hj212 stations=%d frames_per_s=%.0f readings_per_s=%.0f null_frames_per_s=%.0f ratio=%.2f cpu_pct=%.0f flood_p99_ms=%.1f frames_sent=%d frames_stored=%.0f frames_lost=%.0f\n",
-		*stations, gwRate, gwRate*9, nullRate, gwRate/nullRate, cpuPct, st["p99"], total, fin["db_frames"], lostFrames)
+	fmt.Printf("BENCH hj212 stations=%d frames_per_s=%.0f readings_per_s=%.0f null_frames_per_s=%.0f ratio=%.2f cpu_pct=%.0f flood_p99_ms=%.1f frames_sent=%d frames_stored=%.0f frames_lost=%.0f drain_frames_per_s=%.0f drain_cpu_pct=%.0f cpu_us_per_frame=%.0f null_cpu_us_per_frame=%.1f\n",
+		*stations, gwRate, gwRate*9, nullRate, gwRate/nullRate, cpuPct, st["p99"], total, fin["db_frames"], lostFrames,
+		drained/drainEl.Seconds(), 100*float64(drainCPU)/float64(drainEl), float64(gwTotalCPU.Microseconds())/fin["db_frames"],
+		float64(nullCPUTime.Microseconds())/nparsed)
 	return nil
 }
