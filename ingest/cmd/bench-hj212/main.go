@@ -475,7 +475,7 @@ func dialAll(addr string, n int) ([]net.Conn, error) {
 					// socket buffers, which then take minutes to drain.
 					_ = c.(*net.TCPConn).SetWriteBuffer(socketBuffer)
 					conns[i] = c
-					go func() { _, _ = io.Copy(io.Discard, c) }() // answers
+					go func() { _, _ = io.Copy(io.Discard, c); c.Close() }() // answers, until the reader closes
 					return
 				}
 				time.Sleep(200 * time.Millisecond)
@@ -490,6 +490,15 @@ func dialAll(addr string, n int) ([]net.Conn, error) {
 		return nil, err
 	}
 	return conns, nil
+}
+
+// finish ends the stations' uploads with a FIN and leaves the connections to close when the
+// reader closes its side (see dialAll). Closing at once would send an RST whenever an answer
+// was still unread, and the reader's kernel would discard the frames it had not read yet.
+func finish(conns []net.Conn) {
+	for _, c := range conns {
+		_ = c.(*net.TCPConn).CloseWrite()
+	}
 }
 
 func closeAll(conns []net.Conn) {
@@ -648,7 +657,7 @@ func drive() error {
 		sent, el.Round(time.Millisecond), stored, st["submitted"]-before["submitted"], st["handed"]-before["handed"], st["lost"])
 	// Read back: every frame the generator sent must be in the telemetry file once the
 	// gateway has drained its connections.
-	closeAll(conns)
+	finish(conns)
 	tf, cf := time.Now(), gw.cpu()
 	fin := gw.ask("final")
 	// The drain: what the senders left in the socket buffers, stored with the generator idle
