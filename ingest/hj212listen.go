@@ -39,7 +39,9 @@ const (
 // treat it like any reading. Before that, the listener checks the frame (length, CRC), the
 // data segment, the MN (a registered device) and the PW; whatever it refuses is counted and
 // quarantined with the raw bytes, and a connection is closed after MaxFailures refusals in a
-// row. It answers CN 9014 when the station's Flag asks (after the upload is journaled), and
+// row. While the pipeline is backlogged (Pipeline.Backlogged) the listener stops reading, so
+// TCP holds the stations back instead of the store dropping readings. It answers CN 9014 when
+// the station's Flag asks (after the upload is journaled), and
 // sends CN 1012 (set time) to a station whose real-time DataTime is off by more than
 // MaxClockDrift.
 type HJ212Listener struct {
@@ -62,6 +64,10 @@ type HJ212Listener struct {
 	// (default 60s), at most once per CalibrateEvery (default 10m) per station.
 	MaxClockDrift  time.Duration
 	CalibrateEvery time.Duration
+	// ReadBuffer, when set, is the kernel receive buffer of each station's connection
+	// (SO_RCVBUF): what a station can have in flight while the listener holds it back
+	// (Pipeline.Backlogged). Default: the kernel's, which can grow to megabytes a connection.
+	ReadBuffer int
 	// AuthCacheTTL is how long a checked MN and PW pair is trusted (default 5m).
 	AuthCacheTTL time.Duration
 	// Now is the clock (default time.Now).
@@ -74,6 +80,7 @@ type HJ212Listener struct {
 	closed   chan struct{}
 	closeOne sync.Once
 
+	roomMu sync.Mutex // held by the connection waiting for the pipeline's backlog to clear (waitRoom)
 	authMu sync.Mutex
 	auth   map[string]hj212Auth // by MN
 	calMu  sync.Mutex
@@ -159,6 +166,9 @@ func (l *HJ212Listener) Addr() string {
 	return l.ln.Addr().String()
 }
 
+// Connections is the number of stations connected now.
+func (l *HJ212Listener) Connections() int { return int(l.nconns.Load()) }
+
 // Close stops accepting, closes every connection and waits for their goroutines (whose
 // uploads are already submitted to the pipeline).
 func (l *HJ212Listener) Close() {
@@ -196,6 +206,9 @@ func (l *HJ212Listener) accept() {
 			l.Logger.Warn("HJ 212 connection refused: too many stations connected", "remote", c.RemoteAddr().String(), "max", l.MaxConnections)
 			_ = c.Close()
 			continue
+		}
+		if tc, ok := c.(*net.TCPConn); ok && l.ReadBuffer > 0 {
+			_ = tc.SetReadBuffer(l.ReadBuffer)
 		}
 		l.nconns.Add(1)
 		l.conns.Store(c, struct{}{})
@@ -313,6 +326,9 @@ func (l *HJ212Listener) frame(cn *conn, data []byte) {
 		return
 	}
 	payload := hj212.AppendSegment(make([]byte, 0, len(data)+32), whole)
+	// Stations are not read faster than the store writes: the upload waits (unanswered, not
+	// yet journaled) while the pipeline is backlogged, and TCP holds the station back.
+	l.waitRoom()
 	if !l.Pipeline.Submit(Message{Topic: s.Up, Payload: payload, Received: now, Remote: cn.remote}) {
 		return // counted and quarantined by the pipeline; no answer, so the station sends it again
 	}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -24,9 +25,18 @@ type SQLiteTelemetry struct {
 	// Path of the file (e.g. DATA/telemetry.db), required.
 	Path string
 	// Retention is how long readings are kept (default 30 days).
-	Retention     time.Duration
-	BatchSize     int           // default 5000
+	Retention time.Duration
+	// BatchSize is the most readings one transaction writes (default 50000). A commit writes
+	// every page the batch touched to the WAL, and readings of many devices and metrics land on
+	// as many pages (the table is ordered by device, metric, time): under load, large batches
+	// write each page once for many readings. Under light load the writer commits what is
+	// pending every FlushInterval, so batches stay small and latency short.
+	BatchSize     int
 	FlushInterval time.Duration // default 250ms
+	// CacheMiB is SQLite's page cache of the writer's connection (default 64 MiB): the pages
+	// where each series grows stay cached instead of being read again for every batch (about
+	// one 4 KiB page per device and metric).
+	CacheMiB int
 	// MaxPending bounds the readings in memory (default 500000); past it readings are dropped,
 	// counted and reported through OnDrop.
 	MaxPending int
@@ -38,12 +48,14 @@ type SQLiteTelemetry struct {
 
 	db       *sql.DB
 	buf      *batcher
+	backlog  int // pending readings past which Backlogged is true
 	dropMu   sync.Mutex
 	dropped  int64
 	mDropped prometheus.Counter
 	mWritten prometheus.Counter
 	cancel   context.CancelFunc
 	done     chan struct{}
+	ckptDone chan struct{}
 	closeOne sync.Once
 }
 
@@ -83,7 +95,10 @@ func (s *SQLiteTelemetry) Initialize() error {
 		s.Retention = 30 * 24 * time.Hour
 	}
 	if s.BatchSize <= 0 {
-		s.BatchSize = 5000
+		s.BatchSize = 50000
+	}
+	if s.CacheMiB <= 0 {
+		s.CacheMiB = 64
 	}
 	if s.FlushInterval <= 0 {
 		s.FlushInterval = 250 * time.Millisecond
@@ -97,7 +112,12 @@ func (s *SQLiteTelemetry) Initialize() error {
 	if err := os.MkdirAll(filepath.Dir(s.Path), 0o750); err != nil {
 		return fmt.Errorf("ingest: telemetry directory: %w", err)
 	}
-	db, err := sql.Open("sqlite", "file:"+s.Path+"?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)")
+	// wal_autocheckpoint(0): the writer does not copy the WAL back into the file at its
+	// commits; checkpointLoop does, on another connection and so on another core.
+	// temp_store(MEMORY): a multi-row INSERT keeps a statement journal (to undo a statement
+	// that fails half way); in memory it costs no system calls.
+	db, err := sql.Open("sqlite", fmt.Sprintf("file:%s?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)"+
+		"&_pragma=cache_size(-%d)&_pragma=temp_store(MEMORY)&_pragma=wal_autocheckpoint(0)", s.Path, s.CacheMiB*1024))
 	if err != nil {
 		return fmt.Errorf("ingest: telemetry %s: %w", s.Path, err)
 	}
@@ -112,13 +132,15 @@ func (s *SQLiteTelemetry) Initialize() error {
 	}
 	s.db = db
 	s.buf = newBatcher(s.BatchSize)
+	s.backlog = min(2*s.BatchSize, s.MaxPending/2)
 	s.mDropped = register(s.Registerer, prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "offsite_telemetry_sqlite_dropped_total", Help: "Readings lost because SQLite could not keep up or failed."}))
 	s.mWritten = register(s.Registerer, prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "offsite_telemetry_sqlite_written_total", Help: "Readings written to the SQLite telemetry file."}))
 	ctx, cancel := context.WithCancel(context.Background())
-	s.cancel, s.done = cancel, make(chan struct{})
+	s.cancel, s.done, s.ckptDone = cancel, make(chan struct{}), make(chan struct{})
 	go s.run(ctx)
+	go s.checkpointLoop(ctx)
 	return nil
 }
 
@@ -130,6 +152,10 @@ func (s *SQLiteTelemetry) Close() {
 		}
 		s.cancel()
 		<-s.done
+		<-s.ckptDone
+		if _, err := s.db.Exec(`PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
+			s.Logger.Warn("ingest: telemetry checkpoint at close", "err", err)
+		}
 		_ = s.db.Close()
 	})
 }
@@ -144,6 +170,10 @@ func (s *SQLiteTelemetry) Write(rs []Reading) {
 	}
 	s.buf.add(rs)
 }
+
+// Backlogged reports whether more readings wait than the writer takes in two batches: a
+// source that can hold its input back (Pipeline.Backlogged) should.
+func (s *SQLiteTelemetry) Backlogged() bool { return s.buf.len() >= s.backlog }
 
 // Flush waits until what Write accepted before the call is written.
 func (s *SQLiteTelemetry) Flush(ctx context.Context) error { return s.buf.wait(ctx) }
@@ -198,7 +228,36 @@ func (s *SQLiteTelemetry) run(ctx context.Context) {
 	}
 }
 
+// checkpointLoop copies committed pages from the WAL back into the file every second
+// (PASSIVE: it never blocks the writer or readers), so the writer's commits only append.
+func (s *SQLiteTelemetry) checkpointLoop(ctx context.Context) {
+	defer close(s.ckptDone)
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, err := s.db.ExecContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`); err != nil && ctx.Err() == nil {
+			s.Logger.Warn("ingest: telemetry checkpoint", "err", err)
+		}
+	}
+}
+
 func (s *SQLiteTelemetry) writeBatch(batch []Reading) error {
+	// In key order (device, metric, time) the inserts walk the table's pages in order instead
+	// of jumping between series: each page is found warm and split once.
+	slices.SortFunc(batch, func(a, b Reading) int {
+		if c := strings.Compare(a.Device, b.Device); c != 0 {
+			return c
+		}
+		if c := strings.Compare(a.Metric, b.Metric); c != 0 {
+			return c
+		}
+		return a.Time.Compare(b.Time)
+	})
 	var err error
 	for attempt := 0; attempt < 3; attempt++ {
 		if err = s.tryWrite(batch); err == nil {

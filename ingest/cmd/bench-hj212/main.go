@@ -21,6 +21,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"database/sql"
 	"errors"
 	"flag"
 	"fmt"
@@ -78,6 +79,14 @@ metrics:
   - {name: sent_ms, label: 发送时刻, unit: ms, min: 0, max: 1000000000000}
 `
 
+// backlogAge is how far back the stations' DataTime starts: a station may send that many
+// seconds' worth of frames before its DataTime runs ahead of the clock (refused as clock skew).
+const backlogAge = 20 * time.Hour
+
+// socketBuffer is the kernel buffer asked for on each side of a station's connection (the
+// generator's send buffer, the gateway's and the do-nothing reader's receive buffer).
+const socketBuffer = 8 << 10
+
 var codes = []string{"w01018", "w21003", "w01001", "w21011", "w21001", "w00000", "w01010", "w01003"}
 
 func main() {
@@ -111,17 +120,38 @@ func child(mode string, args []string) error {
 		return err
 	}
 	if mode == "null" {
+		// The do-nothing reader cuts frames off TCP and checks their CRC, as the listener's
+		// first step does, then discards them; it counts frames parsed, the way the gateway
+		// side counts frames stored.
+		var parsed, refused atomic.Int64
 		go func() {
 			for {
 				c, err := ln.Accept()
 				if err != nil {
 					return
 				}
-				go func() { _, _ = io.Copy(io.Discard, c); c.Close() }()
+				_ = c.(*net.TCPConn).SetReadBuffer(socketBuffer)
+				go func() {
+					defer c.Close()
+					fr := hj212.NewReader(c, 0)
+					for {
+						_, err := fr.Next()
+						switch {
+						case err == nil:
+							parsed.Add(1)
+						case hj212.IsFrameError(err):
+							refused.Add(1)
+						default:
+							return
+						}
+					}
+				}()
 			}
 		}()
 		fmt.Printf("READY %s\n", ln.Addr())
-		return control(func() string { return "" })
+		return control(func() string {
+			return fmt.Sprintf("frames=%d refused=%d", parsed.Load(), refused.Load())
+		}, nil)
 	}
 	ln.Close() // the listener binds its own; the port was only a free one
 	addr := ln.Addr().String()
@@ -198,7 +228,12 @@ func child(mode string, args []string) error {
 	if err := pipe.Initialize(); err != nil {
 		return err
 	}
-	l := &ingest.HJ212Listener{Listen: addr, Auth: devs, Directory: dir, Pipeline: pipe, Logger: log}
+	// The generator's stations replay stored data (DataTime one second apart, starting an hour
+	// back (backlogAge), as a logger uploading its backlog after an outage), so every frame is a reading of
+	// its own in the store and can be counted there; their clocks are not what is measured.
+	// (The pipeline keeps device times up to MaxAge old and refuses those ahead of its clock.)
+	l := &ingest.HJ212Listener{Listen: addr, Auth: devs, Directory: dir, Pipeline: pipe, Logger: log, MaxClockDrift: 24 * time.Hour,
+		ReadBuffer: socketBuffer}
 	if err := l.Initialize(); err != nil {
 		return err
 	}
@@ -216,8 +251,30 @@ func child(mode string, args []string) error {
 		mu.Unlock()
 		slices.Sort(l)
 		st := pipe.Stats()
-		return fmt.Sprintf("stored=%d latencies=%d p50=%.1f p99=%.1f quarantined=%d dropped=%d handed=%d submitted=%d lost=%d",
+		return fmt.Sprintf("frames=%d latencies=%d p50=%.1f p99=%.1f quarantined=%d dropped=%d handed=%d submitted=%d lost=%d",
 			stored.Load(), len(l), pct(l, 0.50), pct(l, 0.99), st.Quarantined, st.Dropped, st.Stored, st.Submitted, lost.Load())
+	}, func() string {
+		// The senders have closed their connections: wait until the listener has read what
+		// the kernel still held, the pipeline has handed it on and the store has written it,
+		// then count what the telemetry file really holds.
+		deadline := time.Now().Add(3 * time.Minute)
+		for l.Connections() > 0 && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		fctx, cancel := context.WithDeadline(ctx, deadline)
+		defer cancel()
+		drained := l.Connections() == 0 && pipe.Flush(fctx) == nil && tel.Flush(fctx) == nil
+		frames, readings, err := countStored(filepath.Join(*dataDir, "telemetry.db"))
+		if err != nil {
+			return "error=" + strings.ReplaceAll(err.Error(), " ", "_")
+		}
+		st := pipe.Stats()
+		ok := 0
+		if drained {
+			ok = 1
+		}
+		return fmt.Sprintf("db_frames=%d db_readings=%d drained=%d quarantined=%d dropped=%d lost=%d",
+			frames, readings, ok, st.Quarantined, st.Dropped, lost.Load())
 	})
 	l.Close()
 	pipe.Close()
@@ -228,15 +285,40 @@ func child(mode string, args []string) error {
 	return err
 }
 
-// control answers "mark" lines on stdin with a STATS line until stdin closes.
-func control(stats func() string) error {
+// control answers "mark" lines on stdin with a STATS line, and "final" with a STATS line of
+// final (when set), until stdin closes.
+func control(stats, final func() string) error {
 	sc := bufio.NewScanner(os.Stdin)
 	for sc.Scan() {
-		if sc.Text() == "mark" {
+		switch sc.Text() {
+		case "mark":
 			fmt.Printf("STATS %s\n", stats())
+		case "final":
+			out := ""
+			if final != nil {
+				out = final()
+			}
+			fmt.Printf("STATS %s\n", out)
 		}
 	}
 	return nil
+}
+
+// countStored reads back what the telemetry file holds: frames (one sent_ms reading each)
+// and readings.
+func countStored(path string) (frames, readings int64, err error) {
+	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro&_pragma=busy_timeout(10000)")
+	if err != nil {
+		return 0, 0, err
+	}
+	defer db.Close()
+	if err := db.QueryRow(`SELECT COUNT(*) FROM readings WHERE metric = 'sent_ms'`).Scan(&frames); err != nil {
+		return 0, 0, err
+	}
+	if err := db.QueryRow(`SELECT COUNT(*) FROM readings`).Scan(&readings); err != nil {
+		return 0, 0, err
+	}
+	return frames, readings, nil
 }
 
 func pct(sorted []float64, p float64) float64 {
@@ -282,8 +364,10 @@ func startChild(mode string, args ...string) (*proc, error) {
 	return p, nil
 }
 
-func (p *proc) mark() map[string]float64 {
-	fmt.Fprintln(p.in, "mark")
+func (p *proc) mark() map[string]float64 { return p.ask("mark") }
+
+func (p *proc) ask(what string) map[string]float64 {
+	fmt.Fprintln(p.in, what)
 	out := map[string]float64{}
 	if !p.out.Scan() {
 		return out
@@ -334,18 +418,24 @@ func (p *proc) rssMB() float64 {
 	return 0
 }
 
-// station builds its frames fresh each time, as a data logger does.
+// station builds its frames fresh each time, as a data logger does. Its DataTime advances one
+// second a frame from backlogAge before the run (a real-time upload each, replayed as fast as the
+// connection takes them in the flood): the store keeps one reading per device, metric and
+// time, so distinct times let the bench count every frame stored.
 type station struct {
 	i     int
+	mn    string
 	epoch time.Time
+	next  *atomic.Int64 // the station's next DataTime offset, seconds; shared across phases
 	buf   []byte
 	cp    []byte
 }
 
 func (s *station) frame(flag int) []byte {
 	now := time.Now()
+	dt := s.epoch.Add(-backlogAge).Truncate(time.Second).Add(time.Duration(s.next.Add(1)) * time.Second)
 	s.cp = append(s.cp[:0], "DataTime="...)
-	s.cp = append(s.cp, hj212.FormatTime(now)...)
+	s.cp = append(s.cp, hj212.FormatTime(dt)...)
 	for j, c := range codes {
 		s.cp = append(s.cp, ';')
 		s.cp = append(s.cp, c...)
@@ -357,7 +447,7 @@ func (s *station) frame(flag int) []byte {
 	}
 	s.cp = append(s.cp, ";t99999-Rtd="...)
 	s.cp = strconv.AppendInt(s.cp, now.Sub(s.epoch).Milliseconds(), 10)
-	seg := hj212.Segment{QN: hj212.QN(now), ST: "32", CN: hj212.CNRealtime, PW: "123456", MN: mn(s.i), Flag: flag, HasFlag: true, CP: string(s.cp)}
+	seg := hj212.Segment{QN: hj212.QN(now), ST: "32", CN: hj212.CNRealtime, PW: "123456", MN: s.mn, Flag: flag, HasFlag: true, CP: string(s.cp)}
 	data := hj212.AppendSegment(make([]byte, 0, 512), seg)
 	s.buf = hj212.AppendFrame(s.buf[:0], data)
 	return s.buf
@@ -380,8 +470,12 @@ func dialAll(addr string, n int) ([]net.Conn, error) {
 			for attempt := 0; attempt < 10; attempt++ {
 				var c net.Conn
 				if c, err = net.DialTimeout("tcp", addr, 10*time.Second); err == nil {
+					// A data logger on a modem has little in flight; without a bound the
+					// loopback lets the generator park hundreds of thousands of frames in
+					// socket buffers, which then take minutes to drain.
+					_ = c.(*net.TCPConn).SetWriteBuffer(socketBuffer)
 					conns[i] = c
-					go func() { _, _ = io.Copy(io.Discard, c) }() // answers
+					go func() { _, _ = io.Copy(io.Discard, c); c.Close() }() // answers, until the reader closes
 					return
 				}
 				time.Sleep(200 * time.Millisecond)
@@ -398,6 +492,15 @@ func dialAll(addr string, n int) ([]net.Conn, error) {
 	return conns, nil
 }
 
+// finish ends the stations' uploads with a FIN and leaves the connections to close when the
+// reader closes its side (see dialAll). Closing at once would send an RST whenever an answer
+// was still unread, and the reader's kernel would discard the frames it had not read yet.
+func finish(conns []net.Conn) {
+	for _, c := range conns {
+		_ = c.(*net.TCPConn).CloseWrite()
+	}
+}
+
 func closeAll(conns []net.Conn) {
 	for _, c := range conns {
 		if c != nil {
@@ -406,9 +509,10 @@ func closeAll(conns []net.Conn) {
 	}
 }
 
-// load drives the stations on conns for d: paced (one frame a second each, Flag=5) or
-// flooding (Flag=4, as fast as TCP takes it). It returns the frames written.
-func load(conns []net.Conn, d time.Duration, paced bool, epoch time.Time) int64 {
+// load drives the stations on conns for d: paced (rate frames a second each, Flag=5: answer
+// wanted) or, with rate 0, flooding (Flag=4, as fast as TCP takes it). It returns the frames the kernel took whole
+// (a write cut by its deadline counts only the frames it carried entirely).
+func load(conns []net.Conn, clocks []atomic.Int64, d time.Duration, rate int, epoch time.Time) int64 {
 	var sent atomic.Int64
 	var wg sync.WaitGroup
 	deadline := time.Now().Add(d)
@@ -417,11 +521,12 @@ func load(conns []net.Conn, d time.Duration, paced bool, epoch time.Time) int64 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s := &station{i: i, epoch: epoch}
-			if paced {
-				// spread the stations over the second
-				time.Sleep(time.Duration(i) * time.Second / time.Duration(n))
-				t := time.NewTicker(time.Second)
+			s := &station{i: i, mn: mn(i), epoch: epoch, next: &clocks[i]}
+			if rate > 0 {
+				// spread the stations over the period
+				every := time.Second / time.Duration(rate)
+				time.Sleep(time.Duration(i) * every / time.Duration(n))
+				t := time.NewTicker(every)
 				defer t.Stop()
 				for time.Now().Before(deadline) {
 					_ = c.SetWriteDeadline(time.Now().Add(30 * time.Second))
@@ -433,15 +538,31 @@ func load(conns []net.Conn, d time.Duration, paced bool, epoch time.Time) int64 
 				}
 				return
 			}
-			w := bufio.NewWriterSize(c, 16<<10)
+			// Frames go out 16 KiB at a time; ends are where each frame in buf ends, so a
+			// write cut short counts the frames it delivered whole.
+			buf := make([]byte, 0, 16<<10)
+			var ends []int
+			flush := func() bool {
+				n, err := c.Write(buf)
+				k := 0
+				for k < len(ends) && ends[k] <= n {
+					k++
+				}
+				sent.Add(int64(k))
+				buf, ends = buf[:0], ends[:0]
+				return err == nil
+			}
 			_ = c.SetWriteDeadline(deadline.Add(2 * time.Second))
 			for time.Now().Before(deadline) {
-				if _, err := w.Write(s.frame(hj212.Version2017 << 2)); err != nil {
+				buf = append(buf, s.frame(hj212.Version2017<<2)...)
+				ends = append(ends, len(buf))
+				if len(buf) > cap(buf)-1024 && !flush() {
 					return // the write deadline: the reader fell behind, as a flood should find
 				}
-				sent.Add(1)
 			}
-			_ = w.Flush()
+			if len(buf) > 0 {
+				flush()
+			}
 			_ = c.SetWriteDeadline(time.Time{})
 		}()
 	}
@@ -467,6 +588,8 @@ func drive() error {
 	stations := flag.Int("stations", 1000, "simulated stations (connections)")
 	paced := flag.Duration("paced", 20*time.Second, "paced phase: one frame a second per station")
 	flood := flag.Duration("flood", 15*time.Second, "flood phase: as fast as TCP allows")
+	rate := flag.Int("rate", 5, "offered-load phase: frames a second per station")
+	target := flag.Duration("offered", 15*time.Second, "offered-load phase")
 	flag.Parse()
 	epoch := time.Now()
 	tmp, err := os.MkdirTemp("", "bench-hj212")
@@ -485,32 +608,69 @@ func drive() error {
 	if err != nil {
 		return err
 	}
+	clocks := make([]atomic.Int64, *stations)
 	// warm-up: every station is checked once (MN, PW) and its connection set up
-	load(conns, 3*time.Second, true, epoch)
+	total := load(conns, clocks, 3*time.Second, 1, epoch)
 	time.Sleep(2 * time.Second)
 	gw.mark()
 
 	c0, t0 := gw.cpu(), time.Now()
-	sent := load(conns, *paced, true, epoch)
+	sent := load(conns, clocks, *paced, 1, epoch)
 	time.Sleep(2 * time.Second) // the last frames reach the store
 	el := time.Since(t0)
 	st := gw.mark()
+	total += sent
 	cpuPct := 100 * float64(gw.cpu()-c0) / float64(el)
 	fmt.Printf("paced: sent %d frames in %s, stored %.0f (quarantined %.0f, dropped %.0f, readings lost %.0f)\n", sent, el.Round(time.Millisecond), st["latencies"], st["quarantined"], st["dropped"], st["lost"])
 	fmt.Printf("BENCH hj212-paced stations=%d frames_per_s=%.0f p50_ms=%.1f p99_ms=%.1f cpu_pct=%.0f rss_mb=%.0f\n",
 		*stations, st["latencies"]/el.Seconds(), st["p50"], st["p99"], cpuPct, gw.rssMB())
 
-	before := st["stored"]
+	// Offered load: every station sends rate frames a second, the gateway stores them; the
+	// do-nothing reader gets the same later. Each side counts what it completed between a mark
+	// before the window and one 2 s after it.
+	before := gw.mark()
 	c0, t0 = gw.cpu(), time.Now()
-	sent = load(conns, *flood, false, epoch)
-	el = time.Since(t0)
+	sent = load(conns, clocks, *target, *rate, epoch)
+	time.Sleep(2 * time.Second) // the last frames reach the store
 	st = gw.mark()
-	stored := st["stored"] - before
+	el = time.Since(t0)
+	total += sent
+	tgtStored := st["frames"] - before["frames"]
+	tgtCPU := 100 * float64(gw.cpu()-c0) / float64(el)
+	fmt.Printf("offered %d frames/s: sent %d frames in %s, stored %.0f (p99 %.0f ms, quarantined %.0f, dropped %.0f, readings lost %.0f)\n",
+		*rate**stations, sent, el.Round(time.Millisecond), tgtStored, st["p99"], st["quarantined"], st["dropped"], st["lost"])
+	tgtP99 := st["p99"]
+
+	// Flood, gateway then do-nothing reader: the same connections, generator, frames and
+	// window; each side counts what it completed inside the window (frames committed to the
+	// telemetry store; frames cut and CRC-checked), between two marks around the window.
+	before = gw.mark()
+	c0, t0 = gw.cpu(), time.Now()
+	sent = load(conns, clocks, *flood, 0, epoch)
+	st = gw.mark()
+	el = time.Since(t0)
+	total += sent
+	stored := st["frames"] - before["frames"]
 	cpuPct = 100 * float64(gw.cpu()-c0) / float64(el)
 	gwRate := stored / el.Seconds()
-	fmt.Printf("flood: sent %d frames in %s, stored %.0f during it (pipeline: submitted %.0f, handed to the store %.0f; readings lost %.0f)\n",
-		sent, el.Round(time.Millisecond), stored, st["submitted"], st["handed"], st["lost"])
-	closeAll(conns)
+	fmt.Printf("flood: sent %d frames in %s, stored %.0f during it (pipeline: submitted %.0f, handed to the store %.0f during it; readings lost %.0f)\n",
+		sent, el.Round(time.Millisecond), stored, st["submitted"]-before["submitted"], st["handed"]-before["handed"], st["lost"])
+	// Read back: every frame the generator sent must be in the telemetry file once the
+	// gateway has drained its connections.
+	finish(conns)
+	tf, cf := time.Now(), gw.cpu()
+	fin := gw.ask("final")
+	// The drain: what the senders left in the socket buffers, stored with the generator idle
+	// (as when the stations are other machines).
+	drainEl, drainCPU := time.Since(tf), gw.cpu()-cf
+	drained := fin["db_frames"] - st["frames"]
+	if _, ok := fin["db_frames"]; !ok {
+		return errors.New("the gateway could not count the stored frames")
+	}
+	lostFrames := float64(total) - fin["db_frames"]
+	fmt.Printf("read back: %d frames sent in all, %.0f in the telemetry store (%.0f readings), %.0f not stored (drained in %s: %t; quarantined %.0f, dropped %.0f, readings lost %.0f)\n",
+		total, fin["db_frames"], fin["db_readings"], lostFrames, time.Since(tf).Round(time.Millisecond), fin["drained"] == 1, fin["quarantined"], fin["dropped"], fin["lost"])
+	gwTotalCPU := gw.cpu() // the whole run: connect, warm-up, every phase, the drain
 	gw.stop()
 
 	null, err := startChild("null")
@@ -522,19 +682,38 @@ func drive() error {
 		null.stop()
 		return err
 	}
+	nclocks := make([]atomic.Int64, *stations)
+	nbefore := null.mark()
+	nt := time.Now()
+	load(nconns, nclocks, *target, *rate, epoch)
+	time.Sleep(2 * time.Second)
+	nst := null.mark()
+	nTgt := nst["frames"] - nbefore["frames"]
+	nTgtEl := time.Since(nt)
+	fmt.Printf("do-nothing reader, offered %d frames/s: %.0f frames cut and CRC-checked in %s\n", *rate**stations, nTgt, nTgtEl.Round(time.Millisecond))
+	nbefore = null.mark()
 	c1, t1 := null.cpu(), time.Now()
-	nsent := load(nconns, *flood, false, epoch)
+	nsent := load(nconns, nclocks, *flood, 0, epoch)
+	nst = null.mark()
 	nel := time.Since(t1)
-	nullCPU := 100 * float64(null.cpu()-c1) / float64(nel)
+	nullCPUTime := null.cpu() - c1
+	nullCPU := 100 * float64(nullCPUTime) / float64(nel)
 	closeAll(nconns)
 	null.stop()
-	nullRate := float64(nsent) / nel.Seconds()
-	fmt.Printf("do-nothing reader: %d frames in %s (cpu %.0f%%)\n", nsent, nel.Round(time.Millisecond), nullCPU)
+	nparsed := nst["frames"] - nbefore["frames"]
+	nullRate := nparsed / nel.Seconds()
+	fmt.Printf("do-nothing reader: sent %d frames in %s, %.0f cut and CRC-checked during it (refused %.0f, cpu %.0f%%)\n", nsent, nel.Round(time.Millisecond), nparsed, nst["refused"], nullCPU)
 	if nullRate == 0 {
 		return errors.New("the do-nothing reader got nothing")
 	}
 	fmt.Printf("bench-hj212: load average at the end %s\n", loadavg())
-	fmt.Printf("BENCH hj212 stations=%d frames_per_s=%.0f readings_per_s=%.0f null_frames_per_s=%.0f ratio=%.2f cpu_pct=%.0f flood_p99_ms=%.1f\n",
-		*stations, gwRate, gwRate*9, nullRate, gwRate/nullRate, cpuPct, st["p99"])
+	// Frames sent in the window and completed by 2 s after it, per second of the window.
+	tgtRate, nTgtRate := tgtStored/target.Seconds(), nTgt/target.Seconds()
+	fmt.Printf("BENCH hj212-offered stations=%d offered_frames_per_s=%d frames_per_s=%.0f null_frames_per_s=%.0f ratio=%.2f p99_ms=%.1f cpu_pct=%.0f\n",
+		*stations, *rate**stations, tgtRate, nTgtRate, tgtRate/nTgtRate, tgtP99, tgtCPU)
+	fmt.Printf("BENCH hj212 stations=%d frames_per_s=%.0f readings_per_s=%.0f null_frames_per_s=%.0f ratio=%.2f cpu_pct=%.0f flood_p99_ms=%.1f frames_sent=%d frames_stored=%.0f frames_lost=%.0f drain_frames_per_s=%.0f drain_cpu_pct=%.0f cpu_us_per_frame=%.0f null_cpu_us_per_frame=%.1f\n",
+		*stations, gwRate, gwRate*9, nullRate, gwRate/nullRate, cpuPct, st["p99"], total, fin["db_frames"], lostFrames,
+		drained/drainEl.Seconds(), 100*float64(drainCPU)/float64(drainEl), float64(gwTotalCPU.Microseconds())/fin["db_frames"],
+		float64(nullCPUTime.Microseconds())/nparsed)
 	return nil
 }
