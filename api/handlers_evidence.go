@@ -87,7 +87,7 @@ func (s *Server) getEvidence(c *fiber.Ctx) error {
 		f.Close()
 		s.Record(c, action, target, rerr, "")
 		c.Set(fiber.HeaderContentRange, "bytes */"+strconv.FormatInt(size, 10))
-		return rerr
+		return writeError(c, fiber.StatusRequestedRangeNotSatisfiable, ErrorDetail{Code: errs.CodeOf(rerr), Message: rerr.Error()})
 	}
 	if start == 0 {
 		detail := fetched

@@ -160,6 +160,7 @@ func (g *EvidenceGate) Verify(h http.Header, method, path string, now time.Time)
 	}
 	body := FetchSigned(method, path)
 	var last error = ErrBadSignature
+	badSig := false
 	for _, p := range g.Peers {
 		err := Verify(p.Secret, p.Alg, h, body, now, skew)
 		if err == nil {
@@ -172,7 +173,9 @@ func (g *EvidenceGate) Verify(h http.Header, method, path string, now time.Time)
 		if !errors.Is(err, ErrBadSignature) && !errors.Is(err, ErrAlgorithm) {
 			return EvidencePeer{}, err // missing header, skew: the same for every secret
 		}
-		last = err
+		if !badSig { // a MAC that did not verify says more than another peer's algorithm
+			last, badSig = err, errors.Is(err, ErrBadSignature)
+		}
 	}
 	return EvidencePeer{}, last
 }
