@@ -212,3 +212,94 @@ func TestEvidenceFollowsTheEventUpward(t *testing.T) {
 	require.Equal(t, 404, se.Status)
 	require.True(t, strings.Contains(se.Body, "evidence_not_found"), se.Body)
 }
+
+// An H.264 clip of a site's event, announced by evidence.added, plays in Chromium in the alert
+// detail at the centre (which fetches it from the site when the player asks for it), and the
+// wall tile's 取证录像 dialog works or says the gateway lacks the API.
+func TestClipPlaysInBrowserAtCentre(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the demo city and Chromium")
+	}
+	harness, err := filepath.Abs("../api/dashboard/browsertest")
+	require.NoError(t, err)
+	_, errNode := exec.LookPath("node")
+	_, errMods := os.Stat(filepath.Join(harness, "node_modules", "playwright-core"))
+	_, errChromium := os.Stat("/usr/bin/chromium")
+	if errNode != nil || errMods != nil || errChromium != nil {
+		t.Skipf("browser test needs node, /usr/bin/chromium and npm ci in %s", harness)
+	}
+	p := startProvince(t, "province-secret-"+ulid.Make().String())
+	dir, dj, out := startCity(t, p)
+	centre := dj.HTTP
+	siteURL, siteUsers := siteOf(t, dj, "demo-gw-city")
+	svc := login(t, siteURL, "analytics", userPassword(siteUsers, "analytics"))
+	admin := login(t, centre, "admin", password(dj, "admin"))
+	camera := ""
+	for _, c := range dj.Cameras {
+		if c.Gateway == "demo-gw-city" {
+			camera = c.ID
+			break
+		}
+	}
+	require.NotEmpty(t, camera)
+
+	// The event at the site raises an alert at the centre; its clip follows as evidence.added.
+	at := time.Now().UTC()
+	body := fmt.Sprintf(`{"type":"video.tamper","severity":"major","state":"active","alarm_key":"%s/clip-browsertest","occurred_at":%q,"device":{"id":%q},"message":"摄像机遮挡（录像测试）"}`,
+		camera, at.Format(time.RFC3339Nano), camera)
+	code, b := post(t, siteURL+"/api/v1/events", svc, body)
+	require.Equal(t, 201, code, string(b))
+	var ev struct{ ID string }
+	require.NoError(t, json.Unmarshal(b, &ev))
+	clip := testMP4(t, 8)
+	sum := sha(clip)
+	require.NoError(t, os.MkdirAll(filepath.Dir(evidencePath(filepath.Join(dir, "demo-gw-city"), sum, ".mp4")), 0o750))
+	require.NoError(t, os.WriteFile(evidencePath(filepath.Join(dir, "demo-gw-city"), sum, ".mp4"), clip, 0o640))
+	url := "/api/v1/evidence/" + sum[0:2] + "/" + sum[2:4] + "/" + sum + ".mp4"
+	ts := func(d time.Duration) string { return at.Add(d).Format(time.RFC3339Nano) }
+	body = fmt.Sprintf(`{"type":"evidence.added","severity":"info","occurred_at":%q,"device":{"id":%q},"ref_event_id":%q,"message":"证据录像已生成",
+		"evidence":[{"kind":"clip","url":%q,"sha256":%q,"mime":"video/mp4","codec":"h264","camera_id":%q,"start":%q,"end":%q,"event_at":%q,"complete":true}]}`,
+		ts(6*time.Second), camera, ev.ID, url, sum, camera, ts(-2*time.Second), ts(6*time.Second), ts(0))
+	code, b = post(t, siteURL+"/api/v1/events", svc, body)
+	require.Equal(t, 201, code, string(b))
+
+	require.Eventually(t, func() bool {
+		code, b := get(t, centre+"/api/v1/alerts?limit=200", admin)
+		var l struct {
+			Alerts []struct {
+				ID      string
+				EventID string `json:"event_id"`
+			}
+		}
+		if code != 200 || json.Unmarshal(b, &l) != nil {
+			return false
+		}
+		for _, a := range l.Alerts {
+			if a.EventID == ev.ID {
+				_, d := get(t, centre+"/api/v1/alerts/"+a.ID, admin)
+				return strings.Contains(string(d), sum)
+			}
+		}
+		return false
+	}, 90*time.Second, 500*time.Millisecond, "the centre's alert lists the clip\n%s", out)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", "run.mjs", centre, filepath.Join(dir, "demo.json"))
+	cmd.Dir = harness
+	artifacts := os.Getenv("OFFSITE_TEST_ARTIFACTS")
+	if artifacts == "" {
+		artifacts = t.TempDir()
+	}
+	cmd.Env = append(os.Environ(), "OFFSITE_TEST_STRICT=1", "OFFSITE_TEST_ONLY=clip,recording", "OFFSITE_TEST_ARTIFACTS="+filepath.Join(artifacts, "screens"))
+	res, err := cmd.CombinedOutput()
+	t.Logf("browser scenarios:\n%s", res)
+	require.NoError(t, err, "browser scenarios failed")
+	require.Contains(t, string(res), "PASS clip")
+	views := auditOf(t, centre, admin, "evidence.view")
+	played := false
+	for _, r := range views {
+		played = played || r.Target == sum+".mp4" && r.Result == "ok"
+	}
+	require.True(t, played, "the play is audited at the centre: %+v", views)
+}

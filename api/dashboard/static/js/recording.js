@@ -12,9 +12,9 @@ import { field, select, toast } from './ui.js';
 const DEFAULT_MAX_MINUTES = 30;
 
 export function openRecordingDialog(camId, camName) {
-  const minutes = h('input', { type: 'number', min: 1, max: DEFAULT_MAX_MINUTES, step: 1, value: 5, required: true, id: 'rec-minutes', name: 'minutes' });
+  const minutes = h('input', { type: 'number', min: 1, max: DEFAULT_MAX_MINUTES, step: 1, value: 5, id: 'rec-minutes', name: 'minutes' });
   const hint = h('small', { class: 'hint', id: 'rec-minutes-hint' }, t('rec.minutes_hint', { max: DEFAULT_MAX_MINUTES }));
-  const reason = h('textarea', { rows: 2, required: true, id: 'rec-reason', name: 'reason', placeholder: t('rec.reason_placeholder') });
+  const reason = h('textarea', { rows: 2, id: 'rec-reason', name: 'reason', placeholder: t('rec.reason_placeholder') });
   const alertSel = select([['', t('rec.no_alert')]], '', { id: 'rec-alert', name: 'alert_id' });
   const status = h('div', { class: 'rec-status', id: 'rec-status', 'aria-live': 'polite' });
   const recent = h('ul', { class: 'rec-list', id: 'rec-list' });
