@@ -816,6 +816,7 @@ await scenario('clip', async () => {
     const st = await page.$eval(`${sel} video.clip-video`, (v) => `currentTime ${v.currentTime}, readyState ${v.readyState}, error ${v.error?.code || ''}`);
     throw new Error(`the clip does not play: ${st}`);
   });
+  assert(await page.$eval(`${sel} .clip-no-play`, (el) => el.offsetParent === null), 'the page says the clip cannot play while it plays');
   const t1 = await page.$eval(`${sel} video.clip-video`, (v) => v.currentTime);
   await page.waitForFunction(([s, t]) => document.querySelector(`${s} video.clip-video`).currentTime > t, [sel, t1], { timeout: 10000 })
     .catch(() => { throw new Error(`currentTime stays at ${t1}`); });

@@ -18,6 +18,7 @@ export function openRecordingDialog(camId, camName) {
   const alertSel = select([['', t('rec.no_alert')]], '', { id: 'rec-alert', name: 'alert_id' });
   const status = h('div', { class: 'rec-status', id: 'rec-status', 'aria-live': 'polite' });
   const recent = h('ul', { class: 'rec-list', id: 'rec-list' });
+  const recentHead = h('h4', {}, t('rec.recent'));
   const startBtn = h('button', { type: 'submit', class: 'btn primary', id: 'rec-start' }, t('rec.start'));
   const closeBtn = h('button', { type: 'button', class: 'btn', id: 'rec-close', onclick: () => dlg.close() }, t('rec.close'));
   const form = h('form', { class: 'rec-form', onsubmit: submit },
@@ -27,7 +28,7 @@ export function openRecordingDialog(camId, camName) {
     field(t('rec.alert'), alertSel),
     status,
     h('div', { class: 'rec-actions' }, startBtn, closeBtn),
-    h('h4', {}, t('rec.recent')), recent);
+    recentHead, recent);
   const dlg = h('dialog', { class: 'rec-dialog', id: 'rec-dialog', 'data-camera': camId }, form);
   let timer = 0;
   let unavailable = false;
@@ -62,6 +63,7 @@ export function openRecordingDialog(camId, camName) {
   function showUnavailable() {
     unavailable = true;
     startBtn.disabled = true;
+    recent.hidden = recentHead.hidden = true;
     clear(status).append(h('p', { class: 'alert-box muted', 'data-unavailable': '1' }, t('rec.unavailable')));
   }
 
