@@ -100,6 +100,8 @@ func (s *Server) componentEnabled(name string) bool {
 		return s.Alerts != nil
 	case "evidence":
 		return s.Evidence != nil
+	case "evidence_peers":
+		return s.Evidence != nil && s.EvidenceGate != nil && s.Events != nil
 	case "uplinks":
 		return s.Uplinks != nil
 	case "telemetry":

@@ -30,7 +30,7 @@ func (s *Server) evidencePeerRoutes(app *fiber.App) {
 	if s.Evidence == nil || s.EvidenceGate == nil || s.Events == nil {
 		return
 	}
-	app.Get("/offsite/v1/evidence/:sum", s.serveEvidenceToPeer)
+	app.Get("/offsite/v1/evidence/:sha256", s.serveEvidenceToPeer)
 }
 
 // getEvidence serves a stored file to a caller who may see an event or alert it is attached
