@@ -57,6 +57,20 @@ func testMP4(t *testing.T, seconds int) []byte {
 	return b
 }
 
+// testHEVC is an H.265 MP4 (hvc1) made by ffmpeg.
+func testHEVC(t *testing.T) []byte {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "clip265.mp4")
+	out, err := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25",
+		"-t", "3", "-c:v", "libx265", "-x265-params", "log-level=error", "-pix_fmt", "yuv420p", "-tag:v", "hvc1", "-movflags", "+faststart", p).CombinedOutput()
+	if err != nil {
+		t.Skipf("ffmpeg cannot encode H.265 here: %v %s", err, out)
+	}
+	b, err := os.ReadFile(p)
+	require.NoError(t, err)
+	return b
+}
+
 func sha(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
@@ -262,6 +276,17 @@ func TestClipPlaysInBrowserAtCentre(t *testing.T) {
 		ts(6*time.Second), camera, ev.ID, url, sum, camera, ts(-2*time.Second), ts(6*time.Second), ts(0))
 	code, b = post(t, siteURL+"/api/v1/events", svc, body)
 	require.Equal(t, 201, code, string(b))
+	// An H.265 clip of the same event (another camera's, say): offered as a download.
+	hevc := testHEVC(t)
+	hsum := sha(hevc)
+	require.NoError(t, os.MkdirAll(filepath.Dir(evidencePath(filepath.Join(dir, "demo-gw-city"), hsum, ".mp4")), 0o750))
+	require.NoError(t, os.WriteFile(evidencePath(filepath.Join(dir, "demo-gw-city"), hsum, ".mp4"), hevc, 0o640))
+	hurl := "/api/v1/evidence/" + hsum[0:2] + "/" + hsum[2:4] + "/" + hsum + ".mp4"
+	body = fmt.Sprintf(`{"type":"evidence.added","severity":"info","occurred_at":%q,"device":{"id":%q},"ref_event_id":%q,"message":"证据录像已生成",
+		"evidence":[{"kind":"clip","url":%q,"sha256":%q,"mime":"video/mp4","codec":"h265","camera_id":%q,"start":%q,"end":%q,"event_at":%q,"complete":true}]}`,
+		ts(7*time.Second), camera, ev.ID, hurl, hsum, camera, ts(-2*time.Second), ts(6*time.Second), ts(0))
+	code, b = post(t, siteURL+"/api/v1/events", svc, body)
+	require.Equal(t, 201, code, string(b))
 
 	require.Eventually(t, func() bool {
 		code, b := get(t, centre+"/api/v1/alerts?limit=200", admin)
@@ -277,7 +302,7 @@ func TestClipPlaysInBrowserAtCentre(t *testing.T) {
 		for _, a := range l.Alerts {
 			if a.EventID == ev.ID {
 				_, d := get(t, centre+"/api/v1/alerts/"+a.ID, admin)
-				return strings.Contains(string(d), sum)
+				return strings.Contains(string(d), sum) && strings.Contains(string(d), hsum)
 			}
 		}
 		return false
@@ -296,6 +321,7 @@ func TestClipPlaysInBrowserAtCentre(t *testing.T) {
 	t.Logf("browser scenarios:\n%s", res)
 	require.NoError(t, err, "browser scenarios failed")
 	require.Contains(t, string(res), "PASS clip")
+	require.Contains(t, string(res), "the H.265 clip is a download saying why")
 	views := auditOf(t, centre, admin, "evidence.view")
 	played := false
 	for _, r := range views {

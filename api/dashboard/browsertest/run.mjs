@@ -821,8 +821,25 @@ await scenario('clip', async () => {
   await page.waitForFunction(([s, t]) => document.querySelector(`${s} video.clip-video`).currentTime > t, [sel, t1], { timeout: 10000 })
     .catch(() => { throw new Error(`currentTime stays at ${t1}`); });
   await page.screenshot({ path: path.join(OUT, 'zh-CN-1920x1080-alert-clip.png') });
+  // An H.265 clip of the same alert, if any, is offered as a download and says why it does not
+  // play (in Chinese, and in English after the switch).
+  const d = await apiGet(tok, `alerts/${encodeURIComponent(found.id)}`);
+  const hevc = (d?.clips || []).find((x) => x.kind === 'clip' && /^(h265|hevc)$/i.test(x.codec || ''));
+  let more = '';
+  if (hevc) {
+    const hs = `.clip-h265[data-sha256="${hevc.sha256}"]`;
+    await page.waitForSelector(`${hs} .clip-no-play`, { timeout: 10000 });
+    assert(!(await page.$(`${hs} video`)), 'an H.265 clip is put in a <video>');
+    const why = await page.textContent(`${hs} .clip-no-play`);
+    assert(why.includes('H.265') && why.includes('下载'), `the H.265 note says: ${why}`);
+    assert((await page.getAttribute(`${hs} a.clip-download`, 'href')).includes('download=1'), 'no download for the H.265 clip');
+    await page.click('#lang-switch');
+    await page.waitForFunction((s) => /browsers cannot play/.test(document.querySelector(`${s} .clip-no-play`)?.textContent || ''), hs, { timeout: 10000 });
+    await page.screenshot({ path: path.join(OUT, 'en-1920x1080-alert-clip-h265.png') });
+    more = '; the H.265 clip is a download saying why (zh, en)';
+  }
   await ctx.close();
-  return { msg: `alert ${found.id}: clip ${found.clip.sha256.slice(0, 12)}… plays (currentTime past ${t1.toFixed(2)} s)` };
+  return { msg: `alert ${found.id}: clip ${found.clip.sha256.slice(0, 12)}… plays (currentTime past ${t1.toFixed(2)} s)${more}` };
 });
 
 // 取证录像 on a wall tile: the dialog asks for minutes and a reason and starts a recording
