@@ -197,6 +197,21 @@ func TestEvidenceFollowsTheEventUpward(t *testing.T) {
 	require.NotEmpty(t, rows, "the download is audited")
 	rows = auditOf(t, centre, admin, "evidence.view")
 	require.NotEmpty(t, rows, "the inline views are audited")
+	// Each fetch is audited where it is served: at the centre for the province, at the site for
+	// the centre.
+	byActor := func(rows []auditRow, actor, target string) bool {
+		for _, r := range rows {
+			if r.Actor == actor && r.Target == target && r.Result == "ok" {
+				return true
+			}
+		}
+		return false
+	}
+	require.True(t, byActor(auditOf(t, centre, admin, "evidence.download"), "uplink:province", clipSum), "the province's fetch is audited at the centre")
+	siteAdmin := login(t, siteURL, "admin", userPassword(siteUsers, "admin"))
+	siteRows := auditOf(t, siteURL, siteAdmin, "evidence.download")
+	require.True(t, byActor(siteRows, "uplink:centre", clipSum), "the centre's fetch is audited at the site: %+v", siteRows)
+	require.True(t, byActor(siteRows, "uplink:centre", sha(pic)), "%+v", siteRows)
 
 	// Someone changes the second picture at the site: the centre refuses the copy, says so,
 	// counts it and keeps nothing; the province gets nothing either.
