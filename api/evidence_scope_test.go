@@ -48,7 +48,7 @@ func TestEvidenceIsScopedToItsEventsAndAlerts(t *testing.T) {
 			require.Equal(t, pngBytes, r.body)
 		}
 
-		downloads := h.auditEntries(audit.Filter{Action: "evidence.download"})
+		downloads := h.auditEntries(audit.Filter{Action: "evidence.view"}) // inline: <img>, no ?download=1
 		var denied, ok int
 		for _, e := range downloads {
 			require.Equal(t, up.SHA256+".png", e.Target)

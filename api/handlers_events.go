@@ -100,6 +100,8 @@ func (s *Server) componentEnabled(name string) bool {
 		return s.Alerts != nil
 	case "evidence":
 		return s.Evidence != nil
+	case "evidence_peers":
+		return s.Evidence != nil && s.EvidenceGate != nil && s.Events != nil
 	case "uplinks":
 		return s.Uplinks != nil
 	case "telemetry":
@@ -433,7 +435,11 @@ func (s *Server) getAlert(c *fiber.Ctx) error {
 	if !reader.Reads(al.Audience, al.Type) {
 		return errs.E(errs.KindNotFound, "alert_not_found", "no alert %s", id)
 	}
-	return c.JSON(al)
+	detail, err := s.alertWithClips(c, al)
+	if err != nil {
+		return err
+	}
+	return c.JSON(detail)
 }
 
 // AlertActionRequest is the body of POST /api/v1/alerts/{id}/claim|handle|feedback|close.
@@ -543,37 +549,6 @@ func (s *Server) postEvidence(c *fiber.Ctx) error {
 	c.Status(fiber.StatusCreated)
 	c.Set(fiber.HeaderLocation, url)
 	return c.JSON(fiber.Map{"sha256": sum, "url": url})
-}
-
-// getEvidence serves a stored file to a caller who may see an event or alert it is attached
-// to (administrators: any); to anyone else it does not exist (404), so file names of other
-// departments' evidence tell nothing. events.ParseEvidencePath checks the path against the
-// store's layout before anything touches the file system, so nothing else can be reached.
-// Every download and every refusal is audited (evidence.download).
-func (s *Server) getEvidence(c *fiber.Ctx) error {
-	ref, err := events.ParseEvidencePath(c.Params("a"), c.Params("b"), c.Params("file"))
-	if err != nil {
-		return err
-	}
-	target := ref.SHA256 + ref.Ext
-	if err := s.evidenceVisible(c, ref.SHA256); err != nil {
-		s.Record(c, "evidence.download", target, err, "")
-		return err
-	}
-	etag := `"` + ref.SHA256 + `"`
-	c.Set(fiber.HeaderCacheControl, "private, max-age=31536000, immutable") // content-addressed
-	c.Set(fiber.HeaderETag, etag)
-	if c.Get(fiber.HeaderIfNoneMatch) == etag {
-		s.Record(c, "evidence.download", target, nil, "not modified")
-		return c.SendStatus(fiber.StatusNotModified)
-	}
-	f, size, err := s.Evidence.OpenRef(ref)
-	s.Record(c, "evidence.download", target, err, "")
-	if err != nil {
-		return err
-	}
-	c.Set(fiber.HeaderContentType, ref.ContentType)
-	return c.SendStream(f, int(size)) // fasthttp closes f when sent
 }
 
 // evidenceVisible is nil if the caller may see evidence sum: an administrator, or someone

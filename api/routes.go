@@ -29,6 +29,7 @@ func (s *Server) routes() {
 	app.Post("/api/v1/auth/login", s.login)
 	// Site gateways below a centre sign their requests instead of logging in.
 	s.centreRoutes(app)
+	s.evidencePeerRoutes(app)
 	v1 := app.Group("/api/v1", s.authenticate)
 
 	v1.Get("/openapi.json", s.openAPI)

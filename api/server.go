@@ -107,6 +107,12 @@ type Server struct {
 	Feed   *events.Feed
 	// Evidence, when set, serves POST /evidence and the stored files.
 	Evidence *events.EvidenceStore
+	// EvidenceGate, when set (with Evidence and Events), serves GET /offsite/v1/evidence/{sha256}
+	// to the receivers of this node's uplinks, signed with the uplink's secret.
+	EvidenceGate *uplink.EvidenceGate
+	// EvidenceFetch, when set (a centre), fetches a file not stored here from the site
+	// gateway whose event carries it, the first time it is opened.
+	EvidenceFetch EvidenceFetcher
 	// Uplinks, when set, serves /uplinks and their dead letters.
 	Uplinks *uplink.Set
 	// Telemetry, when set, serves the readings of a device (latest, series, /telemetry).

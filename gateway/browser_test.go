@@ -38,11 +38,13 @@ func TestDashboardInBrowser(t *testing.T) {
 	if artifacts == "" {
 		artifacts = filepath.Join(t.TempDir(), "artifacts")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	// 10 minutes: on a loaded 2-core machine the scenarios (with clip and recording) came to 8.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "node", "run.mjs", dj.HTTP, filepath.Join(dir, "demo.json"))
 	cmd.Dir = harness
-	cmd.Env = append(os.Environ(), "OFFSITE_TEST_STRICT=1", "OFFSITE_TEST_ARTIFACTS="+filepath.Join(artifacts, "screens"))
+	// clip may skip until the demo records clips (issue 19, clips-core).
+	cmd.Env = append(os.Environ(), "OFFSITE_TEST_STRICT=1", "OFFSITE_TEST_OPTIONAL=clip", "OFFSITE_TEST_ARTIFACTS="+filepath.Join(artifacts, "screens"))
 	res, err := cmd.CombinedOutput()
 	t.Logf("browser scenarios:\n%s", res)
 	if err != nil {

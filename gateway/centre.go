@@ -25,8 +25,20 @@ func (g *gateway) openCentre(sealer *devices.Sealer) {
 	g.receiver = &centre.Receiver{Log: g.events, Gateways: g.gateways, MaxSkew: g.cfg.Centre.MaxSkew, Logger: g.log.With("component", "centre")}
 	g.reg.MustRegister(g.receiver.Collectors()...)
 	g.reg.MustRegister(gatewayHealth{g.gateways})
+	g.evidenceFetch = &centre.EvidenceFetcher{Log: g.events, Gateways: g.gateways, Store: g.evidence, Logger: g.log.With("component", "centre-evidence")}
+	g.reg.MustRegister(g.evidenceFetch.Collectors()...)
 	mon := &centre.Monitor{Receiver: g.receiver, OfflineAfter: g.cfg.Centre.OfflineAfter}
 	g.goBackground(func(ctx context.Context) { g.leases.Run(ctx, leaseGatewayHealth, mon.Run) })
+}
+
+// evidenceGate lets the receivers of this node's uplinks (its centre, the province) fetch the
+// evidence of the events they were sent (docs/contracts.md §9); nil without such an uplink.
+func (g *gateway) evidenceGate() *uplink.EvidenceGate {
+	peers := g.uplinks.EvidencePeers()
+	if len(peers) == 0 {
+		return nil
+	}
+	return &uplink.EvidenceGate{GatewayID: g.cfg.GatewayID, Peers: peers}
 }
 
 // inventory is what this site reports to its centre: every site and device from the

@@ -342,6 +342,9 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := waitForInventories(ctx, centreURL, df.Users, len(sites)); err != nil {
 		logger.Warn("the centre has not heard from every site gateway yet", "err", err)
 	}
+	if err := setSiteBaseURLs(ctx, centreURL, df.Users, df.Gateways); err != nil {
+		logger.Warn("the centre does not know the site gateways' addresses: their evidence cannot be fetched", "err", err)
+	}
 	if ctl, err := startDevControl(ctx, cams, city, logger); err != nil {
 		logger.Warn("camera control for tests not started", "err", err)
 	} else {
@@ -412,6 +415,44 @@ func waitForInventories(ctx context.Context, centre string, users []demoUser, n 
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// setSiteBaseURLs tells the centre where each site gateway's API is (its enrolment's base
+// URL), so that it can fetch their evidence files (docs/contracts.md §9). The sites start
+// after the centre, on ports not known before, hence an update after the start.
+func setSiteBaseURLs(ctx context.Context, centre string, users []demoUser, gws []demoGateway) error {
+	pw := ""
+	for _, u := range users {
+		if u.Username == "admin" {
+			pw = u.Password
+		}
+	}
+	body, _ := json.Marshal(map[string]string{"username": "admin", "password": pw})
+	resp, err := http.Post(centre+"/api/v1/auth/login", "application/json", strings.NewReader(string(body)))
+	if err != nil {
+		return err
+	}
+	var lr struct{ Token string }
+	err = json.NewDecoder(resp.Body).Decode(&lr)
+	resp.Body.Close()
+	if err != nil {
+		return err
+	}
+	for _, gw := range gws {
+		b, _ := json.Marshal(map[string]string{"name": gw.Name, "base_url": gw.HTTP})
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPut, centre+"/api/v1/gateways/"+gw.ID, strings.NewReader(string(b)))
+		req.Header.Set("Authorization", "Bearer "+lr.Token)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("set base URL of %s: status %d", gw.ID, resp.StatusCode)
+		}
+	}
+	return nil
 }
 
 func (df demoFile) gateway(id string) demoGateway {

@@ -98,6 +98,9 @@ type gateway struct {
 	sensors  *sensors
 	api      *api.Server
 
+	// evidenceFetch brings a child's evidence file to this centre when first opened.
+	evidenceFetch *centre.EvidenceFetcher
+
 	// started is set once every listener is open.
 	started atomic.Bool
 
@@ -325,6 +328,7 @@ func openGateway(ctx context.Context, cfg config.Config, logger *slog.Logger, ou
 		Cameras: g.video.manager, Video: g.video.handler, Leases: g.video.leases,
 		Gateways: g.gateways, Receiver: g.receiver,
 		RTSPConsumers: g.video.consumers, RateLimits: g.sensors,
+		EvidenceGate: g.evidenceGate(), EvidenceFetch: g.evidenceFetch,
 	}
 	if err := g.api.Initialize(); err != nil {
 		return g, fmt.Errorf("api: %w", err)

@@ -61,6 +61,8 @@ type Event struct {
 	Detail string `json:"detail,omitempty"`
 	// Alert is set on alert.* events: which alert, its new state and who moved it.
 	Alert *AlertRef `json:"alert,omitempty"`
+	// RefEventID, on evidence.added, is the event the evidence is of.
+	RefEventID string `json:"ref_event_id,omitempty"`
 
 	// Seq is the event's position in this gateway's log (0 until logged). Not part of the
 	// contract: cursors are local.
@@ -95,11 +97,20 @@ type Reading struct {
 	Limit  *float64 `json:"limit,omitempty"`
 }
 
-// Evidence points at a stored file (see EvidenceStore).
+// Evidence points at a stored file (see EvidenceStore). A clip adds its type, codec, camera,
+// the time it covers, the event's moment in it and whether it was finished (docs/contracts.md §9).
 type Evidence struct {
-	Kind   string `json:"kind"`
-	URL    string `json:"url"`
-	SHA256 string `json:"sha256"`
+	Kind     string     `json:"kind"`
+	URL      string     `json:"url"`
+	SHA256   string     `json:"sha256"`
+	MIME     string     `json:"mime,omitempty"`
+	Codec    string     `json:"codec,omitempty"`
+	CameraID string     `json:"camera_id,omitempty"`
+	Start    *time.Time `json:"start,omitempty"`
+	End      *time.Time `json:"end,omitempty"`
+	EventAt  *time.Time `json:"event_at,omitempty"`
+	Complete *bool      `json:"complete,omitempty"`
+	Note     string     `json:"note,omitempty"`
 }
 
 // AlertRef describes an alert transition inside an alert.* event.
@@ -259,6 +270,7 @@ type wireEvent struct {
 	Message         string     `json:"message,omitempty"`
 	Detail          string     `json:"detail,omitempty"`
 	Alert           *AlertRef  `json:"alert,omitempty"`
+	RefEventID      string     `json:"ref_event_id,omitempty"`
 }
 
 // TimeFormat is how occurred_at is written.
@@ -271,6 +283,6 @@ func (e Event) MarshalJSON() ([]byte, error) {
 		OccurredAt: e.OccurredAt.UTC().Format(TimeFormat), GatewayID: e.GatewayID,
 		Site: e.Site, Device: e.Device, Department: e.Department, SupervisionItem: e.SupervisionItem,
 		Reading: e.Reading, Evidence: e.Evidence, AlarmKey: e.AlarmKey, Rule: e.Rule, Message: e.Message,
-		Detail: e.Detail, Alert: e.Alert,
+		Detail: e.Detail, Alert: e.Alert, RefEventID: e.RefEventID,
 	})
 }

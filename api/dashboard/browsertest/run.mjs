@@ -9,10 +9,11 @@
 //   OFFSITE_CAMERA_DOWN_CMD  shell command taking camera {id} off line (e.g. stop its simulator)
 //   OFFSITE_CAMERA_UP_CMD    shell command bringing it back
 //   OFFSITE_TEST_ONLY        comma list of scenarios to run (login,wall,alerts,chain,scope,offline,devices,hj212,
-//                            accounts,occurrences,camstates,soak,screens)
+//                            accounts,occurrences,camstates,clip,recording,soak,screens)
 //   OFFSITE_TEST_SOAK_CYCLES how many times the soak scenario fills and clears the wall (default 8)
 //   OFFSITE_TEST_READING     {"sensor","metric","value"} forcing the reading that must raise an alert
 //   OFFSITE_TEST_STRICT=1    a skipped scenario counts as a failure
+//   OFFSITE_TEST_OPTIONAL    comma list of scenarios that may skip even when strict (clip)
 // Exit status: 0 when every scenario passed, 1 otherwise.
 
 import { chromium } from 'playwright-core';
@@ -809,6 +810,93 @@ await scenario('camstates', async () => {
 });
 
 // Screenshots of every page, both languages, desktop and phone.
+// Event clips (issue 19): an alert whose evidence includes an H.264 clip plays it in the detail
+// page's <video> — currentTime advances — with the event moment marked on the seek bar, the
+// sha256 shown and a download link. Skips when the demo has no clip yet (pending the clip
+// writer); OFFSITE_TEST_OPTIONAL lets it skip even when strict.
+await scenario('clip', async () => {
+  const tok = adminToken || await apiToken(admin);
+  const l = await apiGet(tok, 'alerts?limit=200');
+  const all = Array.isArray(l) ? l : l?.items || l?.alerts || [];
+  let found = null;
+  for (const a of all) {
+    const d = await apiGet(tok, `alerts/${encodeURIComponent(a.id)}`);
+    const c = (d?.clips || []).find((x) => x.kind === 'clip' && !/^(h265|hevc)$/i.test(x.codec || ''));
+    if (c) { found = { id: a.id, clip: c }; break; }
+  }
+  if (!found) return { skip: 'no alert with an H.264 clip in the demo yet' };
+  const { ctx, page } = await newPage();
+  await login(page, admin);
+  await page.goto(`${BASE}/#/alerts/${encodeURIComponent(found.id)}`);
+  const sel = `.clip[data-sha256="${found.clip.sha256}"]`;
+  await page.waitForSelector(`${sel} video.clip-video`, { timeout: 15000 });
+  const shown = await page.textContent(`${sel} code.sha256`);
+  assert(shown.trim() === found.clip.sha256, `the page shows sha256 ${shown}, not ${found.clip.sha256}`);
+  const href = await page.getAttribute(`${sel} a.clip-download`, 'href');
+  assert(href.includes('download=1'), `the download link is ${href}`);
+  if (found.clip.event_at && found.clip.start) assert(await page.$(`${sel} .clip-marker`), 'the event moment is not marked on the seek bar');
+  await page.$eval(`${sel} video.clip-video`, (v) => { v.muted = true; return v.play(); });
+  await page.waitForFunction((s) => { const v = document.querySelector(`${s} video.clip-video`); return v && v.currentTime > 0.5 && v.videoWidth > 0; },
+    sel, { timeout: 30000, polling: 250 }).catch(async () => {
+    const st = await page.$eval(`${sel} video.clip-video`, (v) => `currentTime ${v.currentTime}, readyState ${v.readyState}, error ${v.error?.code || ''}`);
+    throw new Error(`the clip does not play: ${st}`);
+  });
+  assert(await page.$eval(`${sel} .clip-no-play`, (el) => el.offsetParent === null), 'the page says the clip cannot play while it plays');
+  const t1 = await page.$eval(`${sel} video.clip-video`, (v) => v.currentTime);
+  await page.waitForFunction(([s, t]) => document.querySelector(`${s} video.clip-video`).currentTime > t, [sel, t1], { timeout: 10000 })
+    .catch(() => { throw new Error(`currentTime stays at ${t1}`); });
+  await page.screenshot({ path: path.join(OUT, 'zh-CN-1920x1080-alert-clip.png') });
+  // An H.265 clip of the same alert, if any, is offered as a download and says why it does not
+  // play (in Chinese, and in English after the switch).
+  const d = await apiGet(tok, `alerts/${encodeURIComponent(found.id)}`);
+  const hevc = (d?.clips || []).find((x) => x.kind === 'clip' && /^(h265|hevc)$/i.test(x.codec || ''));
+  let more = '';
+  if (hevc) {
+    const hs = `.clip-h265[data-sha256="${hevc.sha256}"]`;
+    await page.waitForSelector(`${hs} .clip-no-play`, { timeout: 10000 });
+    assert(!(await page.$(`${hs} video`)), 'an H.265 clip is put in a <video>');
+    const why = await page.textContent(`${hs} .clip-no-play`);
+    assert(why.includes('H.265') && why.includes('下载'), `the H.265 note says: ${why}`);
+    assert((await page.getAttribute(`${hs} a.clip-download`, 'href')).includes('download=1'), 'no download for the H.265 clip');
+    await page.click('#lang-switch');
+    await page.waitForFunction((s) => /browsers cannot play/.test(document.querySelector(`${s} .clip-no-play`)?.textContent || ''), hs, { timeout: 10000 });
+    await page.screenshot({ path: path.join(OUT, 'en-1920x1080-alert-clip-h265.png') });
+    more = '; the H.265 clip is a download saying why (zh, en)';
+  }
+  await ctx.close();
+  return { msg: `alert ${found.id}: clip ${found.clip.sha256.slice(0, 12)}… plays (currentTime past ${t1.toFixed(2)} s)${more}` };
+});
+
+// 取证录像 on a wall tile: the dialog asks for minutes and a reason and starts a recording
+// (POST /cameras/{id}/recordings); a gateway without that API says so instead of breaking.
+await scenario('recording', async () => {
+  const { ctx, page } = await newPage();
+  await login(page, admin);
+  const [cam] = await fillWall(page, 1);
+  await page.click(`.tile[data-camera="${cam}"] .tile-rec`);
+  await page.waitForSelector('#rec-dialog[open]', { timeout: 5000 });
+  await page.waitForFunction(() => document.querySelector('#rec-list .rec-item, #rec-list .empty, #rec-status [data-unavailable]'), null, { timeout: 10000 });
+  if (await page.$('#rec-status [data-unavailable]')) {
+    assert(await page.$eval('#rec-start', (b) => b.disabled), 'the start button stays enabled without the API');
+    await page.screenshot({ path: path.join(OUT, 'zh-CN-1920x1080-wall-recording-unavailable.png') });
+    await page.click('#rec-close');
+    await page.waitForSelector('#rec-dialog', { state: 'detached', timeout: 5000 });
+    await ctx.close();
+    return { msg: `${cam}: the gateway has no recordings API yet; the dialog says so (${'此网关尚不支持取证录像'})` };
+  }
+  await page.fill('#rec-reason', '');
+  await page.click('#rec-start');
+  await page.waitForSelector('#rec-status .alert-box.error', { timeout: 5000 });
+  await page.fill('#rec-minutes', '1');
+  await page.fill('#rec-reason', '浏览器测试：现场执法取证');
+  await page.click('#rec-start');
+  await page.waitForSelector('#rec-status .rec-started', { timeout: 10000 });
+  await page.waitForSelector('#rec-list .rec-item', { timeout: 15000 });
+  await page.screenshot({ path: path.join(OUT, 'zh-CN-1920x1080-wall-recording.png') });
+  await ctx.close();
+  return { msg: `${cam}: recording started from the tile` };
+});
+
 await scenario('screens', async () => {
   const sensor = demo.sensors?.[0];
   // An alert that still offers its forms reads best; else the one the chain closed.
@@ -866,7 +954,10 @@ if (pageErrors.length) {
   console.log(`page errors (${pageErrors.length}):`);
   for (const e of [...new Set(pageErrors)].slice(0, 20)) console.log(`  ${e}`);
 }
-const failed = results.filter((r) => r.status === 'fail' || (STRICT && r.status === 'skip'));
+// OFFSITE_TEST_OPTIONAL names scenarios that may skip even when strict (clip, until the demo
+// records clips).
+const OPTIONAL = (process.env.OFFSITE_TEST_OPTIONAL || '').split(',').filter(Boolean);
+const failed = results.filter((r) => r.status === 'fail' || (STRICT && r.status === 'skip' && !OPTIONAL.includes(r.name)));
 const uncaught = pageErrors.filter((e) => !e.startsWith('console:'));
 console.log(`\n${results.filter((r) => r.status === 'pass').length} passed, ${results.filter((r) => r.status === 'skip').length} skipped, ${failed.length} failed${uncaught.length ? `, ${uncaught.length} uncaught page errors` : ''}`);
 fs.writeFileSync(path.join(OUT, '..', 'browser-results.json'), JSON.stringify({ results, pageErrors }, null, 1));

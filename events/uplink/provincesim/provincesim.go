@@ -9,6 +9,7 @@ package provincesim
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -45,6 +46,8 @@ type Stats struct {
 	Batches    int `json:"batches"`
 	Refused    int `json:"refused"`  // bad signature, skew, replay
 	Injected   int `json:"injected"` // failures injected
+	// EvidenceFetched counts evidence files fetched (FetchEvidence) whose hash matched.
+	EvidenceFetched int `json:"evidence_fetched"`
 }
 
 // Handler serves POST /offsite/v1/events:batch and GET /offsite/v1/status.
@@ -390,3 +393,22 @@ func (s *Server) Stop() {
 
 // URL is the base URL to configure an uplink with.
 func (s *Server) URL() string { return "http://" + s.Addr }
+
+// FetchEvidence fetches evidence file sum from the node that sends this receiver its events
+// (docs/contracts.md §9): GET {baseURL}/offsite/v1/evidence/{sha256}, signed with this
+// receiver's secret and naming that node's gateway id, the way the province fetches a clip
+// through the centre. The bytes are returned only when they hash to sum
+// (uplink.ErrEvidenceMismatch otherwise).
+func (h *Handler) FetchEvidence(ctx context.Context, baseURL, gatewayID, sum string) ([]byte, string, error) {
+	alg := h.Alg
+	if alg == "" {
+		alg = uplink.AlgSM3
+	}
+	var buf bytes.Buffer
+	ctype, _, err := uplink.Fetch{BaseURL: baseURL, GatewayID: gatewayID, Alg: alg, Secret: h.Secret}.Get(ctx, sum, &buf)
+	if err != nil {
+		return nil, "", err
+	}
+	h.count(func(s *Stats) { s.EvidenceFetched++ })
+	return buf.Bytes(), ctype, nil
+}

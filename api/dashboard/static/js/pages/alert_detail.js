@@ -6,6 +6,7 @@ import { t, tOr, fmtTime, fmtNum } from '../i18n.js';
 import { api, optional, withToken, telemetry } from '../api.js';
 import { subscribe } from '../events.js';
 import { lineChart } from '../chart.js';
+import { isClip, clipView } from '../clips.js';
 import { severityChip, stateChip, typeLabel, facts, errorBox, loading, toast, field, select } from '../ui.js';
 import { severityOf, alertState, siteOf, deviceOf, deviceLabel, occurredAt, department, supervisionItem, pick, eventType, messageText, messageOriginal, timeline, telemetryPoints, OUTCOMES } from '../model.js';
 
@@ -37,6 +38,7 @@ export function mount(main, { id }) {
   // load runs after an action and on every live event of this alert, so several can overlap;
   // only the newest may render, or a slow older answer would put a stale timeline back.
   let loads = 0;
+  let sourceId = ''; // the alert's source event, which clips name in ref_event_id
   async function load() {
     const mine = ++loads;
     let a;
@@ -51,6 +53,7 @@ export function mount(main, { id }) {
     const prof = deviceOf(a).profile;
     const profile = prof ? await optional(`profiles/${encodeURIComponent(prof)}`).catch(() => null) : null;
     if (disposed || mine !== loads) return;
+    sourceId = a.event_id || a.source?.id || '';
     render(a, site, profile);
   }
 
@@ -106,11 +109,14 @@ export function mount(main, { id }) {
       [t('site.address'), site.address],
     ]);
 
-    const evidence = (pick(a, 'evidence') || []).filter((x) => x && x.url);
-    const evBox = h('div', { class: 'evidence' }, evidence.length ? evidence.map((x, i) => {
+    // clips (the API's evidence of the alert: its event's and every evidence.added of its
+    // events), else the source event's evidence.
+    const evidence = (Array.isArray(a.clips) ? a.clips : (pick(a, 'evidence') || [])).filter((x) => x && x.url);
+    let nClip = 0, nPic = 0;
+    const evBox = h('div', { class: 'evidence' }, evidence.length ? evidence.map((x) => {
+      if (isClip(x)) return clipView(x, ++nClip);
       const src = withToken(x.url);
-      const label = t('alert.evidence_n', { n: i + 1 });
-      if (x.kind === 'clip' || /\.(mp4|webm)(\?|$)/.test(x.url)) return h('video', { src, controls: true, preload: 'none', 'aria-label': label });
+      const label = t('alert.evidence_n', { n: ++nPic });
       return h('a', { href: src, target: '_blank', rel: 'noopener' }, h('img', { src, alt: label, loading: 'lazy',
         onerror: (e) => { e.target.replaceWith(h('div', { class: 'empty' }, t('alert.evidence_missing'))); } }));
     }) : h('p', { class: 'empty' }, t('alert.no_evidence')));
@@ -192,7 +198,11 @@ export function mount(main, { id }) {
     }
   }
 
-  const unsub = subscribe((ev) => { if (ev.alert_id === id || ev.alert?.id === id || (eventType(ev).startsWith('alert.') && JSON.stringify(ev).includes(id))) load(); });
+  // A clip finished after the alert opened arrives as evidence.added naming its event.
+  const unsub = subscribe((ev) => {
+    if (ev.alert_id === id || ev.alert?.id === id || (eventType(ev).startsWith('alert.') && JSON.stringify(ev).includes(id))) load();
+    else if (eventType(ev) === 'evidence.added' && sourceId && ev.ref_event_id === sourceId) load();
+  });
   load();
   return () => { disposed = true; unsub(); };
 }

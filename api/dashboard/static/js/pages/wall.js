@@ -10,6 +10,7 @@ import { deviceState } from '../model.js';
 import { gatewayNames, gatewayOf, hasGateways } from '../centre.js';
 import { fetchLayout, storeLayout, flushLayout } from '../wallprefs.js';
 import { createTour } from '../walltour.js';
+import { openRecordingDialog } from '../recording.js';
 
 const LAYOUTS = [1, 4, 9, 16];
 
@@ -191,6 +192,8 @@ export function mount(main) {
     const overlay = h('div', { class: 'tile-overlay' });
     const bar = h('div', { class: 'tile-bar' },
       h('span', { class: 'tile-name', title: camId }, camName(camId)), stateChip,
+      h('button', { type: 'button', class: 'icon-btn tile-rec', title: t('rec.action'), 'aria-label': t('rec.action'),
+        onclick: (e) => { e.stopPropagation(); openRecordingDialog(camId, camName(camId)); } }, h('span', { class: 'rec-dot', 'aria-hidden': 'true' }), t('rec.short')),
       h('button', { type: 'button', class: 'icon-btn', title: t('wall.tile_fullscreen'), 'aria-label': t('wall.tile_fullscreen'),
         onclick: (e) => { e.stopPropagation(); el.requestFullscreen?.().catch(() => {}); } }, fullIcon()),
       h('button', { type: 'button', class: 'icon-btn tile-close', title: t('wall.tile_clear'), 'aria-label': t('wall.tile_clear'),
