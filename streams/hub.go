@@ -31,7 +31,9 @@ const (
 // packets with payloads of at most MaxRTPPayload bytes) or one audio packet. A Unit is shared by
 // all readers and must not be modified.
 type Unit struct {
-	Kind     UnitKind
+	Kind UnitKind
+	// Codec is "" for H.264 (what viewers get) and "H265" for units kept only for clips.
+	Codec    string
 	Keyframe bool     // an IDR access unit; SPS and PPS are in NALUs (in-band)
 	NALUs    [][]byte // video only
 	Packets  []*rtp.Packet
