@@ -320,6 +320,7 @@ func (cl *activeClip) reached(s *clipSample) bool {
 }
 
 type activeClip struct {
+	created time.Time
 	res     ClipResult
 	file    *clipFile
 	until   time.Time
@@ -362,17 +363,20 @@ func (cc *clipCamera) run() {
 			}
 		case now := <-tick.C:
 			cc.mu.Lock()
-			cl, last := cc.clip, cc.lastUnit
+			if cl := cc.clip; cl != nil {
+				last := cc.lastUnit
+				if last.Before(cl.created) {
+					last = cl.created
+				}
+				if now.Sub(last) >= cc.c.LostAfter {
+					into := time.Duration(0)
+					if !cl.res.Start.IsZero() {
+						into = last.Sub(cl.res.Start)
+					}
+					cc.finishLocked(false, fmt.Sprintf("camera lost %s into the clip", durText(into)))
+				}
+			}
 			cc.mu.Unlock()
-			if cl == nil {
-				continue
-			}
-			if last.IsZero() {
-				last = cl.res.Start
-			}
-			if now.Sub(last) >= cc.c.LostAfter {
-				cc.endClip(false, fmt.Sprintf("camera lost %s into the clip", durText(last.Sub(cl.res.Start))))
-			}
 		}
 	}
 }
@@ -419,7 +423,11 @@ func (cc *clipCamera) ingest(u *Unit) {
 	}
 	cc.lastUnit = u.Received
 	cc.appendRing(s)
-	if cl := cc.clip; cl != nil {
+	if cl := cc.clip; cl != nil && (cl.file.started || s.key) {
+		if !cl.file.started {
+			cl.res.Start = u.Received
+			cc.writeJournal(cl)
+		}
 		if err := cl.file.add(s); err != nil {
 			cc.c.Logger.Warn("clip write failed", "camera", cc.id, "clip", cl.res.ID, "err", err)
 			cc.finishLocked(false, "the clip could not be written: "+err.Error())
@@ -538,7 +546,8 @@ func (cc *clipCamera) record(ref string, at time.Time, pre, post time.Duration) 
 		cc.finishLocked(true, "")
 	}
 	if len(cc.ring) == 0 {
-		return "", time.Time{}, errs.E(errs.KindUnavailable, "no_video", "camera %q has sent no keyframe yet", cc.id)
+		// nothing kept yet (a camera just enabled): the clip starts at the next keyframe
+		return cc.startClip(ref, at, until, -1, "no video was kept before the moment")
 	}
 	// the last keyframe at least pre before the moment, else the oldest kept
 	from := 0
@@ -548,10 +557,18 @@ func (cc *clipCamera) record(ref string, at time.Time, pre, post time.Duration) 
 			from = i
 		}
 	}
-	start := time.Unix(0, cc.ring[from].recvNano)
 	note := ""
-	if short := at.Sub(start); short < pre {
+	if short := at.Sub(time.Unix(0, cc.ring[from].recvNano)); short < pre {
 		note = fmt.Sprintf("only %s of video before the moment were kept", durText(short))
+	}
+	return cc.startClip(ref, at, until, from, note)
+}
+
+// startClip opens a clip from ring[from] on (from < 0: from the next keyframe).
+func (cc *clipCamera) startClip(ref string, at, until time.Time, from int, note string) (string, time.Time, error) {
+	var start time.Time
+	if from >= 0 {
+		start = time.Unix(0, cc.ring[from].recvNano)
 	}
 	id := newClipID()
 	path := filepath.Join(cc.c.Dir, id+".mp4.part")
@@ -559,10 +576,14 @@ func (cc *clipCamera) record(ref string, at time.Time, pre, post time.Duration) 
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("clip %s: %w", cc.id, err)
 	}
-	cl := &activeClip{file: f, until: until, journal: filepath.Join(cc.c.Dir, id+".json"),
+	cl := &activeClip{file: f, until: until, journal: filepath.Join(cc.c.Dir, id+".json"), created: time.Now(),
 		res: ClipResult{ID: id, Camera: cc.id, Codec: cc.codec, Path: path, Start: start, Refs: []ClipRef{{Ref: ref, At: at}},
 			Until: until, Note: note}}
 	cc.writeJournal(cl)
+	if from < 0 {
+		cc.clip = cl
+		return id, until, nil
+	}
 	for _, s := range cc.ring[from:] {
 		if err := f.add(s); err != nil {
 			f.abort()

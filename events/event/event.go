@@ -61,6 +61,8 @@ type Event struct {
 	Detail string `json:"detail,omitempty"`
 	// Alert is set on alert.* events: which alert, its new state and who moved it.
 	Alert *AlertRef `json:"alert,omitempty"`
+	// RefEventID is the event an evidence.added (or a later event about another) refers to.
+	RefEventID string `json:"ref_event_id,omitempty"`
 
 	// Seq is the event's position in this gateway's log (0 until logged). Not part of the
 	// contract: cursors are local.
@@ -95,11 +97,22 @@ type Reading struct {
 	Limit  *float64 `json:"limit,omitempty"`
 }
 
-// Evidence points at a stored file (see EvidenceStore).
+// Evidence points at a stored file (see EvidenceStore). Kinds: "snapshot", "clip" (a video
+// clip around an event, docs/contracts.md §9), "upload". Entries of kind, url and sha256 only
+// stay valid; the other fields describe clips.
 type Evidence struct {
-	Kind   string `json:"kind"`
-	URL    string `json:"url"`
-	SHA256 string `json:"sha256"`
+	Kind     string     `json:"kind"`
+	URL      string     `json:"url"`
+	SHA256   string     `json:"sha256"`
+	MIME     string     `json:"mime,omitempty"`
+	Codec    string     `json:"codec,omitempty"` // "h264" | "h265"
+	CameraID string     `json:"camera_id,omitempty"`
+	Start    *time.Time `json:"start,omitempty"`
+	End      *time.Time `json:"end,omitempty"`
+	EventAt  *time.Time `json:"event_at,omitempty"`
+	// Complete is false for a clip cut short (camera lost, gateway stopped); Note says why.
+	Complete *bool  `json:"complete,omitempty"`
+	Note     string `json:"note,omitempty"`
 }
 
 // AlertRef describes an alert transition inside an alert.* event.
@@ -195,6 +208,12 @@ func (e *Event) Validate() error {
 		if ev.SHA256 != "" && !IsHex64(ev.SHA256) {
 			return bad("evidence sha256 %q is not 64 hex digits", ev.SHA256)
 		}
+		if len(ev.Note) > MaxText || len(ev.MIME)+len(ev.Codec)+len(ev.CameraID) > MaxText {
+			return bad("evidence text longer than %d bytes", MaxText)
+		}
+	}
+	if e.RefEventID != "" && !isULID(e.RefEventID) {
+		return bad("ref_event_id must be a ULID")
 	}
 	return nil
 }
@@ -259,6 +278,7 @@ type wireEvent struct {
 	Message         string     `json:"message,omitempty"`
 	Detail          string     `json:"detail,omitempty"`
 	Alert           *AlertRef  `json:"alert,omitempty"`
+	RefEventID      string     `json:"ref_event_id,omitempty"`
 }
 
 // TimeFormat is how occurred_at is written.
@@ -271,6 +291,6 @@ func (e Event) MarshalJSON() ([]byte, error) {
 		OccurredAt: e.OccurredAt.UTC().Format(TimeFormat), GatewayID: e.GatewayID,
 		Site: e.Site, Device: e.Device, Department: e.Department, SupervisionItem: e.SupervisionItem,
 		Reading: e.Reading, Evidence: e.Evidence, AlarmKey: e.AlarmKey, Rule: e.Rule, Message: e.Message,
-		Detail: e.Detail, Alert: e.Alert,
+		Detail: e.Detail, Alert: e.Alert, RefEventID: e.RefEventID,
 	})
 }
