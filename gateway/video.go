@@ -274,6 +274,7 @@ func (v *video) cameraConfig(ctx context.Context, d devices.Device) (streams.Cam
 	// So are cameras with event clips: their pre-roll must be there when an event comes.
 	if v.g.clips.wanted(d.ID) {
 		cfg.AlwaysOn = true
+		cfg.H265 = true // an H.265 camera cannot be watched in a browser, but it can be clipped
 	}
 	return cfg, nil
 }

@@ -549,26 +549,35 @@ func (cc *clipCamera) record(ref string, at time.Time, pre, post time.Duration) 
 		// nothing kept yet (a camera just enabled): the clip starts at the next keyframe
 		return cc.startClip(ref, at, until, -1, "no video was kept before the moment")
 	}
-	// the last keyframe at least pre before the moment, else the oldest kept
+	// the last keyframe at least pre before the moment, else the oldest kept; frames are
+	// placed on the wall clock by the camera's timestamps from the newest one, so that the
+	// network's jitter (a keyframe is large and arrives late) does not move the start
 	from := 0
 	want := at.Add(-pre).UnixNano()
 	for i, s := range cc.ring {
-		if s.key && s.recvNano <= want {
+		if s.key && cc.wallOf(s) <= want {
 			from = i
 		}
 	}
 	note := ""
-	if short := at.Sub(time.Unix(0, cc.ring[from].recvNano)); short < pre {
+	if short := at.Sub(time.Unix(0, cc.wallOf(cc.ring[from]))); short < pre {
 		note = fmt.Sprintf("only %s of video before the moment were kept", durText(short))
 	}
 	return cc.startClip(ref, at, until, from, note)
+}
+
+// wallOf is when s was taken by the wall clock: the newest frame's arrival minus the camera's
+// time between them.
+func (cc *clipCamera) wallOf(s *clipSample) int64 {
+	newest := cc.ring[len(cc.ring)-1]
+	return newest.recvNano - (newest.pts-s.pts)*int64(time.Second)/clipTimeScale
 }
 
 // startClip opens a clip from ring[from] on (from < 0: from the next keyframe).
 func (cc *clipCamera) startClip(ref string, at, until time.Time, from int, note string) (string, time.Time, error) {
 	var start time.Time
 	if from >= 0 {
-		start = time.Unix(0, cc.ring[from].recvNano)
+		start = time.Unix(0, cc.wallOf(cc.ring[from]))
 	}
 	id := newClipID()
 	path := filepath.Join(cc.c.Dir, id+".mp4.part")

@@ -294,3 +294,68 @@ func fileSize(t *testing.T, p string) int64 {
 	require.NoError(t, err)
 	return st.Size()
 }
+
+// genH265 makes (once) an H.265 Annex-B clip with ffmpeg's libx265: 10 s, 25 fps, a keyframe
+// every 2 s, no B-frames (as IP cameras send it).
+func genH265(t *testing.T) []byte {
+	t.Helper()
+	bin := need(t, "ffmpeg")
+	if out, _ := exec.Command(bin, "-hide_banner", "-encoders").Output(); !strings.Contains(string(out), "libx265") {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("ffmpeg without libx265")
+		}
+		t.Skip("ffmpeg without libx265")
+	}
+	p := filepath.Join(cacheDir(t), "testsrc2-360p-h265.hevc")
+	if b, err := os.ReadFile(p); err == nil && len(b) > 0 {
+		return b
+	}
+	tmp := p + ".tmp.hevc"
+	out, err := exec.Command(bin, "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25",
+		"-t", "10", "-c:v", "libx265", "-preset", "ultrafast", "-b:v", "300k",
+		"-x265-params", "keyint=50:min-keyint=50:scenecut=0:bframes=0:log-level=error", "-f", "hevc", tmp).CombinedOutput()
+	require.NoError(t, err, string(out))
+	require.NoError(t, os.Rename(tmp, p))
+	b, err := os.ReadFile(p)
+	require.NoError(t, err)
+	return b
+}
+
+// An H.265 camera (which browsers cannot play) is pulled for its clips: the clip is the
+// camera's H.265 remuxed, read by ffprobe, starting at a keyframe the pre-roll before.
+func TestClipH265(t *testing.T) {
+	clip := genH265(t)
+	need(t, "ffprobe")
+	pre, post := 3*time.Second, 3*time.Second
+	rig := &clipRig{sink: &clipSink{dir: t.TempDir()}}
+	rig.sim = startSim(t, &simcam.Server{Cameras: []simcam.Camera{{Path: "hevc", Codec: "H265", Clip: clip, FPS: 25}}})
+	rig.relay = newRelay(t, nil)
+	require.NoError(t, rig.relay.m.AddCamera(streams.CameraConfig{ID: "hevc", URL: rig.sim.URL("hevc"), AlwaysOn: true, H265: true}))
+	rig.clips = &streams.Clips{Manager: rig.relay.m, Dir: t.TempDir(), PreRoll: pre, PostRoll: post, OnClip: rig.sink.on, Logger: quietLogger()}
+	require.NoError(t, rig.clips.Initialize())
+	t.Cleanup(rig.clips.Close)
+	require.NoError(t, rig.clips.Enable("hevc", true))
+	rig.waitPreRoll(t, "hevc", pre+2*time.Second)
+
+	st := rig.relay.m.Cameras()[0]
+	require.Equal(t, "H265", st.Codec)
+	require.NotNil(t, st.Problem, "still not playable in a browser")
+
+	at := time.Now()
+	_, _, err := rig.clips.Record("hevc", streams.ClipRequest{Ref: "ev-h265", At: at})
+	require.NoError(t, err)
+	c := rig.sink.wait(t, 1)[0]
+	require.True(t, c.Complete, c.Note)
+	require.Equal(t, "h265", c.Codec)
+	require.False(t, c.Start.After(at.Add(-pre)))
+	p := probeClip(t, c.Path)
+	t.Logf("start %s before, end %s after, duration %.2f s, frames %d", at.Sub(c.Start), c.End.Sub(at), p.duration, p.frames)
+	require.Equal(t, "hevc", p.codec)
+	require.True(t, p.firstKey, "first frame is a keyframe")
+	require.GreaterOrEqual(t, p.duration, (pre + post).Seconds()-0.05)
+	require.Less(t, p.duration, (pre+post).Seconds()+2.2)
+	// every frame decodes: ffmpeg reads the whole clip without an error
+	out, err := exec.Command(need(t, "ffmpeg"), "-v", "error", "-i", c.Path, "-f", "null", "-").CombinedOutput()
+	require.NoError(t, err)
+	require.Empty(t, strings.TrimSpace(string(out)), "decoding the clip reports no error")
+}
