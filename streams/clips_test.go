@@ -352,7 +352,7 @@ func TestClipH265(t *testing.T) {
 	t.Logf("start %s before, end %s after, duration %.2f s, frames %d", at.Sub(c.Start), c.End.Sub(at), p.duration, p.frames)
 	require.Equal(t, "hevc", p.codec)
 	require.True(t, p.firstKey, "first frame is a keyframe")
-	require.GreaterOrEqual(t, p.duration, (pre + post).Seconds()-0.05)
+	require.GreaterOrEqual(t, p.duration, (pre+post).Seconds()-0.05)
 	require.Less(t, p.duration, (pre+post).Seconds()+2.2)
 	// every frame decodes: ffmpeg reads the whole clip without an error
 	out, err := exec.Command(need(t, "ffmpeg"), "-v", "error", "-i", c.Path, "-f", "null", "-").CombinedOutput()

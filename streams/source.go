@@ -231,7 +231,7 @@ func (s *Source) session() (wasOnline bool, err error) {
 			}
 			s.Hub.WriteVideo(au, pts, received)
 		},
-		OnAudioRTP:   s.Hub.WriteAudio,
+		OnAudioRTP: s.Hub.WriteAudio,
 	}
 	err = sess.Initialize(s.ctx)
 	var cerr *rtsppull.CodecError
