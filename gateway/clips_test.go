@@ -251,4 +251,42 @@ func TestClipOfEventAndKill9MidClip(t *testing.T) {
 	}
 	left, _ := filepath.Glob(filepath.Join(dir, "clips", "*.mp4.part"))
 	require.Empty(t, left, "the recovered clip left the work directory")
+
+	// 3. a manual recording (取证录像), cut short by a stop: kept as far as it got
+	waitOnline(gw)
+	rec := gw.base + "/api/v1/cameras/cam-cold/recordings"
+	code, body = post(t, rec, admin, `{"minutes": 0, "reason": "现场检查"}`)
+	require.Equal(t, 400, code)
+	require.Contains(t, string(body), "minutes_out_of_range")
+	code, body = post(t, rec, admin, `{"minutes": 1, "reason": "  "}`)
+	require.Equal(t, 400, code)
+	require.Contains(t, string(body), "reason_required")
+	code, body = post(t, gw.base+"/api/v1/cameras/no-such-cam/recordings", admin, `{"minutes": 1, "reason": "现场检查"}`)
+	require.Equal(t, 404, code, string(body))
+	code, body = post(t, rec, admin, `{"minutes": 1, "reason": "现场检查：冷库门口"}`)
+	require.Equal(t, 202, code, string(body))
+	var started struct{ ID, EventID, Until string }
+	require.NoError(t, json.Unmarshal(body, &started))
+	require.NotEmpty(t, started.EventID)
+	code, body = get(t, rec, admin)
+	require.Equal(t, 200, code)
+	require.Contains(t, string(body), `"state":"recording"`)
+	require.Contains(t, string(body), started.EventID)
+	code, body = get(t, gw.base+"/api/v1/events?type=evidence.manual", admin)
+	require.Equal(t, 200, code)
+	require.Contains(t, string(body), "取证录像：现场检查：冷库门口")
+	require.Contains(t, string(body), "admin")
+	time.Sleep(3 * time.Second)
+	require.NoError(t, gw.cmd.Process.Signal(syscall.SIGINT))
+	_, _ = gw.cmd.Process.Wait()
+	require.Contains(t, gw.out.String(), "clip stored", "the stopping gateway stored the clip it was writing")
+	gw = startClipGateway(t, dir)
+	ev = evidenceFor(t, gw.base, admin, started.EventID, 30*time.Second)
+	clip = ev.Evidence[0]
+	require.False(t, *clip.Complete)
+	require.Contains(t, clip.Note, "gateway stopped")
+	p = download(t, gw.base, admin, files, clip)
+	_, dur, key = probe(t, ffprobe, p)
+	require.True(t, key)
+	require.Greater(t, dur, 2.0)
 }
