@@ -45,8 +45,6 @@ type clipSample struct {
 	recvNano int64
 }
 
-func (s *clipSample) bytes() int { return len(s.avcc) + 64 }
-
 // fragmentTicks is the length of one fragment (1 s).
 const fragmentTicks = clipTimeScale
 
@@ -99,7 +97,8 @@ func (c *clipFile) push(s *clipSample, dur uint32) error {
 	if off < 0 || off > 1<<30 {
 		off = 0
 	}
-	c.pending = append(c.pending, &fmp4.Sample{Duration: dur, PTSOffset: int32(off), IsNonSyncSample: !s.key, Payload: s.avcc})
+	// a copy: the pre-roll reuses its bytes
+	c.pending = append(c.pending, &fmp4.Sample{Duration: dur, PTSOffset: int32(off), IsNonSyncSample: !s.key, Payload: append([]byte(nil), s.avcc...)})
 	return nil
 }
 

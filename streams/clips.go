@@ -14,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h265"
@@ -44,9 +45,10 @@ type Clips struct {
 	// (default 20 s).
 	PreRoll  time.Duration
 	PostRoll time.Duration
-	// MaxCameraBytes bounds one camera's pre-roll (default 4 MiB); MaxTotalBytes bounds all
-	// cameras' together (default 256 MiB): each camera gets at most MaxTotalBytes / enabled
-	// cameras. A camera over its bound keeps fewer seconds, from a keyframe.
+	// MaxCameraBytes is one camera's pre-roll (default 3 MiB, reserved when the camera is
+	// enabled, outside the Go heap on Linux); MaxTotalBytes bounds all cameras' together
+	// (default 256 MiB): a camera enabled when less is left gets what is left (at least
+	// 256 KiB, else Enable fails). A camera over its bound keeps fewer seconds, from a keyframe.
 	MaxCameraBytes int64
 	MaxTotalBytes  int64
 	// MaxClip bounds a clip that overlapping requests keep extending (default 10 min).
@@ -70,7 +72,7 @@ type Clips struct {
 	clipsFailed  atomic.Int64
 	dropped      atomic.Int64
 	overBudget   atomic.Int64
-	enabled      atomic.Int64
+	arenaTotal   int64 // bytes of all pre-roll arenas, guarded by mu
 }
 
 // ClipRequest asks for a clip around a moment.
@@ -118,6 +120,7 @@ type ClipStats struct {
 	ClipsFailed   int64 // OnClip failed; kept in Dir
 	BytesWritten  int64 // MP4 bytes written
 	UnitsDropped  int64 // pre-roll units lost by falling behind
+	ArenaBytes    int64 // memory reserved for all pre-rolls
 	OverBudget    int64 // times a camera's GOP exceeded its pre-roll bound
 	PreRollPerCam map[string]time.Duration
 }
@@ -137,7 +140,7 @@ func (c *Clips) Initialize() error {
 		c.PostRoll = 20 * time.Second
 	}
 	if c.MaxCameraBytes <= 0 {
-		c.MaxCameraBytes = 4 << 20
+		c.MaxCameraBytes = 3 << 20
 	}
 	if c.MaxTotalBytes <= 0 {
 		c.MaxTotalBytes = 256 << 20
@@ -166,7 +169,6 @@ func (c *Clips) Close() {
 	c.closed = true
 	cams := c.cams
 	c.cams = map[string]*clipCamera{}
-	c.enabled.Store(0)
 	c.mu.Unlock()
 	for _, cc := range cams {
 		cc.stop("the gateway stopped")
@@ -181,7 +183,6 @@ func (c *Clips) Enable(camera string, on bool) error {
 	cc := c.cams[camera]
 	if !on {
 		delete(c.cams, camera)
-		c.enabled.Store(int64(len(c.cams)))
 		c.mu.Unlock()
 		if cc != nil {
 			cc.stop("clips were turned off for the camera")
@@ -201,16 +202,27 @@ func (c *Clips) Enable(camera string, on bool) error {
 		delete(c.cams, camera)
 	}
 	if !ok {
-		c.enabled.Store(int64(len(c.cams)))
 		c.mu.Unlock()
 		if cc != nil {
 			cc.stop("the camera was removed")
 		}
 		return errs.E(errs.KindNotFound, "camera_not_found", "camera %q is not known to the video relay", camera)
 	}
+	size := c.MaxCameraBytes
+	if free := c.MaxTotalBytes - c.arenaTotal; free < size {
+		size = free
+	}
+	if size < minArena {
+		c.mu.Unlock()
+		if cc != nil {
+			cc.stop("the camera was reconfigured")
+		}
+		return errs.E(errs.KindUnavailable, "preroll_memory_full", "the pre-rolls of %d cameras use the %d MiB allowed in total (clips.max_total_mb)", len(c.cams), c.MaxTotalBytes>>20)
+	}
+	c.arenaTotal += size
 	nc := &clipCamera{c: c, id: camera, hub: cam.Hub(), done: make(chan struct{})}
+	nc.arena, nc.release = newArena(int(size))
 	c.cams[camera] = nc
-	c.enabled.Store(int64(len(c.cams)))
 	c.mu.Unlock()
 	if cc != nil {
 		cc.stop("the camera was reconfigured")
@@ -264,8 +276,9 @@ func (c *Clips) Stats() ClipStats {
 	for _, cc := range c.cams {
 		cams = append(cams, cc)
 	}
+	arena := c.arenaTotal
 	c.mu.Unlock()
-	st := ClipStats{Cameras: len(cams), ClipsDone: c.clipsDone.Load(), ClipsFailed: c.clipsFailed.Load(),
+	st := ClipStats{Cameras: len(cams), ArenaBytes: arena, ClipsDone: c.clipsDone.Load(), ClipsFailed: c.clipsFailed.Load(),
 		BytesWritten: c.bytesWritten.Load(), UnitsDropped: c.dropped.Load(), OverBudget: c.overBudget.Load(), PreRollPerCam: map[string]time.Duration{}}
 	for _, cc := range cams {
 		cc.mu.Lock()
@@ -281,15 +294,8 @@ func (c *Clips) Stats() ClipStats {
 	return st
 }
 
-// cameraBudget is one camera's pre-roll bound.
-func (c *Clips) cameraBudget() int64 {
-	n := c.enabled.Load()
-	b := c.MaxCameraBytes
-	if n > 0 && c.MaxTotalBytes/n < b {
-		b = c.MaxTotalBytes / n
-	}
-	return b
-}
+// minArena is the smallest pre-roll a camera gets.
+const minArena = 256 << 10
 
 // clipCamera is one camera's pre-roll and its clip in progress.
 type clipCamera struct {
@@ -304,7 +310,12 @@ type clipCamera struct {
 	ring      []*clipSample
 	ringBytes int64
 	codec     string
-	params    [][]byte // the latest parameter sets
+	// arena holds the pre-roll's bytes (outside the Go heap on Linux), used as a circular
+	// buffer: ring's samples lie in it in order from tail, the next one goes at head.
+	arena   []byte
+	release func()
+	head    int
+	scratch []byte
 	dts264    *h264.DTSExtractor
 	dts265    *h265.DTSExtractor
 	lastUnit  time.Time
@@ -338,6 +349,7 @@ func (cc *clipCamera) stop(note string) {
 
 func (cc *clipCamera) run() {
 	defer cc.c.wg.Done()
+	defer cc.freeArena()
 	defer cc.reader.Close()
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
@@ -381,6 +393,21 @@ func (cc *clipCamera) run() {
 	}
 }
 
+// freeArena gives the pre-roll's memory back once the camera's clip is finished.
+func (cc *clipCamera) freeArena() {
+	cc.mu.Lock()
+	size := int64(len(cc.arena))
+	cc.ring, cc.ringBytes, cc.arena = nil, 0, nil
+	release := cc.release
+	cc.mu.Unlock()
+	if release != nil {
+		release()
+	}
+	cc.c.mu.Lock()
+	cc.c.arenaTotal -= size
+	cc.c.mu.Unlock()
+}
+
 func durText(d time.Duration) string {
 	if d < 0 {
 		d = 0
@@ -395,34 +422,44 @@ func (cc *clipCamera) ingest(u *Unit) {
 		codec = "h265"
 	}
 	s := &clipSample{pts: u.PTS, key: u.Keyframe, recvNano: u.Received.UnixNano()}
-	size := 0
-	for _, n := range u.NALUs {
-		size += 4 + len(n)
-	}
-	s.avcc = make([]byte, 0, size)
+	// AVCC form into the scratch buffer first (only this goroutine uses it), then into the
+	// camera's arena under the lock
+	buf := cc.scratch[:0]
+	var params [][2]int
 	for _, n := range u.NALUs {
 		l := len(n)
-		s.avcc = append(s.avcc, byte(l>>24), byte(l>>16), byte(l>>8), byte(l))
-		start := len(s.avcc)
-		s.avcc = append(s.avcc, n...)
+		buf = append(buf, byte(l>>24), byte(l>>16), byte(l>>8), byte(l))
+		start := len(buf)
+		buf = append(buf, n...)
 		if u.Keyframe && isParamSet(codec, n) {
-			s.params = append(s.params, s.avcc[start:len(s.avcc):len(s.avcc)])
+			params = append(params, [2]int{start, len(buf)})
 		}
 	}
+	cc.scratch = buf
 
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
+	if cc.arena == nil {
+		return // stopped
+	}
 	if codec != cc.codec {
 		cc.codec = codec
 		cc.ring, cc.ringBytes = nil, 0
 		cc.dts264, cc.dts265 = nil, nil
 	}
 	s.dts = cc.dtsOf(u)
-	if s.key && len(s.params) > 0 {
-		cc.params = s.params
-	}
 	cc.lastUnit = u.Received
-	cc.appendRing(s)
+	if len(cc.ring) > 0 || s.key {
+		if s.avcc = cc.place(len(buf)); s.avcc != nil {
+			copy(s.avcc, buf)
+			for _, p := range params {
+				s.params = append(s.params, s.avcc[p[0]:p[1]:p[1]])
+			}
+			cc.appendRing(s)
+		} else {
+			cc.c.overBudget.Add(1) // one unit larger than a quarter of the pre-roll's bound
+		}
+	}
 	if cl := cc.clip; cl != nil && (cl.file.started || s.key) {
 		if !cl.file.started {
 			cl.res.Start = u.Received
@@ -491,9 +528,8 @@ func (cc *clipCamera) appendRing(s *clipSample) {
 		return
 	}
 	cc.ring = append(cc.ring, s)
-	cc.ringBytes += int64(s.bytes())
+	cc.ringBytes += int64(len(s.avcc))
 	keep := int64(cc.c.PreRoll + preRollMargin)
-	budget := cc.c.cameraBudget()
 	for len(cc.ring) > 1 {
 		next := -1 // the second keyframe: the first GOP ends before it
 		for i := 1; i < len(cc.ring); i++ {
@@ -505,20 +541,60 @@ func (cc *clipCamera) appendRing(s *clipSample) {
 		if next < 0 {
 			break
 		}
-		// drop the first GOP if the rest still spans keep, or to get within the budget
-		if cc.ringBytes <= budget && s.recvNano-cc.ring[next].recvNano < keep {
+		// drop the first GOP if the rest still spans keep
+		if s.recvNano-cc.ring[next].recvNano < keep {
 			break
 		}
-		for _, d := range cc.ring[:next] {
-			cc.ringBytes -= int64(d.bytes())
+		cc.dropFront(next)
+	}
+}
+
+// dropFront forgets the first n samples of the ring.
+func (cc *clipCamera) dropFront(n int) {
+	for _, d := range cc.ring[:n] {
+		cc.ringBytes -= int64(len(d.avcc))
+	}
+	cc.ring = append(cc.ring[:0:0], cc.ring[n:]...)
+}
+
+// place returns n bytes of the arena for the next sample, forgetting the oldest samples whose
+// bytes it needs (whole GOPs: the ring always starts at a keyframe), or nil for a unit larger
+// than a quarter of the arena.
+func (cc *clipCamera) place(n int) []byte {
+	if n > len(cc.arena)/4 {
+		return nil
+	}
+	at := cc.head
+	if at+n > len(cc.arena) {
+		// wrap: the samples between head and the end are the oldest; they go first
+		for len(cc.ring) > 0 && offsetIn(cc.arena, cc.ring[0].avcc) >= at {
+			cc.dropFront(1)
 		}
-		cc.ring = append(cc.ring[:0:0], cc.ring[next:]...)
+		at = 0
 	}
-	if cc.ringBytes > budget {
-		// one GOP over the budget: start again at the next keyframe
-		cc.c.overBudget.Add(1)
-		cc.ring, cc.ringBytes = nil, 0
+	for len(cc.ring) > 0 {
+		off := offsetIn(cc.arena, cc.ring[0].avcc)
+		if off+len(cc.ring[0].avcc) <= at || off >= at+n {
+			break
+		}
+		cc.dropFront(1)
 	}
+	// the ring starts at a keyframe
+	dropped := false
+	for len(cc.ring) > 0 && !cc.ring[0].key {
+		cc.dropFront(1)
+		dropped = true
+	}
+	if dropped && len(cc.ring) == 0 {
+		cc.c.overBudget.Add(1) // one GOP larger than the bound: again from the next keyframe
+	}
+	cc.head = at + n
+	return cc.arena[at : at+n : at+n]
+}
+
+// offsetIn is where b starts inside arena.
+func offsetIn(arena, b []byte) int {
+	return int(uintptr(unsafe.Pointer(unsafe.SliceData(b))) - uintptr(unsafe.Pointer(unsafe.SliceData(arena))))
 }
 
 // preRollMargin is kept beyond PreRoll, so that an event logged a few seconds after it

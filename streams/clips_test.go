@@ -13,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/offsite-gw/offsite/internal/errs"
 	"github.com/offsite-gw/offsite/streams"
 	"github.com/offsite-gw/offsite/streams/simcam"
 )
@@ -279,14 +280,21 @@ func TestPreRollBounded(t *testing.T) {
 	require.Greater(t, st.PreRollBytes, int64(100_000))
 	require.LessOrEqual(t, st.PreRollPerCam["hall-entrance"], 10*time.Second+5*time.Second+2*time.Second)
 
-	small := &streams.Clips{Manager: rig.relay.m, Dir: t.TempDir(), MaxCameraBytes: 150_000, Logger: quietLogger()}
+	// 256 KiB hold about 10 s of this 200 kbit/s camera, less than the 15 s it would keep
+	small := &streams.Clips{Manager: rig.relay.m, Dir: t.TempDir(), MaxCameraBytes: 256 << 10, MaxTotalBytes: 300 << 10, Logger: quietLogger()}
 	require.NoError(t, small.Initialize())
 	t.Cleanup(small.Close)
 	require.NoError(t, small.Enable("hall-entrance", true))
-	time.Sleep(8 * time.Second)
+	time.Sleep(16 * time.Second)
 	st = small.Stats()
-	require.LessOrEqual(t, st.PreRollBytes, int64(150_000))
-	require.Less(t, st.PreRollPerCam["hall-entrance"], 8*time.Second, "fewer seconds kept under a tight bound")
+	require.Equal(t, int64(256<<10), st.ArenaBytes)
+	require.LessOrEqual(t, st.PreRollBytes, int64(256<<10))
+	require.Less(t, st.PreRollPerCam["hall-entrance"], 13*time.Second, "fewer seconds kept under a tight bound")
+	require.Greater(t, st.PreRollPerCam["hall-entrance"], 5*time.Second)
+	// the total bound: nothing is left for a second camera
+	require.NoError(t, rig.relay.m.AddCamera(streams.CameraConfig{ID: "hall-2", URL: rig.sim.URL("hall-entrance")}))
+	err := small.Enable("hall-2", true)
+	require.Equal(t, "preroll_memory_full", errs.CodeOf(err), "%v", err)
 }
 
 func fileSize(t *testing.T, p string) int64 {

@@ -23,7 +23,7 @@ type Clips struct {
 	// PreRoll is kept before the moment, PostRoll recorded after it.
 	PreRoll  time.Duration `yaml:"pre_roll"`
 	PostRoll time.Duration `yaml:"post_roll"`
-	// MaxCameraMB bounds one camera's pre-roll, MaxTotalMB all of them (MiB).
+	// MaxCameraMB is one camera's pre-roll memory, MaxTotalMB all of them (MiB).
 	MaxCameraMB int `yaml:"max_camera_mb"`
 	MaxTotalMB  int `yaml:"max_total_mb"`
 	// MaxClip bounds one clip that overlapping events keep extending.
@@ -43,7 +43,7 @@ func defaultClips() Clips {
 		EventTypes:  []string{"video.tamper", "video.staff_absent", "video.crowding", "sensor.threshold"},
 		PreRoll:     10 * time.Second,
 		PostRoll:    20 * time.Second,
-		MaxCameraMB: 4, MaxTotalMB: 256, MaxClip: 10 * time.Minute, RecordingMaxMinutes: 10}
+		MaxCameraMB: 3, MaxTotalMB: 256, MaxClip: 10 * time.Minute, RecordingMaxMinutes: 10}
 }
 
 func (c Clips) validate(bad func(key, format string, args ...any)) {
