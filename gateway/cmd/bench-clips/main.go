@@ -229,7 +229,7 @@ func clipFile() string {
 	if err != nil {
 		d = os.TempDir()
 	}
-	return filepath.Join(d, "offsite-bench", "clips-720p-2mbit-gop2s.h264")
+	return filepath.Join(d, "offsite-bench", "clips-720p-2mbit-gop2s-n20.h264")
 }
 
 // loadClip reads the test clip, generating it once with ffmpeg: 1280x720, 25 fps, 2 Mbit/s,
@@ -246,7 +246,7 @@ func loadClip(path string) ([]byte, error) {
 	}
 	tmp := path + ".tmp"
 	out, err := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
-		"-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=25,noise=alls=6:allf=t", "-t", "20",
+		"-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=25,noise=alls=20:allf=t", "-t", "20",
 		"-c:v", "libx264", "-profile:v", "baseline", "-bf", "0", "-g", "50", "-keyint_min", "50", "-sc_threshold", "0",
 		"-preset", "veryfast", "-b:v", "2M", "-maxrate", "2M", "-bufsize", "2M", "-pix_fmt", "yuv420p",
 		"-f", "h264", tmp).CombinedOutput()
