@@ -213,9 +213,6 @@ func (c *clipFile) finish() error {
 // abort closes the file without writing what is pending.
 func (c *clipFile) abort() { c.f.Close() }
 
-// clipSeconds is the written length.
-func (c *clipFile) seconds() float64 { return float64(c.duration) / clipTimeScale }
-
 // MP4Box is one top-level box of an MP4 file.
 type MP4Box struct {
 	Type   string
