@@ -312,15 +312,15 @@ type clipCamera struct {
 	codec     string
 	// arena holds the pre-roll's bytes (outside the Go heap on Linux), used as a circular
 	// buffer: ring's samples lie in it in order from tail, the next one goes at head.
-	arena   []byte
-	release func()
-	head    int
-	scratch []byte
-	dts264    *h264.DTSExtractor
-	dts265    *h265.DTSExtractor
-	lastUnit  time.Time
-	clip      *activeClip
-	stopNote  string
+	arena    []byte
+	release  func()
+	head     int
+	scratch  []byte
+	dts264   *h264.DTSExtractor
+	dts265   *h265.DTSExtractor
+	lastUnit time.Time
+	clip     *activeClip
+	stopNote string
 }
 
 // reached says whether s lies at or beyond the clip's end on the camera's own timeline: the
