@@ -295,3 +295,29 @@ func TestClipOfEventAndKill9MidClip(t *testing.T) {
 	require.True(t, key)
 	require.Greater(t, dur, 2.0, "%+v", clip)
 }
+
+// waitDemoNodesGone waits (up to 30 s) until the node processes of a killed demo have stopped:
+// they stop gracefully on their parent's death (storing the clips they were writing), and the
+// test's temporary directory can only be removed after.
+func waitDemoNodesGone(dataDir string) {
+	abs, err := filepath.Abs(dataDir)
+	if err != nil {
+		return
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		found := false
+		procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+		for _, p := range procs {
+			b, err := os.ReadFile(p)
+			if err == nil && strings.Contains(string(b), "demo\x00node\x00") && strings.Contains(string(b), abs) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
