@@ -4,7 +4,7 @@ BIN     := bin
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build build-analytics build-arm64 demo test lint vet fmt clean bench bench-ingest bench-relay bench-events bench-analytics bench-centre bench-import bench-hj212 bench-cascade
+.PHONY: all build build-analytics build-arm64 demo test lint vet fmt clean bench bench-ingest bench-relay bench-events bench-analytics bench-centre bench-import bench-hj212 bench-cascade bench-clips
 
 all: build
 
@@ -31,7 +31,7 @@ test:
 	scripts/test.sh
 
 ## bench-*: benchmarks on loopback; each ends with BENCH lines (compare as ratios in one run)
-bench: bench-ingest bench-relay bench-events bench-analytics bench-centre bench-import bench-hj212 bench-cascade
+bench: bench-ingest bench-relay bench-events bench-analytics bench-centre bench-import bench-hj212 bench-cascade bench-clips
 
 bench-ingest:
 	scripts/bench-ingest.sh
@@ -44,6 +44,9 @@ bench-relay:
 
 bench-cascade:
 	scripts/bench-cascade.sh
+
+bench-clips:
+	scripts/bench-clips.sh
 
 bench-events:
 	scripts/bench-events.sh

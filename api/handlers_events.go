@@ -122,6 +122,8 @@ func (s *Server) componentEnabled(name string) bool {
 		return s.RTSPConsumers != nil
 	case "rate_limits":
 		return s.RateLimits != nil
+	case "recordings":
+		return s.Recorder != nil
 	}
 	return true
 }

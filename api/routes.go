@@ -76,6 +76,7 @@ func (s *Server) routes() {
 	s.uplinkRoutes(v1)
 	s.telemetryRoutes(v1)
 	s.cameraRoutes(v1)
+	s.recordingRoutes(v1)
 	s.analyticsRoutes(v1)
 	s.gatewayRoutes(v1)
 	s.hardeningRoutes(v1)

@@ -139,6 +139,8 @@ type Server struct {
 	// RateLimits, when set, serves GET /ingest/rate-limited: devices whose MQTT messages the
 	// embedded broker dropped for their rate.
 	RateLimits RateLimitReader
+	// Recorder, when set, serves POST/GET /cameras/{id}/recordings (manual recordings, 取证录像).
+	Recorder CameraRecorder
 	// EvidenceLimit bounds one evidence upload (default 16 MiB).
 	EvidenceLimit int
 	// Heartbeat is the interval of SSE keep-alive comments (default 15 s); a client that went

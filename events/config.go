@@ -21,6 +21,9 @@ type EvidenceConfig struct {
 	Dir string `yaml:"dir"`
 	// MaxAge deletes files older than this (default 2160h = 90 days; 0 keeps forever).
 	MaxAge time.Duration `yaml:"max_age"`
+	// KeepFor is how long evidence of open alerts and of alerts with outcome 立案 (case
+	// filed) is kept, whatever MaxAge says (default 8760h = one year; 0: forever).
+	KeepFor time.Duration `yaml:"keep_for"`
 	// MaxMB deletes the oldest files while the store is larger (default 0 = no limit).
 	MaxMB int64 `yaml:"max_mb"`
 	// SweepEvery runs the retention sweep (default 1h).
@@ -45,7 +48,7 @@ type AlertsConfig struct {
 // DefaultConfig returns the defaults documented in README.md.
 func DefaultConfig() Config {
 	return Config{
-		Evidence: EvidenceConfig{MaxAge: 90 * 24 * time.Hour, SweepEvery: time.Hour},
+		Evidence: EvidenceConfig{MaxAge: 90 * 24 * time.Hour, KeepFor: 365 * 24 * time.Hour, SweepEvery: time.Hour},
 		Alerts:   AlertsConfig{EscalationInterval: 5 * time.Second, Types: map[string]TypePolicy{}},
 	}
 }
@@ -56,13 +59,13 @@ func (c EvidenceConfig) EvidenceStore(dataDir string) *EvidenceStore {
 	if dir == "" {
 		dir = filepath.Join(dataDir, "evidence")
 	}
-	return &EvidenceStore{Dir: dir, MaxAge: c.MaxAge, MaxBytes: c.MaxMB << 20}
+	return &EvidenceStore{Dir: dir, MaxAge: c.MaxAge, KeepFor: c.KeepFor, MaxBytes: c.MaxMB << 20}
 }
 
 // Validate reports the first problem with the key it concerns.
 func (c Config) Validate() error {
-	if c.Evidence.MaxAge < 0 || c.Evidence.MaxMB < 0 {
-		return fmt.Errorf("events.evidence: max_age and max_mb must not be negative")
+	if c.Evidence.MaxAge < 0 || c.Evidence.MaxMB < 0 || c.Evidence.KeepFor < 0 {
+		return fmt.Errorf("events.evidence: max_age, keep_for and max_mb must not be negative")
 	}
 	if err := validateTypes(c.Alerts.Types); err != nil {
 		return err

@@ -32,8 +32,10 @@ type EvidenceStore struct {
 	MaxBytes int64
 	// MaxFileBytes limits one Put (default 64 MiB).
 	MaxFileBytes int64
-	// Keep, if set, protects files from Sweep (e.g. evidence of alerts not yet closed).
-	Keep func(sha256 string) bool
+	// Keep, if set, protects files from Sweep (e.g. evidence of alerts not yet closed, or
+	// closed as 立案) for up to KeepFor after they were written (0: for ever).
+	Keep    func(sha256 string) bool
+	KeepFor time.Duration
 }
 
 var allowedExt = map[string]bool{".jpg": true, ".jpeg": true, ".png": true, ".mp4": true, ".ts": true, ".pdf": true, ".bin": true, ".json": true}
@@ -215,7 +217,7 @@ func (s *EvidenceStore) Sweep(now time.Time) (files int, bytes int64, err error)
 		if !old && !over {
 			continue
 		}
-		if s.Keep != nil && s.Keep(e.sum) {
+		if s.Keep != nil && (s.KeepFor <= 0 || now.Sub(e.mod) <= s.KeepFor) && s.Keep(e.sum) {
 			continue
 		}
 		if err := os.Remove(e.path); err == nil {

@@ -44,7 +44,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	cmd := exec.CommandContext(ctx, "node", "run.mjs", dj.HTTP, filepath.Join(dir, "demo.json"))
 	cmd.Dir = harness
 	// clip may skip until the demo records clips (issue 19, clips-core).
-	cmd.Env = append(os.Environ(), "OFFSITE_TEST_STRICT=1", "OFFSITE_TEST_OPTIONAL=clip", "OFFSITE_TEST_ARTIFACTS="+filepath.Join(artifacts, "screens"))
+	cmd.Env = append(os.Environ(), "OFFSITE_TEST_STRICT=1", "OFFSITE_TEST_ARTIFACTS="+filepath.Join(artifacts, "screens"))
 	res, err := cmd.CombinedOutput()
 	t.Logf("browser scenarios:\n%s", res)
 	if err != nil {

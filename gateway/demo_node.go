@@ -110,6 +110,9 @@ func cmdDemoNode(ctx context.Context, args []string, stderr io.Writer) error {
 	if spec.HJ212 != "" {
 		configureHJ212Demo(&cfg, spec.HJ212)
 	}
+	if spec.Role != "centre" {
+		configureClipsDemo(&cfg)
+	}
 	if err := os.MkdirAll(spec.DataDir, 0o750); err != nil {
 		return err
 	}
@@ -351,4 +354,17 @@ func seedDemoDevice(ctx context.Context, g *gateway, spec nodeSpec, dd demoDevic
 			Topic: topic, MQTTUsername: dd.id, MQTTPassword: secret, Metrics: metrics})
 	}
 	return nil
+}
+
+// configureClipsDemo gives every camera of a demo site clips (docs/contracts.md §9): the cold
+// store's tamper alert and the service window's staff-absent alert carry the clip of the
+// moment, and the kitchen's gas detector gets the kitchen camera's clip.
+//
+// The demo's detectors confirm a covered lens after 10 s and an empty counter after 20 s, and
+// their events carry the time of confirmation: a 25 s pre-roll reaches back to the moment the
+// lens was covered or the clerk left (the demo's clips are 200 kbit/s: 25 s fit in the 3 MiB).
+func configureClipsDemo(cfg *config.Config) {
+	cfg.Clips.Enabled = true
+	cfg.Clips.PreRoll = 25 * time.Second
+	cfg.Clips.Links = []config.ClipLink{{Device: "gas-02-kitchen", Cameras: []string{"cam-market-kitchen"}}}
 }

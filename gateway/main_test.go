@@ -92,7 +92,7 @@ func startDemo(t *testing.T, dataDir string, extra ...string) (*exec.Cmd, demoJS
 	cmd.Stderr = out
 	before := fileMTime(filepath.Join(dataDir, "demo.json"))
 	require.NoError(t, cmd.Start())
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() })
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait(); waitDemoNodesGone(dataDir) })
 	deadline := time.Now().Add(3 * time.Minute)
 	for time.Now().Before(deadline) {
 		if m := fileMTime(filepath.Join(dataDir, "demo.json")); m.After(before) {

@@ -95,6 +95,7 @@ type gateway struct {
 	gateways *devices.GatewayStore
 	receiver *centre.Receiver
 	video    *video
+	clips    *clipper
 	sensors  *sensors
 	api      *api.Server
 
@@ -131,9 +132,9 @@ func (g *gateway) stopBackground(ctx context.Context) error {
 	}
 }
 
-// openAlertEvidence tells the evidence sweep which files alerts still open refer to; they are
-// kept whatever their age. The set is read at most once a minute; if it cannot be read,
-// everything is kept.
+// openAlertEvidence tells the evidence sweep which files alerts still open, or closed as 立案,
+// refer to, clips included; they are kept up to events.evidence.keep_for whatever their age.
+// The set is read at most once a minute; if it cannot be read, everything is kept.
 func (g *gateway) openAlertEvidence() func(sha256 string) bool {
 	var (
 		mu   sync.Mutex
@@ -145,7 +146,7 @@ func (g *gateway) openAlertEvidence() func(sha256 string) bool {
 		mu.Lock()
 		defer mu.Unlock()
 		if time.Since(read) > time.Minute {
-			set, err = g.alerts.OpenEvidence(g.bg)
+			set, err = g.alerts.KeptEvidence(g.bg)
 			read = time.Now()
 			if err != nil {
 				g.log.Warn("evidence retention keeps every file: open alerts unknown", "err", err)
@@ -304,8 +305,12 @@ func openGateway(ctx context.Context, cfg config.Config, logger *slog.Logger, ou
 	if err := g.openSensors(ctx); err != nil {
 		return g, fmt.Errorf("sensors: %w", err)
 	}
+	g.newClipper()
 	if err := g.openVideo(ctx); err != nil {
 		return g, fmt.Errorf("video: %w", err)
+	}
+	if err := g.openClips(); err != nil {
+		return g, fmt.Errorf("clips: %w", err)
 	}
 	// Uplinks start after the components the inventory for a centre reads.
 	g.uplinks = &uplink.Set{Configs: append(append([]uplink.Config{}, cfg.Uplinks...), cfg.Webhooks...),
@@ -327,7 +332,7 @@ func openGateway(ctx context.Context, cfg config.Config, logger *slog.Logger, ou
 		Telemetry: g.sensors.telemetry, Presence: g.sensors.presence, Quarantine: g.sensors.quarantine,
 		Cameras: g.video.manager, Video: g.video.handler, Leases: g.video.leases,
 		Gateways: g.gateways, Receiver: g.receiver,
-		RTSPConsumers: g.video.consumers, RateLimits: g.sensors,
+		RTSPConsumers: g.video.consumers, RateLimits: g.sensors, Recorder: g.clips,
 		EvidenceGate: g.evidenceGate(), EvidenceFetch: g.evidenceFetch,
 	}
 	if err := g.api.Initialize(); err != nil {

@@ -228,6 +228,7 @@ func (v *video) sync(ctx context.Context) error {
 	for _, id := range gone {
 		v.manager.RemoveCamera(id)
 	}
+	v.g.clips.syncCameras()
 	return nil
 }
 
@@ -269,6 +270,11 @@ func (v *video) cameraConfig(ctx context.Context, d devices.Device) (streams.Cam
 	// when nobody looks; the rest only while someone watches.
 	if set, err := v.leases.Settings(ctx, d.ID); err == nil && !set.Disabled {
 		cfg.AlwaysOn = true
+	}
+	// So are cameras with event clips: their pre-roll must be there when an event comes.
+	if v.g.clips.wanted(d.ID) {
+		cfg.AlwaysOn = true
+		cfg.H265 = true // an H.265 camera cannot be watched in a browser, but it can be clipped
 	}
 	return cfg, nil
 }

@@ -30,3 +30,6 @@ func SetInitialSeqForTest(seq uint16) (restore func()) {
 	initialSeq = func() uint16 { return seq }
 	return func() { initialSeq = old }
 }
+
+// MoofDurationForTest is moofDuration, for its fuzz test.
+var MoofDurationForTest = moofDuration

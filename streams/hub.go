@@ -7,6 +7,7 @@ import (
 
 	"github.com/bluenviron/gortsplib/v4/pkg/format/rtph264"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h265"
 	"github.com/pion/rtp"
 )
 
@@ -31,7 +32,9 @@ const (
 // packets with payloads of at most MaxRTPPayload bytes) or one audio packet. A Unit is shared by
 // all readers and must not be modified.
 type Unit struct {
-	Kind     UnitKind
+	Kind UnitKind
+	// Codec is "" for H.264 (what viewers get) and "H265" for units kept only for clips.
+	Codec    string
 	Keyframe bool     // an IDR access unit; SPS and PPS are in NALUs (in-band)
 	NALUs    [][]byte // video only
 	Packets  []*rtp.Packet
@@ -315,6 +318,36 @@ func (h *Hub) WriteVideo(au [][]byte, pts int64, received time.Time) {
 		}
 	}
 	h.publishLocked(u)
+}
+
+// WriteVideoH265 hands the hub one H.265 access unit (a camera pulled for its clips). It is
+// copied and published without RTP packets and without the GOP cache: only clip readers use
+// it, since browsers and the re-serve refuse H.265 before they attach.
+func (h *Hub) WriteVideoH265(au [][]byte, pts int64, received time.Time) {
+	key := h265.IsRandomAccess(au)
+	size := 0
+	for _, n := range au {
+		size += len(n)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed || h.needKey && !key {
+		return
+	}
+	h.needKey = false
+	buf := make([]byte, 0, size)
+	nalus := make([][]byte, 0, len(au))
+	for _, n := range au {
+		if len(n) > 0 && h265.NALUType((n[0]>>1)&0x3f) == h265.NALUType_AUD_NUT {
+			continue
+		}
+		start := len(buf)
+		buf = append(buf, n...)
+		nalus = append(nalus, buf[start:len(buf):len(buf)])
+	}
+	outPTS := h.video.out(pts, received)
+	h.gop, h.gopValid = nil, false
+	h.publishLocked(&Unit{Kind: UnitVideo, Codec: "H265", Keyframe: key, NALUs: nalus, PTS: outPTS, Received: received})
 }
 
 // WriteAudio hands the hub one G.711 RTP packet with its PTS (source timeline, 8 kHz).

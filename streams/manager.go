@@ -26,6 +26,9 @@ type CameraConfig struct {
 	// recorders); otherwise it is pulled on demand and dropped IdleTimeout after the last reader.
 	AlwaysOn    bool
 	IdleTimeout time.Duration // 0: the manager's
+	// H265 pulls a camera that sends H.265 for its clips (it still cannot be watched in a
+	// browser or re-served) instead of refusing it.
+	H265 bool
 }
 
 // Manager owns the cameras: one Hub and (while pulled) one Source each.
@@ -264,7 +267,7 @@ func (c *Camera) run() {
 func (c *Camera) startSource() {
 	s := &Source{
 		Camera: c.cfg.ID, URL: c.cfg.URL, Username: c.cfg.Username, Password: c.cfg.Password,
-		Transport: c.cfg.Transport, Hub: c.hub,
+		Transport: c.cfg.Transport, Hub: c.hub, H265: c.cfg.H265,
 		StallTimeout: c.m.StallTimeout, OfflineTimeout: c.m.OfflineTimeout,
 		BackoffMin: c.m.BackoffMin, BackoffMax: c.m.BackoffMax,
 		Logger: c.m.Logger,

@@ -68,6 +68,8 @@ type Source struct {
 	Password  string
 	Transport string // "tcp" (default) or "udp"
 	Hub       *Hub
+	// H265 pulls an H.265 camera for its clips instead of refusing it (CameraConfig.H265).
+	H265 bool
 
 	StallTimeout   time.Duration // no packets for this long: stalled (default 5 s)
 	OfflineTimeout time.Duration // no packets for this long: drop the session, offline (default 15 s)
@@ -195,7 +197,9 @@ func (s *Source) run() {
 
 // session runs one RTSP session until it fails, stalls for OfflineTimeout, or the source closes.
 func (s *Source) session() (wasOnline bool, err error) {
+	h265 := false // the camera sends H.265 (accepted with H265): units go to clips only
 	sess := &rtsppull.Session{
+		H265:      s.H265,
 		URL:       s.URL,
 		Username:  s.Username,
 		Password:  s.Password,
@@ -206,6 +210,11 @@ func (s *Source) session() (wasOnline bool, err error) {
 		Header:      s.header(),
 		Logger:      s.Logger.With("camera", s.Camera),
 		OnTracks: func(tr rtsppull.Tracks) {
+			if tr.Codec == "H265" {
+				h265 = true
+				s.Hub.SetFormat(Format{Codec: "H265", SPS: tr.SPS, PPS: tr.PPS, Width: tr.Width, Height: tr.Height})
+				return
+			}
 			f := Format{Codec: "H264", SPS: tr.SPS, PPS: tr.PPS, Width: tr.Width, Height: tr.Height}
 			if tr.Audio != nil {
 				f.Audio = &AudioFormat{MULaw: tr.Audio.MULaw, PayloadType: tr.Audio.PayloadType(), SampleRate: 8000, Channels: 1}
@@ -215,8 +224,14 @@ func (s *Source) session() (wasOnline bool, err error) {
 		OnVideoRTP: func(*rtp.Packet, int64, bool, time.Time) {
 			s.packetIn.Add(1)
 		},
-		OnAccessUnit: s.Hub.WriteVideo,
-		OnAudioRTP:   s.Hub.WriteAudio,
+		OnAccessUnit: func(au [][]byte, pts int64, received time.Time) {
+			if h265 {
+				s.Hub.WriteVideoH265(au, pts, received)
+				return
+			}
+			s.Hub.WriteVideo(au, pts, received)
+		},
+		OnAudioRTP: s.Hub.WriteAudio,
 	}
 	err = sess.Initialize(s.ctx)
 	var cerr *rtsppull.CodecError
@@ -234,6 +249,10 @@ func (s *Source) session() (wasOnline bool, err error) {
 	defer sess.Close()
 	s.mu.Lock()
 	s.problem = nil
+	if h265 {
+		// pulled for clips; still not something a browser can play
+		s.problem = codecProblem("H265")
+	}
 	s.mu.Unlock()
 	playAt := time.Now()
 

@@ -61,7 +61,7 @@ type Event struct {
 	Detail string `json:"detail,omitempty"`
 	// Alert is set on alert.* events: which alert, its new state and who moved it.
 	Alert *AlertRef `json:"alert,omitempty"`
-	// RefEventID, on evidence.added, is the event the evidence is of.
+	// RefEventID is the event an evidence.added (or a later event about another) refers to.
 	RefEventID string `json:"ref_event_id,omitempty"`
 
 	// Seq is the event's position in this gateway's log (0 until logged). Not part of the
@@ -97,20 +97,22 @@ type Reading struct {
 	Limit  *float64 `json:"limit,omitempty"`
 }
 
-// Evidence points at a stored file (see EvidenceStore). A clip adds its type, codec, camera,
-// the time it covers, the event's moment in it and whether it was finished (docs/contracts.md §9).
+// Evidence points at a stored file (see EvidenceStore). Kinds: "snapshot", "clip" (a video
+// clip around an event, docs/contracts.md §9), "upload". Entries of kind, url and sha256 only
+// stay valid; the other fields describe clips.
 type Evidence struct {
 	Kind     string     `json:"kind"`
 	URL      string     `json:"url"`
 	SHA256   string     `json:"sha256"`
 	MIME     string     `json:"mime,omitempty"`
-	Codec    string     `json:"codec,omitempty"`
+	Codec    string     `json:"codec,omitempty"` // "h264" | "h265"
 	CameraID string     `json:"camera_id,omitempty"`
 	Start    *time.Time `json:"start,omitempty"`
 	End      *time.Time `json:"end,omitempty"`
 	EventAt  *time.Time `json:"event_at,omitempty"`
-	Complete *bool      `json:"complete,omitempty"`
-	Note     string     `json:"note,omitempty"`
+	// Complete is false for a clip cut short (camera lost, gateway stopped); Note says why.
+	Complete *bool  `json:"complete,omitempty"`
+	Note     string `json:"note,omitempty"`
 }
 
 // AlertRef describes an alert transition inside an alert.* event.
@@ -206,6 +208,12 @@ func (e *Event) Validate() error {
 		if ev.SHA256 != "" && !IsHex64(ev.SHA256) {
 			return bad("evidence sha256 %q is not 64 hex digits", ev.SHA256)
 		}
+		if len(ev.Note) > MaxText || len(ev.MIME)+len(ev.Codec)+len(ev.CameraID) > MaxText {
+			return bad("evidence text longer than %d bytes", MaxText)
+		}
+	}
+	if e.RefEventID != "" && !isULID(e.RefEventID) {
+		return bad("ref_event_id must be a ULID")
 	}
 	return nil
 }

@@ -33,6 +33,7 @@ type Config struct {
 
 	Ingest   Ingest          `yaml:"ingest"`
 	Streams  Streams         `yaml:"streams"`
+	Clips    Clips           `yaml:"clips"`
 	Rules    rules.Config    `yaml:"rules"`
 	Events   events.Config   `yaml:"events"`
 	Uplinks  []uplink.Config `yaml:"uplinks"`
@@ -307,6 +308,7 @@ func Default() Config {
 			WebRTC: WebRTC{UDPListen: ":8189", TCPListen: ":8189", PublicIPs: []string{}, DisconnectTimeout: 5 * time.Second, MaxLag: time.Second, MaxSessions: 1000,
 				MaxSessionsPerUser: 8, MaxSessionsPerCamera: 100},
 			Snapshot: Snapshot{FFmpeg: "ffmpeg", Cache: time.Second}},
+		Clips:    defaultClips(),
 		Rules:    rules.Config{Schedules: map[string]rules.Schedule{}, Holidays: rules.Holidays{Off: []string{}, Workdays: []string{}}, Overrides: []rules.Override{}, Cooldown: profiles.Duration(rules.DefaultCooldown)},
 		Events:   defaultEvents(),
 		Uplinks:  []uplink.Config{},
@@ -511,6 +513,7 @@ func (c *Config) validate(where func(key string) string) []Problem {
 	if c.Streams.QueueUnits < 16 || c.Streams.WebRTC.MaxSessions < 1 {
 		bad("streams", "queue_units must be at least 16 and webrtc.max_sessions at least 1")
 	}
+	c.Clips.validate(bad)
 	if err := c.Rules.Validate(); err != nil {
 		bad("rules", "%v", err)
 	}

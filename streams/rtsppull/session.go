@@ -54,6 +54,9 @@ func (e *CodecError) Unwrap() error { return ErrUnsupportedCodec }
 
 // Tracks is what the camera sends, known after SETUP and before the first packet.
 type Tracks struct {
+	// Codec is "H264", or "H265" for a camera sending H.265 to a session that accepts it.
+	Codec         string
+	VPS           []byte // H.265 only
 	SPS, PPS      []byte // from the SDP; nil if the camera sends them only in-band
 	Width, Height int    // from the SPS; 0 if unknown
 	// Audio is the set-up G.711 track (8 kHz mono only, what WebRTC carries), or nil.
@@ -73,6 +76,10 @@ type Session struct {
 	WriteTimeout time.Duration // default 5 s
 	// Audio asks for the camera's G.711 track too, if it has one at 8 kHz mono.
 	Audio bool
+	// H265 accepts a camera that sends H.265 instead of refusing it: OnTracks says so
+	// (Tracks.Codec "H265") and OnAccessUnit gets H.265 access units, VPS/SPS/PPS in front of
+	// every IRAP picture. Only the relay's clips use them; browsers cannot play them.
+	H265 bool
 
 	// OnTracks is called once, after SETUP and before PLAY: everything the other callbacks
 	// get is in this format.
@@ -197,6 +204,12 @@ func (s *Session) start(u *base.URL) error {
 	}
 	var h264f *format.H264
 	videoMedia := desc.FindFormat(&h264f)
+	if videoMedia == nil && s.H265 {
+		var h265f *format.H265
+		if m := desc.FindFormat(&h265f); m != nil {
+			return s.startH265(desc, m, h265f)
+		}
+	}
 	if videoMedia == nil {
 		return &CodecError{Codec: videoCodec(desc)}
 	}
@@ -221,7 +234,7 @@ func (s *Session) start(u *base.URL) error {
 
 	sps, pps := h264f.SafeParams()
 	s.params = params{sps: sps, pps: pps}
-	tr := Tracks{SPS: sps, PPS: pps}
+	tr := Tracks{Codec: "H264", SPS: sps, PPS: pps}
 	tr.Width, tr.Height = spsSize(sps)
 	if audioMedia != nil {
 		tr.Audio = g711

@@ -20,6 +20,7 @@ import (
 	"github.com/bluenviron/gortsplib/v4/pkg/description"
 	"github.com/bluenviron/gortsplib/v4/pkg/format"
 	"github.com/bluenviron/gortsplib/v4/pkg/format/rtph264"
+	"github.com/bluenviron/gortsplib/v4/pkg/format/rtph265"
 	"github.com/bluenviron/gortsplib/v4/pkg/liberrors"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/pion/rtp"
@@ -30,8 +31,8 @@ import (
 // Camera is one simulated camera.
 type Camera struct {
 	Path string // URL path, e.g. "hall-entrance"
-	// Clip is an H.264 Annex-B elementary stream, played in a loop. Nil with Codec "H265"
-	// describes an H.265 stream that sends nothing (enough to test the refusal).
+	// Clip is an H.264 (or, with Codec "H265", H.265) Annex-B elementary stream, played in a
+	// loop. Nil with Codec "H265" describes an H.265 stream that sends nothing.
 	Clip  []byte
 	FPS   int    // default 25
 	Codec string // "H264" (default) or "H265"
@@ -66,6 +67,7 @@ type Server struct {
 type cam struct {
 	cfg    Camera
 	aus    [][][]byte
+	vps    []byte // H.265
 	sps    []byte
 	pps    []byte
 	desc   *description.Session
@@ -108,9 +110,14 @@ func (s *Server) Initialize() error {
 				})
 			}
 		case "H265":
+			if c.Clip != nil {
+				if err := k.parseH265(); err != nil {
+					return fmt.Errorf("simcam %s: %w", c.Path, err)
+				}
+			}
 			k.desc = &description.Session{Medias: []*description.Media{{
 				Type:    description.MediaTypeVideo,
-				Formats: []format.Format{&format.H265{PayloadTyp: 96}},
+				Formats: []format.Format{&format.H265{PayloadTyp: 96, VPS: k.vps, SPS: k.sps, PPS: k.pps}},
 			}}}
 		default:
 			return fmt.Errorf("simcam %s: codec %q", c.Path, c.Codec)
@@ -256,8 +263,18 @@ func (s *Server) play(k *cam) {
 		<-s.done
 		return
 	}
-	enc := &rtph264.Encoder{PayloadType: 96, PayloadMaxSize: 1400, PacketizationMode: 1}
-	_ = enc.Init()
+	var enc interface {
+		Encode([][]byte) ([]*rtp.Packet, error)
+	}
+	if k.cfg.Codec == "H265" {
+		e := &rtph265.Encoder{PayloadType: 96, PayloadMaxSize: 1400}
+		_ = e.Init()
+		enc = e
+	} else {
+		e := &rtph264.Encoder{PayloadType: 96, PayloadMaxSize: 1400, PacketizationMode: 1}
+		_ = e.Init()
+		enc = e
+	}
 	frame := time.Second / time.Duration(k.cfg.FPS)
 	ts := uint32(0)
 	var audioTS uint32
