@@ -7,40 +7,63 @@ import (
 	"path/filepath"
 )
 
-// H264Clip returns the raw H.264 (Annex B) clip the video benchmarks stream: the file at path
-// when one is given, else a 20 s 1280x720 25 fps baseline clip at 3 Mbit/s with a keyframe
-// every 100 frames and noise (so the encoder cannot idle), made with ffmpeg once and kept in
-// the user's cache directory.
+// ClipSpec describes a 20 s 1280x720 25 fps baseline H.264 test clip made with ffmpeg: its
+// bit rate, keyframe interval and the noise that keeps the encoder from idling.
+type ClipSpec struct {
+	Name  string // file name in the cache directory
+	Mbit  int    // bit rate, Mbit/s
+	GOP   int    // frames between keyframes
+	Noise int    // ffmpeg noise strength (alls)
+}
+
+// BenchClip is the clip the relay and cascade benchmarks stream: 3 Mbit/s, a keyframe every
+// 100 frames.
+var BenchClip = ClipSpec{Name: "bench-720p-3m-g100.h264", Mbit: 3, GOP: 100, Noise: 8}
+
+// H264Clip returns the raw H.264 (Annex B) clip of BenchClip: the file at path when one is
+// given, else the clip made with ffmpeg once and kept in the user's cache directory.
 func H264Clip(path string) ([]byte, error) {
 	if path != "" {
 		return os.ReadFile(path)
 	}
+	return MakeClip(CachedClip(BenchClip), BenchClip)
+}
+
+// CachedClip is where spec's clip is kept between runs.
+func CachedClip(spec ClipSpec) string {
 	dir, err := os.UserCacheDir()
 	if err != nil {
 		dir = os.TempDir()
 	}
-	dir = filepath.Join(dir, "offsite-bench")
-	_ = os.MkdirAll(dir, 0o755)
-	p := filepath.Join(dir, "bench-720p-3m-g100.h264")
-	if b, err := os.ReadFile(p); err == nil && len(b) > 0 {
+	return filepath.Join(dir, "offsite-bench", spec.Name)
+}
+
+// MakeClip returns the clip at path, making it with ffmpeg first when it is missing.
+func MakeClip(path string, spec ClipSpec) ([]byte, error) {
+	if b, err := os.ReadFile(path); err == nil && len(b) > 0 {
 		return b, nil
 	}
 	ffmpeg, err := exec.LookPath("ffmpeg")
 	if err != nil {
 		return nil, fmt.Errorf("ffmpeg is needed once to make the 720p test clip (apt-get install -y ffmpeg), or pass -clip")
 	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
+	}
 	fmt.Println("generating the 720p test clip with ffmpeg (once) …")
-	tmp := p + ".tmp"
+	tmp := path + ".tmp"
+	rate := fmt.Sprintf("%dM", spec.Mbit)
+	gop := fmt.Sprint(spec.GOP)
 	out, err := exec.Command(ffmpeg, "-hide_banner", "-loglevel", "error", "-y",
-		"-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=25,noise=alls=8:allf=t", "-t", "20",
-		"-c:v", "libx264", "-profile:v", "baseline", "-bf", "0", "-g", "100", "-keyint_min", "100", "-sc_threshold", "0",
-		"-preset", "veryfast", "-b:v", "3M", "-maxrate", "3M", "-bufsize", "3M", "-pix_fmt", "yuv420p",
+		"-f", "lavfi", "-i", fmt.Sprintf("testsrc2=size=1280x720:rate=25,noise=alls=%d:allf=t", spec.Noise), "-t", "20",
+		"-c:v", "libx264", "-profile:v", "baseline", "-bf", "0", "-g", gop, "-keyint_min", gop, "-sc_threshold", "0",
+		"-preset", "veryfast", "-b:v", rate, "-maxrate", rate, "-bufsize", rate, "-pix_fmt", "yuv420p",
 		"-f", "h264", tmp).CombinedOutput()
 	if err != nil {
 		return nil, fmt.Errorf("ffmpeg: %v: %s", err, out)
 	}
-	if err := os.Rename(tmp, p); err != nil {
+	if err := os.Rename(tmp, path); err != nil {
 		return nil, err
 	}
-	return os.ReadFile(p)
+	return os.ReadFile(path)
 }

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/offsite-gw/offsite/events"
+	"github.com/offsite-gw/offsite/internal/benchkit"
 	"github.com/offsite-gw/offsite/streams"
 	"github.com/offsite-gw/offsite/streams/simcam"
 )
@@ -224,67 +225,23 @@ func serveSim(clip []byte, n int) {
 	s.Close()
 }
 
-func clipFile() string {
-	d, err := os.UserCacheDir()
-	if err != nil {
-		d = os.TempDir()
-	}
-	return filepath.Join(d, "offsite-bench", "clips-720p-2mbit-gop2s-n20.h264")
-}
+// clipSpec is the benchmark's camera: 2 Mbit/s, a keyframe every 2 s.
+var clipSpec = benchkit.ClipSpec{Name: "clips-720p-2mbit-gop2s-n20.h264", Mbit: 2, GOP: 50, Noise: 20}
 
-// loadClip reads the test clip, generating it once with ffmpeg: 1280x720, 25 fps, 2 Mbit/s,
-// a keyframe every 2 s, baseline, 20 s.
+func clipFile() string { return benchkit.CachedClip(clipSpec) }
+
+// loadClip reads the test clip at path (default: the cached one, made with ffmpeg once).
 func loadClip(path string) ([]byte, error) {
 	if path == "" {
 		path = clipFile()
 	}
-	if b, err := os.ReadFile(path); err == nil && len(b) > 0 {
-		return b, nil
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, err
-	}
-	tmp := path + ".tmp"
-	out, err := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
-		"-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=25,noise=alls=20:allf=t", "-t", "20",
-		"-c:v", "libx264", "-profile:v", "baseline", "-bf", "0", "-g", "50", "-keyint_min", "50", "-sc_threshold", "0",
-		"-preset", "veryfast", "-b:v", "2M", "-maxrate", "2M", "-bufsize", "2M", "-pix_fmt", "yuv420p",
-		"-f", "h264", tmp).CombinedOutput()
-	if err != nil {
-		return nil, fmt.Errorf("ffmpeg: %v: %s", err, out)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return nil, err
-	}
-	return os.ReadFile(path)
+	return benchkit.MakeClip(path, clipSpec)
 }
 
-// cpuTicks returns utime+stime of this process in clock ticks (100 Hz on Linux).
-func cpuTicks() int64 {
-	b, err := os.ReadFile("/proc/self/stat")
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return ut + st
-}
+// cpuTicks returns this process's CPU time in clock ticks (100 Hz).
+func cpuTicks() int64 { return int64(benchkit.CPUTime(os.Getpid()) / (10 * time.Millisecond)) }
 
-func rssMB() float64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "VmRSS:") {
-			kb, _ := strconv.ParseFloat(strings.Fields(l)[1], 64)
-			return kb / 1024
-		}
-	}
-	return 0
-}
+func rssMB() float64 { return float64(benchkit.RSSBytes(os.Getpid())) / (1 << 20) }
 
 func must(err error) {
 	if err != nil {

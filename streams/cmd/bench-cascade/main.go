@@ -425,17 +425,7 @@ func quantile(v []float64, q float64) float64 {
 	return s[int(math.Ceil(q*float64(len(s))))-1]
 }
 
-func cpuTicks(pid int) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return ut + st
-}
+func cpuTicks(pid int) int64 { return int64(benchkit.CPUTime(pid) / (10 * time.Millisecond)) }
 
 func cpuPct(t0, t1 int64, wall time.Duration) float64 {
 	return float64(t1-t0) / 100 / wall.Seconds() * 100

@@ -309,17 +309,7 @@ func bytesPerSec(cam *streams.Camera, d time.Duration) int {
 }
 
 // cpuTicks returns utime+stime of this process in clock ticks (100 Hz on Linux).
-func cpuTicks() int64 {
-	b, err := os.ReadFile("/proc/self/stat")
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return ut + st
-}
+func cpuTicks() int64 { return int64(benchkit.CPUTime(os.Getpid()) / (10 * time.Millisecond)) }
 
 func cpuPct(t0, t1 int64, wall time.Duration) float64 {
 	return float64(t1-t0) / 100 / wall.Seconds() * 100
@@ -353,19 +343,7 @@ func udpRcvbufErrors() uint64 {
 }
 
 // rssMB returns VmRSS of this process.
-func rssMB() float64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "VmRSS:") {
-			kb, _ := strconv.ParseFloat(strings.Fields(l)[1], 64)
-			return kb / 1024
-		}
-	}
-	return 0
-}
+func rssMB() float64 { return float64(benchkit.RSSBytes(os.Getpid())) / (1 << 20) }
 
 func must(err error) {
 	if err != nil {
