@@ -3,13 +3,11 @@ package rtsppull
 import (
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/bluenviron/gortsplib/v4/pkg/description"
 	"github.com/bluenviron/gortsplib/v4/pkg/format"
 	"github.com/bluenviron/gortsplib/v4/pkg/format/rtph265"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h265"
-	"github.com/pion/rtp"
 )
 
 // startH265 sets up and plays a camera's H.265 video (Session.H265).
@@ -32,26 +30,9 @@ func (s *Session) startH265(desc *description.Session, m *description.Media, f *
 	if err != nil {
 		return fmt.Errorf("h265 depacketizer: %w", err)
 	}
-	c.OnPacketRTP(m, f, func(pkt *rtp.Packet) {
-		now := time.Now()
-		s.lastPacket.Store(now.UnixNano())
-		s.videoIn.Add(1)
-		pts, ok := c.PacketPTS2(m, pkt)
-		if s.OnVideoRTP != nil {
-			s.OnVideoRTP(pkt, pts, ok, now)
-		}
-		if !ok || s.OnAccessUnit == nil {
-			return
-		}
-		au, err := dec.Decode(pkt)
-		if err != nil {
-			if !errors.Is(err, rtph265.ErrMorePacketsNeeded) && !errors.Is(err, rtph265.ErrNonStartingPacketAndNoPrevious) {
-				s.Logger.Debug("h265 depacketize", "err", err)
-			}
-			return
-		}
-		s.OnAccessUnit(p.inBand(au), pts, now)
-	})
+	s.onVideo(m, f, dec.Decode, func(err error) bool {
+		return errors.Is(err, rtph265.ErrMorePacketsNeeded) || errors.Is(err, rtph265.ErrNonStartingPacketAndNoPrevious)
+	}, p.inBand)
 	if _, err := c.Play(nil); err != nil {
 		return fmt.Errorf("play: %w", err)
 	}

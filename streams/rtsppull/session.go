@@ -247,26 +247,9 @@ func (s *Session) start(u *base.URL) error {
 	if err != nil {
 		return fmt.Errorf("h264 depacketizer: %w", err)
 	}
-	c.OnPacketRTP(videoMedia, h264f, func(pkt *rtp.Packet) {
-		now := time.Now()
-		s.lastPacket.Store(now.UnixNano())
-		s.videoIn.Add(1)
-		pts, ok := c.PacketPTS2(videoMedia, pkt)
-		if s.OnVideoRTP != nil {
-			s.OnVideoRTP(pkt, pts, ok, now)
-		}
-		if !ok || s.OnAccessUnit == nil {
-			return
-		}
-		au, err := dec.Decode(pkt)
-		if err != nil {
-			if !errors.Is(err, rtph264.ErrMorePacketsNeeded) && !errors.Is(err, rtph264.ErrNonStartingPacketAndNoPrevious) {
-				s.Logger.Debug("h264 depacketize", "err", err)
-			}
-			return
-		}
-		s.OnAccessUnit(s.params.inBand(au), pts, now)
-	})
+	s.onVideo(videoMedia, h264f, dec.Decode, func(err error) bool {
+		return errors.Is(err, rtph264.ErrMorePacketsNeeded) || errors.Is(err, rtph264.ErrNonStartingPacketAndNoPrevious)
+	}, s.params.inBand)
 	if audioMedia != nil {
 		c.OnPacketRTP(audioMedia, g711, func(pkt *rtp.Packet) {
 			now := time.Now()
@@ -389,4 +372,33 @@ func videoCodec(desc *description.Session) string {
 		}
 	}
 	return "none"
+}
+
+// onVideo reads the video media's RTP packets: each is counted and handed to OnVideoRTP with
+// its timestamp; decode turns them into access units (incomplete says which of its errors only
+// mean "not a whole unit yet"), which go to OnAccessUnit with the parameter sets in band.
+func (s *Session) onVideo(m *description.Media, f format.Format, decode func(*rtp.Packet) ([][]byte, error),
+	incomplete func(error) bool, inBand func([][]byte) [][]byte) {
+	c := s.client
+	codec := f.Codec()
+	c.OnPacketRTP(m, f, func(pkt *rtp.Packet) {
+		now := time.Now()
+		s.lastPacket.Store(now.UnixNano())
+		s.videoIn.Add(1)
+		pts, ok := c.PacketPTS2(m, pkt)
+		if s.OnVideoRTP != nil {
+			s.OnVideoRTP(pkt, pts, ok, now)
+		}
+		if !ok || s.OnAccessUnit == nil {
+			return
+		}
+		au, err := decode(pkt)
+		if err != nil {
+			if !incomplete(err) {
+				s.Logger.Debug("depacketize", "codec", codec, "err", err)
+			}
+			return
+		}
+		s.OnAccessUnit(inBand(au), pts, now)
+	})
 }
