@@ -867,23 +867,28 @@ func (a *Alerts) OpenEvidence(ctx context.Context) (map[string]bool, error) {
 		`SELECT source FROM alerts WHERE state <> 'closed'`,
 		`SELECT s.attachments FROM alert_steps s JOIN alerts a ON a.id = s.alert_id WHERE a.state <> 'closed'`,
 	} {
-		rows, err := a.Log.DB.Query(ctx, q)
-		if err != nil {
+		if err := a.collectSHA256s(ctx, out, q); err != nil {
 			return nil, fmt.Errorf("events: evidence of open alerts: %w", err)
-		}
-		for rows.Next() {
-			var text string
-			if err := rows.Scan(&text); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			for _, sum := range sha256Hex.FindAllString(text, -1) {
-				out[sum] = true
-			}
-		}
-		if err := rows.Close(); err != nil {
-			return nil, err
 		}
 	}
 	return out, nil
+}
+
+// collectSHA256s adds every sha256 found in the text column q selects to out.
+func (a *Alerts) collectSHA256s(ctx context.Context, out map[string]bool, q string, args ...any) error {
+	rows, err := a.Log.DB.Query(ctx, q, args...)
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var text string
+		if err := rows.Scan(&text); err != nil {
+			rows.Close()
+			return err
+		}
+		for _, sum := range sha256Hex.FindAllString(text, -1) {
+			out[sum] = true
+		}
+	}
+	return rows.Close()
 }

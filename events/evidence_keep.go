@@ -48,22 +48,8 @@ func (a *Alerts) KeptEvidence(ctx context.Context) (map[string]bool, error) {
 	if err := rows.Close(); err != nil {
 		return nil, err
 	}
-	rows, err = a.Log.DB.Query(ctx, `SELECT s.attachments FROM alert_steps s JOIN alerts a ON a.id = s.alert_id WHERE a.outcome = 'case_filed'`)
-	if err != nil {
+	if err := a.collectSHA256s(ctx, out, `SELECT s.attachments FROM alert_steps s JOIN alerts a ON a.id = s.alert_id WHERE a.outcome = 'case_filed'`); err != nil {
 		return nil, fmt.Errorf("events: evidence to keep: %w", err)
-	}
-	for rows.Next() {
-		var text string
-		if err := rows.Scan(&text); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		for _, sum := range sha256Hex.FindAllString(text, -1) {
-			out[sum] = true
-		}
-	}
-	if err := rows.Close(); err != nil {
-		return nil, err
 	}
 	for _, sp := range spans {
 		rows, err := a.Log.DB.Query(ctx, `SELECT id FROM events WHERE alarm_key = ? AND occurred_at >= ? AND occurred_at <= ?`,
