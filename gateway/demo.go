@@ -366,9 +366,8 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	return nil
 }
 
-// waitForInventories waits until the centre holds an inventory of every site gateway, so the
-// demo is ready when it says so (at most a minute).
-func waitForInventories(ctx context.Context, centre string, users []demoUser, n int) error {
+// demoAdminToken logs in to the centre as the demo's admin.
+func demoAdminToken(centre string, users []demoUser) (string, error) {
 	pw := ""
 	for _, u := range users {
 		if u.Username == "admin" {
@@ -378,18 +377,30 @@ func waitForInventories(ctx context.Context, centre string, users []demoUser, n 
 	body, _ := json.Marshal(map[string]string{"username": "admin", "password": pw})
 	resp, err := http.Post(centre+"/api/v1/auth/login", "application/json", strings.NewReader(string(body)))
 	if err != nil {
-		return err
+		return "", err
 	}
+	defer resp.Body.Close()
 	var lr struct{ Token string }
-	err = json.NewDecoder(resp.Body).Decode(&lr)
-	resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&lr); err != nil {
+		return "", err
+	}
+	if lr.Token == "" {
+		return "", fmt.Errorf("demo admin login at %s: %s", centre, resp.Status)
+	}
+	return lr.Token, nil
+}
+
+// waitForInventories waits until the centre holds an inventory of every site gateway, so the
+// demo is ready when it says so (at most a minute).
+func waitForInventories(ctx context.Context, centre string, users []demoUser, n int) error {
+	token, err := demoAdminToken(centre, users)
 	if err != nil {
 		return err
 	}
 	deadline := time.Now().Add(time.Minute)
 	for {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, centre+"/api/v1/gateways", nil)
-		req.Header.Set("Authorization", "Bearer "+lr.Token)
+		req.Header.Set("Authorization", "Bearer "+token)
 		if resp, err := http.DefaultClient.Do(req); err == nil {
 			var gws []struct {
 				InventoryRevision int64 `json:"inventory_revision"`
@@ -421,27 +432,14 @@ func waitForInventories(ctx context.Context, centre string, users []demoUser, n 
 // URL), so that it can fetch their evidence files (docs/contracts.md §9). The sites start
 // after the centre, on ports not known before, hence an update after the start.
 func setSiteBaseURLs(ctx context.Context, centre string, users []demoUser, gws []demoGateway) error {
-	pw := ""
-	for _, u := range users {
-		if u.Username == "admin" {
-			pw = u.Password
-		}
-	}
-	body, _ := json.Marshal(map[string]string{"username": "admin", "password": pw})
-	resp, err := http.Post(centre+"/api/v1/auth/login", "application/json", strings.NewReader(string(body)))
-	if err != nil {
-		return err
-	}
-	var lr struct{ Token string }
-	err = json.NewDecoder(resp.Body).Decode(&lr)
-	resp.Body.Close()
+	token, err := demoAdminToken(centre, users)
 	if err != nil {
 		return err
 	}
 	for _, gw := range gws {
 		b, _ := json.Marshal(map[string]string{"name": gw.Name, "base_url": gw.HTTP})
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPut, centre+"/api/v1/gateways/"+gw.ID, strings.NewReader(string(b)))
-		req.Header.Set("Authorization", "Bearer "+lr.Token)
+		req.Header.Set("Authorization", "Bearer "+token)
 		req.Header.Set("Content-Type", "application/json")
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
