@@ -240,6 +240,35 @@ func TestEvidenceFollowsTheEventUpward(t *testing.T) {
 	require.True(t, errors.As(err, &se), "%v", err)
 	require.Equal(t, 404, se.Status)
 	require.True(t, strings.Contains(se.Body, "evidence_not_found"), se.Body)
+
+	// The site also recorded the camera around ev1 (video.tamper is a type with clips in the
+	// demo): its clip, cut from the pre-roll and post-roll, is announced by an evidence.added
+	// that reaches the province with the clip's sha256, and the province's fetch of that file
+	// through the centre returns bytes with that hash.
+	var added map[string]any
+	require.Eventually(t, func() bool {
+		for _, e := range p.events() {
+			if e["type"] == "evidence.added" && e["ref_event_id"] == ev1 {
+				added = e
+				return true
+			}
+		}
+		return false
+	}, 3*time.Minute, 500*time.Millisecond, "no evidence.added for %s reached the province\n%s", ev1, out)
+	require.Equal(t, "demo-gw-city", added["gateway_id"])
+	evs, _ := added["evidence"].([]any)
+	require.Len(t, evs, 1)
+	entry, _ := evs[0].(map[string]any)
+	require.Equal(t, "clip", entry["kind"])
+	require.Equal(t, camera, entry["camera_id"])
+	recorded, _ := entry["sha256"].(string)
+	require.Len(t, recorded, 64)
+	fctx, fcancel := context.WithTimeout(context.Background(), time.Minute)
+	defer fcancel()
+	got, ctype, err = p.handler.FetchEvidence(fctx, centre, "demo-centre", recorded)
+	require.NoError(t, err)
+	require.Equal(t, recorded, sha(got), "the province gets the recorded clip's bytes through the centre")
+	require.Equal(t, "video/mp4", ctype)
 }
 
 // An H.264 clip of a site's event, announced by evidence.added, plays in Chromium in the alert
