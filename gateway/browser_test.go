@@ -20,17 +20,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	if testing.Short() {
 		t.Skip("browser scenarios take a minute or two")
 	}
-	harness, err := filepath.Abs("../api/dashboard/browsertest")
-	require.NoError(t, err)
-	_, errNode := exec.LookPath("node")
-	_, errMods := os.Stat(filepath.Join(harness, "node_modules", "playwright-core"))
-	_, errChromium := os.Stat("/usr/bin/chromium")
-	if errNode != nil || errMods != nil || errChromium != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("browser test needs node, chromium and npm ci in %s (make test installs them)", harness)
-		}
-		t.Skipf("browser test needs node, /usr/bin/chromium and npm ci in %s", harness)
-	}
+	harness := browserHarness(t)
 	dir := t.TempDir()
 	_, dj, out := startDemo(t, dir)
 
@@ -51,4 +41,23 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Logf("gateway output:\n%s", out.String())
 	}
 	require.NoError(t, err, "browser scenarios failed")
+}
+
+// browserHarness returns the browser scenarios' folder (api/dashboard/browsertest), or skips
+// the test when node, its playwright-core or /usr/bin/chromium is missing — and fails it on CI,
+// where make test installs them.
+func browserHarness(t *testing.T) string {
+	t.Helper()
+	harness, err := filepath.Abs("../api/dashboard/browsertest")
+	require.NoError(t, err)
+	_, errNode := exec.LookPath("node")
+	_, errMods := os.Stat(filepath.Join(harness, "node_modules", "playwright-core"))
+	_, errChromium := os.Stat("/usr/bin/chromium")
+	if errNode != nil || errMods != nil || errChromium != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("browser test needs node, chromium and npm ci in %s (make test installs them)", harness)
+		}
+		t.Skipf("browser test needs node, /usr/bin/chromium and npm ci in %s", harness)
+	}
+	return harness
 }

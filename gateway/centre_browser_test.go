@@ -166,17 +166,7 @@ func TestCentreDashboardInBrowser(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three gateways and a browser")
 	}
-	harness, err := filepath.Abs("../api/dashboard/browsertest")
-	require.NoError(t, err)
-	_, errNode := exec.LookPath("node")
-	_, errMods := os.Stat(filepath.Join(harness, "node_modules", "playwright-core"))
-	_, errChromium := os.Stat("/usr/bin/chromium")
-	if errNode != nil || errMods != nil || errChromium != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("browser test needs node, chromium and npm ci in %s (make test installs them)", harness)
-		}
-		t.Skipf("browser test needs node, /usr/bin/chromium and npm ci in %s", harness)
-	}
+	harness := browserHarness(t)
 	root := t.TempDir()
 	artifacts := os.Getenv("OFFSITE_TEST_ARTIFACTS")
 	if artifacts == "" {

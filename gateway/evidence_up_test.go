@@ -278,14 +278,7 @@ func TestClipPlaysInBrowserAtCentre(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the demo city and Chromium")
 	}
-	harness, err := filepath.Abs("../api/dashboard/browsertest")
-	require.NoError(t, err)
-	_, errNode := exec.LookPath("node")
-	_, errMods := os.Stat(filepath.Join(harness, "node_modules", "playwright-core"))
-	_, errChromium := os.Stat("/usr/bin/chromium")
-	if errNode != nil || errMods != nil || errChromium != nil {
-		t.Skipf("browser test needs node, /usr/bin/chromium and npm ci in %s", harness)
-	}
+	harness := browserHarness(t)
 	p := startProvince(t, "province-secret-"+ulid.Make().String())
 	dir, dj, out := startCity(t, p)
 	centre := dj.HTTP
