@@ -72,7 +72,7 @@ func (s *Server) startRecording(c *fiber.Ctx) error {
 }
 
 func (s *Server) doStartRecording(c *fiber.Ctx, id string) (Recording, error) {
-	if _, err := s.visibleCamera(c, id); err != nil {
+	if err := s.recordableHere(c, id); err != nil {
 		return Recording{}, err
 	}
 	var body recordingBody
@@ -111,7 +111,7 @@ func (s *Server) doStartRecording(c *fiber.Ctx, id string) (Recording, error) {
 // the gateway started.
 func (s *Server) listRecordings(c *fiber.Ctx) error {
 	id := c.Params("id")
-	if _, err := s.visibleCamera(c, id); err != nil {
+	if err := s.recordableHere(c, id); err != nil {
 		return err
 	}
 	items := s.Recorder.Recordings(id)
@@ -120,4 +120,24 @@ func (s *Server) listRecordings(c *fiber.Ctx) error {
 	}
 	// max_minutes tells the 取证录像 dialog the longest recording this gateway takes.
 	return c.JSON(fiber.Map{"items": items, "max_minutes": s.Recorder.MaxRecordingMinutes()})
+}
+
+// recordableHere checks that the caller may watch camera id and that this node records it: a
+// camera of a site gateway below this centre is recorded by that gateway, where its pre-roll
+// is, so the answer is 409 record_at_site naming the gateway and its address.
+func (s *Server) recordableHere(c *fiber.Ctx, id string) error {
+	if _, err := s.visibleCamera(c, id); err != nil {
+		return err
+	}
+	cv, ok := s.childCameraView(c, id)
+	if !ok {
+		return nil
+	}
+	where := cv.Gateway
+	if s.Gateways != nil {
+		if g, err := s.Gateways.Get(c.UserContext(), cv.Gateway); err == nil && g.BaseURL != "" {
+			where += " (" + g.BaseURL + ")"
+		}
+	}
+	return errs.E(errs.KindConflict, "record_at_site", "camera %s is on site gateway %s, which keeps its pre-roll: start the recording at that gateway", id, where)
 }

@@ -108,8 +108,8 @@ function assert(c, msg) { if (!c) throw new Error(msg); }
 // last, so a scenario that waits for pictures does not meet its planned outage.
 const REBOOTS = new Set((demo.cameras || []).filter((c) => c.scenario === 'reboots').map((c) => c.id));
 
-async function fillWall(page, n) {
-  await page.goto(`${BASE}/#/wall`);
+async function fillWall(page, n, base = BASE) {
+  await page.goto(`${base}/#/wall`);
   await page.waitForSelector('.tree .cam', { timeout: 10000 });
   await page.click(`[data-layout="${n <= 1 ? 1 : n <= 4 ? 4 : n <= 9 ? 9 : 16}"]`);
   const all = await page.$$eval('.tree .cam', (els) => els.map((e) => e.dataset.camera));
@@ -902,6 +902,24 @@ await scenario('recording', async () => {
   const { ctx, page } = await newPage();
   await login(page, admin);
   const [cam] = await fillWall(page, 1);
+  let where = '';
+  const gw = (demo.gateways || []).find((g) => g.id === (demo.cameras || []).find((c) => c.id === cam)?.gateway);
+  if (gw) {
+    // At the centre, a site gateway's camera is recorded at that gateway, which holds its
+    // pre-roll: the dialog says so and offers no start; the recording is then made there.
+    await page.click(`.tile[data-camera="${cam}"] .tile-rec`);
+    await page.waitForSelector('#rec-dialog[open] #rec-status [data-at-site]', { timeout: 10000 });
+    assert(await page.$eval('#rec-start', (b) => b.disabled), 'the centre offers to start a recording of a site camera');
+    await page.screenshot({ path: path.join(OUT, 'zh-CN-1920x1080-wall-recording-at-site.png') });
+    await page.click('#rec-close');
+    await login(page, gw.users.find((u) => u.role === 'admin'), gw.http);
+    await page.goto(`${gw.http}/#/wall`);
+    await page.waitForSelector(`.tree .cam[data-camera="${cam}"]`, { timeout: 10000 });
+    await page.click('[data-layout="1"]');
+    await page.click('.tile[data-index="0"]', { position: { x: 30, y: 60 } });
+    await page.click(`.tree .cam[data-camera="${cam}"]`);
+    where = ` at ${gw.id} (the centre said to record there)`;
+  }
   await page.click(`.tile[data-camera="${cam}"] .tile-rec`);
   await page.waitForSelector('#rec-dialog[open]', { timeout: 5000 });
   await page.waitForFunction(() => document.querySelector('#rec-list .rec-item, #rec-list .empty, #rec-status [data-unavailable]'), null, { timeout: 10000 });
@@ -923,7 +941,7 @@ await scenario('recording', async () => {
   await page.waitForSelector('#rec-list .rec-item', { timeout: 15000 });
   await page.screenshot({ path: path.join(OUT, 'zh-CN-1920x1080-wall-recording.png') });
   await ctx.close();
-  return { msg: `${cam}: recording started from the tile` };
+  return { msg: `${cam}: recording started from the tile${where}` };
 });
 
 await scenario('screens', async () => {

@@ -46,25 +46,28 @@ export function openRecordingDialog(camId, camName) {
   async function refresh() {
     let data;
     try { data = await api(`cameras/${encodeURIComponent(camId)}/recordings`); } catch (e) {
-      if ([404, 405, 501].includes(e.status) && !['camera_not_found'].includes(e.code)) showUnavailable();
+      // A site gateway's camera seen at a centre is recorded at that gateway (its pre-roll is there).
+      if (e.code === 'record_at_site') showUnavailable(t('rec.at_site'), e.message, true);
+      else if ([404, 405, 501].includes(e.status) && !['camera_not_found'].includes(e.code)) showUnavailable();
       return;
     }
     const max = Number(data?.max_minutes) || DEFAULT_MAX_MINUTES;
     minutes.max = String(max);
     hint.textContent = t('rec.minutes_hint', { max });
     const items = list(data, 'items');
-    clear(recent).append(items.length ? items.slice(0, 5).map((r) => h('li', { class: `rec-item rec-${r.state}`, 'data-state': r.state },
+    clear(recent).append(...(items.length ? items.slice(0, 5).map((r) => h('li', { class: `rec-item rec-${r.state}`, 'data-state': r.state },
       h('span', { class: `chip st-${r.state}` }, tOr(`rec.state.${r.state}`, r.state)),
       ` ${t('rec.until', { until: fmtTime(r.until) })}`,
-      r.sha256 ? h('code', { class: 'sha256' }, ` ${r.sha256.slice(0, 16)}…`) : null)) : h('li', { class: 'empty' }, t('rec.none')));
+      r.sha256 ? h('code', { class: 'sha256' }, ` ${r.sha256.slice(0, 16)}…`) : null)) : [h('li', { class: 'empty' }, t('rec.none'))]));
     if (!items.some((r) => r.state === 'recording')) { clearInterval(timer); timer = 0; }
   }
 
-  function showUnavailable() {
+  function showUnavailable(text = t('rec.unavailable'), detail = '', atSite = false) {
     unavailable = true;
     startBtn.disabled = true;
     recent.hidden = recentHead.hidden = true;
-    clear(status).append(h('p', { class: 'alert-box muted', 'data-unavailable': '1' }, t('rec.unavailable')));
+    clear(status).append(h('p', { class: 'alert-box muted', 'data-unavailable': '1', 'data-at-site': atSite ? '1' : null, title: detail || null }, text,
+      detail ? h('small', { class: 'muted rec-detail' }, ` ${detail}`) : null));
   }
 
   async function submit(e) {
