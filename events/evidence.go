@@ -108,6 +108,20 @@ func (s *EvidenceStore) Put(r io.Reader, ext string) (sum, url string, err error
 	if limit <= 0 {
 		limit = 64 << 20
 	}
+	return s.store(ext, "", func(w io.Writer) error {
+		n, err := io.Copy(w, io.LimitReader(r, limit+1))
+		if err == nil && n > limit {
+			err = errs.E(errs.KindInvalid, "evidence_too_large", "evidence larger than %d bytes", limit)
+		}
+		return err
+	})
+}
+
+// store writes what fill writes to a temporary file while hashing it, makes it durable
+// (file and directory synced) under its sha256 and returns the sha256 and URL. With want set,
+// bytes that hash to anything else are refused and nothing is kept. A file already stored
+// under that name is kept as it is, its time refreshed for retention.
+func (s *EvidenceStore) store(ext, want string, fill func(w io.Writer) error) (sum, url string, err error) {
 	tmpDir := filepath.Join(s.Dir, "tmp")
 	if err := os.MkdirAll(tmpDir, 0o750); err != nil {
 		return "", "", fmt.Errorf("evidence: %w", err)
@@ -118,10 +132,7 @@ func (s *EvidenceStore) Put(r io.Reader, ext string) (sum, url string, err error
 	}
 	defer os.Remove(f.Name()) // no-op after rename
 	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(r, limit+1))
-	if err == nil && n > limit {
-		err = errs.E(errs.KindInvalid, "evidence_too_large", "evidence larger than %d bytes", limit)
-	}
+	err = fill(io.MultiWriter(f, h))
 	if err == nil {
 		err = f.Sync()
 	}
@@ -132,6 +143,9 @@ func (s *EvidenceStore) Put(r io.Reader, ext string) (sum, url string, err error
 		return "", "", err
 	}
 	sum = hex.EncodeToString(h.Sum(nil))
+	if want != "" && sum != want {
+		return "", "", errs.E(errs.KindInvalid, "evidence_hash_mismatch", "the copy hashes to %s, not %s", sum, want)
+	}
 	rel := s.rel(sum, ext)
 	dst := filepath.Join(s.Dir, rel)
 	if err := os.MkdirAll(filepath.Dir(dst), 0o750); err != nil {
@@ -139,11 +153,30 @@ func (s *EvidenceStore) Put(r io.Reader, ext string) (sum, url string, err error
 	}
 	if _, err := os.Stat(dst); err == nil {
 		now := time.Now()
-		_ = os.Chtimes(dst, now, now) // refresh retention
-	} else if err := os.Rename(f.Name(), dst); err != nil {
-		return "", "", fmt.Errorf("evidence: %w", err)
+		_ = os.Chtimes(dst, now, now) // refresh retention; the file itself is already durable
+	} else {
+		if err := os.Rename(f.Name(), dst); err != nil {
+			return "", "", fmt.Errorf("evidence: %w", err)
+		}
+		// The rename is durable only once its directory is: an event may name this file
+		// as soon as we return.
+		if err := syncDir(filepath.Dir(dst)); err != nil {
+			return "", "", fmt.Errorf("evidence: %w", err)
+		}
 	}
 	return sum, s.prefix() + filepath.ToSlash(rel), nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 func (s *EvidenceStore) prefix() string {

@@ -2,12 +2,8 @@ package events
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/offsite-gw/offsite/events/event"
@@ -23,40 +19,8 @@ func (s *EvidenceStore) PutCopy(want, ext string, fill func(w io.Writer) error) 
 	if !event.IsHex64(want) || !allowedExt[ext] {
 		return "", errs.E(errs.KindInvalid, "invalid_evidence", "evidence %q%q is not a sha256 with a known extension", want, ext)
 	}
-	tmpDir := filepath.Join(s.Dir, "tmp")
-	if err := os.MkdirAll(tmpDir, 0o750); err != nil {
-		return "", fmt.Errorf("evidence: %w", err)
-	}
-	f, err := os.CreateTemp(tmpDir, "copy-*")
-	if err != nil {
-		return "", fmt.Errorf("evidence: %w", err)
-	}
-	defer os.Remove(f.Name()) // no-op after rename
-	h := sha256.New()
-	err = fill(io.MultiWriter(f, h))
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return "", err
-	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != want {
-		return "", errs.E(errs.KindInvalid, "evidence_hash_mismatch", "the copy hashes to %s, not %s", got, want)
-	}
-	rel := s.rel(want, ext)
-	dst := filepath.Join(s.Dir, rel)
-	if err := os.MkdirAll(filepath.Dir(dst), 0o750); err != nil {
-		return "", fmt.Errorf("evidence: %w", err)
-	}
-	if _, err := os.Stat(dst); err != nil {
-		if err := os.Rename(f.Name(), dst); err != nil {
-			return "", fmt.Errorf("evidence: %w", err)
-		}
-	}
-	return s.prefix() + filepath.ToSlash(rel), nil
+	_, url, err = s.store(ext, want, fill)
+	return url, err
 }
 
 // EventsWithEvidence returns up to limit events of the log that carry evidence file sum (in
