@@ -13,7 +13,6 @@
 //   OFFSITE_TEST_SOAK_CYCLES how many times the soak scenario fills and clears the wall (default 8)
 //   OFFSITE_TEST_READING     {"sensor","metric","value"} forcing the reading that must raise an alert
 //   OFFSITE_TEST_STRICT=1    a skipped scenario counts as a failure
-//   OFFSITE_TEST_OPTIONAL    comma list of scenarios that may skip even when strict (clip)
 // Exit status: 0 when every scenario passed, 1 otherwise.
 
 import { chromium } from 'playwright-core';
@@ -809,11 +808,10 @@ await scenario('camstates', async () => {
   return { msg: `${ids.join(', ')} online in the tree and on the devices page` };
 });
 
-// Screenshots of every page, both languages, desktop and phone.
 // Event clips (issue 19): an alert whose evidence includes an H.264 clip plays it in the detail
 // page's <video> — currentTime advances — with the event moment marked on the seek bar, the
-// sha256 shown and a download link. Skips when the demo has no clip yet (pending the clip
-// writer); OFFSITE_TEST_OPTIONAL lets it skip even when strict.
+// sha256 shown and a download link. Without a clip yet it has a site's analytics service report
+// a camera covered and waits for that clip.
 await scenario('clip', async () => {
   const tok = adminToken || await apiToken(admin);
   const l = await apiGet(tok, 'alerts?limit=200');
@@ -944,6 +942,7 @@ await scenario('recording', async () => {
   return { msg: `${cam}: recording started from the tile${where}` };
 });
 
+// Screenshots of every page, both languages, desktop and phone.
 await scenario('screens', async () => {
   const sensor = demo.sensors?.[0];
   // An alert that still offers its forms reads best; else the one the chain closed.
@@ -1001,10 +1000,7 @@ if (pageErrors.length) {
   console.log(`page errors (${pageErrors.length}):`);
   for (const e of [...new Set(pageErrors)].slice(0, 20)) console.log(`  ${e}`);
 }
-// OFFSITE_TEST_OPTIONAL names scenarios that may skip even when strict (clip, until the demo
-// records clips).
-const OPTIONAL = (process.env.OFFSITE_TEST_OPTIONAL || '').split(',').filter(Boolean);
-const failed = results.filter((r) => r.status === 'fail' || (STRICT && r.status === 'skip' && !OPTIONAL.includes(r.name)));
+const failed = results.filter((r) => r.status === 'fail' || (STRICT && r.status === 'skip'));
 const uncaught = pageErrors.filter((e) => !e.startsWith('console:'));
 console.log(`\n${results.filter((r) => r.status === 'pass').length} passed, ${results.filter((r) => r.status === 'skip').length} skipped, ${failed.length} failed${uncaught.length ? `, ${uncaught.length} uncaught page errors` : ''}`);
 fs.writeFileSync(path.join(OUT, '..', 'browser-results.json'), JSON.stringify({ results, pageErrors }, null, 1));
