@@ -18,10 +18,6 @@ import (
 	"github.com/offsite-gw/offsite/streams"
 )
 
-// TypeEvidenceManual is logged when a person starts a manual recording (取证录像) that is not
-// attached to an alert; the clip's evidence.added refers to it.
-const TypeEvidenceManual = "evidence.manual"
-
 // clipper is the gateway's side of event clips (docs/contracts.md §9): which cameras keep a
 // pre-roll, which events get a clip, storing finished clips as evidence and announcing them
 // with evidence.added, and manual recordings.
@@ -253,7 +249,7 @@ func (c *clipper) StartRecording(ctx context.Context, req api.RecordingRequest) 
 	until := now.Add(time.Duration(req.Minutes) * time.Minute)
 	ref := req.AlertEventID
 	if ref == "" {
-		e := event.Event{ID: events.NewID(now), Type: TypeEvidenceManual, Severity: "info", OccurredAt: now,
+		e := event.Event{ID: events.NewID(now), Type: event.TypeEvidenceManual, Severity: "info", OccurredAt: now,
 			Device: &event.Device{ID: req.Camera}, Message: "取证录像：" + req.Reason,
 			Detail: fmt.Sprintf("manual recording of %d min started by %s", req.Minutes, req.User)}
 		c.g.enrich(ctx, &e)

@@ -29,6 +29,9 @@ const (
 	TypeVideoMotion      = "video.motion"
 	TypeTelemetryDropped = "telemetry.dropped"
 	TypeEvidenceAdded    = "evidence.added"
+	// TypeEvidenceManual: a person started a manual recording (取证录像) not attached to an
+	// alert; the recording's clip names it in its evidence.added.
+	TypeEvidenceManual = "evidence.manual"
 	// TypeGatewayOffline and TypeGatewayOnline are raised by a centre about an enrolled site
 	// gateway that fell silent and came back (docs/contracts.md §7).
 	TypeGatewayOffline = "gateway.offline"
