@@ -33,5 +33,7 @@ export function flushLayout() {
   if (!pending) return;
   const body = pending;
   pending = null;
-  api('auth/me/preferences/wall', { method: 'PUT', body, keepalive: true }).catch(() => {});
+  // Not saved (gateway away, session ended): keep it for the next change or leaving the wall,
+  // unless a newer layout is already waiting; this browser keeps it in localStorage meanwhile.
+  api('auth/me/preferences/wall', { method: 'PUT', body, keepalive: true }).catch(() => { if (!pending) pending = body; });
 }
