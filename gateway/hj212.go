@@ -30,7 +30,7 @@ func (s *sensors) startHJ212() error {
 	}
 	s.hj212.listener = &ingest.HJ212Listener{Listen: h.Listen, Auth: s.g.devices, Directory: s.dir, Pipeline: s.pipeline,
 		MaxConnections: h.MaxConnections, IdleTimeout: h.IdleTimeout, MaxFailures: h.MaxFailures, MaxDataLen: h.MaxDataBytes,
-		MaxClockDrift: h.MaxClockDrift, CalibrateEvery: h.CalibrateEvery, Registerer: s.g.reg, Logger: s.g.log}
+		MaxClockDrift: h.MaxClockDrift, CalibrateEvery: h.CalibrateEvery, ReadBuffer: h.ReadBufferKB << 10, Registerer: s.g.reg, Logger: s.g.log}
 	if err := s.hj212.listener.Initialize(); err != nil {
 		return fmt.Errorf("hj212: %w", err)
 	}

@@ -88,7 +88,7 @@ func (g *gateway) openSensors(ctx context.Context) error {
 		if path == "" {
 			path = filepath.Join(g.cfg.DataDir, "telemetry.db")
 		}
-		s.telemetry = &ingest.SQLiteTelemetry{Path: path, Retention: ic.Telemetry.SQLite.Retention, OnDrop: onDrop, Registerer: g.reg, Logger: lg}
+		s.telemetry = &ingest.SQLiteTelemetry{Path: path, Retention: ic.Telemetry.SQLite.Retention, CacheMiB: ic.Telemetry.SQLite.CacheMB, OnDrop: onDrop, Registerer: g.reg, Logger: lg}
 	}
 	if err := s.telemetry.Initialize(); err != nil {
 		return fmt.Errorf("telemetry: %w", err)

@@ -130,6 +130,7 @@ type HJ212 struct {
 	MaxDataBytes   int           `yaml:"max_data_bytes"`  // longest data segment (the standard's is 1024)
 	MaxClockDrift  time.Duration `yaml:"max_clock_drift"` // real-time DataTime further off gets CN 1012
 	CalibrateEvery time.Duration `yaml:"calibrate_every"` // at most one CN 1012 per station this often
+	ReadBufferKB   int           `yaml:"read_buffer_kb"`  // kernel receive buffer a connection; 0 = the kernel's
 }
 
 // Broker configures the embedded MQTT broker.
@@ -209,6 +210,7 @@ type Influx struct {
 type SQLiteTelemetry struct {
 	Path      string        `yaml:"path"`
 	Retention time.Duration `yaml:"retention"`
+	CacheMB   int           `yaml:"cache_mb"` // the writer's page cache
 }
 
 // Presence configures online/offline derivation.
@@ -295,7 +297,7 @@ func Default() Config {
 			Telemetry: Telemetry{Backend: "sqlite",
 				Influx: Influx{Bucket: "offsite/autogen", BatchSize: 5000, FlushInterval: 250 * time.Millisecond, MaxPending: 200000,
 					SpoolMaxBytes: 1 << 30, RetryInterval: 2 * time.Second},
-				SQLite: SQLiteTelemetry{Retention: 720 * time.Hour}},
+				SQLite: SQLiteTelemetry{Retention: 720 * time.Hour, CacheMB: 64}},
 			Presence:      Presence{Factor: 1.0, DefaultHeartbeat: 5 * time.Minute},
 			PublishEvents: true,
 			HJ212: HJ212{MaxConnections: 10000, IdleTimeout: 15 * time.Minute, MaxFailures: 5, MaxDataBytes: 1024,
@@ -468,6 +470,12 @@ func (c *Config) validate(where func(key string) string) []Problem {
 	}
 	if h := in.HJ212; h.MaxConnections < 1 || h.MaxFailures < 1 || h.IdleTimeout < time.Second || h.MaxClockDrift < time.Second || h.CalibrateEvery < time.Second {
 		bad("ingest.hj212", "max_connections and max_failures must be at least 1, idle_timeout, max_clock_drift and calibrate_every at least 1s")
+	}
+	if kb := in.HJ212.ReadBufferKB; kb < 0 || kb > 16384 {
+		bad("ingest.hj212.read_buffer_kb", "must be between 0 (the kernel's) and 16384, got %d", kb)
+	}
+	if mb := in.Telemetry.SQLite.CacheMB; mb < 2 || mb > 65536 {
+		bad("ingest.telemetry.sqlite.cache_mb", "must be between 2 and 65536, got %d", mb)
 	}
 	if d := in.HJ212.MaxDataBytes; d < 64 || d > 9999 {
 		bad("ingest.hj212.max_data_bytes", "must be between 64 and 9999 (the length field has 4 digits; the standard allows 1024), got %d", d)
