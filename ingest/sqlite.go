@@ -109,10 +109,11 @@ func convertReadings(db *sql.DB, log *slog.Logger) error {
 	if err := tx.QueryRow(`SELECT COUNT(*) FROM pragma_table_info('readings') WHERE name = 'flag'`).Scan(&cols); err != nil {
 		return err
 	}
-	flag := "''"
+	flag := "''" // files made before HJ 212 have no flag column
 	if cols > 0 {
-		flag = "r.flag" // files made before HJ 212 have no flag column
+		flag = "r.flag"
 	}
+	log.Info("ingest: converting the telemetry file to series and points (once; a large file takes minutes)")
 	if _, err := tx.Exec(`INSERT OR IGNORE INTO series (device, metric, site, unit) SELECT DISTINCT device, metric, site, unit FROM readings`); err != nil {
 		return err
 	}
