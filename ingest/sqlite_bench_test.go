@@ -19,16 +19,27 @@ func BenchmarkSQLiteTelemetryWrite(b *testing.B) {
 	}
 	defer s.Close()
 	base := time.Now()
+	devs := make([]string, 1000)
+	for i := range devs {
+		devs[i] = fmt.Sprintf("st-%04d", i)
+	}
+	metrics := []string{"m0", "m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8"}
 	rs := make([]ingest.Reading, 9)
 	cpu0 := cpuTime()
 	b.ResetTimer()
 	for i := range b.N {
 		t := base.Add(time.Duration(i) * time.Millisecond)
 		for j := range rs {
-			rs[j] = ingest.Reading{Device: fmt.Sprintf("st-%04d", i%1000), Site: "s", Metric: fmt.Sprintf("m%d", j), Value: float64(i),
+			rs[j] = ingest.Reading{Device: devs[i%1000], Site: "s", Metric: metrics[j], Value: float64(i),
 				Unit: "mg/L", Quality: ingest.QualityGood, Flag: "N", Time: t, ReceiveTime: t}
 		}
 		s.Write(rs)
+		if s.Backlogged() {
+			// as the pipeline does: hold the source back while the writer is behind
+			for s.Backlogged() {
+				time.Sleep(time.Millisecond)
+			}
+		}
 	}
 	if err := s.Flush(context.Background()); err != nil {
 		b.Fatal(err)
