@@ -30,6 +30,7 @@ func (s *Server) routes() {
 	// Site gateways below a centre sign their requests instead of logging in.
 	s.centreRoutes(app)
 	s.evidencePeerRoutes(app)
+	s.recordingPeerRoutes(app)
 	v1 := app.Group("/api/v1", s.authenticate)
 
 	v1.Get("/openapi.json", s.openAPI)

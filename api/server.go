@@ -110,6 +110,15 @@ type Server struct {
 	// EvidenceGate, when set (with Evidence and Events), serves GET /offsite/v1/evidence/{sha256}
 	// to the receivers of this node's uplinks, signed with the uplink's secret.
 	EvidenceGate *uplink.EvidenceGate
+	// RecordingGate, when set (with Recorder), serves the signed
+	// /offsite/v1/cameras/{id}/recordings to this site's centre: its peers are the uplinks of
+	// kind centre.
+	RecordingGate *uplink.EvidenceGate
+	// RecordingForward, when set (a centre), forwards the recordings of a site gateway's camera
+	// to that gateway instead of answering 409 record_at_site.
+	RecordingForward RecordingForwarder
+	// GatewayID is this node's id (offsite.yml gateway_id): it names who records a camera.
+	GatewayID string
 	// EvidenceFetch, when set (a centre), fetches a file not stored here from the site
 	// gateway whose event carries it, the first time it is opened.
 	EvidenceFetch EvidenceFetcher
@@ -158,6 +167,8 @@ type Server struct {
 	metricsLn  net.Listener
 
 	eventMetrics *eventMetrics
+	// peerRecordingRefused counts refused signed recording requests, by code.
+	peerRecordingRefused *prometheus.CounterVec
 	// streams is the parent of every open SSE stream and long request (imports); Shutdown
 	// cancels it so they end at once instead of holding the shutdown until its deadline.
 	streams     context.Context

@@ -272,7 +272,7 @@ func (c *clipper) StartRecording(ctx context.Context, req api.RecordingRequest) 
 	} else if u.Before(until) {
 		until = u // an overlapping clip at its longest
 	}
-	r := &api.Recording{ID: events.NewID(now), EventID: ref, State: "recording", Until: until, Reason: req.Reason, By: req.User}
+	r := &api.Recording{ID: events.NewID(now), EventID: ref, State: "recording", Started: now, Until: until, Reason: req.Reason, By: req.User}
 	c.mu.Lock()
 	list := append(c.recordings[req.Camera], r)
 	if len(list) > 50 {

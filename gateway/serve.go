@@ -334,6 +334,7 @@ func openGateway(ctx context.Context, cfg config.Config, logger *slog.Logger, ou
 		Gateways: g.gateways, Receiver: g.receiver,
 		RTSPConsumers: g.video.consumers, RateLimits: g.sensors, Recorder: g.clips,
 		EvidenceGate: g.evidenceGate(), EvidenceFetch: g.evidenceFetch,
+		RecordingGate: g.recordingGate(), RecordingForward: g.recordingForwarder(), GatewayID: cfg.GatewayID,
 	}
 	if err := g.api.Initialize(); err != nil {
 		return g, fmt.Errorf("api: %w", err)

@@ -36,6 +36,21 @@ var (
 // FetchSigned is what a signed evidence fetch signs in place of a body.
 func FetchSigned(method, path string) []byte { return []byte(method + " " + path) }
 
+// RequestSigned is what a signed request from a receiver to this node signs: the request line,
+// and for a request with a body a newline and the body, so a signature is good for one path
+// and one body only. Without a body it is FetchSigned.
+func RequestSigned(method, path string, body []byte) []byte {
+	if len(body) == 0 {
+		return FetchSigned(method, path)
+	}
+	out := make([]byte, 0, len(method)+len(path)+2+len(body))
+	out = append(out, method...)
+	out = append(out, ' ')
+	out = append(out, path...)
+	out = append(out, '\n')
+	return append(out, body...)
+}
+
 // ParseEvidencePath returns the sha256 of a fetch path, /offsite/v1/evidence/{sha256} with
 // 64 lower-case hex digits; anything else is an error.
 func ParseEvidencePath(path string) (string, error) {
@@ -129,6 +144,7 @@ func (e *FetchStatusError) Error() string {
 // end of an uplink of kind offsite or centre, signing with that uplink's secret.
 type EvidencePeer struct {
 	Name   string // the uplink's name
+	Kind   string // the uplink's kind: KindOffsite or KindCentre
 	Alg    string
 	Secret []byte
 	// Filter is the uplink's: the peer may fetch only files that an event it is sent carries.
@@ -148,6 +164,12 @@ type EvidenceGate struct {
 // Verify checks a fetch of path (method GET) and returns the peer whose secret signed it.
 // Errors wrap ErrMissingHeader, ErrBadSignature, ErrAlgorithm, ErrSkew or ErrReplay.
 func (g *EvidenceGate) Verify(h http.Header, method, path string, now time.Time) (EvidencePeer, error) {
+	return g.VerifySigned(h, FetchSigned(method, path), now)
+}
+
+// VerifySigned checks a signed request whose signed bytes are body (RequestSigned) and
+// returns the peer whose secret signed it; a nonce is good once. Errors as Verify.
+func (g *EvidenceGate) VerifySigned(h http.Header, body []byte, now time.Time) (EvidencePeer, error) {
 	skew := g.MaxSkew
 	if skew <= 0 {
 		skew = 5 * time.Minute
@@ -158,7 +180,6 @@ func (g *EvidenceGate) Verify(h http.Header, method, path string, now time.Time)
 	if h.Get(HeaderGateway) != g.GatewayID {
 		return EvidencePeer{}, fmt.Errorf("%w: X-Offsite-Gateway %q is not this node (%s)", ErrBadSignature, truncate(h.Get(HeaderGateway), 80), g.GatewayID)
 	}
-	body := FetchSigned(method, path)
 	var last error = ErrBadSignature
 	badSig := false
 	for _, p := range g.Peers {
@@ -186,7 +207,7 @@ func (s *Set) EvidencePeers() []EvidencePeer {
 	var out []EvidencePeer
 	for _, u := range s.order {
 		if (u.Kind == KindOffsite || u.Kind == KindCentre) && len(u.secret) > 0 {
-			out = append(out, EvidencePeer{Name: u.Name, Alg: u.Alg, Secret: u.secret, Filter: u.Filter})
+			out = append(out, EvidencePeer{Name: u.Name, Kind: u.Kind, Alg: u.Alg, Secret: u.secret, Filter: u.Filter})
 		}
 	}
 	return out
