@@ -124,6 +124,8 @@ func (s *Server) componentEnabled(name string) bool {
 		return s.RateLimits != nil
 	case "recordings":
 		return s.Recorder != nil
+	case "recording_peers":
+		return s.Recorder != nil && s.RecordingGate != nil
 	}
 	return true
 }
