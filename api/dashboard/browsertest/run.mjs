@@ -896,32 +896,19 @@ await scenario('clip', async () => {
 
 // 取证录像 on a wall tile: the dialog asks for minutes and a reason and starts a recording
 // (POST /cameras/{id}/recordings); a gateway without that API says so instead of breaking.
+// At the centre, a site gateway's camera is recorded by that gateway, which holds its
+// pre-roll: the centre forwards the request, the dialog names the gateway, and the recording
+// is listed at the site.
 await scenario('recording', async () => {
   const { ctx, page } = await newPage();
   await login(page, admin);
   const [cam] = await fillWall(page, 1);
-  let where = '';
   const gw = (demo.gateways || []).find((g) => g.id === (demo.cameras || []).find((c) => c.id === cam)?.gateway);
-  if (gw) {
-    // At the centre, a site gateway's camera is recorded at that gateway, which holds its
-    // pre-roll: the dialog says so and offers no start; the recording is then made there.
-    await page.click(`.tile[data-camera="${cam}"] .tile-rec`);
-    await page.waitForSelector('#rec-dialog[open] #rec-status [data-at-site]', { timeout: 10000 });
-    assert(await page.$eval('#rec-start', (b) => b.disabled), 'the centre offers to start a recording of a site camera');
-    await page.screenshot({ path: path.join(OUT, 'zh-CN-1920x1080-wall-recording-at-site.png') });
-    await page.click('#rec-close');
-    await login(page, gw.users.find((u) => u.role === 'admin'), gw.http);
-    await page.goto(`${gw.http}/#/wall`);
-    await page.waitForSelector(`.tree .cam[data-camera="${cam}"]`, { timeout: 10000 });
-    await page.click('[data-layout="1"]');
-    await page.click('.tile[data-index="0"]', { position: { x: 30, y: 60 } });
-    await page.click(`.tree .cam[data-camera="${cam}"]`);
-    where = ` at ${gw.id} (the centre said to record there)`;
-  }
   await page.click(`.tile[data-camera="${cam}"] .tile-rec`);
   await page.waitForSelector('#rec-dialog[open]', { timeout: 5000 });
-  await page.waitForFunction(() => document.querySelector('#rec-list .rec-item, #rec-list .empty, #rec-status [data-unavailable]'), null, { timeout: 10000 });
+  await page.waitForFunction(() => document.querySelector('#rec-list .rec-item, #rec-list .empty, #rec-status [data-unavailable]'), null, { timeout: 15000 });
   if (await page.$('#rec-status [data-unavailable]')) {
+    assert(!gw, `the centre does not record site camera ${cam}: ${await page.textContent('#rec-status')}`);
     assert(await page.$eval('#rec-start', (b) => b.disabled), 'the start button stays enabled without the API');
     await page.screenshot({ path: path.join(OUT, 'zh-CN-1920x1080-wall-recording-unavailable.png') });
     await page.click('#rec-close');
@@ -929,17 +916,36 @@ await scenario('recording', async () => {
     await ctx.close();
     return { msg: `${cam}: the gateway has no recordings API yet; the dialog says so (${'此网关尚不支持取证录像'})` };
   }
+  if (gw) {
+    const by = await page.waitForSelector(`#rec-gateway[data-gateway="${gw.id}"]`, { state: 'visible', timeout: 10000 });
+    const text = await by.textContent();
+    assert(text.includes(gw.id) && text.includes('录制'), `the dialog names the recording gateway: ${text}`);
+    assert(!(await page.$eval('#rec-start', (b) => b.disabled)), 'the centre does not offer to start a recording of a site camera');
+  }
   await page.fill('#rec-reason', '');
   await page.click('#rec-start');
   await page.waitForSelector('#rec-status .alert-box.error', { timeout: 5000 });
   await page.fill('#rec-minutes', '1');
   await page.fill('#rec-reason', '浏览器测试：现场执法取证');
   await page.click('#rec-start');
-  await page.waitForSelector('#rec-status .rec-started', { timeout: 10000 });
+  const started = await page.waitForSelector('#rec-status .rec-started', { timeout: 15000 });
+  const recId = await started.getAttribute('data-recording');
+  assert(recId, 'the started recording has no id');
   await page.waitForSelector('#rec-list .rec-item', { timeout: 15000 });
   await page.screenshot({ path: path.join(OUT, 'zh-CN-1920x1080-wall-recording.png') });
   await ctx.close();
-  return { msg: `${cam}: recording started from the tile${where}` };
+  if (!gw) return { msg: `${cam}: recording started from the tile` };
+  // The site gateway lists the recording, made for the centre's officer.
+  assert((await started.getAttribute('data-gateway')) === gw.id, 'the answer does not name the site gateway');
+  const siteAdmin = gw.users.find((u) => u.role === 'admin');
+  const res = await fetch(`${gw.http}/api/v1/auth/login`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ username: siteAdmin.username, password: siteAdmin.password }) });
+  assert(res.ok, `login at ${gw.id}: ${res.status}`);
+  const { token } = await res.json();
+  const list = await (await fetch(`${gw.http}/api/v1/cameras/${encodeURIComponent(cam)}/recordings`, { headers: { Authorization: `Bearer ${token}` } })).json();
+  const mine = (list.items || []).find((r) => r.id === recId);
+  assert(mine, `${gw.id} does not list recording ${recId}: ${JSON.stringify(list)}`);
+  assert(mine.by.includes(admin.username) && mine.state === 'recording', `the site's recording: ${JSON.stringify(mine)}`);
+  return { msg: `${cam}: recording ${recId} started from the centre's tile, recorded and listed at ${gw.id} (by ${mine.by})` };
 });
 
 // Screenshots of every page, both languages, desktop and phone.
