@@ -930,13 +930,14 @@ await scenario('recording', async () => {
   await page.click('#rec-start');
   const started = await page.waitForSelector('#rec-status .rec-started', { timeout: 15000 });
   const recId = await started.getAttribute('data-recording');
+  const recGateway = await started.getAttribute('data-gateway');
   assert(recId, 'the started recording has no id');
   await page.waitForSelector('#rec-list .rec-item', { timeout: 15000 });
   await page.screenshot({ path: path.join(OUT, 'zh-CN-1920x1080-wall-recording.png') });
   await ctx.close();
   if (!gw) return { msg: `${cam}: recording started from the tile` };
   // The site gateway lists the recording, made for the centre's officer.
-  assert((await started.getAttribute('data-gateway')) === gw.id, 'the answer does not name the site gateway');
+  assert(recGateway === gw.id, `the answer names ${recGateway}, not the site gateway ${gw.id}`);
   const siteAdmin = gw.users.find((u) => u.role === 'admin');
   const res = await fetch(`${gw.http}/api/v1/auth/login`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ username: siteAdmin.username, password: siteAdmin.password }) });
   assert(res.ok, `login at ${gw.id}: ${res.status}`);
