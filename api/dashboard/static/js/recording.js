@@ -96,7 +96,7 @@ export function openRecordingDialog(camId, camName) {
       const r = await api(`cameras/${encodeURIComponent(camId)}/recordings`, { method: 'POST', body });
       showRecorder(r?.gateway);
       clear(status).append(h('p', { class: 'alert-box ok rec-started', 'data-recording': r?.id || '', 'data-gateway': r?.gateway || null },
-        t('rec.started', { until: fmtTime(r?.until) }), r?.gateway ? h('small', { class: 'muted' }, ` · ${t('rec.by_gateway', { gateway: r.gateway })}`) : null));
+        t('rec.started', { until: fmtTime(r?.until) })));
       toast(t('rec.started', { until: fmtTime(r?.until) }), 'ok');
       clearInterval(timer);
       timer = setInterval(refresh, 5000);
