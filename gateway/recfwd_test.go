@@ -3,6 +3,7 @@ package main_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -240,6 +241,44 @@ func TestRecordingStartedAtCentreIsMadeAtSite(t *testing.T) {
 	code, b = get(t, siteRec, siteAdmin)
 	require.Equal(t, 200, code)
 	require.Contains(t, string(b), clip.SHA256, "the site's list shows the clip")
+
+	// A recording attached to an alert at the centre is made for the site's event behind it.
+	svc := login(t, siteURL, "analytics", userPassword(siteUsers, "analytics"))
+	code, b = post(t, siteURL+"/api/v1/events", svc, fmt.Sprintf(`{"type":"video.tamper","severity":"major","state":"active","alarm_key":"%s/recfwd-test","occurred_at":%q,"device":{"id":%q},"message":"摄像机遮挡（中心取证测试）"}`,
+		camera, time.Now().UTC().Format(time.RFC3339Nano), camera))
+	require.Equal(t, 201, code, string(b))
+	var tamper struct{ ID string }
+	require.NoError(t, json.Unmarshal(b, &tamper))
+	alertID := ""
+	require.Eventually(t, func() bool {
+		code, b := get(t, centre+"/api/v1/alerts?limit=200", admin)
+		var l struct {
+			Alerts []struct {
+				ID      string
+				EventID string `json:"event_id"`
+			}
+		}
+		if code != 200 || json.Unmarshal(b, &l) != nil {
+			return false
+		}
+		for _, a := range l.Alerts {
+			if a.EventID == tamper.ID {
+				alertID = a.ID
+				return true
+			}
+		}
+		return false
+	}, 90*time.Second, 500*time.Millisecond, "the site's event raises an alert at the centre\n%s", out)
+	code, b = post(t, centreRec, admin, fmt.Sprintf(`{"minutes": 1, "reason": "告警取证", "alert_id": %q}`, alertID))
+	require.Equal(t, 202, code, string(b))
+	var forAlert struct {
+		EventID string `json:"event_id"`
+	}
+	require.NoError(t, json.Unmarshal(b, &forAlert))
+	require.Equal(t, tamper.ID, forAlert.EventID, "the recording is evidence for the site's event of the alert")
+	code, b = post(t, centreRec, admin, `{"minutes": 1, "reason": "告警取证", "alert_id": "no-such-alert"}`)
+	require.Equal(t, 404, code, string(b))
+	require.Contains(t, string(b), "alert_not_found")
 
 	// A site the centre cannot reach: 503 site_unreachable; no address: the old 409.
 	code, b = get(t, centre+"/api/v1/gateways/"+site, admin)
