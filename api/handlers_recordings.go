@@ -68,6 +68,8 @@ func (s *Server) startRecording(c *fiber.Ctx) error {
 		if rec.Gateway != s.GatewayID {
 			detail = "forwarded to site gateway " + rec.Gateway + "; " + detail
 		}
+	} else if cv, ok := s.childCameraView(c, id); ok {
+		detail = "site gateway " + cv.Gateway // say where it failed
 	}
 	s.Record(c, "camera.recording", id, err, detail)
 	if err != nil {

@@ -295,6 +295,8 @@ func TestRecordingStartedAtCentreIsMadeAtSite(t *testing.T) {
 	require.Equal(t, 503, code, string(b))
 	require.Contains(t, string(b), "site_unreachable")
 	require.Contains(t, string(b), site)
+	centreRows = auditOf(t, centre, admin, "camera.recording")
+	require.True(t, has(centreRows, "admin", "failed", "site_unreachable site gateway "+site), "the failure is audited at the centre: %+v", centreRows)
 	setBase("")
 	code, b = post(t, centreRec, admin, `{"minutes": 1, "reason": "中心值班：远程取证"}`)
 	require.Equal(t, 409, code, string(b))
