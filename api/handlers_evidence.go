@@ -184,16 +184,7 @@ func (s *Server) serveEvidenceToPeer(c *fiber.Ctx) error {
 	}
 	if err != nil {
 		entry.Actor = "uplink:?"
-		code := "bad_signature"
-		switch {
-		case errors.Is(err, uplink.ErrSkew):
-			code = "stale_timestamp"
-		case errors.Is(err, uplink.ErrReplay):
-			code = "replayed_request"
-		case errors.Is(err, uplink.ErrMissingHeader):
-			code = "unsigned"
-		}
-		return fail("denied", errs.Wrap(errs.KindUnauthorized, code, err, "%s", err.Error()))
+		return fail("denied", errs.Wrap(errs.KindUnauthorized, signatureRefusal(err), err, "%s", err.Error()))
 	}
 	if perr != nil {
 		return fail("failed", errs.Wrap(errs.KindNotFound, "evidence_not_found", perr, "%s", perr.Error()))
@@ -259,4 +250,17 @@ func (s *Server) alertWithClips(c *fiber.Ctx, al events.Alert) (alertDetail, err
 		return alertDetail{}, err
 	}
 	return alertDetail{Alert: al, Clips: clips}, nil
+}
+
+// signatureRefusal is the error code of a signed request from a peer that the gate refused.
+func signatureRefusal(err error) string {
+	switch {
+	case errors.Is(err, uplink.ErrSkew):
+		return "stale_timestamp"
+	case errors.Is(err, uplink.ErrReplay):
+		return "replayed_request"
+	case errors.Is(err, uplink.ErrMissingHeader):
+		return "unsigned"
+	}
+	return "bad_signature"
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"strconv"
 	"strings"
 	"time"
@@ -106,15 +105,7 @@ func (s *Server) verifyCentre(c *fiber.Ctx, action string, signed []byte) (uplin
 	if err == nil {
 		return peer, nil
 	}
-	code := "bad_signature"
-	switch {
-	case errors.Is(err, uplink.ErrSkew):
-		code = "stale_timestamp"
-	case errors.Is(err, uplink.ErrReplay):
-		code = "replayed_request"
-	case errors.Is(err, uplink.ErrMissingHeader):
-		code = "unsigned"
-	}
+	code := signatureRefusal(err)
 	if s.peerRecordingRefused != nil {
 		s.peerRecordingRefused.WithLabelValues(code).Inc()
 	}

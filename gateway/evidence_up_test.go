@@ -326,23 +326,12 @@ func TestClipPlaysInBrowserAtCentre(t *testing.T) {
 	require.Equal(t, 201, code, string(b))
 
 	require.Eventually(t, func() bool {
-		code, b := get(t, centre+"/api/v1/alerts?limit=200", admin)
-		var l struct {
-			Alerts []struct {
-				ID      string
-				EventID string `json:"event_id"`
-			}
-		}
-		if code != 200 || json.Unmarshal(b, &l) != nil {
+		id := alertForEvent(t, centre, admin, ev.ID)
+		if id == "" {
 			return false
 		}
-		for _, a := range l.Alerts {
-			if a.EventID == ev.ID {
-				_, d := get(t, centre+"/api/v1/alerts/"+a.ID, admin)
-				return strings.Contains(string(d), sum) && strings.Contains(string(d), hsum)
-			}
-		}
-		return false
+		_, d := get(t, centre+"/api/v1/alerts/"+id, admin)
+		return strings.Contains(string(d), sum) && strings.Contains(string(d), hsum)
 	}, 90*time.Second, 500*time.Millisecond, "the centre's alert lists the clip\n%s", out)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
@@ -365,4 +354,26 @@ func TestClipPlaysInBrowserAtCentre(t *testing.T) {
 		played = played || r.Target == sum+".mp4" && r.Result == "ok"
 	}
 	require.True(t, played, "the play is audited at the centre: %+v", views)
+}
+
+// alertForEvent is the id of the alert at base that event eventID raised, "" while there is
+// none (among the newest 200).
+func alertForEvent(t *testing.T, base, token, eventID string) string {
+	t.Helper()
+	code, b := get(t, base+"/api/v1/alerts?limit=200", token)
+	var l struct {
+		Alerts []struct {
+			ID      string
+			EventID string `json:"event_id"`
+		}
+	}
+	if code != 200 || json.Unmarshal(b, &l) != nil {
+		return ""
+	}
+	for _, a := range l.Alerts {
+		if a.EventID == eventID {
+			return a.ID
+		}
+	}
+	return ""
 }

@@ -251,23 +251,8 @@ func TestRecordingStartedAtCentreIsMadeAtSite(t *testing.T) {
 	require.NoError(t, json.Unmarshal(b, &tamper))
 	alertID := ""
 	require.Eventually(t, func() bool {
-		code, b := get(t, centre+"/api/v1/alerts?limit=200", admin)
-		var l struct {
-			Alerts []struct {
-				ID      string
-				EventID string `json:"event_id"`
-			}
-		}
-		if code != 200 || json.Unmarshal(b, &l) != nil {
-			return false
-		}
-		for _, a := range l.Alerts {
-			if a.EventID == tamper.ID {
-				alertID = a.ID
-				return true
-			}
-		}
-		return false
+		alertID = alertForEvent(t, centre, admin, tamper.ID)
+		return alertID != ""
 	}, 90*time.Second, 500*time.Millisecond, "the site's event raises an alert at the centre\n%s", out)
 	code, b = post(t, centreRec, admin, fmt.Sprintf(`{"minutes": 1, "reason": "告警取证", "alert_id": %q}`, alertID))
 	require.Equal(t, 202, code, string(b))
