@@ -377,7 +377,13 @@ func TestVersionAndUsage(t *testing.T) {
 
 func post(t *testing.T, url, token, body string) (int, []byte) {
 	t.Helper()
-	req, _ := http.NewRequest("POST", url, strings.NewReader(body))
+	return send(t, http.MethodPost, url, token, body)
+}
+
+// send is an API request with a JSON body and the bearer token.
+func send(t *testing.T, method, url, token, body string) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)

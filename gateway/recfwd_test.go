@@ -61,19 +61,6 @@ func signedHeaders(t *testing.T, gateway, secret, method, path string, body []by
 	return req.Header
 }
 
-func putJSON(t *testing.T, url, token string, v any) (int, []byte) {
-	t.Helper()
-	body, _ := json.Marshal(v)
-	req, _ := http.NewRequest(http.MethodPut, url, bytes.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, b
-}
-
 // TestRecordingStartedAtCentreIsMadeAtSite: an officer at the city centre starts a 取证录像 of a
 // camera of site gateway demo-gw-city with the centre's API. The centre forwards it, signed,
 // to the site, which records from its pre-roll and lists it; both audit it, the site naming
@@ -272,7 +259,9 @@ func TestRecordingStartedAtCentreIsMadeAtSite(t *testing.T) {
 	require.NoError(t, json.Unmarshal(b, &gw))
 	setBase := func(u string) {
 		t.Helper()
-		code, b := putJSON(t, centre+"/api/v1/gateways/"+site, admin, map[string]any{"name": gw["name"], "alg": gw["alg"], "base_url": u})
+		body, err := json.Marshal(map[string]any{"name": gw["name"], "alg": gw["alg"], "base_url": u})
+		require.NoError(t, err)
+		code, b := send(t, http.MethodPut, centre+"/api/v1/gateways/"+site, admin, string(body))
 		require.Equal(t, 200, code, string(b))
 	}
 	setBase("http://" + cbFreeAddr(t))
